@@ -160,3 +160,22 @@ func NationalCodeFromSubject(cert *x509.Certificate) (string, error) {
 	}
 	return strings.TrimPrefix(s, NationalCodePrefix), nil
 }
+
+// Role OIDs under OIDRoleBase. An operator or organisation-seal certificate carries its role as a certificate
+// policy OID (RFC 5280 §4.2.1.4); the API maps it to an access role.
+var (
+	OIDRoleOperator  = asn1.ObjectIdentifier{2, 999, 1742, 4, 1}
+	OIDRoleRAOfficer = asn1.ObjectIdentifier{2, 999, 1742, 4, 2}
+	OIDRoleAuditor   = asn1.ObjectIdentifier{2, 999, 1742, 4, 3}
+	OIDRolePharmacy  = asn1.ObjectIdentifier{2, 999, 1742, 4, 4}
+	OIDRoleInsurer   = asn1.ObjectIdentifier{2, 999, 1742, 4, 5}
+)
+
+// RoleOIDs maps role names to their OIDs.
+var RoleOIDs = map[string]asn1.ObjectIdentifier{
+	"operator":   OIDRoleOperator,
+	"ra-officer": OIDRoleRAOfficer,
+	"auditor":    OIDRoleAuditor,
+	"pharmacy":   OIDRolePharmacy,
+	"insurer":    OIDRoleInsurer,
+}
