@@ -1,0 +1,136 @@
+package api
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/http"
+)
+
+// ingestResult is the answer of POST /v1/prescriptions.
+type ingestResult struct {
+	Report       json.RawMessage `json:"report"`
+	SealedReport []byte          `json:"sealedReport"` // base64 of the CMS-sealed report
+}
+
+func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
+	body, err := readAll(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	id, _ := IdentityFrom(r.Context())
+	sealed, report, err := s.svc.Ingestor.Ingest(r.Context(), body, id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !json.Valid(report) {
+		s.fail(w, r, errBadReport)
+		return
+	}
+	writeJSON(w, http.StatusCreated, ingestResult{Report: report, SealedReport: sealed})
+}
+
+type internalError string
+
+func (e internalError) Error() string { return string(e) }
+
+// errBadReport: a service returned a report that is not JSON; a bug, answered 500.
+const errBadReport = internalError("api: service returned a report that is not JSON")
+
+func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
+	body, err := readAll(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	report, err := s.svc.Verifier.Verify(r.Context(), body)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !json.Valid(report) {
+		s.fail(w, r, errBadReport)
+		return
+	}
+	writeBytes(w, http.StatusOK, ctJSON, report)
+}
+
+// flushWriter flushes after every write, so reports stream to the client as they are made.
+type flushWriter struct {
+	bw      *bufio.Writer
+	rc      *http.ResponseController
+	started bool
+	w       http.ResponseWriter
+}
+
+func (f *flushWriter) Write(p []byte) (int, error) {
+	if !f.started {
+		f.started = true
+		f.w.Header().Set("Content-Type", ctNDJSON)
+		f.w.Header().Set("Cache-Control", "no-store")
+		f.w.WriteHeader(http.StatusOK)
+	}
+	return f.bw.Write(p)
+}
+
+func (f *flushWriter) flush() {
+	if f.started {
+		_ = f.bw.Flush()
+		_ = f.rc.Flush()
+	}
+}
+
+// handleVerifyBatch streams NDJSON in and out. Before the first output byte an error is a problem document;
+// after it the response simply ends (the client sees fewer lines than it sent and a truncated stream), and the
+// access log records the error.
+func (s *Server) handleVerifyBatch(w http.ResponseWriter, r *http.Request) {
+	fw := &flushWriter{w: w, rc: http.NewResponseController(w)}
+	fw.bw = bufio.NewWriterSize(writerFunc(func(p []byte) (int, error) {
+		n, err := w.Write(p)
+		if err == nil {
+			_ = fw.rc.Flush()
+		}
+		return n, err
+	}), 32*kib)
+	err := s.svc.Batch.VerifyNDJSON(r.Context(), r.Body, fw)
+	if err != nil && !fw.started {
+		s.fail(w, r, err)
+		return
+	}
+	if err != nil {
+		// Headers and some lines are out; abort the connection so the client sees a broken stream rather than
+		// a short one that looks complete.
+		s.noteError(r, err, "")
+		fw.flush()
+		panic(http.ErrAbortHandler)
+	}
+	if !fw.started {
+		w.Header().Set("Content-Type", ctNDJSON)
+		w.WriteHeader(http.StatusOK)
+	}
+	fw.flush()
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
+	level := r.URL.Query().Get("level")
+	if level != "B-LT" && level != "B-LTA" {
+		s.fail(w, r, malformed("level must be B-LT or B-LTA"))
+		return
+	}
+	body, err := readAll(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out, err := s.svc.Upgrader.Upgrade(r.Context(), body, level)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeBytes(w, http.StatusOK, ctCMS, out)
+}

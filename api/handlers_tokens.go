@@ -1,0 +1,116 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/mohr-hix/mohr/internal/ids"
+)
+
+// enrolmentCodeBody is the JSON body of POST /v1/enrolment-codes.
+type enrolmentCodeBody struct {
+	SIAMID string `json:"siamId"`
+}
+
+// enrolBody is the JSON body of POST /v1/enrolment.
+type enrolBody struct {
+	Code string `json:"code"`
+	CSR  []byte `json:"csr"`  // base64 of the DER PKCS#10 request
+	Kind string `json:"kind"` // "software" or "physical"
+}
+
+func (b *enrolBody) validate() error {
+	if !reCode.MatchString(b.Code) {
+		return invalid("code is not an enrolment code")
+	}
+	if b.Kind != "software" && b.Kind != "physical" {
+		return invalid(`kind must be "software" or "physical"`)
+	}
+	_, err := parseCSR(b.CSR)
+	return err
+}
+
+func (s *Server) handleEnrolmentCode(w http.ResponseWriter, r *http.Request) {
+	var b enrolmentCodeBody
+	if err := decodeJSON(r, &b); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	siam, err := ids.SIAMID(b.SIAMID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	code, exp, err := s.svc.Tokens.CreateEnrolmentCode(r.Context(), siam, actor(r))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, struct {
+		SIAMID    string    `json:"siamId"`
+		Code      string    `json:"code"`
+		ExpiresAt time.Time `json:"expiresAt"`
+	}{siam, code, exp})
+}
+
+func (s *Server) handleEnrol(w http.ResponseWriter, r *http.Request) {
+	var b enrolBody
+	if err := decodeJSON(r, &b); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := b.validate(); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	tok, err := s.svc.Tokens.Enrol(r.Context(), b.Code, b.CSR, b.Kind)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, tok)
+}
+
+func siamParam(r *http.Request) (string, error) {
+	v, err := ids.SIAMID(chi.URLParam(r, "siamID"))
+	if err != nil {
+		return "", malformed("siamID is not a SIAM ID")
+	}
+	return v, nil
+}
+
+func (s *Server) handleListTokens(w http.ResponseWriter, r *http.Request) {
+	siam, err := siamParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	toks, err := s.svc.Tokens.Tokens(r.Context(), siam)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if toks == nil {
+		toks = []Token{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tokens": toks})
+}
+
+func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
+	siam, err := siamParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	tokenID := chi.URLParam(r, "tokenID")
+	if !reTokenID.MatchString(tokenID) {
+		s.fail(w, r, malformed("tokenID is not a token id"))
+		return
+	}
+	if err := s.svc.Tokens.RevokeToken(r.Context(), siam, tokenID, actor(r)); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"siamId": siam, "id": tokenID, "status": "revoked"})
+}

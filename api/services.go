@@ -1,0 +1,225 @@
+package api
+
+import (
+	"context"
+	"crypto/x509"
+	"io"
+	"time"
+
+	"github.com/mohr-hix/mohr/ca"
+	"github.com/mohr-hix/mohr/internal/audit"
+)
+
+// The interfaces below are what the handlers need; the packages that implement them (ca, signing, tokens,
+// internal/audit, the registries) need not import api: Go interfaces are satisfied implicitly. Where a method
+// takes an actor string, it is Identity.Actor() ("api:<role>:<subject>"), for the implementation's audit event.
+//
+// Errors: implementations return their own errors. api maps ca.ErrNotFound to 404, ca.ErrConflict and
+// ca.ErrDuplicateSerial to 409, the internal/ids errors to 422, and otherwise looks for these methods with
+// errors.As: NotFound() bool (404), Conflict() bool (409), Invalid() bool (422), Denied() bool (403). Anything
+// else is a 500 whose text only the access log sees.
+
+// SubjectIDs are the identifiers a certificate is to be bound to. Which are required depends on the profile.
+type SubjectIDs struct {
+	CommonName    string   `json:"commonName,omitempty"`
+	SIAMID        string   `json:"siamId,omitempty"`
+	LicenceNumber string   `json:"licenceNumber,omitempty"`
+	NationalCode  string   `json:"nationalCode,omitempty"`
+	CouncilNumber string   `json:"councilNumber,omitempty"`
+	DNSNames      []string `json:"dnsNames,omitempty"`
+}
+
+// IssueRequest asks the CA to issue a certificate.
+type IssueRequest struct {
+	Profile string
+	CSR     []byte // DER PKCS#10; its signature is checked by the CA
+	Subject SubjectIDs
+	Actor   string
+}
+
+// CertService is the CA's certificate surface (issue 1 and 2).
+type CertService interface {
+	Issue(ctx context.Context, req IssueRequest) (ca.CertRecord, error)
+	Get(ctx context.Context, serial string) (ca.CertRecord, error)
+	List(ctx context.Context, f ca.CertFilter) ([]ca.CertRecord, error)
+	// Revoke revokes with an RFC 5280 CRLReason (not 6: Hold is separate). changed is false when the certificate
+	// was already revoked with that reason.
+	Revoke(ctx context.Context, serial string, reason int, actor string) (changed bool, err error)
+	Hold(ctx context.Context, serial string, actor string) error
+	Release(ctx context.Context, serial string, actor string) error
+}
+
+// CRLSource serves the current CRL of each shard. ok is false for a shard that does not exist.
+type CRLSource interface {
+	CRL(shard int) (der []byte, thisUpdate, nextUpdate time.Time, ok bool)
+}
+
+// OCSPResponder answers RFC 6960 requests: Respond takes the DER request of a POST, RespondGET the base64 of
+// a GET (RFC 6960 Appendix A.1, already URL-decoded). Both return a DER OCSPResponse; a malformed request
+// should come back as a DER malformedRequest response, not an error.
+type OCSPResponder interface {
+	Respond(ctx context.Context, req []byte) ([]byte, error)
+	RespondGET(ctx context.Context, b64 string) ([]byte, error)
+}
+
+// TSA answers RFC 3161 time-stamp queries with a DER TimeStampResp.
+type TSA interface {
+	Respond(ctx context.Context, req []byte) ([]byte, error)
+}
+
+// PrescriptionIngestor takes a signed prescription (HIX-Rx-CAdES, CMS SignedData in DER) on arrival at the
+// exchange: validates it, upgrades it to B-LT and returns the sealed validation report (CMS, DER) and the same
+// report as JSON.
+type PrescriptionIngestor interface {
+	Ingest(ctx context.Context, cmsDER []byte, caller Identity) (sealedReport []byte, reportJSON []byte, err error)
+}
+
+// Verifier validates one CMS signature and returns the ETSI EN 319 102-1 validation report as JSON.
+type Verifier interface {
+	Verify(ctx context.Context, cmsDER []byte) (reportJSON []byte, err error)
+}
+
+// BatchVerifier validates signatures in bulk: each input line is a JSON object with the base64 of one CMS
+// signature, each output line the report for it, in order. It must stream (never hold the whole batch) and
+// stop when ctx ends. An error after the first byte was written ends the response early.
+type BatchVerifier interface {
+	VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer) error
+}
+
+// SignatureUpgrader extends a CAdES signature to B-LT or B-LTA (level "B-LT" or "B-LTA").
+type SignatureUpgrader interface {
+	Upgrade(ctx context.Context, cmsDER []byte, level string) ([]byte, error)
+}
+
+// Token is one HIX adapter token of a facility.
+type Token struct {
+	ID       string    `json:"id"`
+	SIAMID   string    `json:"siamId"`
+	Kind     string    `json:"kind"` // "software" or "physical"
+	Serial   string    `json:"serial,omitempty"`
+	Status   string    `json:"status"`
+	NotAfter time.Time `json:"notAfter,omitzero"`
+	CertDER  []byte    `json:"certificate,omitempty"`
+}
+
+// TokenService enrols facilities and manages their adapter tokens (issue 5).
+type TokenService interface {
+	// CreateEnrolmentCode makes a one-time enrolment code for the facility siamID.
+	CreateEnrolmentCode(ctx context.Context, siamID, actor string) (code string, expires time.Time, err error)
+	// Enrol redeems a code with a CSR and returns the new token with its certificate. The code is the
+	// credential: it must be single-use, short-lived and compared in constant time.
+	Enrol(ctx context.Context, code string, csrDER []byte, kind string) (Token, error)
+	Tokens(ctx context.Context, siamID string) ([]Token, error)
+	RevokeToken(ctx context.Context, siamID, tokenID, actor string) error
+}
+
+// FacilityRecord is one facility of the national facility registry, as imported.
+type FacilityRecord struct {
+	SIAMID             string    `json:"siamId"`
+	Name               string    `json:"name"`
+	LicenceNumber      string    `json:"licenceNumber"`
+	LicenceIssuer      string    `json:"licenceIssuer,omitempty"`
+	LicenceNotAfter    time.Time `json:"licenceNotAfter"`
+	LicenceStatus      string    `json:"licenceStatus"`
+	SystemCertID       string    `json:"systemCertId,omitempty"`
+	SystemCertNotAfter time.Time `json:"systemCertNotAfter,omitzero"`
+}
+
+// PhysicianRecord is one physician of the medical council's registry, as imported.
+type PhysicianRecord struct {
+	NationalCode    string    `json:"nationalCode"`
+	CouncilNumber   string    `json:"councilNumber"`
+	Name            string    `json:"name"`
+	Specialty       string    `json:"specialty,omitempty"`
+	Status          string    `json:"status"`
+	RegisteredUntil time.Time `json:"registeredUntil"`
+}
+
+// ImportResult counts what an import changed.
+type ImportResult struct {
+	Added     int `json:"added"`
+	Updated   int `json:"updated"`
+	Unchanged int `json:"unchanged"`
+}
+
+// Standing is whether a facility or physician is currently in good standing.
+type Standing struct {
+	ID        string    `json:"id"`
+	Status    string    `json:"status"` // "good", "lapsed", "suspended", "unknown"
+	Reasons   []string  `json:"reasons,omitempty"`
+	CheckedAt time.Time `json:"checkedAt"`
+}
+
+// RegistryService holds the registries the RA checks against (issue 4).
+type RegistryService interface {
+	ImportFacilities(ctx context.Context, recs []FacilityRecord, actor string) (ImportResult, error)
+	ImportPhysicians(ctx context.Context, recs []PhysicianRecord, actor string) (ImportResult, error)
+	FacilityStanding(ctx context.Context, siamID string) (Standing, error)
+	PhysicianStanding(ctx context.Context, councilNumber string) (Standing, error)
+}
+
+// AuditVerification is the result of checking the whole audit log.
+type AuditVerification struct {
+	OK       bool   `json:"ok"`
+	Size     int64  `json:"size"`
+	RootHash []byte `json:"rootHash"`
+	// FirstBad is the index of the first event that does not verify, -1 when OK.
+	FirstBad int64 `json:"firstBad"`
+}
+
+// AuditService exposes the tamper-evident audit log (internal/audit).
+type AuditService interface {
+	Verify(ctx context.Context) (AuditVerification, error)
+	// LatestCheckpoint returns the newest signed checkpoint in the signed-note format.
+	LatestCheckpoint(ctx context.Context) ([]byte, error)
+	// ProveInclusion returns the RFC 6962 inclusion proof of leaf index in the tree of size treeSize.
+	ProveInclusion(ctx context.Context, index, treeSize int64) ([][]byte, error)
+	// ProveConsistency returns the RFC 6962 consistency proof between two tree sizes.
+	ProveConsistency(ctx context.Context, oldSize, newSize int64) ([][]byte, error)
+}
+
+// CAAdmin performs the gravest operations. api calls them only after two different operators approved; actors
+// holds both, the requester first.
+type CAAdmin interface {
+	RevokeIntermediate(ctx context.Context, reason int, actors [2]string) error
+	// RekeyIntermediate makes a new intermediate key and returns the CSR (DER) for the national root.
+	RekeyIntermediate(ctx context.Context, actors [2]string) (csrDER []byte, err error)
+	DestroyKey(ctx context.Context, keyID string, actors [2]string) error
+	SetTrustAnchors(ctx context.Context, roots []*x509.Certificate, actors [2]string) error
+}
+
+// Auditor appends events to the audit log. api uses it for dual control.
+type Auditor interface {
+	AppendAudit(ctx context.Context, ev audit.Event) error
+}
+
+// RevocationChecker says whether a client certificate is revoked. api fails closed: an error denies the request.
+type RevocationChecker interface {
+	Revoked(ctx context.Context, cert *x509.Certificate) (bool, error)
+}
+
+// ReadinessChecker reports whether the server can serve (database reachable, keys loaded).
+type ReadinessChecker interface {
+	Ready(ctx context.Context) error
+}
+
+// Services holds the implementations the handlers call. A nil field makes its routes answer 501. Revocation is
+// required (New fails without it) unless Config.AllowNoRevocationCheck is set; Auditor is required for the
+// dual-control routes to do anything.
+type Services struct {
+	Certs      CertService
+	CRL        CRLSource
+	OCSP       OCSPResponder
+	TSA        TSA
+	Ingestor   PrescriptionIngestor
+	Verifier   Verifier
+	Batch      BatchVerifier
+	Upgrader   SignatureUpgrader
+	Tokens     TokenService
+	Registry   RegistryService
+	Audit      AuditService
+	CAAdmin    CAAdmin
+	Auditor    Auditor
+	Revocation RevocationChecker
+	Ready      ReadinessChecker
+}

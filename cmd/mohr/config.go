@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/mohr-hix/mohr/ca"
+)
+
+// Config is the one configuration file of a Mohr process (STYLE.md practice 13): decoded strictly (unknown keys
+// are errors) and validated before anything starts. Flags only locate it. Every field has a development default,
+// so `mohr serve` runs with no file at all.
+type Config struct {
+	// Listen is the HTTPS API's address (mTLS). The default binds loopback only.
+	Listen string `yaml:"listen"`
+	// PublicListen is the plain-HTTP address of the relying parties' routes: CRLs, OCSP, the TSA, the CA
+	// certificates and /healthz (RFC 5280 §4.2.1.13 and RFC 6960 expect plain HTTP for CRLs and OCSP).
+	PublicListen string `yaml:"public_listen"`
+	// PublicURL is how relying parties reach PublicListen (CRL, OCSP and issuer URLs derive from it).
+	PublicURL string `yaml:"public_url"`
+	Database  struct {
+		// Driver is "sqlite" (embedded default, a file in the data directory) or "postgres".
+		Driver string `yaml:"driver"`
+		// DSN is the PostgreSQL connection string, or the SQLite file path (default <data-dir>/mohr.db).
+		// A password belongs in PGPASSFILE or PGPASSWORD, not here.
+		DSN string `yaml:"dsn"`
+	} `yaml:"database"`
+	CA struct {
+		// Key is the intermediate's key URI: file:PATH or pkcs11:token=...;object=...;pin-source=file:...
+		Key string `yaml:"key"`
+		// Cert and Root are PEM files of the intermediate and the root.
+		Cert string `yaml:"cert"`
+		Root string `yaml:"root"`
+		// Issuance configures profiles, URLs and lifetimes (ca.Config).
+		Issuance ca.Config `yaml:"issuance"`
+	} `yaml:"ca"`
+	HSM struct {
+		// Module is the default PKCS#11 module for pkcs11: URIs without module-path.
+		Module string `yaml:"module"`
+	} `yaml:"hsm"`
+	// ShutdownTimeout bounds a graceful stop.
+	ShutdownTimeout ca.Duration `yaml:"shutdown_timeout"`
+
+	dataDir string
+}
+
+const (
+	defaultListen       = "127.0.0.1:8443"
+	defaultPublicListen = "127.0.0.1:8080"
+)
+
+// defaultConfig returns the embedded default for dataDir.
+func defaultConfig(dataDir string) *Config {
+	c := &Config{Listen: defaultListen, PublicListen: defaultPublicListen, dataDir: dataDir}
+	c.Database.Driver = "sqlite"
+	c.CA.Issuance = ca.DefaultConfig()
+	c.HSM.Module = "/usr/lib/softhsm/libsofthsm2.so"
+	c.ShutdownTimeout = ca.Duration(10 * time.Second)
+	return c
+}
+
+// loadConfig reads the configuration file (flag --config, or <data-dir>/mohr.yaml if present) over the defaults.
+func loadConfig() (*Config, error) {
+	dir, err := filepath.Abs(flagDataDir)
+	if err != nil {
+		return nil, err
+	}
+	c := defaultConfig(dir)
+	path := flagConfig
+	if path == "" {
+		p := filepath.Join(dir, "mohr.yaml")
+		if _, err := os.Stat(p); err == nil {
+			path = p
+		}
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if err := decodeConfig(b, c); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	c.fillDerived()
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// decodeConfig decodes YAML strictly into c: unknown keys and trailing documents are errors.
+func decodeConfig(b []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return errors.New("more than one YAML document")
+	}
+	return nil
+}
+
+func (c *Config) fillDerived() {
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.PublicListen
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	def := ca.DefaultConfig()
+	if c.CA.Issuance.CRLBaseURL == "" || c.CA.Issuance.CRLBaseURL == def.CRLBaseURL {
+		c.CA.Issuance.CRLBaseURL = c.PublicURL + "/crl"
+	}
+	if c.CA.Issuance.OCSPURL == "" || c.CA.Issuance.OCSPURL == def.OCSPURL {
+		c.CA.Issuance.OCSPURL = c.PublicURL + "/ocsp"
+	}
+	if c.CA.Issuance.IssuerURL == "" {
+		c.CA.Issuance.IssuerURL = c.PublicURL + "/ca/intermediate.crt"
+	}
+	if c.CA.Cert == "" {
+		c.CA.Cert = filepath.Join(c.dataDir, "ca", "intermediate.pem")
+	}
+	if c.CA.Root == "" {
+		c.CA.Root = filepath.Join(c.dataDir, "ca", "root.pem")
+	}
+	if c.Database.Driver == "sqlite" && c.Database.DSN == "" {
+		c.Database.DSN = filepath.Join(c.dataDir, "mohr.db")
+	}
+}
+
+func (c *Config) validate() error {
+	switch c.Database.Driver {
+	case "sqlite", "postgres":
+	default:
+		return fmt.Errorf("database.driver must be sqlite or postgres, not %q", c.Database.Driver)
+	}
+	if c.Database.Driver == "postgres" && c.Database.DSN == "" {
+		return errors.New("database.dsn is required for postgres")
+	}
+	if c.ShutdownTimeout <= 0 {
+		return errors.New("shutdown_timeout must be positive")
+	}
+	return c.CA.Issuance.Validate()
+}
+
+// caKeyURI returns the configured key URI of the intermediate, or the file key in the data directory.
+func (c *Config) caKeyURI() string {
+	if c.CA.Key != "" {
+		return c.CA.Key
+	}
+	return "file:" + filepath.Join(c.dataDir, "ca", "intermediate.key")
+}
