@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mohr-hix/mohr/adapter"
+	"github.com/mohr-hix/mohr/tokens"
+)
+
+func init() { rootCmd.AddCommand(newAdapterCmd(), newGatewayCmd()) }
+
+func httpClient(timeout time.Duration) *http.Client { return &http.Client{Timeout: timeout} }
+
+func certPoolFromFile(path string) (*x509.CertPool, error) {
+	certs, err := readTokenChain(path)
+	if err != nil {
+		return nil, err
+	}
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p, nil
+}
+
+func newAdapterCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "adapter", Short: "The facility-side HIX adapter"}
+	var exchange, listen, caBundle, keystore, pwFile, uri, chainPath, renewURL string
+	run := &cobra.Command{
+		Use:   "run",
+		Short: "Serve the facility's system on a loopback address and forward to the exchange over mTLS with the token",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			ex, err := url.Parse(exchange)
+			if err != nil {
+				return fmt.Errorf("--exchange: %w", err)
+			}
+			var roots *x509.CertPool
+			if caBundle != "" {
+				if roots, err = certPoolFromFile(caBundle); err != nil {
+					return err
+				}
+			}
+			var cred *adapter.Credential
+			var onRenew func(context.Context, *adapter.Credential) error
+			switch {
+			case uri != "" && keystore == "":
+				chain, err := readTokenChain(chainPath)
+				if err != nil {
+					return err
+				}
+				key, err := newKeyResolver().Signer(ctx, uri)
+				if err != nil {
+					return err
+				}
+				cred = &adapter.Credential{Key: key, Chain: chain}
+				onRenew = func(ctx context.Context, c *adapter.Credential) error {
+					return os.WriteFile(chainPath, encodeChain(c.Chain...), 0o644)
+				}
+			case keystore != "" && uri == "":
+				pw, err := readPassword(pwFile, passwordEnv)
+				if err != nil {
+					return err
+				}
+				data, err := os.ReadFile(keystore)
+				if err != nil {
+					return err
+				}
+				st, err := tokens.DecodeKeystore(data, pw)
+				if err != nil {
+					return err
+				}
+				cred = &adapter.Credential{Key: st.Key, Chain: append([]*x509.Certificate{st.Cert}, st.Chain...)}
+				onRenew = func(ctx context.Context, c *adapter.Credential) error {
+					ks, err := tokens.EncodeKeystore(rand.Reader, c.Key, c.Chain[0], c.Chain[1:], pw)
+					if err != nil {
+						return err
+					}
+					tmp := keystore + ".new"
+					if err := os.WriteFile(tmp, ks, 0o600); err != nil {
+						return err
+					}
+					return os.Rename(tmp, keystore)
+				}
+			default:
+				return errors.New("give exactly one of --keystore and --pkcs11 (with --chain)")
+			}
+			a, err := adapter.NewAdapter(ex, cred)
+			if err != nil {
+				return err
+			}
+			a.RootCAs = roots
+			a.OnRenew = onRenew
+			a.OnError = func(err error) { fmt.Fprintln(cmd.ErrOrStderr(), "adapter:", err) }
+			if renewURL != "" {
+				a.Renewer = &adapter.HTTPRenewer{URL: renewURL, RootCAs: roots}
+				go a.RunRenewal(ctx)
+			}
+			l, err := net.Listen("tcp", listen)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "adapter for %s listening on http://%s, forwarding to %s\n",
+				cred.Leaf().Subject.SerialNumber, l.Addr(), ex)
+			return a.Serve(ctx, l)
+		},
+	}
+	f := run.Flags()
+	f.StringVar(&exchange, "exchange", "", "gateway base URL (https)")
+	f.StringVar(&listen, "listen", "127.0.0.1:8780", "loopback address for the facility's system")
+	f.StringVar(&caBundle, "ca-bundle", "", "PEM roots that verify the exchange's server certificate (default: system roots)")
+	f.StringVar(&keystore, "keystore", "", "software token: keystore from 'mohr token install'")
+	f.StringVar(&pwFile, "password-file", "", "software token: keystore password file (or env "+passwordEnv+")")
+	f.StringVar(&uri, "pkcs11", "", "physical token: RFC 7512 URI of the token key")
+	f.StringVar(&chainPath, "chain", "chain.pem", "physical token: certificate chain")
+	f.StringVar(&renewURL, "renew-url", "", "renewal endpoint; when set, renew at 2/3 of the lifetime")
+	run.MarkFlagRequired("exchange")
+	cmd.AddCommand(run)
+	return cmd
+}
+
+func newGatewayCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "gateway", Short: "The exchange-side gateway that admits only valid adapter tokens"}
+	var listen, upstream, tlsCert, tlsKey, rootsPath, interPath, ocspURL, registryURL string
+	var propagation, ocspTTL time.Duration
+	run := &cobra.Command{
+		Use:   "run",
+		Short: "Reverse proxy to the upstream for adapters with valid, unrevoked tokens of facilities in good standing",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			up, err := url.Parse(upstream)
+			if err != nil {
+				return fmt.Errorf("--upstream: %w", err)
+			}
+			roots, err := certPoolFromFile(rootsPath)
+			if err != nil {
+				return err
+			}
+			inter, err := readTokenChain(interPath)
+			if err != nil {
+				return err
+			}
+			cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
+			if err != nil {
+				return err
+			}
+			var standing adapter.StandingChecker
+			if registryURL != "" {
+				standing = tokens.Standing{Registry: &tokens.HTTPRegistry{BaseURL: registryURL, Client: httpClient(5 * time.Second)}}
+			} else {
+				svc, err := openTokenService(ctx)
+				if err != nil {
+					return fmt.Errorf("standing: give --registry-url or wire the token service: %w", err)
+				}
+				standing = tokens.Standing{Registry: svc.Store}
+			}
+			g := &adapter.Gateway{
+				Roots: roots, Intermediate: inter[0],
+				Revocation: &adapter.RevocationCache{Checker: &adapter.OCSPChecker{URL: ocspURL}, MaxTTL: ocspTTL},
+				Standing:   &adapter.StandingCache{Checker: standing, TTL: propagation},
+				OnReject: func(r *http.Request, err error) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "gateway: refused %s: %v\n", r.RemoteAddr, err)
+				},
+			}
+			srv := &http.Server{Addr: listen, Handler: adapter.NewReverseProxy(up, nil, g), TLSConfig: adapter.ServerTLSConfig(cert),
+				ReadHeaderTimeout: 10 * time.Second}
+			go func() {
+				<-ctx.Done()
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				srv.Shutdown(sctx)
+			}()
+			fmt.Fprintf(cmd.OutOrStdout(), "gateway on https://%s -> %s\n", listen, up)
+			if err := srv.ListenAndServeTLS("", ""); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+	f := run.Flags()
+	f.StringVar(&listen, "listen", ":8443", "TLS listen address")
+	f.StringVar(&upstream, "upstream", "", "upstream base URL")
+	f.StringVar(&tlsCert, "tls-cert", "", "server certificate chain (PEM)")
+	f.StringVar(&tlsKey, "tls-key", "", "server key (PEM)")
+	f.StringVar(&rootsPath, "roots", "", "trust anchors (PEM): the national root")
+	f.StringVar(&interPath, "intermediate", "", "the health intermediate CA certificate (PEM)")
+	f.StringVar(&ocspURL, "ocsp-url", "", "OCSP responder (default: from each certificate's AIA)")
+	f.DurationVar(&ocspTTL, "ocsp-cache", 5*time.Minute, "longest an OCSP answer is reused (never beyond its nextUpdate)")
+	f.StringVar(&registryURL, "registry-url", "", "HTTP/JSON facility registry for standing (default: the token service's store)")
+	f.DurationVar(&propagation, "propagation", time.Minute, "standing cache TTL: the longest a lapsed facility keeps access")
+	for _, n := range []string{"upstream", "tls-cert", "tls-key", "roots", "intermediate"} {
+		run.MarkFlagRequired(n)
+	}
+	cmd.AddCommand(run)
+	return cmd
+}

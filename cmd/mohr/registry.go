@@ -1,0 +1,161 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mohr-hix/mohr/tokens"
+)
+
+func init() { rootCmd.AddCommand(newFacilityCmd(), newPhysicianCmd()) }
+
+// importFormat picks csv or json from the flag or the file extension.
+func importFormat(flag, path string) (string, error) {
+	f := strings.ToLower(flag)
+	if f == "" {
+		f = strings.TrimPrefix(strings.ToLower(filepath.Ext(path)), ".")
+	}
+	if f != "csv" && f != "json" {
+		return "", fmt.Errorf("format must be csv or json (got %q)", f)
+	}
+	return f, nil
+}
+
+func openInput(path string) (io.ReadCloser, error) {
+	if path == "-" {
+		return io.NopCloser(os.Stdin), nil
+	}
+	return os.Open(path)
+}
+
+func newFacilityCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "facility", Short: "Facility registry: import, sync"}
+	var format, actor string
+	imp := &cobra.Command{
+		Use:   "import FILE",
+		Short: "Import facilities from CSV or JSON, all or nothing (errors name the line)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := importFormat(format, args[0])
+			if err != nil {
+				return err
+			}
+			in, err := openInput(args[0])
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			var fs []tokens.Facility
+			if f == "csv" {
+				fs, err = tokens.ParseFacilitiesCSV(in)
+			} else {
+				fs, err = tokens.ParseFacilitiesJSON(in)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			svc, err := openTokenService(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if err := svc.ImportFacilities(cmd.Context(), fs, actor); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "imported %d facilities\n", len(fs))
+			return nil
+		},
+	}
+	imp.Flags().StringVar(&format, "format", "", "csv or json (default: from the file extension)")
+	imp.Flags().StringVar(&actor, "actor", "cli:ra", "who is importing, for the audit log")
+
+	var url string
+	var every, timeout time.Duration
+	sync := &cobra.Command{
+		Use:   "sync",
+		Short: "Re-check every facility's standing against the registry and hold/revoke/release its tokens",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			svc, err := openTokenService(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var src tokens.FacilityRegistry
+			if url != "" {
+				src = &tokens.HTTPRegistry{BaseURL: url, Client: httpClient(timeout)}
+			}
+			report := func(rep tokens.SyncReport, err error) {
+				if err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), "sync:", err)
+					return
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s checked %d, updated %d\n", time.Now().UTC().Format(time.RFC3339), rep.Checked, rep.Updated)
+				for _, a := range rep.Actions {
+					status := "ok"
+					if a.Err != nil {
+						status = a.Err.Error()
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "  %s %s %s (%s, reason %d): %s\n", a.Did, a.SIAMID, a.Serial, a.Reason, a.Code, status)
+				}
+			}
+			if every <= 0 {
+				rep, err := svc.Sync(cmd.Context(), src, "system:sync")
+				report(rep, err)
+				return err
+			}
+			return svc.RunSync(cmd.Context(), src, every, "system:sync", report)
+		},
+	}
+	sync.Flags().StringVar(&url, "registry-url", "", "base URL of the HTTP/JSON facility registry (default: the imported registry only)")
+	sync.Flags().DurationVar(&every, "every", 0, "run on this schedule until interrupted (default: once)")
+	sync.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "timeout of each registry request")
+	cmd.AddCommand(imp, sync)
+	return cmd
+}
+
+func newPhysicianCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "physician", Short: "Medical-council registry: import"}
+	var format, actor string
+	imp := &cobra.Command{
+		Use:   "import FILE",
+		Short: "Import council registrations from CSV or JSON, all or nothing (errors name the line)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := importFormat(format, args[0])
+			if err != nil {
+				return err
+			}
+			in, err := openInput(args[0])
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			var ps []tokens.Physician
+			if f == "csv" {
+				ps, err = tokens.ParsePhysiciansCSV(in)
+			} else {
+				ps, err = tokens.ParsePhysiciansJSON(in)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			svc, err := openTokenService(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if err := svc.ImportPhysicians(cmd.Context(), ps, actor); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "imported %d physicians\n", len(ps))
+			return nil
+		},
+	}
+	imp.Flags().StringVar(&format, "format", "", "csv or json (default: from the file extension)")
+	imp.Flags().StringVar(&actor, "actor", "cli:ra", "who is importing, for the audit log")
+	cmd.AddCommand(imp)
+	return cmd
+}

@@ -1,0 +1,338 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mohr-hix/mohr/tokens"
+)
+
+// errTokenServiceNotConfigured is what RA-side token and registry commands return until the composition root
+// wires openTokenService to the real store and CA.
+var errTokenServiceNotConfigured = errors.New("token service not configured: the RA side (store and CA) is not wired into this build yet")
+
+// openTokenService returns the RA side of adapter tokens (registries, enrolment codes, issuance through the CA,
+// revocation). The lead wires it to internal/store (or tokens/sqlstore) and package ca.
+var openTokenService = func(ctx context.Context) (*tokens.Service, error) {
+	return nil, errTokenServiceNotConfigured
+}
+
+func init() { rootCmd.AddCommand(newTokenCmd()) }
+
+func newTokenCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "HIX adapter tokens: enrolment codes, key generation, enrolment, listing, revocation",
+		Long: `Enrolment flow (docs/tokens.md):
+  RA officer:  mohr token code --siam SIAM-1001            (hand the code to the facility out of band)
+  facility:    mohr token keygen --siam SIAM-1001 --pkcs11 'pkcs11:token=HIX;object=adapter?pin-source=file:pin' --csr-out adapter.csr
+           or  mohr token keygen --siam SIAM-1001 --key-out adapter.key --password-file pw --csr-out adapter.csr
+  RA:          mohr token enrol --code HIX-... --csr adapter.csr --kind pkcs11 --chain-out chain.pem
+  facility:    mohr token install --chain chain.pem (--pkcs11 URI | --key adapter.key --password-file pw --out token.pem [--p12 token.p12])`,
+	}
+	cmd.AddCommand(newTokenCodeCmd(), newTokenKeygenCmd(), newTokenEnrolCmd(), newTokenInstallCmd(), newTokenListCmd(), newTokenRevokeCmd())
+	return cmd
+}
+
+func newTokenCodeCmd() *cobra.Command {
+	var siam, actor string
+	c := &cobra.Command{
+		Use:   "code",
+		Short: "Create a one-time enrolment code for an eligible facility (RA)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			svc, err := openTokenService(cmd.Context())
+			if err != nil {
+				return err
+			}
+			code, exp, err := svc.NewEnrolmentCode(cmd.Context(), siam, actor)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s\nexpires %s\n", code, exp.UTC().Format("2006-01-02T15:04:05Z"))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&siam, "siam", "", "SIAM ID of the facility")
+	c.Flags().StringVar(&actor, "actor", "cli:ra", "who is asking, for the audit log")
+	c.MarkFlagRequired("siam")
+	return c
+}
+
+// readPassword reads a keystore password from a file or an environment variable, never from a flag value.
+func readPassword(file, env string) ([]byte, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		return []byte(strings.TrimRight(string(b), "\r\n")), nil
+	}
+	if v := os.Getenv(env); v != "" {
+		return []byte(v), nil
+	}
+	return nil, fmt.Errorf("keystore password: use --password-file or set %s", env)
+}
+
+const passwordEnv = "MOHR_TOKEN_PASSWORD"
+
+func newTokenKeygenCmd() *cobra.Command {
+	var siam, name, uri, keyOut, pwFile, csrOut string
+	c := &cobra.Command{
+		Use:   "keygen",
+		Short: "Generate the token key (on a PKCS#11 device or in an encrypted PKCS#8 file) and its CSR (facility)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if (uri == "") == (keyOut == "") {
+				return errors.New("give exactly one of --pkcs11 and --key-out")
+			}
+			var csr *x509.CertificateRequest
+			if uri != "" {
+				key, err := hsmOpener().GenerateKey(ctx, uri, "EC-P256")
+				if err != nil {
+					return err
+				}
+				if csr, err = tokens.NewCSR(rand.Reader, key, siam, name); err != nil {
+					return err
+				}
+			} else {
+				pw, err := readPassword(pwFile, passwordEnv)
+				if err != nil {
+					return err
+				}
+				key, err := tokens.NewSoftwareKey(rand.Reader)
+				if err != nil {
+					return err
+				}
+				enc, err := tokens.EncodeEncryptedKey(rand.Reader, key, pw)
+				if err != nil {
+					return err
+				}
+				if err := writeNew(keyOut, enc); err != nil {
+					return err
+				}
+				if csr, err = tokens.NewCSR(rand.Reader, key, siam, name); err != nil {
+					return err
+				}
+			}
+			return os.WriteFile(csrOut, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr.Raw}), 0o644)
+		},
+	}
+	c.Flags().StringVar(&siam, "siam", "", "SIAM ID of the facility (the CSR's subject serialNumber)")
+	c.Flags().StringVar(&name, "name", "HIX adapter", "common name in the CSR")
+	c.Flags().StringVar(&uri, "pkcs11", "", "RFC 7512 URI of the key to generate on the facility's PKCS#11 token")
+	c.Flags().StringVar(&keyOut, "key-out", "", "software token: write the encrypted PKCS#8 key here")
+	c.Flags().StringVar(&pwFile, "password-file", "", "software token: file holding the keystore password (or env "+passwordEnv+")")
+	c.Flags().StringVar(&csrOut, "csr-out", "adapter.csr", "write the PKCS#10 request here (PEM)")
+	c.MarkFlagRequired("siam")
+	return c
+}
+
+// writeNew writes a secret file that must not exist yet.
+func writeNew(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func readCSR(path string) (*x509.CertificateRequest, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if blk, _ := pem.Decode(b); blk != nil {
+		b = blk.Bytes
+	}
+	return x509.ParseCertificateRequest(b)
+}
+
+func readTokenChain(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no certificate", path)
+	}
+	return out, nil
+}
+
+func encodeChain(certs ...*x509.Certificate) []byte {
+	var b []byte
+	for _, c := range certs {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return b
+}
+
+func newTokenEnrolCmd() *cobra.Command {
+	var codeFile, csrPath, kind, out, actor string
+	c := &cobra.Command{
+		Use:   "enrol",
+		Short: "Redeem an enrolment code: check the facility and issue its adapter certificate from the CSR (RA)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			code := os.Getenv("MOHR_ENROLMENT_CODE")
+			if codeFile != "" {
+				b, err := os.ReadFile(codeFile)
+				if err != nil {
+					return err
+				}
+				code = strings.TrimSpace(string(b))
+			}
+			if code == "" {
+				return errors.New("enrolment code: use --code-file or set MOHR_ENROLMENT_CODE")
+			}
+			csr, err := readCSR(csrPath)
+			if err != nil {
+				return fmt.Errorf("CSR: %w", err)
+			}
+			svc, err := openTokenService(ctx)
+			if err != nil {
+				return err
+			}
+			iss, err := svc.Enrol(ctx, tokens.EnrolRequest{Code: code, CSR: csr, Kind: tokens.TokenKind(kind), Actor: actor})
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(out, encodeChain(append([]*x509.Certificate{iss.Cert}, iss.Chain...)...), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "issued %s to %s, valid until %s\n", iss.Token.Serial, iss.Token.SIAMID, iss.Token.NotAfter.Format("2006-01-02T15:04:05Z"))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&codeFile, "code-file", "", "file holding the enrolment code (or env MOHR_ENROLMENT_CODE)")
+	c.Flags().StringVar(&csrPath, "csr", "adapter.csr", "the facility's PKCS#10 request (PEM or DER)")
+	c.Flags().StringVar(&kind, "kind", string(tokens.KindPhysical), "token kind: pkcs11 or software")
+	c.Flags().StringVar(&out, "chain-out", "chain.pem", "write the certificate and its chain here")
+	c.Flags().StringVar(&actor, "actor", "cli:ra", "who is asking, for the audit log")
+	return c
+}
+
+func newTokenInstallCmd() *cobra.Command {
+	var chainPath, uri, keyPath, pwFile, out, p12 string
+	c := &cobra.Command{
+		Use:   "install",
+		Short: "Put the issued certificate with the key: onto the PKCS#11 token, or into the software keystore (facility)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			chain, err := readTokenChain(chainPath)
+			if err != nil {
+				return err
+			}
+			if uri != "" {
+				return hsmOpener().StoreCertificate(ctx, uri, chain[0])
+			}
+			pw, err := readPassword(pwFile, passwordEnv)
+			if err != nil {
+				return err
+			}
+			enc, err := os.ReadFile(keyPath)
+			if err != nil {
+				return err
+			}
+			key, err := tokens.DecodeEncryptedKey(enc, pw)
+			if err != nil {
+				return err
+			}
+			ks, err := tokens.EncodeKeystore(rand.Reader, key, chain[0], chain[1:], pw)
+			if err != nil {
+				return err
+			}
+			if p12 != "" {
+				pfx, err := tokens.EncodePKCS12(rand.Reader, key, chain[0], chain[1:], string(pw))
+				if err != nil {
+					return err
+				}
+				if err := writeNew(p12, pfx); err != nil {
+					return err
+				}
+			}
+			return writeNew(out, ks)
+		},
+	}
+	c.Flags().StringVar(&chainPath, "chain", "chain.pem", "certificate chain from enrolment")
+	c.Flags().StringVar(&uri, "pkcs11", "", "RFC 7512 URI of the token key to store the certificate beside")
+	c.Flags().StringVar(&keyPath, "key", "", "software token: the encrypted key from keygen")
+	c.Flags().StringVar(&pwFile, "password-file", "", "software token: keystore password file (or env "+passwordEnv+")")
+	c.Flags().StringVar(&out, "out", "token.pem", "software token: write the keystore (encrypted PKCS#8 + chain) here")
+	c.Flags().StringVar(&p12, "p12", "", "software token: also write a PKCS#12 file here")
+	return c
+}
+
+func newTokenListCmd() *cobra.Command {
+	var siam string
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List adapter tokens (RA)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			svc, err := openTokenService(cmd.Context())
+			if err != nil {
+				return err
+			}
+			ts, err := svc.Tokens(cmd.Context(), siam)
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "SERIAL\tSIAM ID\tKIND\tSTATUS\tNOT AFTER")
+			for _, t := range ts {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", t.Serial, t.SIAMID, t.Kind, t.Status, t.NotAfter.Format("2006-01-02T15:04:05Z"))
+			}
+			return w.Flush()
+		},
+	}
+	c.Flags().StringVar(&siam, "siam", "", "only this facility")
+	return c
+}
+
+func newTokenRevokeCmd() *cobra.Command {
+	var reason int
+	var actor string
+	c := &cobra.Command{
+		Use:   "revoke SERIAL",
+		Short: "Revoke a token's certificate with an RFC 5280 reason code (RA)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			svc, err := openTokenService(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return svc.Revoke(cmd.Context(), strings.ToLower(args[0]), reason, actor)
+		},
+	}
+	c.Flags().IntVar(&reason, "reason", tokens.ReasonCodeUnspecified, "RFC 5280 CRLReason (0 unspecified, 1 keyCompromise, 3 affiliationChanged, 4 superseded, 5 cessationOfOperation)")
+	c.Flags().StringVar(&actor, "actor", "cli:ra", "who is asking, for the audit log")
+	return c
+}

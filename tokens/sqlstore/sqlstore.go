@@ -1,0 +1,461 @@
+// Package sqlstore implements tokens.Store on database/sql, for SQLite (modernc.org/sqlite, driver "sqlite")
+// and PostgreSQL (pgx stdlib, driver "pgx"). It owns its tables (prefix tokens_) and creates them with
+// CREATE TABLE IF NOT EXISTS; the SQL is kept to what both engines (and PostgreSQL-compatible distributed
+// engines) accept: no engine-specific types, INSERT ... ON CONFLICT, times as BIGINT microseconds since the
+// Unix epoch (UTC), hashes as hex text.
+//
+// Audit events are written in the same transaction as the change they record: by default into the table
+// tokens_audit_outbox, from which the composition root moves them into the tamper-evident audit log; or, with
+// Options.AppendAudit, wherever that function writes within the transaction.
+package sqlstore
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mohr-hix/mohr/internal/audit"
+	"github.com/mohr-hix/mohr/tokens"
+)
+
+// Options configures a Store.
+type Options struct {
+	// Dialect is "sqlite" or "postgres"; empty means "sqlite".
+	Dialect string
+	// AppendAudit, when set, replaces the outbox table: it must write ev using tx.
+	AppendAudit func(ctx context.Context, tx *sql.Tx, ev audit.Event) error
+}
+
+// Store is a tokens.Store on a *sql.DB.
+type Store struct {
+	db       *sql.DB
+	postgres bool
+	audit    func(ctx context.Context, tx *sql.Tx, ev audit.Event) error
+}
+
+var _ tokens.Store = (*Store)(nil)
+
+var schema = []string{
+	`CREATE TABLE IF NOT EXISTS tokens_facilities (
+		siam_id        VARCHAR(20) PRIMARY KEY,
+		name           TEXT NOT NULL,
+		licence_number VARCHAR(40) NOT NULL,
+		licence_status VARCHAR(16) NOT NULL,
+		licence_from   BIGINT NOT NULL,
+		licence_until  BIGINT NOT NULL,
+		system_id      VARCHAR(40) NOT NULL,
+		system_status  VARCHAR(16) NOT NULL,
+		system_from    BIGINT,
+		system_until   BIGINT
+	)`,
+	`CREATE TABLE IF NOT EXISTS tokens_physicians (
+		national_code VARCHAR(10) PRIMARY KEY,
+		council_no    VARCHAR(10) NOT NULL,
+		name          TEXT NOT NULL,
+		specialty     TEXT NOT NULL,
+		status        VARCHAR(16) NOT NULL,
+		valid_from    BIGINT NOT NULL,
+		valid_until   BIGINT NOT NULL
+	)`,
+	`CREATE TABLE IF NOT EXISTS tokens_enrolment_codes (
+		id         VARCHAR(16) PRIMARY KEY,
+		hash       VARCHAR(64) NOT NULL,
+		siam_id    VARCHAR(20) NOT NULL,
+		created_by TEXT NOT NULL,
+		created_at BIGINT NOT NULL,
+		expires_at BIGINT NOT NULL,
+		used_at    BIGINT
+	)`,
+	`CREATE TABLE IF NOT EXISTS tokens_tokens (
+		serial         VARCHAR(64) PRIMARY KEY,
+		siam_id        VARCHAR(20) NOT NULL,
+		kind           VARCHAR(16) NOT NULL,
+		status         VARCHAR(16) NOT NULL,
+		not_before     BIGINT NOT NULL,
+		not_after      BIGINT NOT NULL,
+		reason         INTEGER NOT NULL,
+		created_at     BIGINT NOT NULL,
+		updated_at     BIGINT NOT NULL,
+		licence_number VARCHAR(40) NOT NULL,
+		system_id      VARCHAR(40) NOT NULL
+	)`,
+	`CREATE INDEX IF NOT EXISTS tokens_tokens_siam ON tokens_tokens (siam_id, not_before)`,
+	`CREATE TABLE IF NOT EXISTS tokens_audit_outbox (
+		id      VARCHAR(32) PRIMARY KEY,
+		at      BIGINT NOT NULL,
+		kind    TEXT NOT NULL,
+		actor   TEXT NOT NULL,
+		subject TEXT NOT NULL,
+		data    TEXT NOT NULL
+	)`,
+}
+
+// New creates the tables if needed and returns a Store.
+func New(ctx context.Context, db *sql.DB, opt Options) (*Store, error) {
+	s := &Store{db: db, audit: opt.AppendAudit}
+	switch opt.Dialect {
+	case "", "sqlite":
+	case "postgres", "pgx":
+		s.postgres = true
+	default:
+		return nil, fmt.Errorf("tokens/sqlstore: unknown dialect %q", opt.Dialect)
+	}
+	if s.audit == nil {
+		s.audit = s.outbox
+	}
+	for _, q := range schema {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return nil, fmt.Errorf("tokens/sqlstore: create schema: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// q rewrites ? placeholders to $n for PostgreSQL.
+func (s *Store) q(query string) string {
+	if !s.postgres {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(query); i++ {
+		if query[i] == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(query[i])
+	}
+	return b.String()
+}
+
+func micros(t time.Time) int64 { return t.UTC().UnixMicro() }
+
+func nullMicros(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: micros(t), Valid: true}
+}
+
+func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func fromNull(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return fromMicros(v.Int64)
+}
+
+func (s *Store) outbox(ctx context.Context, tx *sql.Tx, ev audit.Event) error {
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO tokens_audit_outbox (id, at, kind, actor, subject, data) VALUES (?, ?, ?, ?, ?, ?)`),
+		hex.EncodeToString(id[:]), micros(ev.Time), ev.Kind, ev.Actor, ev.Subject, string(ev.Data))
+	return err
+}
+
+// AuditOutbox returns the events in the outbox, oldest first (for the composition root and tests).
+func (s *Store) AuditOutbox(ctx context.Context) ([]audit.Event, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT at, kind, actor, subject, data FROM tokens_audit_outbox ORDER BY at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("tokens/sqlstore: %w", err)
+	}
+	defer rows.Close()
+	var out []audit.Event
+	for rows.Next() {
+		var at int64
+		var e audit.Event
+		var data string
+		if err := rows.Scan(&at, &e.Kind, &e.Actor, &e.Subject, &data); err != nil {
+			return nil, fmt.Errorf("tokens/sqlstore: %w", err)
+		}
+		e.Time = fromMicros(at)
+		if data != "" {
+			e.Data = []byte(data)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// tx runs fn in a transaction with ev appended, committing only if both succeed.
+func (s *Store) tx(ctx context.Context, ev audit.Event, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("tokens/sqlstore: begin: %w", err)
+	}
+	defer tx.Rollback()
+	if fn != nil {
+		if err := fn(tx); err != nil {
+			return err
+		}
+	}
+	if err := s.audit(ctx, tx, ev); err != nil {
+		return fmt.Errorf("tokens/sqlstore: audit: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("tokens/sqlstore: commit: %w", err)
+	}
+	return nil
+}
+
+// PutFacilities implements tokens.Store.
+func (s *Store) PutFacilities(ctx context.Context, fs []tokens.Facility, ev audit.Event) error {
+	return s.tx(ctx, ev, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO tokens_facilities
+			(siam_id, name, licence_number, licence_status, licence_from, licence_until, system_id, system_status, system_from, system_until)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (siam_id) DO UPDATE SET name = excluded.name, licence_number = excluded.licence_number,
+			licence_status = excluded.licence_status, licence_from = excluded.licence_from, licence_until = excluded.licence_until,
+			system_id = excluded.system_id, system_status = excluded.system_status, system_from = excluded.system_from,
+			system_until = excluded.system_until`))
+		if err != nil {
+			return fmt.Errorf("tokens/sqlstore: %w", err)
+		}
+		defer stmt.Close()
+		for _, f := range fs {
+			if _, err := stmt.ExecContext(ctx, f.SIAMID, f.Name, f.LicenceNumber, string(f.LicenceStatus), micros(f.LicenceFrom),
+				micros(f.LicenceUntil), f.SystemID, string(f.SystemStatus), nullMicros(f.SystemFrom), nullMicros(f.SystemUntil)); err != nil {
+				return fmt.Errorf("tokens/sqlstore: facility %s: %w", f.SIAMID, err)
+			}
+		}
+		return nil
+	})
+}
+
+const facilityCols = `siam_id, name, licence_number, licence_status, licence_from, licence_until, system_id, system_status, system_from, system_until`
+
+func scanFacility(sc interface{ Scan(...any) error }) (tokens.Facility, error) {
+	var f tokens.Facility
+	var ls, ss string
+	var lf, lu int64
+	var sf, su sql.NullInt64
+	if err := sc.Scan(&f.SIAMID, &f.Name, &f.LicenceNumber, &ls, &lf, &lu, &f.SystemID, &ss, &sf, &su); err != nil {
+		return f, err
+	}
+	f.LicenceStatus, f.SystemStatus = tokens.Status(ls), tokens.Status(ss)
+	f.LicenceFrom, f.LicenceUntil, f.SystemFrom, f.SystemUntil = fromMicros(lf), fromMicros(lu), fromNull(sf), fromNull(su)
+	return f, nil
+}
+
+// Facility implements tokens.Store.
+func (s *Store) Facility(ctx context.Context, siamID string) (tokens.Facility, error) {
+	f, err := scanFacility(s.db.QueryRowContext(ctx, s.q(`SELECT `+facilityCols+` FROM tokens_facilities WHERE siam_id = ?`), siamID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return f, fmt.Errorf("tokens/sqlstore: facility %s: %w", siamID, tokens.ErrNotFound)
+	}
+	if err != nil {
+		return f, fmt.Errorf("tokens/sqlstore: %w", err)
+	}
+	return f, nil
+}
+
+// Facilities implements tokens.Store.
+func (s *Store) Facilities(ctx context.Context) ([]tokens.Facility, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+facilityCols+` FROM tokens_facilities ORDER BY siam_id`)
+	if err != nil {
+		return nil, fmt.Errorf("tokens/sqlstore: %w", err)
+	}
+	defer rows.Close()
+	var out []tokens.Facility
+	for rows.Next() {
+		f, err := scanFacility(rows)
+		if err != nil {
+			return nil, fmt.Errorf("tokens/sqlstore: %w", err)
+		}
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
+// PutPhysicians implements tokens.Store.
+func (s *Store) PutPhysicians(ctx context.Context, ps []tokens.Physician, ev audit.Event) error {
+	return s.tx(ctx, ev, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO tokens_physicians
+			(national_code, council_no, name, specialty, status, valid_from, valid_until) VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (national_code) DO UPDATE SET council_no = excluded.council_no, name = excluded.name,
+			specialty = excluded.specialty, status = excluded.status, valid_from = excluded.valid_from, valid_until = excluded.valid_until`))
+		if err != nil {
+			return fmt.Errorf("tokens/sqlstore: %w", err)
+		}
+		defer stmt.Close()
+		for _, p := range ps {
+			if _, err := stmt.ExecContext(ctx, p.NationalCode, p.CouncilNo, p.Name, p.Specialty, string(p.Status),
+				micros(p.ValidFrom), micros(p.ValidUntil)); err != nil {
+				return fmt.Errorf("tokens/sqlstore: physician: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// Physician implements tokens.Store.
+func (s *Store) Physician(ctx context.Context, nationalCode string) (tokens.Physician, error) {
+	var p tokens.Physician
+	var st string
+	var vf, vu int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT national_code, council_no, name, specialty, status, valid_from, valid_until
+		FROM tokens_physicians WHERE national_code = ?`), nationalCode).Scan(&p.NationalCode, &p.CouncilNo, &p.Name, &p.Specialty, &st, &vf, &vu)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, fmt.Errorf("tokens/sqlstore: physician: %w", tokens.ErrNotFound)
+	}
+	if err != nil {
+		return p, fmt.Errorf("tokens/sqlstore: %w", err)
+	}
+	p.Status, p.ValidFrom, p.ValidUntil = tokens.Status(st), fromMicros(vf), fromMicros(vu)
+	return p, nil
+}
+
+// AddEnrolmentCode implements tokens.Store.
+func (s *Store) AddEnrolmentCode(ctx context.Context, c tokens.EnrolmentCode, ev audit.Event) error {
+	return s.tx(ctx, ev, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO tokens_enrolment_codes (id, hash, siam_id, created_by, created_at, expires_at, used_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
+			c.ID, hex.EncodeToString(c.Hash), c.SIAMID, c.CreatedBy, micros(c.CreatedAt), micros(c.ExpiresAt), nullMicros(c.UsedAt))
+		if err != nil {
+			return fmt.Errorf("tokens/sqlstore: enrolment code: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("tokens/sqlstore: enrolment code id: %w", tokens.ErrConflict)
+		}
+		return nil
+	})
+}
+
+// EnrolmentCode implements tokens.Store.
+func (s *Store) EnrolmentCode(ctx context.Context, id string) (tokens.EnrolmentCode, error) {
+	var c tokens.EnrolmentCode
+	var h string
+	var ca, ea int64
+	var ua sql.NullInt64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, hash, siam_id, created_by, created_at, expires_at, used_at
+		FROM tokens_enrolment_codes WHERE id = ?`), id).Scan(&c.ID, &h, &c.SIAMID, &c.CreatedBy, &ca, &ea, &ua)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, fmt.Errorf("tokens/sqlstore: enrolment code: %w", tokens.ErrNotFound)
+	}
+	if err != nil {
+		return c, fmt.Errorf("tokens/sqlstore: %w", err)
+	}
+	if c.Hash, err = hex.DecodeString(h); err != nil {
+		return c, fmt.Errorf("tokens/sqlstore: enrolment code hash: %w", err)
+	}
+	c.CreatedAt, c.ExpiresAt, c.UsedAt = fromMicros(ca), fromMicros(ea), fromNull(ua)
+	return c, nil
+}
+
+// CompleteEnrolment implements tokens.Store: the conditional UPDATE lets exactly one of two racing
+// enrolments mark the code used.
+func (s *Store) CompleteEnrolment(ctx context.Context, id string, at time.Time, tok tokens.Token, ev audit.Event) error {
+	return s.tx(ctx, ev, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE tokens_enrolment_codes SET used_at = ? WHERE id = ? AND used_at IS NULL`), micros(at), id)
+		if err != nil {
+			return fmt.Errorf("tokens/sqlstore: redeem code: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			var one int
+			err := tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM tokens_enrolment_codes WHERE id = ?`), id).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("tokens/sqlstore: enrolment code: %w", tokens.ErrNotFound)
+			}
+			return tokens.ErrCodeUsed
+		}
+		return insertToken(ctx, s, tx, tok)
+	})
+}
+
+func insertToken(ctx context.Context, s *Store, tx *sql.Tx, t tokens.Token) error {
+	res, err := tx.ExecContext(ctx, s.q(`INSERT INTO tokens_tokens
+		(serial, siam_id, kind, status, not_before, not_after, reason, created_at, updated_at, licence_number, system_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING`),
+		t.Serial, t.SIAMID, string(t.Kind), string(t.Status), micros(t.NotBefore), micros(t.NotAfter), t.Reason,
+		micros(t.CreatedAt), micros(t.UpdatedAt), t.LicenceNumber, t.SystemID)
+	if err != nil {
+		return fmt.Errorf("tokens/sqlstore: token: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("tokens/sqlstore: token %s: %w", t.Serial, tokens.ErrConflict)
+	}
+	return nil
+}
+
+// AddToken implements tokens.Store.
+func (s *Store) AddToken(ctx context.Context, tok tokens.Token, ev audit.Event) error {
+	return s.tx(ctx, ev, func(tx *sql.Tx) error { return insertToken(ctx, s, tx, tok) })
+}
+
+const tokenCols = `serial, siam_id, kind, status, not_before, not_after, reason, created_at, updated_at, licence_number, system_id`
+
+func scanToken(sc interface{ Scan(...any) error }) (tokens.Token, error) {
+	var t tokens.Token
+	var kind, st string
+	var nb, na, ca, ua int64
+	if err := sc.Scan(&t.Serial, &t.SIAMID, &kind, &st, &nb, &na, &t.Reason, &ca, &ua, &t.LicenceNumber, &t.SystemID); err != nil {
+		return t, err
+	}
+	t.Kind, t.Status = tokens.TokenKind(kind), tokens.TokenStatus(st)
+	t.NotBefore, t.NotAfter, t.CreatedAt, t.UpdatedAt = fromMicros(nb), fromMicros(na), fromMicros(ca), fromMicros(ua)
+	return t, nil
+}
+
+// Token implements tokens.Store.
+func (s *Store) Token(ctx context.Context, serial string) (tokens.Token, error) {
+	t, err := scanToken(s.db.QueryRowContext(ctx, s.q(`SELECT `+tokenCols+` FROM tokens_tokens WHERE serial = ?`), strings.ToLower(serial)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, fmt.Errorf("tokens/sqlstore: token %s: %w", serial, tokens.ErrNotFound)
+	}
+	if err != nil {
+		return t, fmt.Errorf("tokens/sqlstore: %w", err)
+	}
+	return t, nil
+}
+
+// Tokens implements tokens.Store.
+func (s *Store) Tokens(ctx context.Context, siamID string) ([]tokens.Token, error) {
+	var rows *sql.Rows
+	var err error
+	if siamID == "" {
+		rows, err = s.db.QueryContext(ctx, `SELECT `+tokenCols+` FROM tokens_tokens ORDER BY siam_id, not_before, serial`)
+	} else {
+		rows, err = s.db.QueryContext(ctx, s.q(`SELECT `+tokenCols+` FROM tokens_tokens WHERE siam_id = ? ORDER BY siam_id, not_before, serial`), siamID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tokens/sqlstore: %w", err)
+	}
+	defer rows.Close()
+	var out []tokens.Token
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, fmt.Errorf("tokens/sqlstore: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// SetTokenStatus implements tokens.Store.
+func (s *Store) SetTokenStatus(ctx context.Context, serial string, st tokens.TokenStatus, reason int, at time.Time, ev audit.Event) error {
+	return s.tx(ctx, ev, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE tokens_tokens SET status = ?, reason = ?, updated_at = ? WHERE serial = ?`),
+			string(st), reason, micros(at), serial)
+		if err != nil {
+			return fmt.Errorf("tokens/sqlstore: token status: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("tokens/sqlstore: token %s: %w", serial, tokens.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// AppendAudit implements tokens.Store.
+func (s *Store) AppendAudit(ctx context.Context, ev audit.Event) error { return s.tx(ctx, ev, nil) }
