@@ -42,6 +42,17 @@ type Config struct {
 		// Issuance configures profiles, URLs and lifetimes (ca.Config).
 		Issuance ca.Config `yaml:"issuance"`
 	} `yaml:"ca"`
+	// Services names the keys of the CA's own services. Empty means a P-256 file key in <data-dir>/services;
+	// a pkcs11: URI names a key made beforehand with `mohr hsm keygen`. Their certificates are issued by the
+	// CA at start and renewed when a third of their lifetime is left.
+	Services struct {
+		TSAKey  string `yaml:"tsa_key"`
+		OCSPKey string `yaml:"ocsp_key"`
+		SealKey string `yaml:"seal_key"`
+		TLSKey  string `yaml:"tls_key"`
+		// TLSNames are the DNS names and IP addresses of the API's server certificate.
+		TLSNames []string `yaml:"tls_names"`
+	} `yaml:"services"`
 	HSM struct {
 		// Module is the default PKCS#11 module for pkcs11: URIs without module-path.
 		Module string `yaml:"module"`

@@ -14,6 +14,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -94,6 +95,7 @@ var schema = []string{
 		subject TEXT NOT NULL,
 		data    TEXT NOT NULL
 	)`,
+	`CREATE INDEX IF NOT EXISTS tokens_physicians_council ON tokens_physicians (council_no)`,
 }
 
 // New creates the tables if needed and returns a Store.
@@ -300,11 +302,24 @@ func (s *Store) PutPhysicians(ctx context.Context, ps []tokens.Physician, ev aud
 
 // Physician implements tokens.Store.
 func (s *Store) Physician(ctx context.Context, nationalCode string) (tokens.Physician, error) {
+	return s.physicianWhere(ctx, "national_code", nationalCode)
+}
+
+// PhysicianByCouncil returns one registration by medical-council number (the verifier's lookup).
+func (s *Store) PhysicianByCouncil(ctx context.Context, councilNo string) (tokens.Physician, error) {
+	return s.physicianWhere(ctx, "council_no", councilNo)
+}
+
+// physicianWhere looks a physician up by one of two fixed columns (never caller text in the SQL).
+func (s *Store) physicianWhere(ctx context.Context, column, value string) (tokens.Physician, error) {
+	if column != "national_code" && column != "council_no" {
+		return tokens.Physician{}, fmt.Errorf("tokens/sqlstore: bad physician column")
+	}
 	var p tokens.Physician
 	var st string
 	var vf, vu int64
 	err := s.db.QueryRowContext(ctx, s.q(`SELECT national_code, council_no, name, specialty, status, valid_from, valid_until
-		FROM tokens_physicians WHERE national_code = ?`), nationalCode).Scan(&p.NationalCode, &p.CouncilNo, &p.Name, &p.Specialty, &st, &vf, &vu)
+		FROM tokens_physicians WHERE `+column+` = ?`), value).Scan(&p.NationalCode, &p.CouncilNo, &p.Name, &p.Specialty, &st, &vf, &vu)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, fmt.Errorf("tokens/sqlstore: physician: %w", tokens.ErrNotFound)
 	}
@@ -459,3 +474,57 @@ func (s *Store) SetTokenStatus(ctx context.Context, serial string, st tokens.Tok
 
 // AppendAudit implements tokens.Store.
 func (s *Store) AppendAudit(ctx context.Context, ev audit.Event) error { return s.tx(ctx, ev, nil) }
+
+// DrainAuditOutbox moves the outbox into the tamper-evident audit log: for each event, oldest first, it calls
+// appendAudit and then deletes the event. Delivery is at least once: a crash between the two leaves the event
+// to be appended again, so each event's data carries the outbox id ("outbox_id") for auditors to de-duplicate.
+func (s *Store) DrainAuditOutbox(ctx context.Context, appendAudit func(context.Context, audit.Event) error) (int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, at, kind, actor, subject, data FROM tokens_audit_outbox ORDER BY at, id`)
+	if err != nil {
+		return 0, fmt.Errorf("tokens/sqlstore: %w", err)
+	}
+	type item struct {
+		id string
+		ev audit.Event
+	}
+	var items []item
+	for rows.Next() {
+		var it item
+		var at int64
+		var data string
+		if err := rows.Scan(&it.id, &at, &it.ev.Kind, &it.ev.Actor, &it.ev.Subject, &data); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("tokens/sqlstore: %w", err)
+		}
+		it.ev.Time = fromMicros(at)
+		it.ev.Data = withOutboxID(data, it.id)
+		items = append(items, it)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("tokens/sqlstore: %w", err)
+	}
+	for i, it := range items {
+		if err := appendAudit(ctx, it.ev); err != nil {
+			return i, err
+		}
+		if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM tokens_audit_outbox WHERE id = ?`), it.id); err != nil {
+			return i, fmt.Errorf("tokens/sqlstore: %w", err)
+		}
+	}
+	return len(items), nil
+}
+
+// withOutboxID adds "outbox_id" to a JSON object (or makes one).
+func withOutboxID(data, id string) []byte {
+	var m map[string]any
+	if data == "" || json.Unmarshal([]byte(data), &m) != nil || m == nil {
+		m = map[string]any{}
+		if data != "" {
+			m["data"] = data
+		}
+	}
+	m["outbox_id"] = id
+	b, _ := json.Marshal(m)
+	return b
+}

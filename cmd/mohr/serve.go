@@ -1,0 +1,450 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mohr-hix/mohr/api"
+	"github.com/mohr-hix/mohr/ca"
+	"github.com/mohr-hix/mohr/ca/revocation"
+	"github.com/mohr-hix/mohr/internal/audit"
+	"github.com/mohr-hix/mohr/internal/hixext"
+	"github.com/mohr-hix/mohr/signing"
+	"github.com/mohr-hix/mohr/tokens"
+	"github.com/mohr-hix/mohr/tokens/sqlstore"
+)
+
+func init() { rootCmd.AddCommand(newServeCmd()) }
+
+func newServeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run the CA, revocation, TSA, signing and token services behind the HTTP API",
+		Long: "Run Mohr. With no configuration it uses SQLite in the data directory and, on first start, creates a\n" +
+			"DEVELOPMENT root and intermediate. The API listens with mTLS on `listen`; CRLs, OCSP, the TSA, the CA\n" +
+			"certificates and /healthz are also served over plain HTTP on `public_listen`.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig()
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			return serve(cmd.Context(), cfg, log)
+		},
+	}
+}
+
+// node is one running Mohr: every service, wired.
+type node struct {
+	cfg      *Config
+	log      *slog.Logger
+	st       appStore
+	ts       *sqlstore.Store
+	ca       *ca.CA
+	crl      *revocation.CRLPublisher
+	ocsp     *revocation.Responder
+	rev      *revocation.Service
+	tsa      *signing.TSA
+	verifier *signing.Verifier
+	tokens   *tokens.Service
+	cp       *audit.Checkpointer
+	vkey     string
+	seal     signing.Seal
+	closers  []func() error
+}
+
+func (n *node) close() {
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		n.closers[i]()
+	}
+}
+
+// ensureDevCA creates the development hierarchy on first start when no CA is configured.
+func ensureDevCA(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	if _, err := os.Stat(cfg.CA.Cert); err == nil {
+		return nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if cfg.CA.Key != "" && !strings.HasPrefix(cfg.CA.Key, "file:") {
+		return fmt.Errorf("no intermediate certificate at %s: run mohr ca init first", cfg.CA.Cert)
+	}
+	log.Warn("no CA yet: creating a DEVELOPMENT root and intermediate (never for production)", "dir", caDir(cfg))
+	return caInitDev(ctx, cfg, "EC-P256", false)
+}
+
+// ensureAuditKey creates the checkpoint signing key on first start.
+func ensureAuditKey() (*audit.Checkpointer, error) {
+	if _, err := os.Stat(auditKeyPath(auditSKeyFile)); errors.Is(err, os.ErrNotExist) {
+		skey, vkey, err := audit.GenerateKey("mohr")
+		if err != nil {
+			return nil, err
+		}
+		flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+		if err := writeAuditKeyFile(auditKeyPath(auditSKeyFile), skey, flags, 0o600); err != nil {
+			return nil, err
+		}
+		if err := writeAuditKeyFile(auditKeyPath(auditVKeyFile), vkey, flags, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return loadCheckpointer()
+}
+
+// build wires every service of a node. It starts nothing.
+func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	n := &node{cfg: cfg, log: log}
+	if err := ensureDevCA(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	var err error
+	if n.st, err = openStore(ctx, cfg); err != nil {
+		return nil, err
+	}
+	n.closers = append(n.closers, n.st.Close)
+	fail := func(err error) (*node, error) { n.close(); return nil, err }
+
+	is, err := loadIssuer(ctx, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	ts, db, err := openTokenStore(ctx, cfg)
+	if err != nil {
+		return fail(fmt.Errorf("token store: %w", err))
+	}
+	n.ts = ts
+	n.closers = append(n.closers, db.Close)
+	if n.ca, err = ca.New(is, n.st, cfg.CA.Issuance, ca.Options{RA: registryRA{ts}}); err != nil {
+		return fail(err)
+	}
+	if n.cp, err = ensureAuditKey(); err != nil {
+		return fail(err)
+	}
+	if n.vkey, err = readAuditVKey(""); err != nil {
+		return fail(err)
+	}
+
+	// Revocation: CRLs per shard and the OCSP responder with its delegated certificate.
+	n.crl, err = revocation.NewCRLPublisher(revocation.CRLConfig{Issuer: is, Store: n.st, Shards: cfg.CA.Issuance.CRLShards,
+		BaseURL: cfg.CA.Issuance.CRLBaseURL, OnError: func(shard int, err error) { log.Error("CRL", "shard", shard, "err", err) }})
+	if err != nil {
+		return fail(err)
+	}
+	ocspKey, err := serviceKey(ctx, cfg, "ocsp", cfg.Services.OCSPKey)
+	if err != nil {
+		return fail(err)
+	}
+	n.ocsp, err = revocation.NewResponder(revocation.ResponderConfig{Issuer: is, Store: n.st, Key: ocspKey,
+		Shards: cfg.CA.Issuance.CRLShards, OnError: func(err error) { log.Error("OCSP", "err", err) },
+		Issue: func(ctx context.Context, _ crypto.PublicKey, _, notAfter time.Time) (*x509.Certificate, error) {
+			return issueFor(ctx, n.ca, ocspKey, ca.Request{Profile: ca.ProfileOCSPResponder, CommonName: "Mohr OCSP Responder", ValidUntil: notAfter})
+		}})
+	if err != nil {
+		return fail(err)
+	}
+	n.rev = &revocation.Service{Store: n.st, CRL: n.crl, OCSP: n.ocsp}
+
+	// The TSA and the exchange's organisation seal.
+	tsaKey, err := serviceKey(ctx, cfg, "tsa", cfg.Services.TSAKey)
+	if err != nil {
+		return fail(err)
+	}
+	tsaCert, err := serviceCert(ctx, cfg, n.ca, "tsa", tsaKey, ca.Request{Profile: ca.ProfileTSA, CommonName: "Mohr Time-Stamping Authority"})
+	if err != nil {
+		return fail(err)
+	}
+	chain := is.Chain[:len(is.Chain)-1]
+	if n.tsa, err = signing.NewTSA(tsaKey, append([]*x509.Certificate{tsaCert}, chain...), signing.TSAConfig{
+		Policy: append(append([]int{}, hixext.Arc...), 5, 1), Accuracy: time.Second}); err != nil {
+		return fail(err)
+	}
+	sealKey, err := serviceKey(ctx, cfg, "seal", cfg.Services.SealKey)
+	if err != nil {
+		return fail(err)
+	}
+	sealCert, err := serviceCert(ctx, cfg, n.ca, "seal", sealKey, ca.Request{Profile: ca.ProfileOrganisationSeal,
+		CommonName: "Health Information Exchange Seal", Organization: "Ministry of Health and Medical Education"})
+	if err != nil {
+		return fail(err)
+	}
+
+	// Verification and ingestion.
+	roots := x509.NewCertPool()
+	roots.AddCert(is.Root())
+	if n.verifier, err = signing.NewVerifier(signing.VerifierConfig{Roots: roots, Revocation: localOCSP(n.ocsp),
+		Registry: physicianRegistry{ts}}); err != nil {
+		return fail(err)
+	}
+	n.tokens = &tokens.Service{Store: ts, Issuer: adapterIssuer{n.ca}, Revoker: tokenRevoker{n.rev}}
+	n.seal = signing.Seal{Signer: sealKey, Chain: append([]*x509.Certificate{sealCert}, chain...)}
+	return n, nil
+}
+
+// issueFor issues req for key through the CA pipeline (the CSR is made with key, so the CA checks possession).
+func issueFor(ctx context.Context, c *ca.CA, key crypto.Signer, req ca.Request) (*x509.Certificate, error) {
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		return nil, err
+	}
+	if req.CSR, err = x509.ParseCertificateRequest(der); err != nil {
+		return nil, err
+	}
+	if req.Actor == "" {
+		req.Actor = "system:serve"
+	}
+	return c.Issue(ctx, req)
+}
+
+// apiServer builds the API over the node's services.
+func (n *node) apiServer() (*api.Server, error) {
+	clientCAs := x509.NewCertPool()
+	clientCAs.AddCert(n.ca.Issuer().Cert)
+	adminFile := filepath.Join(n.cfg.dataDir, "admin.token")
+	if _, created, err := api.EnsureAdminCredential(adminFile); err != nil {
+		return nil, err
+	} else if created {
+		n.log.Info("created the local admin credential (loopback only)", "file", adminFile)
+	}
+	ingest := &signing.Ingestor{Verifier: n.verifier, Timestamper: n.tsa, Revocation: localOCSP(n.ocsp),
+		Store: prescriptionStore{st: n.st, actor: "api:ingestion"}, Seal: n.seal}
+	ta := tokenAPI{svc: n.tokens, st: n.ts, now: time.Now}
+	return api.New(api.Config{ClientCAs: clientCAs, AdminTokenFile: adminFile, Logger: n.log}, api.Services{
+		Certs:      certService{ca: n.ca, st: n.st, rev: n.rev},
+		CRL:        n.crl,
+		OCSP:       n.ocsp,
+		TSA:        n.tsa,
+		Ingestor:   ingestor{ingest},
+		Verifier:   verifier{n.verifier},
+		Batch:      batchVerifier{&signing.BatchVerifier{Verifier: n.verifier}},
+		Tokens:     ta,
+		Registry:   ta,
+		Audit:      auditAPI{st: n.st, vkey: n.vkey},
+		Auditor:    n.st,
+		Revocation: clientRevocation{n.st},
+		Ready:      readiness{n.st},
+	})
+}
+
+// publicPaths are the routes of the plain-HTTP listener: what relying parties fetch without credentials.
+var publicPaths = []string{"/healthz", "/readyz", "/crl/", "/ocsp", "/tsa", "/ca/"}
+
+func publicOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, p := range publicPaths {
+			if r.URL.Path == p || strings.HasSuffix(p, "/") && strings.HasPrefix(r.URL.Path, p) || strings.HasPrefix(r.URL.Path, p+"/") {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"type":"about:blank","title":"Not Found","status":404,"detail":"this listener serves only CRLs, OCSP, the TSA and CA certificates; the API is on the TLS listener"}` + "\n"))
+	})
+}
+
+// caFiles serves the CA certificates (DER) for the caIssuers access method (RFC 5280 §4.2.2.1).
+func (n *node) caFiles(next http.Handler) http.Handler {
+	is := n.ca.Issuer()
+	files := map[string][]byte{"/ca/intermediate.crt": is.Cert.Raw, "/ca/root.crt": is.Root().Raw}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b, ok := files[r.URL.Path]; ok && r.Method == http.MethodGet {
+			w.Header().Set("Content-Type", "application/pkix-cert")
+			w.Header().Set("Cache-Control", "public, max-age=86400")
+			w.Write(b)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	n, err := build(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer n.close()
+	if err := n.ocsp.Start(ctx); err != nil {
+		return fmt.Errorf("OCSP responder: %w", err)
+	}
+	if err := n.crl.PublishAll(ctx); err != nil {
+		return fmt.Errorf("CRLs: %w", err)
+	}
+	srv, err := n.apiServer()
+	if err != nil {
+		return err
+	}
+	tlsKey, err := serviceKey(ctx, cfg, "tls", cfg.Services.TLSKey)
+	if err != nil {
+		return err
+	}
+	dns, ips := tlsNames(cfg)
+	tlsCert, err := serviceCert(ctx, cfg, n.ca, "tls", tlsKey, ca.Request{Profile: ca.ProfileTLSServer, DNSNames: dns, IPs: ips})
+	if err != nil {
+		return err
+	}
+	tc := srv.TLSConfig()
+	tc.Certificates = []tls.Certificate{{Certificate: [][]byte{tlsCert.Raw, n.ca.Issuer().Cert.Raw}, PrivateKey: tlsKey, Leaf: tlsCert}}
+	tc.MinVersion = tls.VersionTLS12
+
+	handler := n.caFiles(srv.Handler())
+	apiHTTP := srv.HTTPServer(cfg.Listen)
+	apiHTTP.Handler = handler
+	apiHTTP.TLSConfig = tc
+	pubHTTP := srv.HTTPServer(cfg.PublicListen)
+	pubHTTP.Handler = publicOnly(handler)
+
+	apiLn, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	pubLn, err := net.Listen("tcp", cfg.PublicListen)
+	if err != nil {
+		apiLn.Close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	goRun := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	goRun("crl", n.crl.Run)
+	goRun("ocsp", n.ocsp.Run)
+	goRun("audit checkpoints", n.checkpointLoop)
+	goRun("change feed", n.changeFeed)
+	goRun("token outbox", n.outboxLoop)
+	goRun("registry sync", func(ctx context.Context) error {
+		return n.tokens.RunSync(ctx, n.ts, time.Minute, "system:sync", func(r tokens.SyncReport, err error) {
+			if err != nil {
+				log.Error("registry sync", "err", err)
+			}
+		})
+	})
+	go func() { errc <- apiHTTP.ServeTLS(apiLn, "", "") }()
+	go func() { errc <- pubHTTP.Serve(pubLn) }()
+	n.st.AppendAudit(ctx, newEvent("mohr.start", "system", "", map[string]any{"listen": cfg.Listen, "public": cfg.PublicListen}))
+	log.Info("mohr serving", "api", "https://"+apiLn.Addr().String(), "public", "http://"+pubLn.Addr().String(),
+		"data", cfg.dataDir, "database", cfg.Database.Driver)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	log.Info("mohr stopping")
+	sctx, scancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
+	defer scancel()
+	apiHTTP.Shutdown(sctx)
+	pubHTTP.Shutdown(sctx)
+	cancel()
+	wg.Wait()
+	if errors.Is(runErr, http.ErrServerClosed) {
+		runErr = nil
+	}
+	return runErr
+}
+
+// checkpointLoop signs an audit checkpoint at start and every minute the log has grown.
+func (n *node) checkpointLoop(ctx context.Context) error {
+	var last int64 = -1
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		if size, err := n.st.AuditSize(ctx); err == nil && size != last {
+			if err := n.st.Checkpoint(ctx, n.cp); err != nil {
+				n.log.Error("audit checkpoint", "err", err)
+			} else {
+				last = size
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// changeFeed follows the audit log and refreshes OCSP responses and CRL shards for changes made outside this
+// process (the CLI, another node): the log is the one ordered record of every state change.
+func (n *node) changeFeed(ctx context.Context) error {
+	next, err := n.st.AuditSize(ctx)
+	if err != nil {
+		return err
+	}
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		size, err := n.st.AuditSize(ctx)
+		if err != nil || size <= next {
+			continue
+		}
+		for next < size {
+			es, err := n.st.AuditEntries(ctx, next, 500)
+			if err != nil || len(es) == 0 {
+				break
+			}
+			for _, e := range es {
+				switch e.Event.Kind {
+				case "cert.issued", revocation.EventRevoked, revocation.EventHeld, revocation.EventReleased:
+					if err := n.ocsp.Update(ctx, e.Event.Subject); err != nil {
+						n.log.Error("OCSP update", "serial", e.Event.Subject, "err", err)
+					}
+					if e.Event.Kind != "cert.issued" {
+						if rec, err := n.st.Certificate(ctx, e.Event.Subject); err == nil {
+							n.crl.Trigger(rec.Shard)
+						}
+					}
+				}
+				next = e.Seq + 1
+			}
+		}
+	}
+}
+
+// outboxLoop moves the token store's audit outbox into the audit log.
+func (n *node) outboxLoop(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if _, err := n.ts.DrainAuditOutbox(ctx, n.st.AppendAudit); err != nil && ctx.Err() == nil {
+			n.log.Error("token audit outbox", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

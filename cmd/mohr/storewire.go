@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/mohr-hix/mohr/ca"
+	"github.com/mohr-hix/mohr/internal/audit"
+	"github.com/mohr-hix/mohr/internal/store"
+)
+
+// appStore is what the commands need of the database: the CA's store, the audit log's source and checkpoints.
+type appStore interface {
+	ca.Store
+	audit.Source
+	Checkpoint(ctx context.Context, cp *audit.Checkpointer) error
+	SavePrescription(ctx context.Context, rec store.PrescriptionRecord, ev audit.Event) error
+	Close() error
+}
+
+var (
+	_ appStore = (*store.SQLite)(nil)
+	_ appStore = (*store.Postgres)(nil)
+)
+
+// openStore opens the configured database and applies its migrations.
+func openStore(ctx context.Context, cfg *Config) (appStore, error) {
+	switch cfg.Database.Driver {
+	case "sqlite":
+		if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+			return nil, err
+		}
+		st, err := store.OpenSQLite(ctx, cfg.Database.DSN)
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	case "postgres":
+		st, err := store.OpenPostgres(ctx, cfg.Database.DSN)
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("unknown database driver %q", cfg.Database.Driver)
+}
+
+// withStore opens the store for one CLI command.
+func withStore(ctx context.Context, fn func(appStore) error) error {
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(st)
+}
+
+// auditCAEvent records a CA operation made from the CLI.
+func auditCAEvent(ctx context.Context, cfg *Config, kind string, data map[string]any) error {
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return st.AppendAudit(ctx, newEvent(kind, cliActor(), "", data))
+}
+
+func newEvent(kind, actor, subject string, data map[string]any) audit.Event {
+	b, _ := json.Marshal(data)
+	return audit.Event{Time: time.Now().UTC(), Kind: kind, Actor: actor, Subject: subject, Data: b}
+}
+
+func init() {
+	openAuditStore = func(ctx context.Context) (AuditStore, error) {
+		cfg, err := loadConfig()
+		if err != nil {
+			return nil, err
+		}
+		return openStore(ctx, cfg)
+	}
+}

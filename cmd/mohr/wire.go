@@ -1,0 +1,445 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx" for tokens/sqlstore
+	"golang.org/x/crypto/ocsp"
+	_ "modernc.org/sqlite" // database/sql driver "sqlite" for tokens/sqlstore
+
+	"github.com/mohr-hix/mohr/api"
+	"github.com/mohr-hix/mohr/ca"
+	"github.com/mohr-hix/mohr/ca/revocation"
+	"github.com/mohr-hix/mohr/internal/audit"
+	"github.com/mohr-hix/mohr/internal/store"
+	"github.com/mohr-hix/mohr/signing"
+	"github.com/mohr-hix/mohr/tokens"
+	"github.com/mohr-hix/mohr/tokens/sqlstore"
+)
+
+// This file adapts the domain packages to each other and to the API's consumer-side interfaces. It holds no
+// logic of its own beyond translating types.
+
+// certService implements api.CertService with the CA, the store and the revocation service.
+type certService struct {
+	ca  *ca.CA
+	st  ca.Store
+	rev *revocation.Service
+}
+
+func (s certService) Issue(ctx context.Context, r api.IssueRequest) (ca.CertRecord, error) {
+	csr, err := ca.ParseCSR(r.CSR)
+	if err != nil {
+		return ca.CertRecord{}, invalid(err)
+	}
+	cert, err := s.ca.Issue(ctx, ca.Request{
+		Profile: r.Profile, CSR: csr, CommonName: r.Subject.CommonName,
+		SIAMID: r.Subject.SIAMID, LicenceNumber: r.Subject.LicenceNumber,
+		NationalCode: r.Subject.NationalCode, CouncilNumber: r.Subject.CouncilNumber,
+		DNSNames: r.Subject.DNSNames, Actor: r.Actor,
+	})
+	if err != nil {
+		if errors.Is(err, ca.ErrBadRequest) || errors.Is(err, ca.ErrWeakKey) || errors.Is(err, ca.ErrNotEligible) ||
+			errors.Is(err, ca.ErrLint) {
+			return ca.CertRecord{}, invalid(err)
+		}
+		return ca.CertRecord{}, err
+	}
+	return s.st.Certificate(ctx, ca.SerialHex(cert.SerialNumber))
+}
+
+func (s certService) Get(ctx context.Context, serial string) (ca.CertRecord, error) {
+	n, err := revocation.NormalizeSerial(serial)
+	if err != nil {
+		return ca.CertRecord{}, invalid(err)
+	}
+	return s.st.Certificate(ctx, n)
+}
+
+func (s certService) List(ctx context.Context, f ca.CertFilter) ([]ca.CertRecord, error) {
+	return s.st.Certificates(ctx, f)
+}
+
+func (s certService) Revoke(ctx context.Context, serial string, reason int, actor string) (bool, error) {
+	res, err := s.rev.Revoke(ctx, serial, revocation.Reason(reason), actor)
+	return res.Changed, revErr(err)
+}
+
+func (s certService) Hold(ctx context.Context, serial, actor string) error {
+	_, err := s.rev.Hold(ctx, serial, actor)
+	return revErr(err)
+}
+
+func (s certService) Release(ctx context.Context, serial, actor string) error {
+	_, err := s.rev.Release(ctx, serial, actor)
+	return revErr(err)
+}
+
+// invalidError marks a caller's mistake; the API answers it with 422 (it looks for an Invalid method).
+type invalidError struct{ error }
+
+func (e invalidError) Invalid() bool { return true }
+func (e invalidError) Unwrap() error { return e.error }
+
+func invalid(err error) error { return invalidError{err} }
+
+func revErr(err error) error {
+	if errors.Is(err, revocation.ErrBadReason) || errors.Is(err, revocation.ErrBadSerial) {
+		return invalid(err)
+	}
+	if errors.Is(err, revocation.ErrAlreadyRevoked) || errors.Is(err, revocation.ErrNotIssued) {
+		return fmt.Errorf("%w: %v", ca.ErrConflict, err)
+	}
+	return err
+}
+
+// tokenRevoker implements tokens.Revoker with the revocation service.
+type tokenRevoker struct{ rev *revocation.Service }
+
+func (t tokenRevoker) Revoke(ctx context.Context, serial string, reason int, actor string) error {
+	_, err := t.rev.Revoke(ctx, serial, revocation.Reason(reason), actor)
+	return err
+}
+func (t tokenRevoker) Hold(ctx context.Context, serial, actor string) error {
+	_, err := t.rev.Hold(ctx, serial, actor)
+	return err
+}
+func (t tokenRevoker) Release(ctx context.Context, serial, actor string) error {
+	_, err := t.rev.Release(ctx, serial, actor)
+	return err
+}
+
+// adapterIssuer implements tokens.CertIssuer with the CA's facility-adapter profile.
+type adapterIssuer struct{ ca *ca.CA }
+
+func (a adapterIssuer) IssueAdapter(ctx context.Context, csr *x509.CertificateRequest, f tokens.Facility) (*x509.Certificate, []*x509.Certificate, error) {
+	cert, err := a.ca.Issue(ctx, ca.Request{
+		Profile: ca.ProfileFacilityAdapter, CSR: csr, CommonName: f.Name, SIAMID: f.SIAMID,
+		LicenceNumber: f.LicenceNumber, SystemCertID: f.SystemID, ValidUntil: f.NotAfterLimit(), Actor: "ra:enrolment",
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	chain := a.ca.Issuer().Chain
+	return cert, chain[:len(chain)-1], nil
+}
+
+// registryRA implements ca.RA with the registries the tokens store keeps: the CA asks it before issuing a
+// facility or physician certificate, and caps the lifetime at the standing's end.
+type registryRA struct{ st *sqlstore.Store }
+
+func (r registryRA) FacilityStanding(ctx context.Context, siamID, licence string, at time.Time) (time.Time, error) {
+	f, err := tokens.CheckFacility(ctx, r.st, siamID, at)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %v", ca.ErrNotEligible, err)
+	}
+	if f.LicenceNumber != licence {
+		return time.Time{}, fmt.Errorf("%w: licence %s is not the registered licence of %s", ca.ErrNotEligible, licence, siamID)
+	}
+	return f.NotAfterLimit(), nil
+}
+
+func (r registryRA) PhysicianStanding(ctx context.Context, nationalCode, councilNo string, at time.Time) (time.Time, error) {
+	p, err := tokens.CheckPhysician(ctx, r.st, nationalCode, councilNo, at)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %v", ca.ErrNotEligible, err)
+	}
+	return p.ValidUntil, nil
+}
+
+// physicianRegistry implements signing.PhysicianRegistry (lookup by council number).
+type physicianRegistry struct{ st *sqlstore.Store }
+
+func (r physicianRegistry) Registration(ctx context.Context, councilNo string) (signing.Registration, error) {
+	p, err := r.st.PhysicianByCouncil(ctx, councilNo)
+	if err != nil {
+		return signing.Registration{}, err
+	}
+	return signing.Registration{CouncilNumber: p.CouncilNo, NationalCode: p.NationalCode, Name: p.Name,
+		Specialty: p.Specialty, Status: string(p.Status), ValidFrom: p.ValidFrom, ValidUntil: p.ValidUntil}, nil
+}
+
+// localOCSP implements signing.RevocationSource for Mohr's own certificates by asking the in-process responder,
+// so ingestion embeds the same response a relying party would fetch.
+func localOCSP(r *revocation.Responder) signing.RevocationFunc {
+	return func(ctx context.Context, cert, issuer *x509.Certificate) ([]byte, error) {
+		req, err := ocsp.CreateRequest(cert, issuer, &ocsp.RequestOptions{Hash: crypto.SHA256})
+		if err != nil {
+			return nil, err
+		}
+		return r.Respond(ctx, req)
+	}
+}
+
+// prescriptionStore implements signing.PrescriptionStore with the main store.
+type prescriptionStore struct {
+	st interface {
+		SavePrescription(context.Context, store.PrescriptionRecord, audit.Event) error
+	}
+	actor string
+}
+
+func (p prescriptionStore) SavePrescription(ctx context.Context, rx signing.Prescription) error {
+	ind := ""
+	if rx.Report != nil {
+		ind = string(rx.Report.Indication)
+	}
+	ev := newEvent("rx.ingested", p.actor, rx.ID, map[string]any{"prescriber": rx.PrescriberNationalCode,
+		"council": rx.CouncilNumber, "indication": ind, "signing_time": rx.SigningTime})
+	return p.st.SavePrescription(ctx, store.PrescriptionRecord{ID: rx.ID, ReceivedAt: rx.ReceivedAt, SigningTime: rx.SigningTime,
+		PrescriberCode: rx.PrescriberNationalCode, CouncilNumber: rx.CouncilNumber, PatientCode: rx.PatientNationalCode,
+		Indication: ind, Signature: rx.Signature, SealedReport: rx.SealedReport}, ev)
+}
+
+// ingestor implements api.PrescriptionIngestor.
+type ingestor struct{ in *signing.Ingestor }
+
+func (i ingestor) Ingest(ctx context.Context, der []byte, caller api.Identity) ([]byte, []byte, error) {
+	res, err := i.in.Ingest(ctx, der)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := json.Marshal(res.Report)
+	return res.SealedReport, js, err
+}
+
+// verifier implements api.Verifier.
+type verifier struct{ v *signing.Verifier }
+
+func (v verifier) Verify(ctx context.Context, der []byte) ([]byte, error) {
+	return json.Marshal(v.v.Verify(ctx, der))
+}
+
+// batchVerifier implements api.BatchVerifier.
+type batchVerifier struct{ b *signing.BatchVerifier }
+
+func (b batchVerifier) VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer) error {
+	_, err := b.b.VerifyNDJSON(ctx, r, w)
+	return err
+}
+
+// tokenAPI implements api.TokenService and api.RegistryService with tokens.Service.
+type tokenAPI struct {
+	svc *tokens.Service
+	st  *sqlstore.Store
+	now func() time.Time
+}
+
+func (t tokenAPI) CreateEnrolmentCode(ctx context.Context, siamID, actor string) (string, time.Time, error) {
+	return t.svc.NewEnrolmentCode(ctx, siamID, actor)
+}
+
+func (t tokenAPI) Enrol(ctx context.Context, code string, csrDER []byte, kind string) (api.Token, error) {
+	csr, err := ca.ParseCSR(csrDER)
+	if err != nil {
+		return api.Token{}, invalid(err)
+	}
+	iss, err := t.svc.Enrol(ctx, tokens.EnrolRequest{Code: code, CSR: csr, Kind: tokens.TokenKind(kind), Actor: "enrolment"})
+	if err != nil {
+		if errors.Is(err, tokens.ErrBadCSR) || errors.Is(err, tokens.ErrInvalidInput) {
+			return api.Token{}, invalid(err)
+		}
+		if errors.Is(err, tokens.ErrCodeUsed) || errors.Is(err, tokens.ErrCodeExpired) || errors.Is(err, tokens.ErrWrongSIAM) ||
+			errors.Is(err, tokens.ErrNotEligible) || errors.Is(err, tokens.ErrCodeUnknown) {
+			return api.Token{}, deniedError{err}
+		}
+		return api.Token{}, err
+	}
+	return toAPIToken(iss.Token, iss.Cert.Raw), nil
+}
+
+func (t tokenAPI) Tokens(ctx context.Context, siamID string) ([]api.Token, error) {
+	ts, err := t.svc.Tokens(ctx, siamID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Token, 0, len(ts))
+	for _, tok := range ts {
+		out = append(out, toAPIToken(tok, nil))
+	}
+	return out, nil
+}
+
+func (t tokenAPI) RevokeToken(ctx context.Context, siamID, tokenID, actor string) error {
+	tok, err := t.st.Token(ctx, tokenID)
+	if err != nil {
+		return err
+	}
+	if tok.SIAMID != siamID {
+		return fmt.Errorf("%w: token %s", ca.ErrNotFound, tokenID) // another facility's token does not exist for you
+	}
+	return t.svc.Revoke(ctx, tokenID, int(revocation.CessationOfOperation), actor)
+}
+
+func toAPIToken(t tokens.Token, der []byte) api.Token {
+	return api.Token{ID: t.Serial, SIAMID: t.SIAMID, Kind: string(t.Kind), Serial: t.Serial, Status: string(t.Status), NotAfter: t.NotAfter, CertDER: der}
+}
+
+// deniedError marks a refusal the API answers with 403.
+type deniedError struct{ error }
+
+func (e deniedError) Denied() bool  { return true }
+func (e deniedError) Unwrap() error { return e.error }
+
+func (t tokenAPI) ImportFacilities(ctx context.Context, recs []api.FacilityRecord, actor string) (api.ImportResult, error) {
+	fs := make([]tokens.Facility, 0, len(recs))
+	for _, r := range recs {
+		fs = append(fs, tokens.Facility{SIAMID: r.SIAMID, Name: r.Name, LicenceNumber: r.LicenceNumber,
+			LicenceStatus: tokens.Status(r.LicenceStatus), LicenceUntil: r.LicenceNotAfter, LicenceFrom: time.Unix(0, 0).UTC(),
+			SystemID: r.SystemCertID, SystemStatus: tokens.StatusActive, SystemUntil: r.SystemCertNotAfter})
+	}
+	if err := t.svc.ImportFacilities(ctx, fs, actor); err != nil {
+		return api.ImportResult{}, invalid(err)
+	}
+	return api.ImportResult{Added: len(fs)}, nil
+}
+
+func (t tokenAPI) ImportPhysicians(ctx context.Context, recs []api.PhysicianRecord, actor string) (api.ImportResult, error) {
+	ps := make([]tokens.Physician, 0, len(recs))
+	for _, r := range recs {
+		ps = append(ps, tokens.Physician{NationalCode: r.NationalCode, CouncilNo: r.CouncilNumber, Name: r.Name,
+			Specialty: r.Specialty, Status: tokens.Status(r.Status), ValidFrom: time.Unix(0, 0).UTC(), ValidUntil: r.RegisteredUntil})
+	}
+	if err := t.svc.ImportPhysicians(ctx, ps, actor); err != nil {
+		return api.ImportResult{}, invalid(err)
+	}
+	return api.ImportResult{Added: len(ps)}, nil
+}
+
+func (t tokenAPI) FacilityStanding(ctx context.Context, siamID string) (api.Standing, error) {
+	now := t.now()
+	_, err := tokens.CheckFacility(ctx, t.st, siamID, now)
+	return standing(siamID, err, now)
+}
+
+func (t tokenAPI) PhysicianStanding(ctx context.Context, councilNo string) (api.Standing, error) {
+	now := t.now()
+	p, err := t.st.PhysicianByCouncil(ctx, councilNo)
+	if err == nil {
+		_, err = tokens.CheckPhysician(ctx, t.st, p.NationalCode, councilNo, now)
+	}
+	return standing(councilNo, err, now)
+}
+
+func standing(id string, err error, now time.Time) (api.Standing, error) {
+	s := api.Standing{ID: id, Status: "good", CheckedAt: now}
+	switch {
+	case err == nil:
+	case errors.Is(err, tokens.ErrNotFound):
+		s.Status, s.Reasons = "unknown", []string{"not in the registry"}
+	case errors.Is(err, tokens.ErrNotEligible):
+		s.Status, s.Reasons = "lapsed", []string{strings.TrimPrefix(err.Error(), "tokens: ")}
+	default:
+		return api.Standing{}, err
+	}
+	return s, nil
+}
+
+// auditAPI implements api.AuditService over the store.
+type auditAPI struct {
+	st   appStore
+	vkey string
+}
+
+func (a auditAPI) Verify(ctx context.Context) (api.AuditVerification, error) {
+	res, err := audit.Verify(ctx, a.st, a.vkey)
+	var bad *audit.BadEntryError
+	if errors.As(err, &bad) {
+		return api.AuditVerification{OK: false, FirstBad: bad.Seq}, nil
+	}
+	if err != nil {
+		return api.AuditVerification{}, err
+	}
+	return api.AuditVerification{OK: true, Size: res.Size, RootHash: res.Root[:], FirstBad: -1}, nil
+}
+
+func (a auditAPI) LatestCheckpoint(ctx context.Context) ([]byte, error) {
+	cps, err := a.st.AuditCheckpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(cps) == 0 {
+		return nil, fmt.Errorf("%w: no checkpoint yet", ca.ErrNotFound)
+	}
+	return cps[len(cps)-1], nil
+}
+
+func (a auditAPI) ProveInclusion(ctx context.Context, index, treeSize int64) ([][]byte, error) {
+	p, err := audit.Prove(ctx, a.st, index, treeSize)
+	if err != nil {
+		return nil, invalid(err)
+	}
+	return hashesOut(p), nil
+}
+
+func (a auditAPI) ProveConsistency(ctx context.Context, oldSize, newSize int64) ([][]byte, error) {
+	p, err := audit.ProveConsistency(ctx, a.st, oldSize, newSize)
+	if err != nil {
+		return nil, invalid(err)
+	}
+	return hashesOut(p), nil
+}
+
+func hashesOut[T ~[]H, H ~[32]byte](p T) [][]byte {
+	out := make([][]byte, len(p))
+	for i := range p {
+		h := p[i]
+		out[i] = h[:]
+	}
+	return out
+}
+
+// clientRevocation implements api.RevocationChecker from the store: a client certificate is admitted only
+// if the CA recorded it as issued. Unknown serials are refused (fail closed).
+type clientRevocation struct{ st ca.Store }
+
+func (c clientRevocation) Revoked(ctx context.Context, cert *x509.Certificate) (bool, error) {
+	rec, err := c.st.Certificate(ctx, ca.SerialHex(cert.SerialNumber))
+	if errors.Is(err, ca.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return rec.Status != ca.StatusIssued, nil
+}
+
+// readiness implements api.ReadinessChecker: the database answers.
+type readiness struct{ st appStore }
+
+func (r readiness) Ready(ctx context.Context) error {
+	_, err := r.st.AuditSize(ctx)
+	return err
+}
+
+// openTokenStore opens tokens/sqlstore on the configured database (its own tables, prefixed tokens_).
+func openTokenStore(ctx context.Context, cfg *Config) (*sqlstore.Store, *sql.DB, error) {
+	driver, dsn, dialect := "sqlite", cfg.Database.DSN, "sqlite"
+	if cfg.Database.Driver == "postgres" {
+		driver, dialect = "pgx", "postgres"
+	} else {
+		dsn = "file:" + dsn + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	if driver == "sqlite" {
+		db.SetMaxOpenConns(1) // one writer; SQLite serialises writers anyway
+	}
+	ts, err := sqlstore.New(ctx, db, sqlstore.Options{Dialect: dialect})
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return ts, db, nil
+}
