@@ -16,9 +16,10 @@ var Waivers = map[string]string{
 	// Mohr's certificates are not TLS server certificates for the Web PKI (except tls-server, which is
 	// linted against the Baseline Requirements too): the CA/Browser Forum's subscriber rules do not apply.
 	// tls-server certificates are linted against the Baseline Requirements as well, less these three:
-	"e_ext_san_contains_reserved_ip": "exchange hosts sit on private and loopback addresses of the health network; the BR forbid them only for the Web PKI",
+	"e_ext_san_contains_reserved_ip":          "exchange hosts sit on private and loopback addresses of the health network; the BR forbid them only for the Web PKI",
 	"e_sub_cert_certificate_policies_missing": "the BR reserved policy OIDs (2.23.140.1.2.*) assert Web PKI compliance, which a private health PKI must not claim; Mohr's own policy OIDs are present",
-	"e_sub_cert_cert_policy_empty": "same reason as e_sub_cert_certificate_policies_missing",
+	"e_sub_cert_cert_policy_empty":            "same reason as e_sub_cert_certificate_policies_missing",
+	"e_dnsname_not_valid_tld":                 "exchange hosts carry names of the private health network (e.g. hix.moh.internal, localhost), not public TLDs; the CA still checks every name's syntax",
 }
 
 // registries returns the zlint registry for a profile: RFC 5280/5480/5891 and ETSI lints for every profile, the

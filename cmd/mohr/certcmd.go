@@ -36,6 +36,7 @@ func newCertCmd() *cobra.Command {
 
 	var req ca.Request
 	var csrFile, validUntil string
+	var skipRegistry bool
 	var ips []string
 	issue := &cobra.Command{
 		Use:   "issue",
@@ -66,7 +67,10 @@ func newCertCmd() *cobra.Command {
 				req.IPs = append(req.IPs, ip)
 			}
 			req.Actor = cliActor()
-			return withCA(cmd.Context(), func(c *ca.CA, _ appStore) error {
+			if skipRegistry {
+				req.Actor += " (registry check skipped)"
+			}
+			return withCA(cmd.Context(), !skipRegistry, func(c *ca.CA, _ appStore) error {
 				cert, err := c.Issue(cmd.Context(), req)
 				if err != nil {
 					return err
@@ -90,6 +94,7 @@ func newCertCmd() *cobra.Command {
 	f.StringSliceVar(&ips, "ip", nil, "IP addresses (tls-server)")
 	f.StringVar(&req.Role, "role", "", "role: operator, ra-officer, auditor (operator); pharmacy, insurer (organisation-seal)")
 	f.StringVar(&validUntil, "valid-until", "", "end of the standing the certificate rests on (YYYY-MM-DD or RFC 3339); the certificate never outlives it")
+	f.BoolVar(&skipRegistry, "skip-registry", false, "issue facility and physician certificates without the registry check (development and tests only; the audit log records it)")
 	_ = issue.MarkFlagRequired("profile")
 	_ = issue.MarkFlagRequired("csr")
 
@@ -214,8 +219,9 @@ func parseDate(s string) (time.Time, error) {
 	return t.Add(24*time.Hour - time.Second).UTC(), nil
 }
 
-// withCA opens the store and the CA for one CLI command.
-func withCA(ctx context.Context, fn func(*ca.CA, appStore) error) error {
+// withCA opens the store and the CA for one CLI command. With checkRegistry, facility and physician
+// certificates are issued only on a valid registry standing, which also caps their lifetime.
+func withCA(ctx context.Context, checkRegistry bool, fn func(*ca.CA, appStore) error) error {
 	cfg, err := loadConfig()
 	if err != nil {
 		return err
@@ -224,8 +230,17 @@ func withCA(ctx context.Context, fn func(*ca.CA, appStore) error) error {
 	if err != nil {
 		return err
 	}
+	var opt ca.Options
+	if checkRegistry {
+		ts, db, err := openTokenStore(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		opt.RA = registryRA{ts}
+	}
 	return withStore(ctx, func(st appStore) error {
-		c, err := ca.New(is, st, cfg.CA.Issuance, ca.Options{})
+		c, err := ca.New(is, st, cfg.CA.Issuance, opt)
 		if err != nil {
 			return err
 		}

@@ -443,3 +443,41 @@ func openTokenStore(ctx context.Context, cfg *Config) (*sqlstore.Store, *sql.DB,
 	}
 	return ts, db, nil
 }
+
+// afterCommand holds work a CLI command leaves for the end of the process (draining the token outbox into the
+// audit log, closing databases). main runs it after the command, whatever its result.
+var afterCommand []func(context.Context)
+
+func init() {
+	openTokenService = func(ctx context.Context) (*tokens.Service, error) {
+		cfg, err := loadConfig()
+		if err != nil {
+			return nil, err
+		}
+		st, err := openStore(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		ts, db, err := openTokenStore(ctx, cfg)
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		afterCommand = append(afterCommand, func(ctx context.Context) {
+			ts.DrainAuditOutbox(context.WithoutCancel(ctx), st.AppendAudit)
+			db.Close()
+			st.Close()
+		})
+		svc := &tokens.Service{Store: ts}
+		// Issuance needs the CA; commands that only touch registries work without one.
+		if is, err := loadIssuer(ctx, cfg); err == nil {
+			c, err := ca.New(is, st, cfg.CA.Issuance, ca.Options{RA: registryRA{ts}})
+			if err != nil {
+				return nil, err
+			}
+			svc.Issuer = adapterIssuer{c}
+		}
+		svc.Revoker = tokenRevoker{&revocation.Service{Store: st}}
+		return svc, nil
+	}
+}

@@ -1,0 +1,353 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+	"gopkg.in/yaml.v3"
+
+	"github.com/mohr-hix/mohr/ca"
+	"github.com/mohr-hix/mohr/keys"
+	"github.com/mohr-hix/mohr/signing/agent"
+	"github.com/mohr-hix/mohr/signing/agent/agentcard"
+)
+
+func init() { rootCmd.AddCommand(newAgentCmd()) }
+
+// agentConfig is the signing agent's configuration file (<data-dir>/agent.yaml, or --agent-config), decoded
+// strictly. See docs/agent.md.
+type agentConfig struct {
+	// Listen must be a loopback address.
+	Listen string `yaml:"listen"`
+	// Key is the signing key URI: card:..., pkcs11:... (a vendor module) or file:... (development).
+	Key string `yaml:"key"`
+	// Chain is a PEM file: for card: keys the intermediates; otherwise the signing certificate first.
+	Chain          string      `yaml:"chain"`
+	TokenFile      string      `yaml:"token_file"`
+	AuditFile      string      `yaml:"audit_file"`
+	AllowedOrigins []string    `yaml:"allowed_origins"`
+	MaxSignatures  int         `yaml:"max_signatures"`
+	MaxDuration    ca.Duration `yaml:"max_duration"`
+	Submit         struct {
+		// URL of the exchange's POST /v1/prescriptions; empty: sign only.
+		URL     string      `yaml:"url"`
+		Timeout ca.Duration `yaml:"timeout"`
+		// CAFile holds the roots for the exchange's TLS certificate; system roots when empty.
+		CAFile string `yaml:"ca_file"`
+		// ClientCert (PEM chain) and ClientKey (key URI): the facility adapter's or the physician's
+		// authentication certificate for mTLS.
+		ClientCert string `yaml:"client_cert"`
+		ClientKey  string `yaml:"client_key"`
+	} `yaml:"submit"`
+}
+
+var flagAgentConfig string
+
+func newAgentCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the physician's signing agent: a local API for the EMR that signs prescriptions with the card",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runAgent(cmd.Context()) },
+	}
+	cmd.PersistentFlags().StringVar(&flagAgentConfig, "agent-config", "", "agent configuration file (default <data-dir>/agent.yaml)")
+	cmd.AddCommand(&cobra.Command{
+		Use:   "audit-verify FILE",
+		Short: "Check the hash chain of an agent audit file",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := os.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			n, err := agent.VerifyAudit(f)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d records, chain intact\n", n)
+			return nil
+		},
+	})
+	return cmd
+}
+
+func loadAgentConfig() (*agentConfig, error) {
+	dir, err := filepath.Abs(flagDataDir)
+	if err != nil {
+		return nil, err
+	}
+	c := &agentConfig{Listen: "127.0.0.1:7433", Key: "card:profile=medical-council;key=sign",
+		TokenFile: filepath.Join(dir, "agent", "token"), AuditFile: filepath.Join(dir, "agent", "audit.jsonl")}
+	path := flagAgentConfig
+	if path == "" {
+		if p := filepath.Join(dir, "agent.yaml"); fileExists(p) {
+			path = p
+		}
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("agent config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("agent config %s: %w", path, err)
+		}
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("agent config: listen: %w", err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, fmt.Errorf("agent config: listen must be a loopback address, not %q", c.Listen)
+	}
+	if c.MaxSignatures < 0 || c.MaxSignatures > agent.MaxSessionSignatures || c.MaxDuration < 0 || time.Duration(c.MaxDuration) > agent.MaxSessionDuration {
+		return nil, fmt.Errorf("agent config: at most %d signatures and %v per session", agent.MaxSessionSignatures, agent.MaxSessionDuration)
+	}
+	return c, nil
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func readPEMCerts(path string) ([]*x509.Certificate, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// agentKey picks the key opener for the configured URI.
+func agentKey(c *agentConfig, chain []*x509.Certificate) (agent.KeyOpener, error) {
+	scheme, err := keys.Scheme(c.Key)
+	if err != nil {
+		return nil, err
+	}
+	switch scheme {
+	case "card":
+		return &agentcard.Opener{URI: c.Key, Intermediates: chain}, nil
+	case "pkcs11":
+		if len(chain) == 0 {
+			return nil, errors.New("agent config: a pkcs11: key needs chain (the signing certificate first)")
+		}
+		return &pkcs11AgentKey{uri: c.Key, chain: chain}, nil
+	}
+	return agent.URIKey{URI: c.Key, Chain: chain, Open: func(ctx context.Context, uri string, _ keys.PINFunc) (crypto.Signer, error) {
+		return newKeyResolver().Signer(ctx, uri)
+	}}, nil
+}
+
+// pkcs11AgentKey serves a vendor PKCS#11 card module: the physician's PIN is the token's user PIN, so the key
+// is opened (C_Login) when the agent checks the PIN at session start, with the PIN given to package hsm as
+// the URI's pin-value attribute (which hsm never prints).
+type pkcs11AgentKey struct {
+	uri   string
+	chain []*x509.Certificate
+}
+
+func (k *pkcs11AgentKey) OpenKey(ctx context.Context, _ keys.PINFunc) (*agent.Key, error) {
+	ls := &lateSigner{pub: k.chain[0].PublicKey}
+	return &agent.Key{Signer: ls, Chain: k.chain, CheckPIN: func(ctx context.Context, pin []byte) error {
+		sep := "?"
+		if strings.Contains(k.uri, "?") {
+			sep = "&"
+		}
+		s, err := hsmOpener().OpenSigner(ctx, k.uri+sep+"pin-value="+pctEncode(pin))
+		if err != nil {
+			return err
+		}
+		if err := keys.MatchesCertificate(s, k.chain[0]); err != nil {
+			return err
+		}
+		ls.set(s)
+		return nil
+	}}, nil
+}
+
+// lateSigner is a key whose public half is known from the certificate and which is opened after login.
+type lateSigner struct {
+	pub crypto.PublicKey
+	mu  sync.Mutex
+	s   crypto.Signer
+}
+
+func (l *lateSigner) set(s crypto.Signer) { l.mu.Lock(); l.s = s; l.mu.Unlock() }
+
+func (l *lateSigner) Public() crypto.PublicKey { return l.pub }
+
+func (l *lateSigner) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, error) {
+	l.mu.Lock()
+	s := l.s
+	l.mu.Unlock()
+	if s == nil {
+		return nil, keys.ErrPINIncorrect
+	}
+	return s.Sign(r, d, o)
+}
+
+func pctEncode(b []byte) string {
+	var sb strings.Builder
+	for _, c := range b {
+		fmt.Fprintf(&sb, "%%%02X", c)
+	}
+	return sb.String()
+}
+
+// ttyPIN asks the physician for the PIN on the controlling terminal, without echo. The EMR never sees it.
+func ttyPIN(ctx context.Context, prompt string) ([]byte, error) {
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("no terminal for the PIN prompt: %w", err)
+	}
+	defer tty.Close()
+	stop := context.AfterFunc(ctx, func() { tty.SetReadDeadline(time.Now()) })
+	defer stop()
+	fmt.Fprintf(tty, "\n%s: ", prompt)
+	pin, err := term.ReadPassword(int(tty.Fd()))
+	fmt.Fprintln(tty)
+	if err != nil {
+		clear(pin)
+		return nil, err
+	}
+	return pin, nil
+}
+
+func agentSubmitter(c *agentConfig) (agent.Submitter, error) {
+	if c.Submit.URL == "" {
+		return nil, nil
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.Submit.CAFile != "" {
+		roots, err := readPEMCerts(c.Submit.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		tlsCfg.RootCAs = x509.NewCertPool()
+		for _, r := range roots {
+			tlsCfg.RootCAs.AddCert(r)
+		}
+	}
+	if c.Submit.ClientCert != "" {
+		certs, err := readPEMCerts(c.Submit.ClientCert)
+		if err != nil || len(certs) == 0 {
+			return nil, fmt.Errorf("submit.client_cert: %v", err)
+		}
+		key, err := newKeyResolver().Signer(context.Background(), c.Submit.ClientKey)
+		if err != nil {
+			return nil, fmt.Errorf("submit.client_key: %w", err)
+		}
+		tc := tls.Certificate{PrivateKey: key, Leaf: certs[0]}
+		for _, x := range certs {
+			tc.Certificate = append(tc.Certificate, x.Raw)
+		}
+		tlsCfg.Certificates = []tls.Certificate{tc}
+	}
+	timeout := time.Duration(c.Submit.Timeout)
+	tr := &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: 8,
+		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second, ForceAttemptHTTP2: true}
+	return agent.NewHTTPSubmitter(c.Submit.URL, tr, timeout), nil
+}
+
+func runAgent(ctx context.Context) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	c, err := loadAgentConfig()
+	if err != nil {
+		return err
+	}
+	for _, p := range []string{c.TokenFile, c.AuditFile} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+	}
+	chain, err := readPEMCerts(c.Chain)
+	if err != nil {
+		return fmt.Errorf("agent config: chain: %w", err)
+	}
+	key, err := agentKey(c, chain)
+	if err != nil {
+		return err
+	}
+	sub, err := agentSubmitter(c)
+	if err != nil {
+		return err
+	}
+	tok, err := agent.LoadOrCreateToken(c.TokenFile)
+	if err != nil {
+		return err
+	}
+	audit, err := agent.OpenAudit(c.AuditFile, nil)
+	if err != nil {
+		return err
+	}
+	defer audit.Close()
+	m := agent.NewMetrics()
+	a, err := agent.New(agent.Config{Key: key, PIN: ttyPIN, Submitter: sub, Audit: audit, Metrics: m,
+		MaxSignatures: c.MaxSignatures, MaxDuration: time.Duration(c.MaxDuration)})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	h, err := agent.NewServer(agent.ServerConfig{Agent: a, Token: tok, AllowedOrigins: c.AllowedOrigins, Metrics: m})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return err
+	}
+	// No WriteTimeout: a call may wait for the physician to type the PIN, and a batch streams for as long as
+	// the card takes.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	scheme, _ := keys.Scheme(c.Key)
+	log.Info("signing agent listening", "addr", ln.Addr().String(), "key_scheme", scheme, "token_file", c.TokenFile,
+		"audit_file", c.AuditFile, "submit", c.Submit.URL != "")
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	a.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}

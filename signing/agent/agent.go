@@ -1,0 +1,611 @@
+package agent
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/mohr-hix/mohr/keys"
+	"github.com/mohr-hix/mohr/signing"
+)
+
+// Config configures an Agent. Key and PIN are required.
+type Config struct {
+	// Key opens the signing key (the card) for a session.
+	Key KeyOpener
+	// PIN asks the physician for the PIN (a terminal prompt, a PIN pad). It is called once per session and
+	// never by the EMR; an error ends the attempt (ErrPINCancelled). It must not log or keep the PIN.
+	PIN keys.PINFunc
+	// Submitter, if set, sends each signed prescription to the exchange and returns its sealed report.
+	Submitter Submitter
+	// Audit, if set, records sessions and signatures; a failed write withholds the signature.
+	Audit *Audit
+	// Metrics, if set, receives stage timings and counters.
+	Metrics *Metrics
+	// MaxSignatures and MaxDuration bound comfort sessions: 250 and 24 h when zero, and never more.
+	MaxSignatures int
+	MaxDuration   time.Duration
+	// MaxBatch bounds the documents of one batch call; MaxSignatures when zero.
+	MaxBatch int
+	// SubmitWorkers is how many submissions run while the card signs the next documents; 4 when zero.
+	SubmitWorkers int
+	// Now is the clock for session limits, signing-time and the audit file; time.Now when nil. Stage
+	// timings always use the monotonic wall clock.
+	Now func() time.Time
+}
+
+// Agent signs documents with the physician's card, one session at a time. It is safe for concurrent use;
+// signatures are serialised at the card.
+type Agent struct {
+	cfg Config
+	now func() time.Time
+
+	promptMu sync.Mutex // one PIN prompt at a time
+
+	mu     sync.Mutex
+	cur    *session
+	closed bool
+}
+
+// New checks cfg and returns an Agent.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Key == nil || cfg.PIN == nil {
+		return nil, errors.New("agent: Config needs Key and PIN")
+	}
+	if cfg.MaxSignatures == 0 {
+		cfg.MaxSignatures = MaxSessionSignatures
+	}
+	if cfg.MaxDuration == 0 {
+		cfg.MaxDuration = MaxSessionDuration
+	}
+	if cfg.MaxSignatures < 1 || cfg.MaxSignatures > MaxSessionSignatures || cfg.MaxDuration <= 0 || cfg.MaxDuration > MaxSessionDuration {
+		return nil, fmt.Errorf("%w: at most %d signatures and %v", ErrBadLimits, MaxSessionSignatures, MaxSessionDuration)
+	}
+	if cfg.MaxBatch <= 0 || cfg.MaxBatch > cfg.MaxSignatures {
+		cfg.MaxBatch = cfg.MaxSignatures
+	}
+	if cfg.SubmitWorkers <= 0 {
+		cfg.SubmitWorkers = 4
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Agent{cfg: cfg, now: now}, nil
+}
+
+// Limits returns the configured session limits.
+func (a *Agent) Limits() (maxSignatures int, maxDuration time.Duration) {
+	return a.cfg.MaxSignatures, a.cfg.MaxDuration
+}
+
+// StartSession opens the card key, asks the physician for the PIN once, checks it on the card when the key
+// can, and opens a comfort session with the limits asked (clamped to the configured ones). A wrong PIN is a
+// *PINError with the tries left; it is not retried.
+func (a *Agent) StartSession(ctx context.Context, o SessionOptions) (SessionInfo, error) {
+	s, err := a.openSession(ctx, o, true)
+	if err != nil {
+		return SessionInfo{}, err
+	}
+	return s.info(a.now()), nil
+}
+
+func (a *Agent) openSession(ctx context.Context, o SessionOptions, comfort bool) (*session, error) {
+	if o.MaxSignatures < 0 || o.Duration < 0 || o.MaxSignatures > a.cfg.MaxSignatures || o.Duration > a.cfg.MaxDuration {
+		return nil, fmt.Errorf("%w: at most %d signatures and %v", ErrBadLimits, a.cfg.MaxSignatures, a.cfg.MaxDuration)
+	}
+	if o.MaxSignatures == 0 {
+		o.MaxSignatures = a.cfg.MaxSignatures
+	}
+	if o.Duration == 0 {
+		o.Duration = a.cfg.MaxDuration
+	}
+	a.promptMu.Lock()
+	defer a.promptMu.Unlock()
+	if s := a.current(); s != nil {
+		return nil, ErrSessionActive
+	}
+	if a.isClosed() {
+		return nil, ErrSessionEnded
+	}
+	// The session's PIN callback needs the session; the key needs the callback. Bind them through a holder.
+	var hold struct {
+		mu sync.Mutex
+		s  *session
+	}
+	pinCB := func(ctx context.Context, prompt string) ([]byte, error) {
+		hold.mu.Lock()
+		s := hold.s
+		hold.mu.Unlock()
+		if s == nil {
+			return nil, ErrNoSession
+		}
+		return s.pinFunc(ctx, prompt)
+	}
+	key, err := a.cfg.Key.OpenKey(ctx, pinCB)
+	if err != nil {
+		if errors.Is(err, ErrCardRemoved) || errors.Is(err, ErrCard) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %w", ErrCard, err)
+	}
+	if key.Signer == nil || len(key.Chain) == 0 {
+		closeKey(key)
+		return nil, fmt.Errorf("%w: key without signer or certificate", ErrCard)
+	}
+	t0 := time.Now()
+	pin, err := a.cfg.PIN(ctx, "PIN of the signing card of "+key.Chain[0].Subject.CommonName)
+	a.cfg.Metrics.observe(StagePINEntry, time.Since(t0))
+	if err != nil || len(pin) == 0 {
+		clear(pin)
+		closeKey(key)
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, fmt.Errorf("%w: %w", ErrPINCancelled, ctxErr)
+		}
+		return nil, ErrPINCancelled
+	}
+	held, err := newHeldPIN(pin)
+	if key.CheckPIN != nil && err == nil {
+		err = key.CheckPIN(ctx, pin)
+	}
+	clear(pin)
+	if err != nil {
+		if held != nil {
+			held.wipe()
+		}
+		closeKey(key)
+		return nil, a.keyFailure(nil, "", err)
+	}
+	s := newSession(key, held, comfort, a.now(), o.MaxSignatures, o.Duration)
+	hold.mu.Lock()
+	hold.s = s
+	hold.mu.Unlock()
+
+	a.mu.Lock()
+	if a.cur != nil || a.closed {
+		a.mu.Unlock()
+		s.markEnded(EndShutdown, nil)
+		s.closeIfIdle()
+		return nil, ErrSessionActive
+	}
+	a.cur = s
+	a.mu.Unlock()
+
+	if err := a.cfg.Audit.Append(AuditRecord{Event: "session-start", Session: s.id, Signer: hex.EncodeToString(s.signerFP[:]), Count: 0,
+		Reason: fmt.Sprintf("max %d signatures, %v, comfort=%v", s.max, o.Duration, comfort)}); err != nil {
+		a.end(s, EndCardError, err)
+		return nil, err
+	}
+	a.cfg.Metrics.sessionState(s.max)
+	// The removal watcher and the expiry timer; if the session already ended meanwhile, neither starts.
+	s.mu.Lock()
+	if s.ended == nil {
+		if key.WaitRemoved != nil {
+			wctx, stop := context.WithCancel(context.Background())
+			s.stopWatch = stop
+			go func() {
+				if key.WaitRemoved(wctx) == nil {
+					a.end(s, EndCardRemoved, ErrCardRemoved)
+				}
+			}()
+		}
+		s.timer = time.AfterFunc(o.Duration, func() { a.expireIfDue(s) })
+	}
+	s.mu.Unlock()
+	return s, nil
+}
+
+// keyFailure turns a key error into the agent's error kinds, ending s for PIN failures and removal.
+func (a *Agent) keyFailure(s *session, stage string, err error) error {
+	if pe := pinError(err); pe != nil {
+		a.cfg.Metrics.pinFailed()
+		rec := AuditRecord{Event: "pin-failed", Reason: stage}
+		if pe.Retries >= 0 {
+			r := pe.Retries
+			rec.RetriesLeft = &r
+		}
+		if s != nil {
+			rec.Session = s.id
+		}
+		_ = a.cfg.Audit.Append(rec)
+		if s != nil {
+			a.end(s, EndPIN, pe)
+		}
+		return pe
+	}
+	if errors.Is(err, ErrCardRemoved) {
+		if s != nil {
+			a.end(s, EndCardRemoved, ErrCardRemoved)
+		}
+		return err
+	}
+	if errors.Is(err, ErrSessionEnded) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if errors.Is(err, ErrCard) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrCard, err)
+}
+
+func (a *Agent) current() *session {
+	a.mu.Lock()
+	s := a.cur
+	a.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	if a.expireIfDue(s) {
+		return nil
+	}
+	s.mu.Lock()
+	ended := s.ended != nil
+	s.mu.Unlock()
+	if ended {
+		return nil
+	}
+	return s
+}
+
+func (a *Agent) isClosed() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.closed
+}
+
+// expireIfDue ends s if its time is up by the agent's clock, and reports whether it did or s had ended.
+func (a *Agent) expireIfDue(s *session) bool {
+	if !a.now().Before(s.expires) {
+		a.end(s, EndExpired, ErrSessionExpired)
+		return true
+	}
+	return false
+}
+
+// end ends s for reason: the PIN is wiped at once, the key closed as soon as no signature is running.
+func (a *Agent) end(s *session, reason string, cause error) {
+	if !s.markEnded(reason, cause) {
+		return
+	}
+	a.mu.Lock()
+	if a.cur == s {
+		a.cur = nil
+	}
+	a.mu.Unlock()
+	s.mu.Lock()
+	used := s.used
+	s.mu.Unlock()
+	_ = a.cfg.Audit.Append(AuditRecord{Event: "session-end", Session: s.id, Signer: hex.EncodeToString(s.signerFP[:]), Count: used, Reason: reason})
+	a.cfg.Metrics.sessionEnded(reason)
+	s.closeIfIdle()
+}
+
+// Session returns the open session, if any.
+func (a *Agent) Session() (SessionInfo, bool) {
+	s := a.current()
+	if s == nil {
+		return SessionInfo{}, false
+	}
+	return s.info(a.now()), true
+}
+
+// EndSession ends the open session (the physician's choice). ErrNoSession if none is open.
+func (a *Agent) EndSession(ctx context.Context) (SessionInfo, error) {
+	s := a.current()
+	if s == nil {
+		return SessionInfo{}, ErrNoSession
+	}
+	a.end(s, EndByPhysician, nil)
+	return s.info(a.now()), nil
+}
+
+// Close ends any session and refuses new ones.
+func (a *Agent) Close() error {
+	a.mu.Lock()
+	a.closed = true
+	s := a.cur
+	a.mu.Unlock()
+	if s != nil {
+		a.end(s, EndShutdown, nil)
+		s.signMu.Lock()
+		s.closeLocked()
+		s.signMu.Unlock()
+	}
+	return nil
+}
+
+// Document is one prescription to sign: its bytes (a FHIR R4 Bundle in JSON) and the EMR's reference.
+type Document struct {
+	ID      string
+	Content []byte
+}
+
+// Timings are the stages of one document (see the Stage constants).
+type Timings struct {
+	CardIO    time.Duration
+	CardSign  time.Duration
+	CMSBuild  time.Duration
+	Submit    time.Duration
+	Network   time.Duration
+	Ingestion time.Duration
+	Total     time.Duration
+}
+
+// Result is the outcome of one document.
+type Result struct {
+	Index int
+	ID    string
+	// Signature is the HIX-Rx-CAdES B-B (CMS SignedData, DER); nil if the document was not signed.
+	Signature     []byte
+	ContentSHA256 string
+	// Submission is the exchange's answer; nil when not submitted.
+	Submission *Submission
+	// Err says why the document was not signed (Signature nil) or not submitted (Signature set).
+	Err     error
+	Timings Timings
+}
+
+// SignOptions modify a signing call.
+type SignOptions struct {
+	// RequireSession refuses to ask for a PIN: without an open comfort session the call fails with
+	// ErrNoSession.
+	RequireSession bool
+	// NoSubmit skips the submission to the exchange.
+	NoSubmit bool
+}
+
+// Summary counts a batch's outcomes.
+type Summary struct {
+	Signed    int `json:"signed"`
+	Submitted int `json:"submitted"`
+	Failed    int `json:"failed"`
+	Passed    int `json:"passed"`
+}
+
+// Sign signs one document; see SignBatch.
+func (a *Agent) Sign(ctx context.Context, doc Document, o SignOptions) (Result, error) {
+	var res Result
+	_, err := a.SignBatch(ctx, []Document{doc}, o, func(r Result) { res = r })
+	if err != nil {
+		return Result{}, err
+	}
+	return res, res.Err
+}
+
+// SignBatch signs docs in order, each with its own signature on the card, and submits each as soon as it is
+// signed (while the card signs the next). It calls emit once per document, serially, as each finishes (not
+// necessarily in order; Result.Index says which). With an open comfort session the documents count against
+// it, and the batch is refused (ErrLimitReached) if fewer signatures are left than documents; without one the
+// physician is asked for the PIN once for the whole batch, unless o.RequireSession. A card removed mid-batch
+// ends the session: the documents already signed stay signed (and submitted), the rest fail with
+// ErrSessionEnded. The error is for the call as a whole (nothing was signed).
+func (a *Agent) SignBatch(ctx context.Context, docs []Document, o SignOptions, emit func(Result)) (Summary, error) {
+	var sum Summary
+	if len(docs) == 0 || len(docs) > a.cfg.MaxBatch {
+		return sum, fmt.Errorf("%w: 1 to %d documents", ErrBadRequest, a.cfg.MaxBatch)
+	}
+	for i, d := range docs {
+		if len(d.Content) == 0 {
+			return sum, fmt.Errorf("%w: document %d is empty", ErrBadRequest, i)
+		}
+	}
+	s := a.current()
+	ephemeral := false
+	if s != nil && !s.comfort {
+		// Another call's one-off session: its PIN entry is for its own documents only.
+		return sum, fmt.Errorf("%w: another signing call is running", ErrSessionActive)
+	}
+	if s == nil {
+		if o.RequireSession {
+			return sum, ErrNoSession
+		}
+		var err error
+		if s, err = a.openSession(ctx, SessionOptions{MaxSignatures: len(docs)}, false); err != nil {
+			return sum, err
+		}
+		ephemeral = true
+	} else {
+		s.mu.Lock()
+		left := s.max - s.used
+		s.mu.Unlock()
+		if left < len(docs) {
+			return sum, fmt.Errorf("%w: %d signatures left in the session, %d documents", ErrLimitReached, left, len(docs))
+		}
+	}
+	if ephemeral {
+		defer a.end(s, EndBatchDone, nil)
+	}
+
+	var emitMu sync.Mutex
+	out := func(r Result) {
+		emitMu.Lock()
+		defer emitMu.Unlock()
+		switch {
+		case r.Signature == nil:
+			sum.Failed++
+			a.cfg.Metrics.result("failed")
+		case r.Submission != nil:
+			sum.Signed++
+			sum.Submitted++
+			if r.Submission.Indication == string(signing.TotalPassed) {
+				sum.Passed++
+			}
+			a.cfg.Metrics.result("submitted")
+		default:
+			sum.Signed++
+			a.cfg.Metrics.result("signed")
+		}
+		a.cfg.Metrics.observe(StageTotal, r.Timings.Total)
+		if emit != nil {
+			emit(r)
+		}
+	}
+	submit := a.cfg.Submitter != nil && !o.NoSubmit
+	sem := make(chan struct{}, a.cfg.SubmitWorkers)
+	var wg sync.WaitGroup
+	for i, d := range docs {
+		start := time.Now()
+		r := Result{Index: i, ID: d.ID}
+		dg := sha256.Sum256(d.Content)
+		r.ContentSHA256 = hex.EncodeToString(dg[:])
+		var seq uint64
+		r.Signature, seq, r.Err = a.signOne(ctx, s, d.Content, dg, &r.Timings)
+		if r.Err != nil {
+			r.Timings.Total = time.Since(start)
+			out(r)
+			continue
+		}
+		// The audit record is synced, and the document submitted, while the card signs the next one.
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(r Result) {
+			defer func() { <-sem; wg.Done() }()
+			t0 := time.Now()
+			if err := a.cfg.Audit.SyncTo(seq); err != nil {
+				a.end(s, EndCardError, err)
+				r.Signature, r.Err = nil, err
+			} else if submit {
+				r.Timings.CMSBuild += time.Since(t0)
+				a.submitOne(ctx, s, &r)
+			} else {
+				r.Timings.CMSBuild += time.Since(t0)
+			}
+			a.cfg.Metrics.observe(StageCMSBuild, r.Timings.CMSBuild)
+			r.Timings.Total = time.Since(start)
+			out(r)
+		}(r)
+	}
+	wg.Wait()
+	return sum, nil
+}
+
+// timedSigner measures the key's Sign call (the card I/O of one signature).
+type timedSigner struct {
+	crypto.Signer
+	d time.Duration
+}
+
+func (t *timedSigner) Sign(r io.Reader, digest []byte, o crypto.SignerOpts) ([]byte, error) {
+	t0 := time.Now()
+	sig, err := t.Signer.Sign(r, digest, o)
+	t.d += time.Since(t0)
+	return sig, err
+}
+
+// signOne makes one signature in s: checks the limits, signs on the card, writes the audit record and ends
+// the session when its limit is reached. The caller syncs the record (Audit.SyncTo(seq)) before it releases
+// the signature; the signature is withheld if the record cannot be written or synced.
+func (a *Agent) signOne(ctx context.Context, s *session, content []byte, digest [32]byte, t *Timings) ([]byte, uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	s.signMu.Lock()
+	defer func() {
+		s.closeLocked()
+		s.signMu.Unlock()
+	}()
+	if a.expireIfDue(s) {
+		s.mu.Lock()
+		e := s.ended
+		s.mu.Unlock()
+		return nil, 0, e
+	}
+	s.mu.Lock()
+	if s.ended != nil {
+		e := s.ended
+		s.mu.Unlock()
+		return nil, 0, e
+	}
+	if s.used >= s.max {
+		s.mu.Unlock()
+		a.end(s, EndLimit, ErrLimitReached)
+		return nil, 0, &SessionEndedError{Reason: EndLimit, Cause: ErrLimitReached}
+	}
+	s.mu.Unlock()
+
+	ts := &timedSigner{Signer: s.key.Signer}
+	t0 := time.Now()
+	cms, err := signing.Sign(ctx, content, signing.SignOptions{Signer: ts, Chain: s.key.Chain, Now: a.now})
+	build := time.Since(t0)
+	t.CardIO = ts.d
+	if s.key.CardTime != nil {
+		t.CardSign = s.key.CardTime()
+	}
+	if err != nil {
+		return nil, 0, a.keyFailure(s, "sign", err)
+	}
+	sigSum := sha256.Sum256(cms)
+	s.mu.Lock()
+	s.used++
+	used, left := s.used, s.max-s.used
+	s.mu.Unlock()
+	t1 := time.Now()
+	seq, aerr := a.cfg.Audit.write(AuditRecord{Event: "sign", Session: s.id, Signer: hex.EncodeToString(s.signerFP[:]),
+		DocumentSHA256: hex.EncodeToString(digest[:]), SignatureSHA256: hex.EncodeToString(sigSum[:]), Count: used})
+	t.CMSBuild = build - ts.d + time.Since(t1)
+	a.cfg.Metrics.observe(StageCardIO, t.CardIO)
+	a.cfg.Metrics.observe(StageCardSign, t.CardSign)
+	if aerr != nil {
+		a.end(s, EndCardError, aerr)
+		return nil, 0, aerr
+	}
+	if left == 0 && s.comfort {
+		a.end(s, EndLimit, ErrLimitReached)
+	} else if s.comfort {
+		a.cfg.Metrics.sessionState(left)
+	}
+	return cms, seq, nil
+}
+
+// submitOne sends r's signature to the exchange and records the outcome in the audit file.
+func (a *Agent) submitOne(ctx context.Context, s *session, r *Result) {
+	t0 := time.Now()
+	sub, err := a.cfg.Submitter.Submit(ctx, r.Signature)
+	r.Timings.Submit = time.Since(t0)
+	sigSum := sha256.Sum256(r.Signature)
+	rec := AuditRecord{Session: s.id, DocumentSHA256: r.ContentSHA256, SignatureSHA256: hex.EncodeToString(sigSum[:])}
+	if err != nil {
+		if !errors.Is(err, ErrSubmit) {
+			err = fmt.Errorf("%w: %w", ErrSubmit, err)
+		}
+		r.Err = err
+		rec.Event, rec.Reason = "submit-failed", clip(err.Error(), 200)
+		_ = a.cfg.Audit.Append(rec)
+		return
+	}
+	r.Submission = sub
+	r.Timings.Ingestion = sub.Ingestion
+	r.Timings.Network = r.Timings.Submit - sub.Ingestion
+	a.cfg.Metrics.observe(StageNetwork, r.Timings.Network)
+	a.cfg.Metrics.observe(StageIngestion, r.Timings.Ingestion)
+	rec.Event, rec.Indication = "submit", sub.Indication
+	_ = a.cfg.Audit.Append(rec)
+}
+
+// MarshalJSON writes durations in milliseconds.
+func (t Timings) MarshalJSON() ([]byte, error) {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return json.Marshal(map[string]float64{
+		"cardIoMs": ms(t.CardIO), "cardSignMs": ms(t.CardSign), "cmsBuildMs": ms(t.CMSBuild),
+		"submitMs": ms(t.Submit), "networkMs": ms(t.Network), "ingestionMs": ms(t.Ingestion), "totalMs": ms(t.Total),
+	})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (t *Timings) UnmarshalJSON(b []byte) error {
+	var m map[string]float64
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	d := func(k string) time.Duration { return time.Duration(m[k] * float64(time.Millisecond)) }
+	*t = Timings{CardIO: d("cardIoMs"), CardSign: d("cardSignMs"), CMSBuild: d("cmsBuildMs"), Submit: d("submitMs"),
+		Network: d("networkMs"), Ingestion: d("ingestionMs"), Total: d("totalMs")}
+	return nil
+}
