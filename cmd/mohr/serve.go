@@ -282,6 +282,9 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 	defer n.close()
+	if err := n.abandonStalePending(ctx); err != nil {
+		return err
+	}
 	if err := n.ocsp.Start(ctx); err != nil {
 		return fmt.Errorf("OCSP responder: %w", err)
 	}
@@ -447,4 +450,28 @@ func (n *node) outboxLoop(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// stalePending is how old a pending intent must be before a starting node closes it: older than any issuance in
+// flight on another node.
+const stalePending = 5 * time.Minute
+
+// abandonStalePending closes intents left pending by a crash between "intent recorded" and "certificate
+// recorded". Such a certificate may have been signed but was never handed out (Issue returns only after the
+// record); closing the intent, audited, keeps the store's story complete.
+func (n *node) abandonStalePending(ctx context.Context) error {
+	recs, err := n.st.Certificates(ctx, ca.CertFilter{Status: ca.StatusPending, Limit: 10000})
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if time.Since(r.CreatedAt) < stalePending {
+			continue
+		}
+		ev := newEvent("cert.abandoned", "system:serve", r.Serial, map[string]any{"reason": "intent still pending at start; never handed out"})
+		if err := n.st.MarkFailed(ctx, r.Serial, ev); err != nil {
+			return fmt.Errorf("close stale intent %s: %w", r.Serial, err)
+		}
+	}
+	return nil
 }

@@ -33,6 +33,11 @@ func openStore(ctx context.Context, cfg *Config) (appStore, error) {
 		if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 			return nil, err
 		}
+		// The database holds the audit log and the certificates: readable by its owner only.
+		if f, err := os.OpenFile(cfg.Database.DSN, os.O_CREATE|os.O_RDONLY, 0o600); err == nil {
+			f.Close()
+		}
+		os.Chmod(cfg.Database.DSN, 0o600)
 		st, err := store.OpenSQLite(ctx, cfg.Database.DSN)
 		if err != nil {
 			return nil, err

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"crypto/x509"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/mohr-hix/mohr/signing"
+)
+
+func init() { rootCmd.AddCommand(newVerifyCmd()) }
+
+// newVerifyCmd is "mohr verify": bulk verification of HIX-Rx-CAdES signatures for insurers and auditors.
+func newVerifyCmd() *cobra.Command {
+	var roots, tsaRoots, format string
+	var workers, gogc int
+	var ocspOnline bool
+	cmd := &cobra.Command{
+		Use:   "verify --roots FILE [--tsa-roots FILE] [--format json|csv|text] FILES|DIRS|-",
+		Short: "Verify signed prescriptions (files, directories, or NDJSON on stdin with -)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if roots == "" {
+				return errors.New("verify: --roots is required")
+			}
+			if format != "json" && format != "csv" && format != "text" {
+				return fmt.Errorf("verify: --format must be json, csv or text, not %q", format)
+			}
+			cfg := signing.VerifierConfig{}
+			var err error
+			if cfg.Roots, err = verifyPool(roots); err != nil {
+				return err
+			}
+			if tsaRoots != "" {
+				if cfg.TSARoots, err = verifyPool(tsaRoots); err != nil {
+					return err
+				}
+			}
+			if ocspOnline {
+				cfg.Revocation = &signing.HTTPRevocation{Timeout: 10 * time.Second}
+			}
+			if gogc != 0 {
+				debug.SetGCPercent(gogc)
+			}
+			v, err := signing.NewVerifier(cfg)
+			if err != nil {
+				return err
+			}
+			bv := &signing.BatchVerifier{Verifier: v, Workers: workers}
+			ctx := cmd.Context()
+			out := cmd.OutOrStdout()
+			var st signing.BatchStats
+			if len(args) == 1 && args[0] == "-" {
+				if st, err = bv.VerifyNDJSON(ctx, cmd.InOrStdin(), out); err != nil {
+					return err
+				}
+			} else {
+				files, err := verifyExpand(args)
+				if err != nil {
+					return err
+				}
+				var bar *progressbar.ProgressBar
+				if term.IsTerminal(int(os.Stderr.Fd())) {
+					bar = progressbar.NewOptions(len(files), progressbar.OptionSetWriter(os.Stderr),
+						progressbar.OptionSetDescription("verifying"), progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond))
+				}
+				w := newReportWriter(format, out)
+				st, err = bv.VerifyFiles(ctx, files, func(r *signing.Report) {
+					w.write(r)
+					if bar != nil {
+						bar.Add(1)
+					}
+				})
+				if bar != nil {
+					bar.Finish()
+					fmt.Fprintln(os.Stderr)
+				}
+				if err2 := w.close(); err == nil {
+					err = err2
+				}
+				if err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(os.Stderr, "%d verified: %d passed, %d failed, %d indeterminate\n", st.Total, st.Passed, st.Failed, st.Indeterminate)
+			if st.Passed != st.Total {
+				return &exitError{code: 2, err: fmt.Errorf("verify: %d of %d documents did not pass", st.Total-st.Passed, st.Total)}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&roots, "roots", "", "trust anchors for signers (PEM)")
+	f.StringVar(&tsaRoots, "tsa-roots", "", "trust anchors for time-stamping authorities (PEM; default --roots)")
+	f.StringVar(&format, "format", "text", "output: json (one report per line), csv or text")
+	f.IntVar(&workers, "workers", 0, "verification workers (default: one per core)")
+	f.IntVar(&gogc, "gogc", 400, "garbage-collector target percentage for the run (see docs/signing.md)")
+	f.BoolVar(&ocspOnline, "ocsp", false, "ask OCSP responders when a signature embeds no revocation data")
+	return cmd
+}
+
+func verifyPool(path string) (*x509.CertPool, error) {
+	certs, err := signReadCerts(path)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p, nil
+}
+
+// verifyExpand turns FILES and DIRS into a list of files (directories are walked; hidden files skipped).
+func verifyExpand(args []string) ([]string, error) {
+	var files []string
+	for _, a := range args {
+		fi, err := os.Stat(a)
+		if err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		if !fi.IsDir() {
+			files = append(files, a)
+			continue
+		}
+		err = filepath.WalkDir(a, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !d.IsDir() && !strings.HasPrefix(d.Name(), ".") {
+				files = append(files, p)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+	}
+	return files, nil
+}
+
+type reportWriter struct {
+	format string
+	w      io.Writer
+	enc    *json.Encoder
+	csv    *csv.Writer
+	err    error
+}
+
+func newReportWriter(format string, w io.Writer) *reportWriter {
+	rw := &reportWriter{format: format, w: w}
+	switch format {
+	case "json":
+		rw.enc = json.NewEncoder(w)
+	case "csv":
+		rw.csv = csv.NewWriter(w)
+		rw.csv.Write([]string{"name", "indication", "subIndication", "level", "bestSignatureTime", "signer", "councilNumber", "reason"})
+	}
+	return rw
+}
+
+func (rw *reportWriter) write(r *signing.Report) {
+	if rw.err != nil {
+		return
+	}
+	switch rw.format {
+	case "json":
+		rw.err = rw.enc.Encode(r)
+	case "csv":
+		signer, council := "", ""
+		if r.Signer != nil {
+			signer = r.Signer.Subject
+		}
+		if r.Prescriber != nil {
+			council = r.Prescriber.CouncilNumber
+		}
+		rw.err = rw.csv.Write([]string{r.Name, string(r.Indication), string(r.SubIndication), r.Level,
+			r.BestSignatureTime.UTC().Format(time.RFC3339), signer, council, r.Reason})
+	default:
+		_, rw.err = fmt.Fprintln(rw.w, r.Summary())
+	}
+}
+
+func (rw *reportWriter) close() error {
+	if rw.csv != nil {
+		rw.csv.Flush()
+		if rw.err == nil {
+			rw.err = rw.csv.Error()
+		}
+	}
+	if rw.err != nil {
+		return fmt.Errorf("verify: write: %w", rw.err)
+	}
+	return nil
+}
