@@ -75,13 +75,13 @@ func runLoad(b *testing.B, e *testEnv, caller string, mk func() *http.Request) {
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
 }
 
-// BenchmarkVerify: POST /v1/verifications as a pharmacy (mTLS, role and revocation check, body limit) with a
+// BenchmarkVerify: POST /v1/verify as a pharmacy (mTLS, role and revocation check, body limit) with a
 // stub verifier, 32 concurrent clients.
 func BenchmarkVerify(b *testing.B) {
 	e := newEnv(b, nil)
 	body := bytes.Repeat([]byte{0x30}, 2048) // the size of a small signed prescription
 	runLoad(b, e, string(RolePharmacy), func() *http.Request {
-		req, _ := http.NewRequest("POST", e.ts.URL+"/v1/verifications", bytes.NewReader(body))
+		req, _ := http.NewRequest("POST", e.ts.URL+"/v1/verify", bytes.NewReader(body))
 		req.Header.Set("Content-Type", ctCMS)
 		return req
 	})

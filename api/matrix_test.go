@@ -53,9 +53,9 @@ func validCalls(t testing.TB, e *testEnv) map[string]func() call {
 		"facilityStanding":   plain("GET", "/v1/registry/facilities/"+testSIAM+"/standing"),
 		"physicianStanding":  plain("GET", "/v1/registry/physicians/"+testCouncil+"/standing"),
 		"ingestPrescription": bin("POST", "/v1/prescriptions", ctCMS),
-		"verify":             bin("POST", "/v1/verifications", ctCMS),
+		"verify":             bin("POST", "/v1/verify", ctCMS),
 		"verifyBatch": func() call {
-			return call{"POST", "/v1/verifications/batch", ctNDJSON, []byte("{\"cms\":\"AA==\"}\n{\"cms\":\"AA==\"}\n")}
+			return call{"POST", "/v1/verify/batch", ctNDJSON, []byte("{\"cms\":\"AA==\"}\n{\"cms\":\"AA==\"}\n")}
 		},
 		"upgradeSignature":   bin("POST", "/v1/signatures/upgrade?level=B-LT", ctPKCS7),
 		"auditCheckpoint":    plain("GET", "/v1/audit/checkpoint"),

@@ -329,7 +329,7 @@ func TestBodyLimitsAndMediaTypes(t *testing.T) {
 	}
 	checkProblem(t, e.do(op, "POST", "/v1/enrolment-codes", "text/plain", []byte(`{"siamId":"SIAM-1001"}`)), 415)
 	checkProblem(t, e.do(op, "POST", "/v1/enrolment-codes", "", []byte(`{"siamId":"SIAM-1001"}`)), 415)
-	checkProblem(t, e.do(string(RolePharmacy), "POST", "/v1/verifications", ctCMS, bytes.Repeat([]byte{1}, 4096)), 413)
+	checkProblem(t, e.do(string(RolePharmacy), "POST", "/v1/verify", ctCMS, bytes.Repeat([]byte{1}, 4096)), 413)
 	checkProblem(t, e.do(callerNone, "POST", "/tsa", ctJSON, []byte("x")), 415)
 	if e.rec.total() != 0 {
 		t.Fatalf("refused bodies reached services: %v", e.rec.calls)
@@ -372,7 +372,7 @@ func TestCRLCaching(t *testing.T) {
 func TestBatchStreams(t *testing.T) {
 	e := newEnv(t, nil)
 	in := strings.Repeat("{\"cms\":\"AA==\"}\n", 1000)
-	r := e.do(string(RoleInsurer), "POST", "/v1/verifications/batch", ctNDJSON, []byte(in))
+	r := e.do(string(RoleInsurer), "POST", "/v1/verify/batch", ctNDJSON, []byte(in))
 	if r.status != 200 || bytes.Count(r.body, []byte("\n")) != 1000 || r.header.Get("Content-Type") != ctNDJSON {
 		t.Fatalf("batch: %d, %d lines", r.status, bytes.Count(r.body, []byte("\n")))
 	}

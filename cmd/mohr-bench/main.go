@@ -162,7 +162,7 @@ func scenario(o options, base string) (func(context.Context) (*http.Request, err
 		if err != nil {
 			return nil, err
 		}
-		return post(base+"/v1/verifications", "application/cms", body), nil
+		return post(base+"/v1/verify", "application/cms", body), nil
 	case "ocsp-post":
 		body, err := readOr(o.ocspFile, bytes.Repeat([]byte{0x30}, 83))
 		if err != nil {
