@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"net/http"
 )
 
@@ -20,6 +21,13 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	}
 	id, _ := IdentityFrom(r.Context())
 	sealed, report, err := s.svc.Ingestor.Ingest(r.Context(), body, id)
+	var iv invalidError
+	if err != nil && errors.As(err, &iv) && iv.Invalid() && json.Valid(report) && len(sealed) > 0 {
+		// A prescription that fails validation is refused, but the sealed report saying why is the caller's
+		// evidence: it goes back with 422 rather than as a bare problem document.
+		writeJSON(w, http.StatusUnprocessableEntity, ingestResult{Report: report, SealedReport: sealed})
+		return
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

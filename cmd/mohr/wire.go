@@ -205,6 +205,13 @@ type ingestor struct{ in *signing.Ingestor }
 
 func (i ingestor) Ingest(ctx context.Context, der []byte, caller api.Identity) ([]byte, []byte, error) {
 	res, err := i.in.Ingest(ctx, der)
+	if errors.Is(err, signing.ErrRejected) && res != nil && res.Report != nil {
+		js, jerr := json.Marshal(res.Report)
+		if jerr != nil {
+			return nil, nil, jerr
+		}
+		return res.SealedReport, js, invalid(err)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

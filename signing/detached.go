@@ -1,0 +1,135 @@
+package signing
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+)
+
+// dAdbeRevocation is Adobe's adbe-revocationInfoArchival signed attribute (1.2.840.113583.1.1.8), where
+// PDF signers such as digitorus/pdfsign embed OCSP responses (ISO 32000-1 §12.8.3.3.2).
+var dAdbeRevocation = []byte{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x2f, 0x01, 0x01, 0x08}
+
+// adbeOCSP returns the OCSPResponses of an adbe-revocationInfoArchival attribute:
+//
+//	RevocationInfoArchival ::= SEQUENCE { crl [0] EXPLICIT SEQUENCE OF CRLs OPTIONAL,
+//	    ocsp [1] EXPLICIT SEQUENCE OF OCSPResponse OPTIONAL, otherRevInfo [2] EXPLICIT ... OPTIONAL }
+func adbeOCSP(si *signerInfo) [][]byte {
+	a, _ := findAttr(si.signedAttrs, dAdbeRevocation)
+	if a == nil {
+		return nil
+	}
+	v, ok := a.single()
+	var seq cryptobyte.String
+	if !ok || !v.ReadASN1(&seq, cbasn1.SEQUENCE) {
+		return nil
+	}
+	var out [][]byte
+	for !seq.Empty() {
+		var tag cbasn1.Tag
+		var body cryptobyte.String
+		if !seq.ReadAnyASN1(&body, &tag) {
+			return out
+		}
+		if tag != tagExplicit1 {
+			continue
+		}
+		var list cryptobyte.String
+		if !body.ReadASN1(&list, cbasn1.SEQUENCE) {
+			return out
+		}
+		for !list.Empty() {
+			var r cryptobyte.String
+			if !list.ReadASN1Element(&r, cbasn1.SEQUENCE) {
+				return out
+			}
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// VerifyDetached validates a detached CMS signature over content, as PDF signatures are (ETSI EN 319 142-1
+// PAdES baseline; ISO 32000-1 §12.8): the cryptographic checks, the chain, signature timestamps as POE,
+// validity at the best signature time and revocation (embedded Adobe-style, or from the RevocationSource).
+// The prescription policy and health-domain checks do not apply to a printout and are not made.
+func (v *Verifier) VerifyDetached(ctx context.Context, der, content []byte) *Report {
+	now := v.cfg.Now().UTC()
+	r := &Report{ValidationTime: now, BestSignatureTime: now}
+	sd := new(signedData)
+	if err := parseSignedData(der, sd); err != nil {
+		return r.fail(FormatFailure, "%v", err)
+	}
+	if len(sd.signers) != 1 || sd.hasContent {
+		return r.fail(FormatFailure, "a detached signature with one SignerInfo is required")
+	}
+	si := &sd.signers[0]
+	cs := sha256.Sum256(content)
+	r.ContentSHA256 = hex.EncodeToString(cs[:])
+	var certs []*certEntry
+	for _, c := range sd.certs {
+		e, err := v.cert(c)
+		if err != nil {
+			return r.fail(FormatFailure, "certificate: %v", err)
+		}
+		certs = append(certs, e)
+	}
+	signer := findSigner(si, certs)
+	if signer == nil {
+		return r.fail(NoSigningCertificateFound, "the signing certificate is not in the signature")
+	}
+	info := signer.info
+	r.Signer = &info
+	if sub, why := checkSignerInfo(si, sd.eContentType, content, signer, 0); sub != "" {
+		return r.fail(sub, "%s", why)
+	}
+	ch := v.chain(signer, certs, false)
+	if ch.sub != "" {
+		return r.fail(ch.sub, "%s", ch.reason)
+	}
+	for _, c := range ch.chain {
+		r.Chain = append(r.Chain, c.info)
+	}
+	r.Level = "B-B"
+	poe := false
+	for i := range si.unsignedAttrs {
+		a := &si.unsignedAttrs[i]
+		if !bytes.Equal(a.oid, dSigTimeStamp) {
+			continue
+		}
+		tok, _ := a.single()
+		ti := TimestampInfo{Type: "signature"}
+		gen, err := v.checkTimestamp(tok, sd.certs, si.signature, &ti)
+		if err != nil {
+			ti.Detail = err.Error()
+			r.Timestamps = append(r.Timestamps, ti)
+			return r.fail(NoPOE, "signature timestamp not accepted: %v", err)
+		}
+		ti.Valid = true
+		r.Timestamps = append(r.Timestamps, ti)
+		if !poe || gen.Before(r.BestSignatureTime) {
+			r.BestSignatureTime = gen
+		}
+		poe, r.Level = true, "B-T"
+	}
+	best := r.BestSignatureTime
+	if c := outOfBounds(ch.chain, best); c != nil {
+		if !poe {
+			return r.fail(OutOfBoundsNoPOE, "certificate %q is not valid at %s", c.info.Subject, best.Format(time.RFC3339))
+		}
+		return r.fail(Expired, "certificate %q not valid at the timestamp", c.info.Subject)
+	}
+	if len(ch.chain) < 2 {
+		return r.fail(CertificateChainGeneralFailure, "the signing certificate is a trust anchor")
+	}
+	if sub, why := v.checkRevocation(ctx, si, signer, ch.chain[1], best, poe, r); sub != "" {
+		return r.fail(sub, "%s", why)
+	}
+	r.Indication = TotalPassed
+	return r
+}

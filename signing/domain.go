@@ -1,0 +1,78 @@
+package signing
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/mohr-hix/mohr/internal/ids"
+	"github.com/mohr-hix/mohr/signing/internal/rx"
+)
+
+// checkDomain applies the health-domain checks of HIX-Rx-CAdES (docs/signature-policy.md §5): the content is a
+// FHIR R4 Bundle with a Patient and a Practitioner whose national codes are well formed; the Practitioner's
+// national code and council number are the signing certificate's; and, when a registry is configured, the
+// prescriber's council registration was valid at the best signature time.
+func (v *Verifier) checkDomain(ctx context.Context, content []byte, signer *certEntry, best time.Time, r *Report) (SubIndication, string) {
+	p := r.Prescriber
+	b, err := rx.Parse(content) // a lean, strict reader: see rx.Parse
+	if err != nil || b.ResourceType != "Bundle" {
+		return SigConstraintsFailure, "content is not a FHIR Bundle"
+	}
+	var patient, practitioner *rx.Resource
+	for i := range b.Entry {
+		res := &b.Entry[i].Resource
+		switch res.ResourceType {
+		case "Patient":
+			if patient != nil {
+				return SigConstraintsFailure, "more than one Patient in the prescription"
+			}
+			patient = res
+		case "Practitioner":
+			if practitioner != nil {
+				return SigConstraintsFailure, "more than one Practitioner in the prescription"
+			}
+			practitioner = res
+		}
+	}
+	if patient == nil || practitioner == nil {
+		return SigConstraintsFailure, "prescription needs a Patient and a Practitioner"
+	}
+	pc, err := ids.NationalCode(patient.Find(rx.SystemNationalCode))
+	if err != nil {
+		return SigConstraintsFailure, "patient national code: " + err.Error()
+	}
+	p.PatientCode = pc
+	dc, err := ids.NationalCode(practitioner.Find(rx.SystemNationalCode))
+	if err != nil {
+		return SigConstraintsFailure, "practitioner national code: " + err.Error()
+	}
+	if dc != signer.nationalCode {
+		return SigConstraintsFailure, "practitioner's national code is not the signer's"
+	}
+	if cn, err := ids.CouncilNumber(practitioner.Find(rx.SystemCouncilNumber)); err != nil || cn != signer.council {
+		return SigConstraintsFailure, "practitioner's council number is not the signer's"
+	}
+	if v.cfg.Registry == nil {
+		return "", ""
+	}
+	reg, err := v.cfg.Registry.Registration(ctx, signer.council)
+	switch {
+	case errors.Is(err, ErrUnknownPhysician):
+		p.Registration = "unknown"
+		return SigConstraintsFailure, "council number not in the medical council's registry"
+	case err != nil:
+		p.Registration = "unavailable"
+		return TryLater, "medical council registry unavailable"
+	}
+	if reg.NationalCode != "" && reg.NationalCode != signer.nationalCode {
+		p.Registration = "mismatch"
+		return SigConstraintsFailure, "registry's national code for the council number is not the signer's"
+	}
+	if !reg.ActiveAt(best) {
+		p.Registration = reg.Status + " (not valid at signing time)"
+		return SigConstraintsFailure, "prescriber's council registration was not valid at the signing time"
+	}
+	p.Registration = reg.Status
+	return "", ""
+}

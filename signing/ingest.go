@@ -1,0 +1,156 @@
+package signing
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Prescription is what the exchange keeps of an accepted prescription.
+type Prescription struct {
+	// ID is the hex SHA-256 of the FHIR Bundle (the signed content).
+	ID         string
+	ReceivedAt time.Time
+	// Signature is the B-LT CMS SignedData (DER); Content is the FHIR Bundle it envelopes.
+	Signature []byte
+	Content   []byte
+	// Who and when, from the validation.
+	PrescriberNationalCode string
+	CouncilNumber          string
+	PatientNationalCode    string
+	SigningTime            time.Time
+	// Report is the validation report of the B-LT signature; SealedReport is that report CMS-signed by the
+	// exchange's organisation seal (DER).
+	Report       *Report
+	SealedReport []byte
+}
+
+// PrescriptionStore persists accepted prescriptions. The database layer implements it.
+type PrescriptionStore interface {
+	SavePrescription(ctx context.Context, rec Prescription) error
+}
+
+// Seal is the exchange's organisation-seal key and its chain (seal certificate first, no root).
+type Seal struct {
+	Signer crypto.Signer
+	Chain  []*x509.Certificate
+}
+
+// MIMEReportJSON is the media type of a sealed validation report's content.
+const MIMEReportJSON = "application/json"
+
+// SealReport returns r as JSON in an attached CMS SignedData signed with the seal (signed attributes as for
+// prescriptions, with mime-type application/json and no signature policy).
+func SealReport(ctx context.Context, r *Report, s Seal, now func() time.Time) ([]byte, error) {
+	js, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("signing: marshal report: %w", err)
+	}
+	return Sign(ctx, js, SignOptions{Signer: s.Signer, Chain: s.Chain, Now: now, MIMEType: MIMEReportJSON, NoPolicy: true})
+}
+
+// Ingestor is the exchange's arrival path for signed prescriptions (ARCHITECTURE.md "Signed prescriptions"):
+// validate the B-B signature, add a signature timestamp (B-T), add OCSP responses fetched after the timestamp
+// and the certificates needed (B-LT), validate the result, store it and return a sealed validation report.
+type Ingestor struct {
+	Verifier    *Verifier
+	Timestamper Timestamper
+	Revocation  RevocationSource
+	Store       PrescriptionStore
+	Seal        Seal
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// IngestResult is the outcome of Ingest.
+type IngestResult struct {
+	Report       *Report
+	SealedReport []byte
+	// Prescription is set when the prescription was accepted and stored.
+	Prescription *Prescription
+}
+
+// Ingest validates, upgrades to B-LT, stores and reports on one signed prescription. A prescription that does
+// not pass gets a sealed report and ErrRejected (nothing is stored); other errors mean the exchange could not
+// finish (TSA, OCSP, store or seal unavailable) and the caller may retry.
+func (in *Ingestor) Ingest(ctx context.Context, der []byte) (*IngestResult, error) {
+	now := in.Now
+	if now == nil {
+		now = time.Now
+	}
+	res := &IngestResult{}
+	seal := func(r *Report) error {
+		var err error
+		res.Report = r
+		res.SealedReport, err = SealReport(ctx, r, in.Seal, now)
+		return err
+	}
+	r := in.Verifier.Verify(ctx, der)
+	if !r.Passed() {
+		if err := seal(r); err != nil {
+			return nil, err
+		}
+		return res, fmt.Errorf("%w: %s/%s", ErrRejected, r.Indication, r.SubIndication)
+	}
+	bt, err := AddSignatureTimestamp(ctx, der, in.Timestamper)
+	if err != nil {
+		return nil, err
+	}
+	signer, others, err := SignerCertificates(bt)
+	if err != nil {
+		return nil, err
+	}
+	issuer := findIssuer(signer, others)
+	if issuer == nil {
+		return nil, errors.New("signing: issuer of the signing certificate not in the signature")
+	}
+	resp, err := in.Revocation.OCSP(ctx, signer, issuer)
+	if err != nil {
+		return nil, fmt.Errorf("signing: fetch OCSP: %w", err)
+	}
+	vd := ValidationData{OCSP: [][]byte{resp}}
+	if tsaCerts, err := timestampCerts(bt); err == nil {
+		vd.Certs = append(vd.Certs, tsaCerts...)
+	}
+	if rc, err := responderCert(resp); err == nil && rc != nil {
+		vd.Certs = append(vd.Certs, rc)
+	}
+	blt, err := AddValidationData(bt, vd)
+	if err != nil {
+		return nil, err
+	}
+	r = in.Verifier.Verify(ctx, blt)
+	if !r.Passed() || r.Level != "B-LT" {
+		if err := seal(r); err != nil {
+			return nil, err
+		}
+		return res, fmt.Errorf("%w: after upgrade: %s/%s (%s)", ErrRejected, r.Indication, r.SubIndication, r.Level)
+	}
+	if err := seal(r); err != nil {
+		return nil, err
+	}
+	content, _ := Content(blt)
+	rec := Prescription{ID: r.ContentSHA256, ReceivedAt: now().UTC(), Signature: blt, Content: content,
+		SigningTime: r.BestSignatureTime, Report: r, SealedReport: res.SealedReport}
+	if p := r.Prescriber; p != nil {
+		rec.PrescriberNationalCode, rec.CouncilNumber, rec.PatientNationalCode = p.NationalCode, p.CouncilNumber, p.PatientCode
+	}
+	if err := in.Store.SavePrescription(ctx, rec); err != nil {
+		return nil, fmt.Errorf("signing: store prescription: %w", err)
+	}
+	res.Prescription = &rec
+	return res, nil
+}
+
+func findIssuer(c *x509.Certificate, pool []*x509.Certificate) *x509.Certificate {
+	for _, p := range pool {
+		if c.CheckSignatureFrom(p) == nil {
+			return p
+		}
+	}
+	return nil
+}
