@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/x509"
+	"errors"
 	"fmt"
 
 	"github.com/mohr-hix/mohr/cardreader/internal/cardfmt"
@@ -176,16 +177,40 @@ func (cc *CouncilCard) SigningKey(ctx context.Context, pin keys.PINFunc) (crypto
 	return cc.Key(ctx, SlotSign, pin)
 }
 
-// Key returns the on-card key of slot s. It reads the slot's certificate and the key's public half and
-// refuses a certificate that does not hold that key (keys.ErrKeyMismatch). Each Sign asks pin once and
-// runs SELECT, VERIFY, MSE:SET (ISO/IEC 7816-4 §7.5.11, digital signature template 'B6' with key
-// reference '84' and algorithm reference '80') and PSO: COMPUTE DIGITAL SIGNATURE (ISO/IEC 7816-8 §11.4,
-// P1-P2 = '9E9A', the hash as data) in one transaction. Signatures are verified before they are returned
-// (keys.Verifying).
+// PINPolicy says when a card key asks for the PIN, like piv-go's PIN policies.
+type PINPolicy int
+
+const (
+	// PINPolicyAlways sends VERIFY before every signature: each Sign asks the PIN callback once. It is
+	// what a "PIN always" key needs (the council card without comfort signatures, PIV 9C).
+	PINPolicyAlways PINPolicy = iota
+	// PINPolicyOnce relies on the card's security status: Sign first sends MSE:SET and PSO: COMPUTE
+	// DIGITAL SIGNATURE, and only when the card answers 6982 (security status not satisfied, ISO/IEC
+	// 7816-4 §5.6) asks the PIN callback once, sends VERIFY and PSO again. A wrong PIN is never retried.
+	// With a card in comfort-signature mode (docs/cards.md) one VERIFY then covers many signatures; a
+	// caller that must not present the PIN again gives a callback that returns an error.
+	PINPolicyOnce
+)
+
+// Key returns the on-card key of slot s with PINPolicyAlways; see KeyWithPolicy.
 func (cc *CouncilCard) Key(ctx context.Context, s KeySlot, pin keys.PINFunc) (crypto.Signer, error) {
+	return cc.KeyWithPolicy(ctx, s, pin, PINPolicyAlways)
+}
+
+// KeyWithPolicy returns the on-card key of slot s. It reads the slot's certificate and the key's public
+// half and refuses a certificate that does not hold that key (keys.ErrKeyMismatch). Each Sign runs, in one
+// transaction, SELECT, then (PINPolicyAlways) VERIFY with a PIN asked from pin, MSE:SET (ISO/IEC 7816-4
+// §7.5.11, digital signature template 'B6' with key reference '84' and algorithm reference '80') and PSO:
+// COMPUTE DIGITAL SIGNATURE (ISO/IEC 7816-8 §11.4, P1-P2 = '9E9A', the hash as data); with PINPolicyOnce
+// the VERIFY comes only after the card refused the PSO with 6982. Signatures are verified before they are
+// returned (keys.Verifying).
+func (cc *CouncilCard) KeyWithPolicy(ctx context.Context, s KeySlot, pin keys.PINFunc, policy PINPolicy) (crypto.Signer, error) {
 	ref, fid, err := cc.slot(s)
 	if err != nil {
 		return nil, err
+	}
+	if policy != PINPolicyAlways && policy != PINPolicyOnce {
+		return nil, fmt.Errorf("cardreader: unknown PIN policy %d", policy)
 	}
 	k := &cardKey{card: cc.card, pin: pin, prompt: fmt.Sprintf("PIN of the medical-council card in %q", cc.card.reader)}
 	err = cc.inApp(ctx, func(ctx context.Context) (err error) {
@@ -201,6 +226,36 @@ func (cc *CouncilCard) Key(ctx context.Context, s KeySlot, pin keys.PINFunc) (cr
 		return nil, err
 	}
 	bits := k.pub.Curve.Params().BitSize
+	pso := func(ctx context.Context, digest []byte) ([]byte, error) {
+		r, err := cc.card.Transmit(ctx, Command{INS: 0x2A, P1: 0x9E, P2: 0x9A, Data: digest, Ne: 256})
+		if err != nil {
+			return nil, fmt.Errorf("cardreader: compute digital signature: %w", err)
+		}
+		return plainToDER(bits, r.Data)
+	}
+	if policy == PINPolicyOnce {
+		k.signOnce = func(ctx context.Context, digest []byte) ([]byte, error) {
+			if _, err := cc.card.selectAID(ctx, cc.prof.AID); err != nil {
+				return nil, err
+			}
+			if err := cc.mseSet(ctx, ref); err != nil {
+				return nil, err
+			}
+			sig, err := pso(ctx, digest)
+			if !errors.Is(err, ErrSecurityStatus) {
+				return sig, err
+			}
+			err = withPIN(ctx, k.pin, k.prompt, func(p []byte) error {
+				if err := cc.card.verifyPIN(ctx, cc.prof.PINRef, p); err != nil {
+					return err
+				}
+				sig, err = pso(ctx, digest)
+				return err
+			})
+			return sig, err
+		}
+		return keys.Verifying(k), nil
+	}
 	k.sign = func(ctx context.Context, pin, digest []byte) ([]byte, error) {
 		if _, err := cc.card.selectAID(ctx, cc.prof.AID); err != nil {
 			return nil, err
@@ -211,13 +266,39 @@ func (cc *CouncilCard) Key(ctx context.Context, s KeySlot, pin keys.PINFunc) (cr
 		if err := cc.mseSet(ctx, ref); err != nil {
 			return nil, err
 		}
-		r, err := cc.card.Transmit(ctx, Command{INS: 0x2A, P1: 0x9E, P2: 0x9A, Data: digest, Ne: 256})
-		if err != nil {
-			return nil, fmt.Errorf("cardreader: compute digital signature: %w", err)
-		}
-		return plainToDER(bits, r.Data)
+		return pso(ctx, digest)
 	}
 	return keys.Verifying(k), nil
+}
+
+// Logout resets the PIN's verification status (VERIFY with P1 = 'FF' and no data, ISO/IEC 7816-4:2013
+// §11.5.6), which ends a comfort-signature state on the card. It spends no PIN try.
+func (cc *CouncilCard) Logout(ctx context.Context) error {
+	return cc.inApp(ctx, func(ctx context.Context) error {
+		if _, err := cc.card.Transmit(ctx, Command{INS: 0x20, P1: 0xFF, P2: cc.prof.PINRef}); err != nil {
+			return fmt.Errorf("cardreader: logout: %w", err)
+		}
+		return nil
+	})
+}
+
+// ComfortCounter reads the comfort-signature counter (GET DATA, ISO/IEC 7816-4 §7.4.2, of the proprietary
+// data object 'DF20': signatures left in this card session, then signatures one VERIFY allows). A card
+// without comfort signatures answers ErrNotFound (6A88) or ErrNotSupported.
+func (cc *CouncilCard) ComfortCounter(ctx context.Context) (left, perVerify int, err error) {
+	err = cc.inApp(ctx, func(ctx context.Context) error {
+		r, err := cc.card.Transmit(ctx, Command{INS: 0xCA, P1: 0xDF, P2: 0x20, Ne: 256})
+		if err != nil {
+			return fmt.Errorf("cardreader: comfort counter: %w", err)
+		}
+		v, ok, terr := tlv.Find(r.Data, 0xDF20)
+		if terr != nil || !ok || len(v) != 2 {
+			return fmt.Errorf("%w: comfort counter", ErrMalformed)
+		}
+		left, perVerify = int(v[0]), int(v[1])
+		return nil
+	})
+	return left, perVerify, err
 }
 
 // mseSet sets the digital signature template for key ref (MSE:SET, P1-P2 = '41B6').

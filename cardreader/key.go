@@ -17,9 +17,9 @@ import (
 	"github.com/mohr-hix/mohr/keys"
 )
 
-// cardKey is a private key that never leaves the card. Each signature asks the PIN through the
-// callback (the card keys are "PIN always", as SP 800-73-4 requires of the PIV 9C key) and runs as one
-// PC/SC transaction.
+// cardKey is a private key that never leaves the card. Each signature runs as one PC/SC transaction.
+// With PINPolicyAlways (PIV 9C, which SP 800-73-4 makes "PIN always", and the council card's default)
+// each signature asks the PIN through the callback; with PINPolicyOnce only a card answer 6982 does.
 type cardKey struct {
 	card   *Card
 	pub    *ecdsa.PublicKey
@@ -28,6 +28,9 @@ type cardKey struct {
 	prompt string
 	// sign runs inside a transaction with the PIN and the digest and returns an ASN.1 ECDSA signature.
 	sign func(ctx context.Context, pin, digest []byte) ([]byte, error)
+	// signOnce, if set, replaces sign for PINPolicyOnce: it runs inside the transaction, relies on the
+	// card's security status and asks pin itself only when the card answers 6982.
+	signOnce func(ctx context.Context, digest []byte) ([]byte, error)
 	// release, if set, frees the PC/SC context the key owns (keys opened through Opener).
 	release func() error
 }
@@ -61,7 +64,11 @@ func (k *cardKey) SignContext(ctx context.Context, digest []byte, opts crypto.Si
 		return nil, fmt.Errorf("cardreader: digest of %d bytes for %v", len(digest), h)
 	}
 	var sig []byte
-	err := k.card.Transaction(ctx, func(ctx context.Context) error {
+	err := k.card.Transaction(ctx, func(ctx context.Context) (err error) {
+		if k.signOnce != nil {
+			sig, err = k.signOnce(ctx, digest)
+			return err
+		}
 		return withPIN(ctx, k.pin, k.prompt, func(pin []byte) (err error) {
 			sig, err = k.sign(ctx, pin, digest)
 			return err

@@ -73,6 +73,13 @@ type Config struct {
 	// Extended announces extended-length APDUs in the ATR and accepts them. Without it the card
 	// takes short APDUs only, with command chaining and GET RESPONSE.
 	Extended bool
+	// ComfortSignatures is the council signing key's comfort-signature counter: after one successful VERIFY,
+	// that many PSO: COMPUTE DIGITAL SIGNATURE commands (ISO/IEC 7816-8 §11.4) succeed without a new VERIFY
+	// while the card session lasts. Power-off, reset, a SELECT that leaves the application, a logout (VERIFY
+	// with P1 = 'FF', ISO/IEC 7816-4:2013 §11.5.6), a wrong PIN or the counter running out clear it; then PSO
+	// answers 6982. 0 (the default) is "PIN always": VERIFY before every signature. At most 255. Like
+	// Extended, it is taken from Config even when StatePath is loaded.
+	ComfortSignatures int
 	// Rand and Now default to crypto/rand and time.Now.
 	Rand io.Reader
 	Now  func() time.Time
@@ -99,6 +106,7 @@ type Card struct {
 	selected bool
 	curEF    uint16
 	verified bool
+	comfort  int // comfort signatures left after the last VERIFY (Config.ComfortSignatures > 0)
 	seKey    byte
 	chain    []byte
 	chainHdr [3]byte
@@ -121,6 +129,9 @@ func New(cfg Config) (*Card, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.ComfortSignatures < 0 || cfg.ComfortSignatures > 255 {
+		return nil, errors.New("virtualcard: ComfortSignatures must be 0 to 255")
+	}
 	c := &Card{cfg: cfg, rand: cfg.Rand, removeOn: -1, stats: map[byte]Stat{}}
 	loaded, err := c.load()
 	if err != nil {
@@ -133,6 +144,9 @@ func New(cfg Config) (*Card, error) {
 		if err := c.save(); err != nil {
 			return nil, err
 		}
+	}
+	if c.st.Profile != ProfileCouncil {
+		c.cfg.ComfortSignatures = 0 // only the council signing key has the comfort-signature mode
 	}
 	c.pinRef = cardfmt.PINRef
 	if c.st.Profile == ProfilePIV {
@@ -206,6 +220,14 @@ func (c *Card) Stats() map[byte]Stat {
 	return out
 }
 
+// ComfortLeft returns the comfort signatures left in the current card session (0 without comfort mode,
+// before VERIFY, or after a reset or logout).
+func (c *Card) ComfortLeft() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.comfort
+}
+
 // ResetStats clears the statistics.
 func (c *Card) ResetStats() {
 	c.mu.Lock()
@@ -222,7 +244,7 @@ func (c *Card) Reset() {
 }
 
 func (c *Card) resetSession() {
-	c.selected, c.curEF, c.verified, c.seKey = false, 0, false, 0
+	c.selected, c.curEF, c.verified, c.seKey, c.comfort = false, 0, false, 0, 0
 	c.chain, c.pending = nil, nil
 }
 

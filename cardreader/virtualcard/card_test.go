@@ -108,7 +108,7 @@ func TestStateFileSurvivesRestart(t *testing.T) {
 }
 
 func FuzzProcess(f *testing.F) {
-	for _, s := range []string{"00A4040007F04D4F48520201", "00B0000000", "102A9E9A01AA", "00C0000000", "00CB3FFF055C035FC10A00", "0087119C067C0482008100", "00470080038401FF", "00"} {
+	for _, s := range []string{"00A4040007F04D4F48520201", "00B0000000", "102A9E9A01AA", "00C0000000", "00CB3FFF055C035FC10A00", "0087119C067C0482008100", "00470080038401FF", "00", "00CADF2000", "0020FF81"} {
 		f.Add(hx(s))
 	}
 	cards := map[string]*Card{}
@@ -119,6 +119,11 @@ func FuzzProcess(f *testing.F) {
 		}
 		cards[p] = c
 	}
+	comfort, err := New(Config{Profile: ProfileCouncil, PIN: []byte("1234"), MaxTries: 15, ComfortSignatures: 5})
+	if err != nil {
+		f.Fatal(err)
+	}
+	cards["comfort"] = comfort
 	f.Fuzz(func(t *testing.T, apdu []byte) {
 		for _, c := range cards {
 			// Select first, so the fuzzer reaches the application's commands.
@@ -127,6 +132,9 @@ func FuzzProcess(f *testing.F) {
 			if len(r) < 2 {
 				t.Fatalf("response %X without status word", r)
 			}
+		}
+		if n := comfort.ComfortLeft(); n < 0 || n > 5 {
+			t.Fatalf("comfort counter %d outside 0..5", n)
 		}
 	})
 }

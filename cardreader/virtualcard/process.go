@@ -205,6 +205,8 @@ func (c *Card) dispatch(cmd command) ([]byte, uint16) {
 		return c.doInternalAuth(cmd)
 	case cmd.ins == 0x47 && c.st.Profile == ProfileCouncil:
 		return c.doGenerate(cmd)
+	case cmd.ins == 0xCA && c.st.Profile == ProfileCouncil:
+		return c.doGetComfort(cmd)
 	case cmd.ins == 0xCB && piv:
 		return c.doGetData(cmd)
 	case cmd.ins == 0x87 && piv:
@@ -218,7 +220,8 @@ func (c *Card) doSelect(cmd command) ([]byte, uint16) {
 	case 0x04: // by DF name (AID); a right-truncated AID is accepted, as ISO/IEC 7816-4 §7.1.1 allows.
 		aid := c.aid()
 		if len(cmd.data) < 5 || !bytes.HasPrefix(aid, cmd.data) {
-			c.selected = false
+			// Leaving the application ends its security status, comfort signatures included.
+			c.selected, c.verified, c.comfort = false, false, 0
 			return nil, swNotFound
 		}
 		c.resetSelection()
@@ -247,9 +250,14 @@ func (c *Card) doSelect(cmd command) ([]byte, uint16) {
 }
 
 // resetSelection drops what a new application selection drops: current EF, security environment and
-// PIN status.
+// PIN status. With comfort signatures (Config.ComfortSignatures > 0) a SELECT of the application that is
+// already selected keeps the PIN status and the comfort counter: the host re-selects before every
+// signature, and only leaving the application (or a reset) ends the comfort state.
 func (c *Card) resetSelection() {
-	c.curEF, c.seKey, c.verified = 0, 0, false
+	c.curEF, c.seKey = 0, 0
+	if c.cfg.ComfortSignatures == 0 || !c.selected {
+		c.verified, c.comfort = false, 0
+	}
 }
 
 func (c *Card) doRead(cmd command) ([]byte, uint16) {
@@ -309,6 +317,12 @@ func (c *Card) doUpdate(cmd command) ([]byte, uint16) {
 }
 
 func (c *Card) doVerify(cmd command) ([]byte, uint16) {
+	if cmd.p1 == 0xFF && cmd.p2 == c.pinRef && len(cmd.data) == 0 {
+		// Logout: P1 = 'FF' resets the verification status (ISO/IEC 7816-4:2013 §11.5.6), and with it
+		// the comfort counter. It spends no try.
+		c.verified, c.comfort = false, 0
+		return nil, swOK
+	}
 	if cmd.p1 != 0x00 || cmd.p2 != c.pinRef {
 		return nil, swRefNotFound
 	}
@@ -329,6 +343,7 @@ func (c *Card) doVerify(cmd command) ([]byte, uint16) {
 	}
 	if c.checkPIN(cmd.data) {
 		c.verified = true
+		c.comfort = c.cfg.ComfortSignatures
 		if c.st.TriesLeft != c.st.MaxTries {
 			c.st.TriesLeft = c.st.MaxTries
 			if c.save() != nil {
@@ -337,7 +352,7 @@ func (c *Card) doVerify(cmd command) ([]byte, uint16) {
 		}
 		return nil, swOK
 	}
-	c.verified = false
+	c.verified, c.comfort = false, 0
 	c.st.TriesLeft--
 	if c.save() != nil {
 		return nil, 0x6581
@@ -376,12 +391,14 @@ func (c *Card) doMSE(cmd command) ([]byte, uint16) {
 }
 
 // doPSO computes a digital signature (ISO/IEC 7816-8 PSO: COMPUTE DIGITAL SIGNATURE) over a hash of 32
-// to 64 bytes with the key MSE:SET chose. The PIN is needed before every signature.
+// to 64 bytes with the key MSE:SET chose. Without comfort signatures the PIN is needed before every
+// signature; with them, each signature spends one of the counter VERIFY set, and the last one ends the
+// PIN status (6982 afterwards).
 func (c *Card) doPSO(cmd command) ([]byte, uint16) {
 	if cmd.p1 != 0x9E || cmd.p2 != 0x9A {
 		return nil, swP1P2
 	}
-	if !c.verified {
+	if !c.verified || (c.cfg.ComfortSignatures > 0 && c.comfort == 0) {
 		return nil, swSecurity
 	}
 	if c.seKey == 0 {
@@ -390,12 +407,30 @@ func (c *Card) doPSO(cmd command) ([]byte, uint16) {
 	if len(cmd.data) < 32 || len(cmd.data) > 64 {
 		return nil, swIncorrectData
 	}
-	c.verified = false
+	if c.cfg.ComfortSignatures > 0 {
+		c.comfort--
+		c.verified = c.comfort > 0
+	} else {
+		c.verified = false
+	}
 	sig, ok := c.signPlain(c.seKey, cmd.data)
 	if !ok {
 		return nil, swRefNotFound
 	}
 	return sig, swOK
+}
+
+// doGetComfort is GET DATA (ISO/IEC 7816-4 §7.4.2) of the proprietary data object 'DF20' (P1-P2 =
+// 'DF20'), the comfort-signature counter: 'DF20' '02' <signatures left> <signatures per VERIFY>. A card
+// without comfort signatures answers 6A88 (referenced data not found).
+func (c *Card) doGetComfort(cmd command) ([]byte, uint16) {
+	if cmd.p1 != 0xDF || cmd.p2 != 0x20 {
+		return nil, swRefNotFound
+	}
+	if c.cfg.ComfortSignatures == 0 {
+		return nil, swRefNotFound
+	}
+	return tlv.Encode(0xDF20, []byte{byte(c.comfort), byte(c.cfg.ComfortSignatures)}), swOK
 }
 
 // doInternalAuth signs SHA-256 of the challenge (ISO/IEC 7816-4 §7.5.2). The national ID card's key

@@ -93,6 +93,7 @@ func (c *Card) ConnectVPCD(ctx context.Context, addr string) error {
 		removed := c.removed || errors.Is(err, ErrRemoved)
 		c.conn = nil
 		c.connMu.Unlock()
+		c.Reset() // out of the reader: no power, so no security status and no comfort signatures
 		switch {
 		case removed:
 			return ErrRemoved

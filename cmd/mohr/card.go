@@ -396,7 +396,7 @@ func newCardSignCmd() *cobra.Command {
 
 func newCardSimulateCmd() *cobra.Command {
 	var profile, addr, state, issuerDir, pinFile string
-	var tries int
+	var tries, comfort int
 	var extended bool
 	c := &cobra.Command{
 		Use:   "simulate --profile national-id|medical-council|piv",
@@ -404,7 +404,9 @@ func newCardSimulateCmd() *cobra.Command {
 		Long: `Run a virtual card (cardreader/virtualcard) and insert it into pcscd's vpcd reader
 (127.0.0.1:35963 is "Virtual PCD 00 00", :35964 is "Virtual PCD 00 01"). The card creates its own card
 issuer CA and writes its certificate to --issuer-dir so that verifiers can trust it. With --state the
-keys, PIN counter and written certificates survive restarts. The default PIN is 123456.`,
+keys, PIN counter and written certificates survive restarts. The default PIN is 123456. --comfort N gives
+the medical-council signing key a comfort-signature counter: one VERIFY then covers N signatures while
+the card stays in the reader (what mohr agent needs; 0 is "PIN before every signature").`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch profile {
@@ -412,7 +414,7 @@ keys, PIN counter and written certificates survive restarts. The default PIN is 
 			default:
 				return fmt.Errorf("--profile must be national-id, medical-council or piv")
 			}
-			cfg := virtualcard.Config{Profile: profile, StatePath: state, MaxTries: tries, Extended: extended}
+			cfg := virtualcard.Config{Profile: profile, StatePath: state, MaxTries: tries, Extended: extended, ComfortSignatures: comfort}
 			if pinFile != "" {
 				pin, err := cardPINSource(pinFile)(cmd.Context(), "")
 				if err != nil {
@@ -458,5 +460,6 @@ keys, PIN counter and written certificates survive restarts. The default PIN is 
 	c.Flags().StringVar(&pinFile, "pin-file", "", "file with the card's initial PIN (default 123456)")
 	c.Flags().IntVar(&tries, "tries", 3, "wrong PINs before the PIN blocks")
 	c.Flags().BoolVar(&extended, "extended", false, "announce and accept extended-length APDUs")
+	c.Flags().IntVar(&comfort, "comfort", 0, "medical-council: signatures one VERIFY allows (comfort signature, 0 to 255; 0: PIN always)")
 	return c
 }

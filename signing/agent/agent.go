@@ -16,6 +16,9 @@ import (
 	"github.com/mohr-hix/mohr/signing"
 )
 
+// maxPIN bounds what the agent accepts as a PIN (ISO/IEC 7816-4 cards take 4 to 8 bytes; PKCS#11 tokens more).
+const maxPIN = 64
+
 // Config configures an Agent. Key and PIN are required.
 type Config struct {
 	// Key opens the signing key (the card) for a session.
@@ -86,9 +89,11 @@ func (a *Agent) Limits() (maxSignatures int, maxDuration time.Duration) {
 	return a.cfg.MaxSignatures, a.cfg.MaxDuration
 }
 
-// StartSession opens the card key, asks the physician for the PIN once, checks it on the card when the key
-// can, and opens a comfort session with the limits asked (clamped to the configured ones). A wrong PIN is a
-// *PINError with the tries left; it is not retried.
+// StartSession opens the card key, asks the physician for the PIN once, presents it to the card once
+// (VERIFY) and wipes it, and opens a comfort session with the limits asked (clamped to the configured ones,
+// and to the card's comfort-signature counter when it is lower). The session's signatures rely on the
+// card's security status; the agent keeps no PIN. A wrong PIN is a *PINError with the tries left; it is not
+// retried.
 func (a *Agent) StartSession(ctx context.Context, o SessionOptions) (SessionInfo, error) {
 	s, err := a.openSession(ctx, o, true)
 	if err != nil {
@@ -115,20 +120,9 @@ func (a *Agent) openSession(ctx context.Context, o SessionOptions, comfort bool)
 	if a.isClosed() {
 		return nil, ErrSessionEnded
 	}
-	// The session's PIN callback needs the session; the key needs the callback. Bind them through a holder.
-	var hold struct {
-		mu sync.Mutex
-		s  *session
-	}
-	pinCB := func(ctx context.Context, prompt string) ([]byte, error) {
-		hold.mu.Lock()
-		s := hold.s
-		hold.mu.Unlock()
-		if s == nil {
-			return nil, ErrNoSession
-		}
-		return s.pinFunc(ctx, prompt)
-	}
+	// The key's PIN callback never hands out a PIN: the agent keeps none, so a card that asks for the PIN
+	// again in the middle of a session (6982) ends the session instead of being answered.
+	pinCB := func(context.Context, string) ([]byte, error) { return nil, ErrPINRequired }
 	key, err := a.cfg.Key.OpenKey(ctx, pinCB)
 	if err != nil {
 		if errors.Is(err, ErrCardRemoved) || errors.Is(err, ErrCard) {
@@ -143,7 +137,7 @@ func (a *Agent) openSession(ctx context.Context, o SessionOptions, comfort bool)
 	t0 := time.Now()
 	pin, err := a.cfg.PIN(ctx, "PIN of the signing card of "+key.Chain[0].Subject.CommonName)
 	a.cfg.Metrics.observe(StagePINEntry, time.Since(t0))
-	if err != nil || len(pin) == 0 {
+	if err != nil || len(pin) == 0 || len(pin) > maxPIN {
 		clear(pin)
 		closeKey(key)
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -151,22 +145,28 @@ func (a *Agent) openSession(ctx context.Context, o SessionOptions, comfort bool)
 		}
 		return nil, ErrPINCancelled
 	}
-	held, err := newHeldPIN(pin)
-	if key.CheckPIN != nil && err == nil {
+	// The PIN goes to the card once (VERIFY) and is wiped at once; the session relies on the card's
+	// security status from here on.
+	if key.CheckPIN != nil {
 		err = key.CheckPIN(ctx, pin)
 	}
 	clear(pin)
-	if err != nil {
-		if held != nil {
-			held.wipe()
+	if err == nil && key.ComfortLimit != nil {
+		var n int
+		if n, err = key.ComfortLimit(ctx); err == nil {
+			switch {
+			case n <= 0:
+				err = ErrNoComfort
+			case n < o.MaxSignatures:
+				o.MaxSignatures = n // the card's counter is lower than the agent's limit: the card wins
+			}
 		}
+	}
+	if err != nil {
 		closeKey(key)
 		return nil, a.keyFailure(nil, "", err)
 	}
-	s := newSession(key, held, comfort, a.now(), o.MaxSignatures, o.Duration)
-	hold.mu.Lock()
-	hold.s = s
-	hold.mu.Unlock()
+	s := newSession(key, comfort, a.now(), o.MaxSignatures, o.Duration)
 
 	a.mu.Lock()
 	if a.cur != nil || a.closed {
@@ -226,6 +226,15 @@ func (a *Agent) keyFailure(s *session, stage string, err error) error {
 		}
 		return err
 	}
+	if errors.Is(err, ErrPINRequired) {
+		// The card's security status is gone (counter out, reset, another card): end the session, never
+		// ask or replay the PIN.
+		if s != nil {
+			a.end(s, EndCardStatus, ErrPINRequired)
+			return &SessionEndedError{Reason: EndCardStatus, Cause: ErrPINRequired}
+		}
+		return err
+	}
 	if errors.Is(err, ErrSessionEnded) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
@@ -269,7 +278,7 @@ func (a *Agent) expireIfDue(s *session) bool {
 	return false
 }
 
-// end ends s for reason: the PIN is wiped at once, the key closed as soon as no signature is running.
+// end ends s for reason: the key is closed (which logs the card out) as soon as no signature is running.
 func (a *Agent) end(s *session, reason string, cause error) {
 	if !s.markEnded(reason, cause) {
 		return
@@ -411,6 +420,11 @@ func (a *Agent) SignBatch(ctx context.Context, docs []Document, o SignOptions, e
 			return sum, err
 		}
 		ephemeral = true
+		if s.max < len(docs) {
+			// The card allows fewer signatures after one VERIFY than the batch has documents.
+			a.end(s, EndLimit, ErrLimitReached)
+			return sum, fmt.Errorf("%w: the card allows %d signatures per PIN entry, %d documents", ErrLimitReached, s.max, len(docs))
+		}
 	} else {
 		s.mu.Lock()
 		left := s.max - s.used

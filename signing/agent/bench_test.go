@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mohr-hix/mohr/cardreader/virtualcard"
 	"github.com/mohr-hix/mohr/signing/agent"
 )
 
@@ -28,8 +29,7 @@ import (
 //
 // Run (docs/agent.md):
 //
-//	go test -run '^$' -bench 'CardSign' -benchtime 200x -count 3 ./signing/agent/
-//	go test -run '^$' -bench 'CardBatch100' -benchtime 20x -count 3 ./signing/agent/
+//	go test -run '^$' -bench 'CardSign|CardBatch100' -benchtime 50x -count 3 ./signing/agent/
 
 type latencies struct {
 	total, cardIO, pso, overhead []time.Duration
@@ -64,6 +64,18 @@ func (l *latencies) report(b *testing.B, cardCompute time.Duration, perDocOverhe
 		b.ReportMetric(pct(l.overhead, .50), "overhead-p50-ms")
 		b.ReportMetric(pct(l.overhead, .95), "overhead-p95-ms")
 	}
+}
+
+// reportAPDUs reports the command APDUs the card answered per signature and the VERIFY APDUs in all (one per
+// comfort session, plus the logout when a session ends).
+func reportAPDUs(b *testing.B, vc *virtualcard.Card) {
+	var all int
+	st := vc.Stats()
+	for _, s := range st {
+		all += s.Count
+	}
+	b.ReportMetric(float64(all)/float64(max(1, st[0x2A].Count)), "apdus/sig")
+	b.ReportMetric(float64(st[0x20].Count), "verify-apdus")
 }
 
 func ensureSession(b *testing.B, e *env, need int) {
@@ -105,6 +117,7 @@ func benchSingle(b *testing.B, submit bool) {
 	b.StopTimer()
 	st := vc.Stats()[0x2A]
 	l.report(b, st.Total/time.Duration(max(1, st.Count)), true)
+	reportAPDUs(b, vc)
 }
 
 func postSign(b *testing.B, e *env, body []byte) agent.ResultLine {
@@ -210,6 +223,7 @@ func BenchmarkCardBatch100(b *testing.B) {
 	b.StopTimer()
 	st := vc.Stats()[0x2A]
 	l.report(b, st.Total/time.Duration(max(1, st.Count)), false)
+	reportAPDUs(b, vc)
 	b.ReportMetric(pct(perRx, .50), "per-rx-ms")
 	b.ReportMetric(pct(overhead, .50), "overhead-per-rx-p50-ms")
 	b.ReportMetric(pct(overhead, .95), "overhead-per-rx-p95-ms")

@@ -34,11 +34,17 @@ const (
 // insertCard makes a medical-council virtual card with PIN goodPIN, puts it into vpcd reader 0 through the
 // machine's pcscd, and writes onto it a physician-signing certificate from p's intermediate for the card's own
 // key (the virtual card's factory certificate lacks the HIX admission extension). The card is pulled when
-// the test ends.
+// the test ends. The card allows comfort signatures (the agent's ceiling, 250 per VERIFY).
 func insertCard(t testing.TB, p *testpki.PKI) *virtualcard.Card {
 	t.Helper()
+	return insertCardComfort(t, p, agent.MaxSessionSignatures)
+}
+
+// insertCardComfort is insertCard with a card whose comfort-signature counter is comfort (0: "PIN always").
+func insertCardComfort(t testing.TB, p *testpki.PKI, comfort int) *virtualcard.Card {
+	t.Helper()
 	testenv.LockPCSCD(t)
-	vc, err := virtualcard.New(virtualcard.Config{Profile: virtualcard.ProfileCouncil, PIN: []byte(goodPIN), MaxTries: 3})
+	vc, err := virtualcard.New(virtualcard.Config{Profile: virtualcard.ProfileCouncil, PIN: []byte(goodPIN), MaxTries: 3, ComfortSignatures: comfort})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,11 +155,17 @@ func (h *hookSigner) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, e
 
 func cardEnv(t testing.TB, before func(n int), opts ...envOpt) (*env, *virtualcard.Card) {
 	t.Helper()
+	return cardEnvComfort(t, agent.MaxSessionSignatures, before, opts...)
+}
+
+// cardEnvComfort is cardEnv with a card whose comfort-signature counter is comfort.
+func cardEnvComfort(t testing.TB, comfort int, before func(n int), opts ...envOpt) (*env, *virtualcard.Card) {
+	t.Helper()
 	p, err := testpki.New(time.Now().UTC().Truncate(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	vc := insertCard(t, p)
+	vc := insertCardComfort(t, p, comfort)
 	key := &cardKey{o: &agentcard.Opener{URI: cardURI, Intermediates: []*x509.Certificate{p.Intermediate}}, before: before}
 	return newEnvPKI(t, p, key, opts...), vc
 }

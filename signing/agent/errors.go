@@ -32,6 +32,13 @@ var (
 	ErrSubmit = errors.New("agent: submission to the exchange failed")
 	// ErrAudit: the audit record could not be written; the signature is withheld.
 	ErrAudit = errors.New("agent: audit log write failed")
+	// ErrPINRequired: the card refused a signature for want of a PIN verification (status word 6982: its
+	// comfort-signature counter ran out, it was reset, or another card was inserted). The agent keeps no PIN
+	// and never presents one again on its own, so the session ends; the physician starts a new one.
+	ErrPINRequired = errors.New("agent: the card asks for the PIN again")
+	// ErrNoComfort: the key cannot sign more than once after one PIN entry (a "PIN always" card without a
+	// comfort-signature mode, or PIV 9C), and the agent does not keep PINs to replay them. It matches ErrCard.
+	ErrNoComfort error = &kindError{"agent: the card has no comfort-signature mode", ErrCard}
 	// ErrCard: the card or key failed for another reason.
 	ErrCard = errors.New("agent: card or key failure")
 )
@@ -99,3 +106,14 @@ func pinError(err error) *PINError {
 	}
 	return nil
 }
+
+// kindError is a sentinel that also matches a broader kind.
+type kindError struct {
+	msg  string
+	kind error
+}
+
+func (e *kindError) Error() string { return e.msg }
+
+// Is matches the broader kind.
+func (e *kindError) Is(target error) bool { return target == e.kind }

@@ -122,15 +122,19 @@ func (x *exchange) submitter() agent.Submitter {
 	return agent.NewHTTPSubmitter(x.srv.URL+"/v1/prescriptions", nil, 10*time.Second)
 }
 
-// softCard is a software key that behaves like the council card's "PIN always" key: every signature asks
-// the PIN through the callback; wrong PINs count down to a block.
+// softCard is a software key that behaves like the council card's signing key in comfort-signature mode:
+// a VERIFY opens comfortMax signatures; a signature past them (or after lose) asks the PIN through the
+// callback, as cardreader's PINPolicyOnce does; wrong PINs count down to a block.
 type softCard struct {
 	key   *ecdsa.PrivateKey
 	chain []*x509.Certificate
 
-	mu    sync.Mutex
-	tries int
-	signs int
+	mu         sync.Mutex
+	tries      int
+	signs      int
+	comfortMax int
+	comfort    int
+	verifies   int
 	// removeAt, if positive, pulls the card during that signature (1-based).
 	removeAt int
 	removed  bool
@@ -144,7 +148,7 @@ func newSoftCard(t testing.TB, p *testpki.PKI) *softCard {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &softCard{key: leaf.Key, chain: leaf.Chain, tries: 3, gone: make(chan struct{})}
+	return &softCard{key: leaf.Key, chain: leaf.Chain, tries: 3, comfortMax: 250, gone: make(chan struct{})}
 }
 
 func (c *softCard) verify(pin []byte) error {
@@ -153,15 +157,25 @@ func (c *softCard) verify(pin []byte) error {
 	if c.removed {
 		return agent.ErrCardRemoved
 	}
+	c.verifies++
 	if c.tries == 0 {
 		return agent.NewPINError(0, keys.ErrPINBlocked)
 	}
+	c.comfort = 0
 	if subtle.ConstantTimeCompare(pin, []byte(goodPIN)) != 1 {
 		c.tries--
 		return agent.NewPINError(c.tries, keys.ErrPINIncorrect)
 	}
 	c.tries = 3
+	c.comfort = c.comfortMax
 	return nil
+}
+
+// lose ends the card's comfort state, as a card reset does.
+func (c *softCard) lose() {
+	c.mu.Lock()
+	c.comfort = 0
+	c.mu.Unlock()
 }
 
 func (c *softCard) remove() {
@@ -181,15 +195,25 @@ type softSigner struct {
 func (s *softSigner) Public() crypto.PublicKey { return s.c.key.Public() }
 
 func (s *softSigner) Sign(r io.Reader, digest []byte, o crypto.SignerOpts) ([]byte, error) {
-	pin, err := s.pin(context.Background(), "soft card")
-	if err != nil {
-		return nil, err
-	}
-	defer clear(pin)
-	if err := s.c.verify(pin); err != nil {
-		return nil, err
+	s.c.mu.Lock()
+	need := s.c.comfort == 0 && !s.c.removed
+	s.c.mu.Unlock()
+	if need {
+		pin, err := s.pin(context.Background(), "soft card")
+		if err != nil {
+			return nil, err
+		}
+		defer clear(pin)
+		if err := s.c.verify(pin); err != nil {
+			return nil, err
+		}
 	}
 	s.c.mu.Lock()
+	if s.c.removed {
+		s.c.mu.Unlock()
+		return nil, agent.ErrCardRemoved
+	}
+	s.c.comfort--
 	if s.c.removeAt > 0 && s.c.signs+1 == s.c.removeAt {
 		s.c.mu.Unlock()
 		s.c.remove()
@@ -211,6 +235,11 @@ func (c *softCard) opener() agent.KeyOpener {
 		return &agent.Key{
 			Signer: &softSigner{c: c, pin: pin}, Chain: c.chain,
 			CheckPIN: func(ctx context.Context, pin []byte) error { return c.verify(pin) },
+			ComfortLimit: func(ctx context.Context) (int, error) {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				return c.comfort, nil
+			},
 			WaitRemoved: func(ctx context.Context) error {
 				select {
 				case <-c.gone:

@@ -14,14 +14,20 @@ import (
 // Key is an open signing key for one session: the card's non-repudiation key (or a PKCS#11 or file key) and
 // what the agent needs around it. Only Signer and Chain are required.
 type Key struct {
-	// Signer signs on the card (or token). It asks the PIN through the PINFunc the KeyOpener was given, once
-	// per signature for "PIN always" keys such as the medical-council card's.
+	// Signer signs on the card (or token). It relies on the PIN verification CheckPIN made (the card's
+	// comfort-signature state, a PKCS#11 login). If the card asks for the PIN again it may call the PINFunc
+	// the KeyOpener was given, which the agent answers with ErrPINRequired: the agent keeps no PIN.
 	Signer crypto.Signer
 	// Chain is the signing certificate first, then intermediates (never the root).
 	Chain []*x509.Certificate
-	// CheckPIN, if set, presents pin to the key once (ISO/IEC 7816-4 VERIFY) so that a wrong PIN is found
-	// when the session starts rather than at the first signature.
+	// CheckPIN, if set, presents pin to the key once (ISO/IEC 7816-4 VERIFY, or a PKCS#11 login); the
+	// session's signatures rely on it. The agent clears pin as soon as CheckPIN returns.
 	CheckPIN func(ctx context.Context, pin []byte) error
+	// ComfortLimit, if set, returns how many signatures the key allows after CheckPIN's verification (the
+	// card's comfort-signature counter, docs/cards.md). The agent lowers a session's limit to it (the card
+	// wins) and refuses to start a session when it is 0 (ErrNoComfort). Keys without it (PKCS#11 logins,
+	// file keys) are bounded by the agent's own limits only.
+	ComfortLimit func(ctx context.Context) (int, error)
 	// WaitRemoved, if set, blocks until the card leaves its reader (returning nil) or ctx ends. The agent ends
 	// the session when it returns nil.
 	WaitRemoved func(ctx context.Context) error
@@ -32,9 +38,9 @@ type Key struct {
 	Close func() error
 }
 
-// KeyOpener opens the signing key for a session. pin is the agent's PIN callback: it hands out the PIN the
-// physician entered for this session and must be the only PIN source the key uses. The key must not keep
-// what pin returns.
+// KeyOpener opens the signing key for a session. pin is the agent's PIN callback for the key; it never hands
+// out a PIN (the agent keeps none) and answers ErrPINRequired, so a key that would need the PIN again fails
+// instead of prompting or replaying it. The physician's PIN reaches the key only through Key.CheckPIN.
 type KeyOpener interface {
 	OpenKey(ctx context.Context, pin keys.PINFunc) (*Key, error)
 }

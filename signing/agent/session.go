@@ -46,6 +46,7 @@ const (
 	EndPIN         = "PIN rejected by the card"
 	EndBatchDone   = "batch finished"
 	EndCardError   = "card error"
+	EndCardStatus  = "card asks for the PIN again" // 6982: comfort counter used up, card reset or swapped
 	EndShutdown    = "agent shut down"
 )
 
@@ -54,7 +55,6 @@ type session struct {
 	id       string
 	comfort  bool
 	key      *Key
-	pin      *heldPIN
 	signerFP [32]byte
 	started  time.Time
 	expires  time.Time
@@ -76,17 +76,9 @@ func newSessionID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func newSession(key *Key, pin *heldPIN, comfort bool, now time.Time, max int, d time.Duration) *session {
-	return &session{id: newSessionID(), comfort: comfort, key: key, pin: pin, signerFP: sha256.Sum256(key.Chain[0].Raw),
+func newSession(key *Key, comfort bool, now time.Time, max int, d time.Duration) *session {
+	return &session{id: newSessionID(), comfort: comfort, key: key, signerFP: sha256.Sum256(key.Chain[0].Raw),
 		started: now, expires: now.Add(d), max: max}
-}
-
-// pinFunc is the PIN callback the session's key gets: a fresh copy of the held PIN for each VERIFY.
-func (s *session) pinFunc(ctx context.Context, _ string) ([]byte, error) {
-	if p, ok := s.pin.copyOut(); ok {
-		return p, nil
-	}
-	return nil, ErrSessionEnded
 }
 
 func (s *session) info(now time.Time) SessionInfo {
@@ -100,7 +92,7 @@ func (s *session) info(now time.Time) SessionInfo {
 	return inf
 }
 
-// markEnded records the end and wipes the PIN at once; it reports false if the session had already ended.
+// markEnded records the end; it reports false if the session had already ended.
 // The key is closed by whoever holds signMu (closeIfIdle or the signer finishing).
 func (s *session) markEnded(reason string, cause error) bool {
 	s.mu.Lock()
@@ -112,7 +104,6 @@ func (s *session) markEnded(reason string, cause error) bool {
 	stop, t := s.stopWatch, s.timer
 	s.closePending = true
 	s.mu.Unlock()
-	s.pin.wipe()
 	if stop != nil {
 		stop()
 	}

@@ -1,6 +1,7 @@
 // Package agentcard opens the physician's card for the signing agent (package agent) through PC/SC
 // (package cardreader): the medical-council profile, or PIV. Besides the key it gives the agent a PIN check
-// at session start (VERIFY), a watcher that reports the card's removal, the on-card signature time (the
+// at session start (VERIFY), the card's comfort-signature counter (the session's ceiling), a logout when
+// the session's key is closed, a watcher that reports the card's removal, the on-card signature time (the
 // PSO: COMPUTE DIGITAL SIGNATURE round trip, from cardreader's trace hook) and card errors mapped to the
 // agent's kinds (agent.ErrCardRemoved, *agent.PINError).
 package agentcard
@@ -71,6 +72,8 @@ func (o *Opener) OpenKey(ctx context.Context, pin keys.PINFunc) (*agent.Key, err
 	var (
 		signer   crypto.Signer
 		checkPIN func(ctx context.Context, pin []byte) error
+		comfort  func(ctx context.Context) (int, error)
+		logout   func(ctx context.Context) error
 		signINS  byte = insPSO
 	)
 	switch u.Profile {
@@ -81,8 +84,18 @@ func (o *Opener) OpenKey(ctx context.Context, pin keys.PINFunc) (*agent.Key, err
 		}
 		var cc *cardreader.CouncilCard
 		if cc, err = cardreader.Council(ctx, card, prof); err == nil {
-			signer, err = cc.Key(ctx, u.Key, pin)
+			// PIN once: each signature relies on the card's comfort-signature state that the one VERIFY
+			// at session start opened; a 6982 reaches the agent's PIN callback, which refuses.
+			signer, err = cc.KeyWithPolicy(ctx, u.Key, pin, cardreader.PINPolicyOnce)
 			checkPIN = cc.VerifyPIN
+			comfort = func(ctx context.Context) (int, error) {
+				left, _, err := cc.ComfortCounter(ctx)
+				if errors.Is(err, cardreader.ErrNotFound) || errors.Is(err, cardreader.ErrNotSupported) {
+					return 0, nil // a "PIN always" card
+				}
+				return left, err
+			}
+			logout = cc.Logout
 		}
 	case cardreader.ProfilePIV:
 		slot := cardreader.PIVKeySign
@@ -93,6 +106,9 @@ func (o *Opener) OpenKey(ctx context.Context, pin keys.PINFunc) (*agent.Key, err
 		if p, err = cardreader.PIV(ctx, card); err == nil {
 			signer, err = p.Key(ctx, slot, pin)
 			checkPIN = p.VerifyPIN
+			// PIV 9C is "PIN always" (SP 800-73-4): one VERIFY covers one signature, and the agent keeps
+			// no PIN to present again, so it refuses to open a session on it (agent.ErrNoComfort).
+			comfort = func(context.Context) (int, error) { return 0, nil }
 		}
 		signINS = insGeneralAuth
 	default:
@@ -130,7 +146,22 @@ func (o *Opener) OpenKey(ctx context.Context, pin keys.PINFunc) (*agent.Key, err
 			defer wc.Release()
 			return wc.WaitForRemoval(ctx, reader)
 		},
-		Close: closeAll,
+		Close: func() error {
+			if logout != nil {
+				// End the card's comfort state so that no signature is left open behind the session
+				// (VERIFY P1 = 'FF'); best effort: a pulled card has lost it anyway.
+				lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_ = logout(lctx)
+				cancel()
+			}
+			return closeAll()
+		},
+	}
+	if comfort != nil {
+		k.ComfortLimit = func(ctx context.Context) (int, error) {
+			n, err := comfort(ctx)
+			return n, mapErr(err)
+		}
 	}
 	return k, nil
 }
@@ -179,7 +210,7 @@ func mapErr(err error) error {
 		return agent.NewPINError(0, err)
 	case errors.Is(err, cardreader.ErrCardRemoved), errors.Is(err, cardreader.ErrNoCard):
 		return fmt.Errorf("%w: %w", agent.ErrCardRemoved, err)
-	case errors.Is(err, agent.ErrSessionEnded):
+	case errors.Is(err, agent.ErrSessionEnded), errors.Is(err, agent.ErrPINRequired):
 		return err
 	}
 	return fmt.Errorf("%w: %w", agent.ErrCard, err)
