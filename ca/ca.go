@@ -26,6 +26,7 @@ import (
 	"io"
 	"math/big"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zmap/zlint/v3/lint"
@@ -69,7 +70,17 @@ type CA struct {
 
 	regMu sync.Mutex
 	regs  map[string]lint.Registry
+
+	// suspended, when set, holds why issuance stopped (the intermediate was revoked or is being replaced).
+	suspended atomic.Pointer[string]
 }
+
+// ErrSuspended is returned by Issue after Suspend.
+var ErrSuspended = errors.New("ca: issuance suspended")
+
+// Suspend stops all further issuance, e.g. once the intermediate is being revoked. It cannot be undone in the
+// running process: a new intermediate means a new CA.
+func (c *CA) Suspend(reason string) { c.suspended.Store(&reason) }
 
 // New returns a CA. It checks that the issuer's key matches its certificate and that cfg is valid.
 func New(is *Issuer, st Store, cfg Config, opt Options) (*CA, error) {
@@ -151,6 +162,9 @@ const maxSerialTries = 3
 
 // Issue runs the issuance pipeline for r and returns the signed certificate.
 func (c *CA) Issue(ctx context.Context, r Request) (*x509.Certificate, error) {
+	if why := c.suspended.Load(); why != nil {
+		return nil, fmt.Errorf("%w: %s", ErrSuspended, *why)
+	}
 	// 1. Validate the request, the key and the subject's standing.
 	r, err := c.normalize(r)
 	if err != nil {

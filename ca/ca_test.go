@@ -489,3 +489,36 @@ func TestLintRefuses(t *testing.T) {
 		t.Fatalf("lintDER = %v, want ErrLint", err)
 	}
 }
+
+func TestSuspend(t *testing.T) {
+	c, st, _ := newTestCA(t)
+	c.Suspend("intermediate revoked")
+	_, n := st.snapshot()
+	if _, err := c.Issue(context.Background(), validRequests(t)[ProfileTSA]); !errors.Is(err, ErrSuspended) {
+		t.Fatalf("Issue after Suspend = %v", err)
+	}
+	if _, n2 := st.snapshot(); n2 != n {
+		t.Fatal("a suspended CA wrote to the store")
+	}
+}
+
+// TestPoliciesPresent guards against CreateCertificate silently dropping policies (Go 1.24+ writes Policies,
+// not PolicyIdentifiers): every profile carries its configured policy, and role certificates their role.
+func TestPoliciesPresent(t *testing.T) {
+	c, _, _ := newTestCA(t)
+	for profile, req := range validRequests(t) {
+		cert, err := c.Issue(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := c.cfg.Profiles[profile].Policies[0]
+		found, role := false, req.Role == ""
+		for _, p := range cert.Policies {
+			found = found || p.String() == want
+			role = role || p.String() == hixext.RoleOIDs[req.Role].String()
+		}
+		if !found || !role {
+			t.Errorf("%s: policies %v, want %s and role %q", profile, cert.Policies, want, req.Role)
+		}
+	}
+}

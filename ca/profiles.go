@@ -197,7 +197,9 @@ func (c *CA) template(r Request, serial *big.Int, now time.Time) (*x509.Certific
 	}
 	for _, s := range pc.Policies {
 		oid, _ := parseOID(s) // validated by Config.Validate
-		t.PolicyIdentifiers = append(t.PolicyIdentifiers, oid)
+		if err := addPolicy(t, oid); err != nil {
+			return nil, err
+		}
 	}
 	subj := pkix.Name{Country: []string{c.cfg.Country}, CommonName: r.CommonName}
 	if r.Organization != "" {
@@ -250,7 +252,9 @@ func (c *CA) template(r Request, serial *big.Int, now time.Time) (*x509.Certific
 		t.IPAddresses = r.IPs
 	}
 	if r.Role != "" {
-		t.PolicyIdentifiers = append(t.PolicyIdentifiers, hixext.RoleOIDs[r.Role])
+		if err := addPolicy(t, hixext.RoleOIDs[r.Role]); err != nil {
+			return nil, err
+		}
 	}
 	t.Subject = subj
 	return t, nil
@@ -269,4 +273,23 @@ func bindingOf(r Request) string {
 		}
 	}
 	return r.CommonName
+}
+
+// addPolicy adds a certificate policy (RFC 5280 §4.2.1.4). Since Go 1.24 CreateCertificate writes the Policies
+// field and ignores PolicyIdentifiers, so the OID goes into Policies.
+func addPolicy(t *x509.Certificate, oid asn1.ObjectIdentifier) error {
+	o, err := x509.OIDFromInts(toUint64s(oid))
+	if err != nil {
+		return fmt.Errorf("ca: policy OID %s: %w", oid, err)
+	}
+	t.Policies = append(t.Policies, o)
+	return nil
+}
+
+func toUint64s(oid asn1.ObjectIdentifier) []uint64 {
+	u := make([]uint64, len(oid))
+	for i, v := range oid {
+		u[i] = uint64(v)
+	}
+	return u
 }

@@ -2,15 +2,12 @@ package revocation
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"math/big"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -282,40 +279,6 @@ func (p *CRLPublisher) report(shard int, err error) {
 	if p.cfg.OnError != nil {
 		p.cfg.OnError(shard, err)
 	}
-}
-
-// signCRL builds and signs one shard's CRL. The signer is wrapped so that its signature is verified
-// before the CRL is released (an HSM that misbehaves must not publish a bad CRL).
-func signCRL(is *ca.Issuer, c PublishedCRL, entries []ca.RevokedEntry) ([]byte, error) {
-	idp, err := issuingDistributionPoint(c.URL)
-	if err != nil {
-		return nil, err
-	}
-	list := make([]x509.RevocationListEntry, 0, len(entries))
-	for _, e := range entries {
-		n, ok := new(big.Int).SetString(e.Serial, 16)
-		if !ok {
-			return nil, fmt.Errorf("%w: store serial %q", ErrBadSerial, e.Serial)
-		}
-		r := Reason(e.Reason)
-		if r == RemoveFromCRL || reasonNames[r] == "" {
-			return nil, fmt.Errorf("%w: store reason %d for %s", ErrBadReason, e.Reason, e.Serial)
-		}
-		list = append(list, x509.RevocationListEntry{
-			SerialNumber:   n,
-			RevocationTime: e.RevokedAt.UTC(),
-			// Go omits reasonCode for unspecified(0), as RFC 5280 §5.3.1 asks.
-			ReasonCode: e.Reason,
-		})
-	}
-	tmpl := &x509.RevocationList{
-		Number:                    big.NewInt(c.Number),
-		ThisUpdate:                c.ThisUpdate,
-		NextUpdate:                c.NextUpdate,
-		RevokedCertificateEntries: list,
-		ExtraExtensions:           []pkix.Extension{{Id: oidIssuingDistributionPoint, Critical: true, Value: idp}},
-	}
-	return x509.CreateRevocationList(rand.Reader, tmpl, is.Cert, keys.Verifying(is.Signer))
 }
 
 // issuingDistributionPoint encodes RFC 5280 §5.2.5:

@@ -34,4 +34,7 @@ var (
 	ErrMalformedRequest = errors.New("revocation: malformed OCSP request")
 	ErrUnauthorized     = errors.New("revocation: OCSP request for another issuer")
 	ErrInternal         = errors.New("revocation: OCSP responder internal error")
+	// ErrNotReady accompanies the tryLater response a Responder gives before Start has obtained its
+	// responder certificate.
+	ErrNotReady = errors.New("revocation: OCSP responder not started")
 )

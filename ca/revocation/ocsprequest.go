@@ -96,65 +96,74 @@ type Request struct {
 // ErrMalformedRequest. A requestor signature (RFC 6960 §4.1.2) is checked for shape only and ignored, as
 // RFC 5019 §2.1.2 permits: this responder answers everyone.
 func ParseRequest(der []byte) (*Request, error) {
+	req := new(Request)
+	if err := parseRequest(der, req); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// parseRequest is ParseRequest into a caller's Request, so the responder's hot path does not allocate one.
+func parseRequest(der []byte, req *Request) error {
 	if len(der) > MaxRequestSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformedRequest, len(der), MaxRequestSize)
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrMalformedRequest, len(der), MaxRequestSize)
 	}
 	in := cryptobyte.String(der)
 	var outer, tbs cryptobyte.String
 	if !in.ReadASN1(&outer, cbasn1.SEQUENCE) || !in.Empty() {
-		return nil, malformed("not a single DER SEQUENCE")
+		return malformed("not a single DER SEQUENCE")
 	}
 	if !outer.ReadASN1(&tbs, cbasn1.SEQUENCE) {
-		return nil, malformed("tbsRequest")
+		return malformed("tbsRequest")
 	}
 	if outer.PeekASN1Tag(cbasn1.Tag(0).Constructed().ContextSpecific()) {
 		var sig, inner cryptobyte.String
 		if !outer.ReadASN1(&sig, cbasn1.Tag(0).Constructed().ContextSpecific()) ||
 			!sig.ReadASN1(&inner, cbasn1.SEQUENCE) || !sig.Empty() {
-			return nil, malformed("optionalSignature")
+			return malformed("optionalSignature")
 		}
 	}
 	if !outer.Empty() {
-		return nil, malformed("trailing data in OCSPRequest")
+		return malformed("trailing data in OCSPRequest")
 	}
 
 	var version cryptobyte.String
 	var present bool
 	if !tbs.ReadOptionalASN1(&version, &present, cbasn1.Tag(0).Constructed().ContextSpecific()) {
-		return nil, malformed("version")
+		return malformed("version")
 	}
 	if present {
 		var v int64
 		if !version.ReadASN1Int64WithTag(&v, cbasn1.INTEGER) || !version.Empty() || v != 0 {
-			return nil, malformed("version is not v1")
+			return malformed("version is not v1")
 		}
 	}
 	var name cryptobyte.String
 	if !tbs.ReadOptionalASN1(&name, &present, cbasn1.Tag(1).Constructed().ContextSpecific()) {
-		return nil, malformed("requestorName")
+		return malformed("requestorName")
 	}
 	var list cryptobyte.String
 	if !tbs.ReadASN1(&list, cbasn1.SEQUENCE) {
-		return nil, malformed("requestList")
+		return malformed("requestList")
 	}
-	req := &Request{}
+	*req = Request{}
 	for !list.Empty() {
 		var one, certID cryptobyte.String
 		if !list.ReadASN1(&one, cbasn1.SEQUENCE) || !one.ReadASN1(&certID, cbasn1.SEQUENCE) {
-			return nil, malformed("request")
+			return malformed("request")
 		}
 		var ext cryptobyte.String
 		if !one.ReadOptionalASN1(&ext, &present, cbasn1.Tag(0).Constructed().ContextSpecific()) || !one.Empty() {
-			return nil, malformed("singleRequestExtensions")
+			return malformed("singleRequestExtensions")
 		}
 		if present {
 			if _, err := parseExtensions(ext, false); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		id, err := parseCertID(certID)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if req.Count == 0 {
 			req.CertID = id
@@ -162,23 +171,23 @@ func ParseRequest(der []byte) (*Request, error) {
 		req.Count++
 	}
 	if req.Count == 0 {
-		return nil, malformed("empty requestList")
+		return malformed("empty requestList")
 	}
 	var exts cryptobyte.String
 	if !tbs.ReadOptionalASN1(&exts, &present, cbasn1.Tag(2).Constructed().ContextSpecific()) {
-		return nil, malformed("requestExtensions")
+		return malformed("requestExtensions")
 	}
 	if present {
 		nonce, err := parseExtensions(exts, true)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		req.Nonce = nonce
 	}
 	if !tbs.Empty() {
-		return nil, malformed("trailing data in TBSRequest")
+		return malformed("trailing data in TBSRequest")
 	}
-	return req, nil
+	return nil
 }
 
 func malformed(what string) error { return fmt.Errorf("%w: %s", ErrMalformedRequest, what) }

@@ -215,6 +215,19 @@ func (s *Service) load(ctx context.Context, serial string) (ca.CertRecord, error
 	return rec, nil
 }
 
+// Propagate tells the CRL publisher and the OCSP responder of this process about a change to serial that
+// another process recorded (for instance `mohr cert revoke` writing to the store while `mohr serve` runs):
+// the server calls it for each cert.revoked, cert.held and cert.released audit event it reads. Without it
+// the responder still notices at its next Refresh (ResponderConfig.Interval) and the CRL at its next
+// regeneration.
+func (s *Service) Propagate(ctx context.Context, serial string) error {
+	rec, err := s.load(ctx, serial)
+	if err != nil {
+		return err
+	}
+	return s.propagate(ctx, rec)
+}
+
 // propagate tells the CRL publisher and the OCSP responder. The CRL trigger is asynchronous (the
 // publisher coalesces revocations per shard); the OCSP update is synchronous because a cached "good"
 // response for a revoked certificate must not outlive the call.
@@ -246,3 +259,8 @@ func resultOf(rec ca.CertRecord, changed bool) Result {
 	}
 	return r
 }
+
+var (
+	_ CRLTrigger  = (*CRLPublisher)(nil)
+	_ OCSPUpdater = (*Responder)(nil)
+)

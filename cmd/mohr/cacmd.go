@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -282,12 +283,37 @@ func caImport(ctx context.Context, cfg *Config, certFile, rootFile string) error
 	if err != nil {
 		return err
 	}
-	key, err := newKeyResolver().Signer(ctx, resolveCAKeyURI(cfg))
+	res := newKeyResolver()
+	uri := resolveCAKeyURI(cfg)
+	key, err := res.Signer(ctx, uri)
+	promote := false
+	if err != nil || keys.MatchesCertificate(key, cert) != nil {
+		// After a re-key (dual control), the certificate is for the next key.
+		if b, nerr := os.ReadFile(nextKeyFile(cfg)); nerr == nil {
+			next := strings.TrimSpace(string(b))
+			if nk, nerr := res.Signer(ctx, next); nerr == nil && keys.MatchesCertificate(nk, cert) == nil {
+				key, uri, promote, err = nk, next, true, nil
+			}
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("intermediate key: %w", err)
 	}
 	if err := ca.CheckImport(cert, root, key, time.Now()); err != nil {
 		return err
+	}
+	// A new intermediate ends the suspension a revoked one left behind; the revoked one never comes back.
+	clearMarker := false
+	if b, err := os.ReadFile(revokedMarker(cfg)); err == nil {
+		var m struct{ Intermediate string }
+		if json.Unmarshal(b, &m) == nil && m.Intermediate != ca.SerialHex(cert.SerialNumber) {
+			clearMarker = true
+		} else {
+			return errors.New("this intermediate was revoked under dual control; import a new one")
+		}
+	}
+	if promote && cfg.CA.Key != "" {
+		return fmt.Errorf("the certificate is for the new key %s: set ca.key to it in the configuration, then import again", redactURI(uri))
 	}
 	if err := os.MkdirAll(caDir(cfg), 0o700); err != nil {
 		return err
@@ -298,7 +324,17 @@ func caImport(ctx context.Context, cfg *Config, certFile, rootFile string) error
 	if err := writeCertPEM(cfg.CA.Cert, cert); err != nil {
 		return err
 	}
-	return auditCAEvent(ctx, cfg, "ca.import", map[string]any{"intermediate": ca.SerialHex(cert.SerialNumber), "root_subject": root.Subject.String()})
+	if promote {
+		if err := os.WriteFile(keyURIFile(cfg), []byte(uri+"\n"), 0o600); err != nil {
+			return err
+		}
+		os.Remove(nextKeyFile(cfg))
+	}
+	if clearMarker {
+		os.Remove(revokedMarker(cfg))
+	}
+	return auditCAEvent(ctx, cfg, "ca.import", map[string]any{"intermediate": ca.SerialHex(cert.SerialNumber),
+		"root_subject": root.Subject.String(), "new_key": promote})
 }
 
 func writeCertPEM(path string, certs ...*x509.Certificate) error {

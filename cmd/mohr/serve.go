@@ -136,6 +136,10 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	if n.ca, err = ca.New(is, n.st, cfg.CA.Issuance, ca.Options{RA: registryRA{ts}}); err != nil {
 		return fail(err)
 	}
+	if b, err := os.ReadFile(revokedMarker(cfg)); err == nil {
+		n.ca.Suspend("the intermediate was revoked: " + strings.TrimSpace(string(b)))
+		log.Warn("issuance is suspended: the intermediate was revoked under dual control", "marker", revokedMarker(cfg))
+	}
 	if n.cp, err = ensureAuditKey(); err != nil {
 		return fail(err)
 	}
@@ -189,7 +193,15 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 
 	// Verification and ingestion.
 	roots := x509.NewCertPool()
-	roots.AddCert(is.Root())
+	if anchors, err := readCerts(trustAnchorsFile(cfg)); err == nil {
+		for _, a := range anchors {
+			roots.AddCert(a)
+		}
+	} else if errors.Is(err, os.ErrNotExist) {
+		roots.AddCert(is.Root())
+	} else {
+		return fail(fmt.Errorf("trust anchors: %w", err))
+	}
 	if n.verifier, err = signing.NewVerifier(signing.VerifierConfig{Roots: roots, Revocation: localOCSP(n.ocsp),
 		Registry: physicianRegistry{ts}}); err != nil {
 		return fail(err)
@@ -241,6 +253,7 @@ func (n *node) apiServer() (*api.Server, error) {
 		Auditor:    n.st,
 		Revocation: clientRevocation{n.st},
 		Ready:      readiness{n.st},
+		CAAdmin:    caAdmin{n},
 	})
 }
 
