@@ -142,7 +142,6 @@ func throwawayKey(pub crypto.PublicKey) (crypto.Signer, error) {
 	return nil, fmt.Errorf("ca: unsupported issuer key type %T", pub)
 }
 
-
 func (c *CA) registry(profile string) (lint.Registry, error) {
 	c.regMu.Lock()
 	defer c.regMu.Unlock()

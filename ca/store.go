@@ -51,7 +51,7 @@ type CertFilter struct {
 	Profile  string
 	Status   Status
 	Subject2 string
-	Limit    int // 0 means the store's default (1000)
+	Limit    int    // 0 means the store's default (1000)
 	After    string // serial to continue after, for paging
 }
 
