@@ -12,11 +12,16 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mohr-hix/mohr/ca"
+	"github.com/mohr-hix/mohr/internal/testenv"
 )
 
 // mohrBin is the binary under test, built once by TestMain: these tests run the CLI as an operator would.
@@ -227,4 +232,73 @@ func TestConfigStrict(t *testing.T) {
 	if _, e, code := mohr(t, dd, "ca", "chain"); code == 0 || !strings.Contains(e, "driver") {
 		t.Fatalf("bad driver accepted: exit %d %s", code, e)
 	}
+}
+
+// TestCAInitCSRAndImport plays the production hierarchy: the intermediate key and its CSR come from Mohr, the
+// "national root" (here an outside key) signs it, and mohr ca import takes it back only if the key matches.
+func TestCAInitCSRAndImport(t *testing.T) {
+	dd := t.TempDir()
+	dir := t.TempDir()
+	csrPath := filepath.Join(dir, "intermediate.csr")
+	mustMohr(t, dd, "ca", "init", "--csr-out", csrPath, "--subject", "CN=Health Intermediate CA,O=Ministry of Health,C=IR")
+	b, _ := os.ReadFile(csrPath)
+	blk, _ := pem.Decode(b)
+	csr, err := x509.ParseCertificateRequest(blk.Bytes)
+	if err != nil || csr.CheckSignature() != nil {
+		t.Fatalf("CSR: %v", err)
+	}
+	// The national root, outside Mohr.
+	rk := newP256(t)
+	root, _ := ca.NewRoot(rk, pkix.Name{CommonName: "National Government Root CA (test)", Country: []string{"IR"}}, time.Now(), 24*time.Hour*3650)
+	inter, err := ca.SignIntermediate(root, rk, csr.PublicKey, csr.Subject, time.Now(), 24*time.Hour*1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootPath, interPath := filepath.Join(dir, "root.pem"), filepath.Join(dir, "inter.pem")
+	os.WriteFile(rootPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}), 0o644)
+	os.WriteFile(interPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: inter.Raw}), 0o644)
+	// A certificate for another key is refused.
+	other, _ := ca.SignIntermediate(root, rk, newP256(t).Public(), csr.Subject, time.Now(), 24*time.Hour*1000)
+	otherPath := filepath.Join(dir, "other.pem")
+	os.WriteFile(otherPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Raw}), 0o644)
+	if _, e, code := mohr(t, dd, "ca", "import", "--cert", otherPath, "--root", rootPath); code == 0 || !strings.Contains(e, "not the intermediate key") {
+		t.Fatalf("import of another key's certificate: exit %d %s", code, e)
+	}
+	mustMohr(t, dd, "ca", "import", "--cert", interPath, "--root", rootPath)
+	out := mustMohr(t, dd, "cert", "issue", "--profile", "tsa", "--csr", writeCSR(t, dir, "tsa", newP256(t)), "--name", "TSA")
+	leaf := filepath.Join(dir, "tsa.pem")
+	os.WriteFile(leaf, []byte(out), 0o644)
+	if o, err := exec.Command("openssl", "verify", "-CAfile", rootPath, "-untrusted", interPath, leaf).CombinedOutput(); err != nil {
+		t.Fatalf("openssl verify under the imported intermediate: %v\n%s", err, o)
+	}
+	crlDir := filepath.Join(dir, "crl")
+	mustMohr(t, dd, "crl", "generate", "--out", crlDir)
+	if o, err := exec.Command("openssl", "crl", "-inform", "DER", "-in", filepath.Join(crlDir, "0.crl"), "-CAfile", interPath, "-noout", "-verify").CombinedOutput(); err != nil {
+		t.Fatalf("openssl crl -verify: %v\n%s", err, o)
+	}
+}
+
+// TestPostgresConfig runs the CLI on PostgreSQL selected by the configuration file.
+func TestPostgresConfig(t *testing.T) {
+	dsn := testenv.PostgresDSN(t)
+	db := "mohr_cli_" + fmt.Sprint(time.Now().UnixNano())
+	if out, err := exec.Command("psql", dsn, "-c", "CREATE DATABASE "+db).CombinedOutput(); err != nil {
+		t.Fatalf("create database: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("psql", dsn, "-c", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)").Run() })
+	u, _ := url.Parse(dsn)
+	u.Path = "/" + db
+	dd := t.TempDir()
+	os.WriteFile(filepath.Join(dd, "mohr.yaml"), []byte("database:\n  driver: postgres\n  dsn: "+u.String()+"\n"), 0o600)
+	mustMohr(t, dd, "ca", "init", "--dev")
+	mustMohr(t, dd, "audit", "keygen")
+	mustMohr(t, dd, "cert", "issue", "--profile", "tsa", "--csr", writeCSR(t, t.TempDir(), "tsa", newP256(t)), "--name", "TSA")
+	if out := mustMohr(t, dd, "cert", "list"); !strings.Contains(out, "tsa") {
+		t.Fatalf("list: %s", out)
+	}
+	if _, err := os.Stat(filepath.Join(dd, "mohr.db")); err == nil {
+		t.Fatal("a SQLite file was created although PostgreSQL is configured")
+	}
+	mustMohr(t, dd, "audit", "checkpoint")
+	mustMohr(t, dd, "audit", "verify")
 }
