@@ -231,6 +231,10 @@ func (c *CA) template(r Request, serial *big.Int, now time.Time) (*x509.Certific
 		}
 	case ProfileOrganisationSeal:
 		t.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment
+		if r.Role != "" {
+			// A seal that carries a role (pharmacy, insurer) is also the organisation's API credential.
+			t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		}
 	case ProfileOperator:
 		t.KeyUsage = x509.KeyUsageDigitalSignature
 		t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
