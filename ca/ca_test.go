@@ -91,6 +91,7 @@ func validRequests(t testing.TB) map[string]Request {
 		ProfileTSA:              {Profile: ProfileTSA, CSR: csrFor(t, p256(t)), CommonName: "Mohr TSA"},
 		ProfileTLSServer:        {Profile: ProfileTLSServer, CSR: csrFor(t, p256(t)), DNSNames: []string{"hix.example.ir"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}},
 		ProfileOperator:         {Profile: ProfileOperator, CSR: csrFor(t, p256(t)), CommonName: "Operator One", Role: "operator"},
+		ProfileOrganisationAuth: {Profile: ProfileOrganisationAuth, CSR: csrFor(t, p256(t)), CommonName: "Salamat Insurance API", Role: "insurer"},
 	}
 }
 

@@ -20,11 +20,13 @@ const (
 	ProfileTSA              = "tsa"
 	ProfileTLSServer        = "tls-server"
 	ProfileOperator         = "operator"
+	// ProfileOrganisationAuth is a pharmacy's or insurer's API credential (clientAuth, role policy).
+	ProfileOrganisationAuth = "organisation-auth"
 )
 
 // Profiles lists every profile name the CA knows.
 var Profiles = []string{ProfileFacilityAdapter, ProfileOrganisationSeal, ProfilePhysicianSigning,
-	ProfilePhysicianAuth, ProfileOCSPResponder, ProfileTSA, ProfileTLSServer, ProfileOperator}
+	ProfilePhysicianAuth, ProfileOCSPResponder, ProfileTSA, ProfileTLSServer, ProfileOperator, ProfileOrganisationAuth}
 
 // Config is what an operator sets about issuance. The zero value is not valid; start from DefaultConfig.
 type Config struct {
@@ -99,6 +101,7 @@ func DefaultConfig() Config {
 		ProfileTSA:              3 * 365 * day,
 		ProfileTLSServer:        90 * day,
 		ProfileOperator:         365 * day,
+		ProfileOrganisationAuth: 365 * day,
 	}
 	for i, p := range Profiles {
 		oid := append(append(asn1.ObjectIdentifier{}, hixext.OIDPolicyBase...), i+1)

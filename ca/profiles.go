@@ -120,6 +120,13 @@ func (c *CA) normalize(r Request) (Request, error) {
 		if r.CommonName == "" {
 			return bad("operator certificates need the operator's name")
 		}
+	case ProfileOrganisationAuth:
+		if r.Role != "pharmacy" && r.Role != "insurer" {
+			return bad("organisation-auth certificates need a role: pharmacy or insurer")
+		}
+		if r.CommonName == "" {
+			return bad("organisation-auth certificates need the organisation's name")
+		}
 	case ProfileOrganisationSeal:
 		if r.Role != "" {
 			if _, ok := hixext.RoleOIDs[r.Role]; !ok {
@@ -134,8 +141,8 @@ func (c *CA) normalize(r Request) (Request, error) {
 			return bad("%s certificates need a common name", r.Profile)
 		}
 	}
-	if r.Role != "" && r.Profile != ProfileOperator && r.Profile != ProfileOrganisationSeal {
-		return bad("a role goes only in operator and organisation-seal certificates")
+	if r.Role != "" && r.Profile != ProfileOperator && r.Profile != ProfileOrganisationSeal && r.Profile != ProfileOrganisationAuth {
+		return bad("a role goes only in operator, organisation-auth and organisation-seal certificates")
 	}
 	if r.Profile != ProfileTLSServer && (len(r.DNSNames) > 0 || len(r.IPs) > 0) {
 		return bad("DNS names and IP addresses go only in tls-server certificates")
@@ -231,11 +238,7 @@ func (c *CA) template(r Request, serial *big.Int, now time.Time) (*x509.Certific
 		}
 	case ProfileOrganisationSeal:
 		t.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment
-		if r.Role != "" {
-			// A seal that carries a role (pharmacy, insurer) is also the organisation's API credential.
-			t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-		}
-	case ProfileOperator:
+	case ProfileOperator, ProfileOrganisationAuth:
 		t.KeyUsage = x509.KeyUsageDigitalSignature
 		t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	case ProfileOCSPResponder:

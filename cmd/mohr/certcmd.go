@@ -92,7 +92,7 @@ func newCertCmd() *cobra.Command {
 	f.StringVar(&req.Profession, "profession", "", "profession or specialty (physician-*)")
 	f.StringSliceVar(&req.DNSNames, "dns", nil, "DNS names (tls-server)")
 	f.StringSliceVar(&ips, "ip", nil, "IP addresses (tls-server)")
-	f.StringVar(&req.Role, "role", "", "role: operator, ra-officer, auditor (operator); pharmacy, insurer (organisation-seal)")
+	f.StringVar(&req.Role, "role", "", "role: operator, ra-officer, auditor (operator); pharmacy, insurer (organisation-auth, organisation-seal)")
 	f.StringVar(&validUntil, "valid-until", "", "end of the standing the certificate rests on (YYYY-MM-DD or RFC 3339); the certificate never outlives it")
 	f.BoolVar(&skipRegistry, "skip-registry", false, "issue facility and physician certificates without the registry check (development and tests only; the audit log records it)")
 	_ = issue.MarkFlagRequired("profile")

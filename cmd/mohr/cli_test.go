@@ -138,6 +138,7 @@ func TestCLIIssueAndRefuse(t *testing.T) {
 		"ocsp-responder":    {"--name", "Test OCSP"},
 		"tls-server":        {"--dns", "hix.example", "--ip", "127.0.0.1"},
 		"operator":          {"--name", "Operator One", "--role", "operator"},
+		"organisation-auth": {"--name", "Salamat Insurance", "--role", "insurer"},
 	}
 	root := filepath.Join(dd, "ca", "root.pem")
 	inter := filepath.Join(dd, "ca", "intermediate.pem")
