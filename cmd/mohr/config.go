@@ -53,6 +53,12 @@ type Config struct {
 		// TLSNames are the DNS names and IP addresses of the API's server certificate.
 		TLSNames []string `yaml:"tls_names"`
 	} `yaml:"services"`
+	// API tunes the HTTP API: requests per client per minute (by client certificate, else IP), and per IP
+	// on the public routes (OCSP, CRL, TSA). Zero keeps the defaults (600 and 6000).
+	API struct {
+		RateLimit       int `yaml:"rate_limit"`
+		PublicRateLimit int `yaml:"public_rate_limit"`
+	} `yaml:"api"`
 	HSM struct {
 		// Module is the default PKCS#11 module for pkcs11: URIs without module-path.
 		Module string `yaml:"module"`

@@ -239,7 +239,8 @@ func (n *node) apiServer() (*api.Server, error) {
 	ingest := &signing.Ingestor{Verifier: n.verifier, Timestamper: n.tsa, Revocation: localOCSP(n.ocsp),
 		Store: prescriptionStore{st: n.st, actor: "api:ingestion"}, Seal: n.seal}
 	ta := tokenAPI{svc: n.tokens, st: n.ts, now: time.Now}
-	return api.New(api.Config{ClientCAs: clientCAs, AdminTokenFile: adminFile, Logger: n.log}, api.Services{
+	return api.New(api.Config{ClientCAs: clientCAs, AdminTokenFile: adminFile, Logger: n.log,
+		RateLimit: n.cfg.API.RateLimit, PublicRateLimit: n.cfg.API.PublicRateLimit}, api.Services{
 		Certs:      certService{ca: n.ca, st: n.st, rev: n.rev},
 		CRL:        n.crl,
 		OCSP:       n.ocsp,
