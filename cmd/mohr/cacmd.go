@@ -203,8 +203,10 @@ func prepareCADir(cfg *Config, force bool) error {
 	return os.MkdirAll(caDir(cfg), 0o700)
 }
 
+// rememberKeyURI records a key URI given on the command line, so later commands find the key without a
+// configuration file. The default file key needs no record.
 func rememberKeyURI(cfg *Config, uri string) error {
-	if cfg.CA.Key == "" || uri == cfg.caKeyURI() {
+	if uri == "file:"+filepath.Join(caDir(cfg), "intermediate.key") {
 		return nil
 	}
 	return os.WriteFile(keyURIFile(cfg), []byte(uri+"\n"), 0o600)
