@@ -19,10 +19,19 @@ type verifyingSigner struct {
 
 var _ crypto.Signer = verifyingSigner{}
 
+// SelfVerifying is implemented by signers that verify every signature against their public key themselves
+// before returning it (hsm.Key does); Verifying does not wrap them again.
+type SelfVerifying interface {
+	VerifiesSignatures() bool
+}
+
 // Verifying wraps s so that each signature is verified against s.Public() before it is returned.
-// Wrapping twice is harmless and returns s itself the second time.
+// Wrapping twice is harmless and returns s itself the second time, as it does for a SelfVerifying signer.
 func Verifying(s crypto.Signer) crypto.Signer {
 	if _, ok := s.(verifyingSigner); ok {
+		return s
+	}
+	if sv, ok := s.(SelfVerifying); ok && sv.VerifiesSignatures() {
 		return s
 	}
 	return verifyingSigner{s}
