@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
+export HOME=${HOME:-/root}
 export CGO_ENABLED=1
 bash scripts/install-deps.sh
 mkdir -p bin

@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
+export HOME=${HOME:-/root}
 export CGO_ENABLED=1
 
 bash scripts/install-deps.sh
