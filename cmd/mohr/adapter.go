@@ -24,7 +24,7 @@ func init() { rootCmd.AddCommand(newAdapterCmd(), newGatewayCmd()) }
 func httpClient(timeout time.Duration) *http.Client { return &http.Client{Timeout: timeout} }
 
 func certPoolFromFile(path string) (*x509.CertPool, error) {
-	certs, err := readTokenChain(path)
+	certs, err := readCerts(path)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +57,7 @@ func newAdapterCmd() *cobra.Command {
 			var onRenew func(context.Context, *adapter.Credential) error
 			switch {
 			case uri != "" && keystore == "":
-				chain, err := readTokenChain(chainPath)
+				chain, err := readCerts(chainPath)
 				if err != nil {
 					return err
 				}
@@ -148,7 +148,7 @@ func newGatewayCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			inter, err := readTokenChain(interPath)
+			inter, err := readCerts(interPath)
 			if err != nil {
 				return err
 			}

@@ -6,7 +6,6 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -128,33 +127,6 @@ func loadAgentConfig() (*agentConfig, error) {
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-func readPEMCerts(path string) ([]*x509.Certificate, error) {
-	if path == "" {
-		return nil, nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		out = append(out, c)
-	}
-	return out, nil
-}
-
 // agentKey picks the key opener for the configured URI.
 func agentKey(c *agentConfig, chain []*x509.Certificate) (agent.KeyOpener, error) {
 	scheme, err := keys.Scheme(c.Key)
@@ -256,7 +228,7 @@ func agentSubmitter(c *agentConfig) (agent.Submitter, error) {
 	}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if c.Submit.CAFile != "" {
-		roots, err := readPEMCerts(c.Submit.CAFile)
+		roots, err := readOptionalCerts(c.Submit.CAFile)
 		if err != nil {
 			return nil, err
 		}
@@ -266,7 +238,7 @@ func agentSubmitter(c *agentConfig) (agent.Submitter, error) {
 		}
 	}
 	if c.Submit.ClientCert != "" {
-		certs, err := readPEMCerts(c.Submit.ClientCert)
+		certs, err := readOptionalCerts(c.Submit.ClientCert)
 		if err != nil || len(certs) == 0 {
 			return nil, fmt.Errorf("submit.client_cert: %v", err)
 		}
@@ -297,7 +269,7 @@ func runAgent(ctx context.Context) error {
 			return err
 		}
 	}
-	chain, err := readPEMCerts(c.Chain)
+	chain, err := readOptionalCerts(c.Chain)
 	if err != nil {
 		return fmt.Errorf("agent config: chain: %w", err)
 	}
@@ -350,4 +322,12 @@ func runAgent(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// readOptionalCerts is readCerts for an optional setting: an empty path gives no certificates.
+func readOptionalCerts(path string) ([]*x509.Certificate, error) {
+	if path == "" {
+		return nil, nil
+	}
+	return readCerts(path)
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -28,13 +26,13 @@ func newSignCmd() *cobra.Command {
 				return errors.New("sign: --key, --cert, --in and --out are required")
 			}
 			ctx := cmd.Context()
-			certs, err := signReadCerts(certFile)
+			certs, err := readCerts(certFile)
 			if err != nil {
 				return err
 			}
 			chain := certs[:1]
 			if chainFile != "" {
-				more, err := signReadCerts(chainFile)
+				more, err := readCerts(chainFile)
 				if err != nil {
 					return err
 				}
@@ -72,32 +70,4 @@ func newSignCmd() *cobra.Command {
 	f.StringVar(&tsa, "tsa", "", "RFC 3161 time-stamping URL: add a signature timestamp (B-T)")
 	f.DurationVar(&timeout, "tsa-timeout", 10*time.Second, "time-stamping request timeout")
 	return cmd
-}
-
-// signReadCerts reads every CERTIFICATE block of a PEM file.
-func signReadCerts(path string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no PEM certificate", path)
-	}
-	return out, nil
 }

@@ -160,33 +160,6 @@ func readCSR(path string) (*x509.CertificateRequest, error) {
 	return x509.ParseCertificateRequest(b)
 }
 
-func readTokenChain(path string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no certificate", path)
-	}
-	return out, nil
-}
-
 func encodeChain(certs ...*x509.Certificate) []byte {
 	var b []byte
 	for _, c := range certs {
@@ -247,7 +220,7 @@ func newTokenInstallCmd() *cobra.Command {
 		Short: "Put the issued certificate with the key: onto the PKCS#11 token, or into the software keystore (facility)",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			chain, err := readTokenChain(chainPath)
+			chain, err := readCerts(chainPath)
 			if err != nil {
 				return err
 			}

@@ -112,7 +112,7 @@ func newVerifyCmd() *cobra.Command {
 }
 
 func verifyPool(path string) (*x509.CertPool, error) {
-	certs, err := signReadCerts(path)
+	certs, err := readCerts(path)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
