@@ -36,7 +36,9 @@ type Opener interface {
 type OpenerFunc func(ctx context.Context, uri string) (crypto.Signer, error)
 
 // OpenSigner calls f.
-func (f OpenerFunc) OpenSigner(ctx context.Context, uri string) (crypto.Signer, error) { return f(ctx, uri) }
+func (f OpenerFunc) OpenSigner(ctx context.Context, uri string) (crypto.Signer, error) {
+	return f(ctx, uri)
+}
 
 // PINFunc supplies a PIN when a key needs one. prompt names the key for the person asked; the function
 // must not log or keep the PIN.

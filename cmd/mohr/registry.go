@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -36,43 +37,7 @@ func openInput(path string) (io.ReadCloser, error) {
 
 func newFacilityCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "facility", Short: "Facility registry: import, sync"}
-	var format, actor string
-	imp := &cobra.Command{
-		Use:   "import FILE",
-		Short: "Import facilities from CSV or JSON, all or nothing (errors name the line)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := importFormat(format, args[0])
-			if err != nil {
-				return err
-			}
-			in, err := openInput(args[0])
-			if err != nil {
-				return err
-			}
-			defer in.Close()
-			var fs []tokens.Facility
-			if f == "csv" {
-				fs, err = tokens.ParseFacilitiesCSV(in)
-			} else {
-				fs, err = tokens.ParseFacilitiesJSON(in)
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", args[0], err)
-			}
-			svc, err := openTokenService(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if err := svc.ImportFacilities(cmd.Context(), fs, actor); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "imported %d facilities\n", len(fs))
-			return nil
-		},
-	}
-	imp.Flags().StringVar(&format, "format", "", "csv or json (default: from the file extension)")
-	imp.Flags().StringVar(&actor, "actor", "cli:ra", "who is importing, for the audit log")
+	imp := newImportCmd("facilities", tokens.ParseFacilitiesCSV, tokens.ParseFacilitiesJSON, (*tokens.Service).ImportFacilities)
 
 	var url string
 	var every, timeout time.Duration
@@ -119,10 +84,19 @@ func newFacilityCmd() *cobra.Command {
 
 func newPhysicianCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "physician", Short: "Medical-council registry: import"}
+	imp := newImportCmd("council registrations", tokens.ParsePhysiciansCSV, tokens.ParsePhysiciansJSON, (*tokens.Service).ImportPhysicians)
+	cmd.AddCommand(imp)
+	return cmd
+}
+
+// newImportCmd is `import FILE` for one registry: parse CSV or JSON (all or nothing, errors name the line),
+// then store through the token service.
+func newImportCmd[T any](what string, parseCSV, parseJSON func(io.Reader) ([]T, error),
+	put func(*tokens.Service, context.Context, []T, string) error) *cobra.Command {
 	var format, actor string
 	imp := &cobra.Command{
 		Use:   "import FILE",
-		Short: "Import council registrations from CSV or JSON, all or nothing (errors name the line)",
+		Short: "Import " + what + " from CSV or JSON, all or nothing (errors name the line)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := importFormat(format, args[0])
@@ -134,12 +108,11 @@ func newPhysicianCmd() *cobra.Command {
 				return err
 			}
 			defer in.Close()
-			var ps []tokens.Physician
+			parse := parseJSON
 			if f == "csv" {
-				ps, err = tokens.ParsePhysiciansCSV(in)
-			} else {
-				ps, err = tokens.ParsePhysiciansJSON(in)
+				parse = parseCSV
 			}
+			recs, err := parse(in)
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
@@ -147,15 +120,14 @@ func newPhysicianCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := svc.ImportPhysicians(cmd.Context(), ps, actor); err != nil {
+			if err := put(svc, cmd.Context(), recs, actor); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "imported %d physicians\n", len(ps))
+			fmt.Fprintf(cmd.OutOrStdout(), "imported %d %s\n", len(recs), what)
 			return nil
 		},
 	}
 	imp.Flags().StringVar(&format, "format", "", "csv or json (default: from the file extension)")
 	imp.Flags().StringVar(&actor, "actor", "cli:ra", "who is importing, for the audit log")
-	cmd.AddCommand(imp)
-	return cmd
+	return imp
 }
