@@ -431,3 +431,25 @@ func TestCachedVerificationExpires(t *testing.T) {
 	e.rev.mu.Unlock()
 	checkProblem(t, e.do(string(RoleAuditor), "GET", "/v1/whoami", "", nil), 401)
 }
+
+// rejectingIngest refuses a prescription but returns the sealed report that says why.
+type rejectingIngest struct{}
+
+type rejected struct{}
+
+func (rejected) Error() string { return "signing: prescription rejected" }
+func (rejected) Invalid() bool { return true }
+
+func (rejectingIngest) Ingest(context.Context, []byte, Identity) ([]byte, []byte, error) {
+	return []byte("sealed-report"), []byte(`{"indication":"TOTAL_FAILED","subIndication":"HASH_FAILURE"}`), rejected{}
+}
+
+// TestIngestRejectedKeepsReport: a rejected prescription answers 422 with the report and the sealed report,
+// the caller's evidence, not a bare problem document.
+func TestIngestRejectedKeepsReport(t *testing.T) {
+	e := newEnv(t, func(_ *Config, s *Services) { s.Ingestor = rejectingIngest{} })
+	r := e.do(string(RolePhysician), "POST", "/v1/prescriptions", ctCMS, []byte{0x30, 0x00})
+	if r.status != 422 || !strings.Contains(string(r.body), "TOTAL_FAILED") || !strings.Contains(string(r.body), "sealedReport") {
+		t.Fatalf("rejected ingest: %d %s", r.status, r.body)
+	}
+}
