@@ -1,11 +1,9 @@
 package signing
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"time"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
@@ -95,34 +93,13 @@ func (v *Verifier) VerifyDetached(ctx context.Context, der, content []byte) *Rep
 	for _, c := range ch.chain {
 		r.Chain = append(r.Chain, c.info)
 	}
-	r.Level = "B-B"
-	poe := false
-	for i := range si.unsignedAttrs {
-		a := &si.unsignedAttrs[i]
-		if !bytes.Equal(a.oid, dSigTimeStamp) {
-			continue
-		}
-		tok, _ := a.single()
-		ti := TimestampInfo{Type: "signature"}
-		gen, err := v.checkTimestamp(tok, sd.certs, si.signature, &ti)
-		if err != nil {
-			ti.Detail = err.Error()
-			r.Timestamps = append(r.Timestamps, ti)
-			return r.fail(NoPOE, "signature timestamp not accepted: %v", err)
-		}
-		ti.Valid = true
-		r.Timestamps = append(r.Timestamps, ti)
-		if !poe || gen.Before(r.BestSignatureTime) {
-			r.BestSignatureTime = gen
-		}
-		poe, r.Level = true, "B-T"
+	poe, failed := v.signatureTimestamps(si, sd.certs, r)
+	if failed != nil {
+		return failed
 	}
 	best := r.BestSignatureTime
-	if c := outOfBounds(ch.chain, best); c != nil {
-		if !poe {
-			return r.fail(OutOfBoundsNoPOE, "certificate %q is not valid at %s", c.info.Subject, best.Format(time.RFC3339))
-		}
-		return r.fail(Expired, "certificate %q not valid at the timestamp", c.info.Subject)
+	if failed := chainBounds(ch.chain, best, poe, r); failed != nil {
+		return failed
 	}
 	if len(ch.chain) < 2 {
 		return r.fail(CertificateChainGeneralFailure, "the signing certificate is a trust anchor")

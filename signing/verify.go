@@ -644,47 +644,15 @@ func (v *Verifier) Verify(ctx context.Context, der []byte) *Report {
 	r.Prescriber = &Prescriber{NationalCode: signer.nationalCode, CouncilNumber: signer.council, Name: signer.cert.Subject.CommonName, Registration: "not checked"}
 
 	// Signature timestamps give a proof of existence (EN 319 102-1 §5.4, §5.6.2.3).
-	r.Level = "B-B"
-	poe := false
-	for i := range si.unsignedAttrs {
-		a := &si.unsignedAttrs[i]
-		if !bytes.Equal(a.oid, dSigTimeStamp) {
-			continue
-		}
-		tok, ok := a.single()
-		ti := TimestampInfo{Type: "signature"}
-		gen, err := v.checkTimestamp(tok, sd.certs, si.signature, &ti)
-		if err != nil {
-			ti.Detail = err.Error()
-			r.Timestamps = append(r.Timestamps, ti)
-			return r.fail(NoPOE, "signature timestamp not accepted: %v", err)
-		}
-		if !ok {
-			return r.fail(FormatFailure, "signature-time-stamp attribute must have one value")
-		}
-		ti.Valid = true
-		r.Timestamps = append(r.Timestamps, ti)
-		if !poe || gen.Before(r.BestSignatureTime) {
-			r.BestSignatureTime = gen
-		}
-		poe = true
-		r.Level = "B-T"
-	}
-	if poe && r.ClaimedSigningTime.After(r.BestSignatureTime.Add(v.cfg.ClockSkew)) {
-		return r.fail(TimestampOrderFailure, "signing-time %s is after the signature timestamp %s",
-			r.ClaimedSigningTime.Format(time.RFC3339), r.BestSignatureTime.Format(time.RFC3339))
+	poe, failed := v.signatureTimestamps(si, sd.certs, r)
+	if failed != nil {
+		return failed
 	}
 	best := r.BestSignatureTime
 
 	// Validity of the chain at the best signature time (EN 319 102-1 §5.2.6, §5.6.2.4).
-	if c := outOfBounds(ch.chain, best); c != nil {
-		if !poe {
-			return r.fail(OutOfBoundsNoPOE, "certificate %q is not valid at %s and there is no proof of existence before", c.info.Subject, best.Format(time.RFC3339))
-		}
-		if best.Before(c.cert.NotBefore) {
-			return r.fail(NotYetValid, "certificate %q was not yet valid at the timestamp", c.info.Subject)
-		}
-		return r.fail(Expired, "certificate %q had expired at the timestamp %s", c.info.Subject, best.Format(time.RFC3339))
+	if failed := chainBounds(ch.chain, best, poe, r); failed != nil {
+		return failed
 	}
 
 	// Revocation of the signing certificate at the best signature time (RFC 6960; EN 319 102-1 §5.2.5).
@@ -828,4 +796,55 @@ func (v *Verifier) checkRevocation(ctx context.Context, si *signerInfo, signer, 
 		return RevokedNoPOE, fmt.Sprintf("signing certificate revoked at %s and no proof the signature existed before", res.resp.RevokedAt.UTC().Format(time.RFC3339))
 	}
 	return TryLater, "OCSP status unknown"
+}
+
+// signatureTimestamps checks every signature timestamp of si (EN 319 102-1 §5.4), records it in r, sets r.Level
+// and r.BestSignatureTime (the earliest accepted one), and reports whether there is a proof of existence. A
+// non-nil report is the failure to return.
+func (v *Verifier) signatureTimestamps(si *signerInfo, certs [][]byte, r *Report) (poe bool, failed *Report) {
+	r.Level = "B-B"
+	for i := range si.unsignedAttrs {
+		a := &si.unsignedAttrs[i]
+		if !bytes.Equal(a.oid, dSigTimeStamp) {
+			continue
+		}
+		tok, ok := a.single()
+		ti := TimestampInfo{Type: "signature"}
+		gen, err := v.checkTimestamp(tok, certs, si.signature, &ti)
+		if err != nil {
+			ti.Detail = err.Error()
+			r.Timestamps = append(r.Timestamps, ti)
+			return false, r.fail(NoPOE, "signature timestamp not accepted: %v", err)
+		}
+		if !ok {
+			return false, r.fail(FormatFailure, "signature-time-stamp attribute must have one value")
+		}
+		ti.Valid = true
+		r.Timestamps = append(r.Timestamps, ti)
+		if !poe || gen.Before(r.BestSignatureTime) {
+			r.BestSignatureTime = gen
+		}
+		poe = true
+		r.Level = "B-T"
+	}
+	if poe && r.ClaimedSigningTime != nil && r.ClaimedSigningTime.After(r.BestSignatureTime.Add(v.cfg.ClockSkew)) {
+		return poe, r.fail(TimestampOrderFailure, "signing-time %s is after the signature timestamp %s",
+			r.ClaimedSigningTime.Format(time.RFC3339), r.BestSignatureTime.Format(time.RFC3339))
+	}
+	return poe, nil
+}
+
+// chainBounds checks that every certificate of the chain was valid at best (EN 319 102-1 §5.2.6, §5.6.2.4).
+func chainBounds(chain []*certEntry, best time.Time, poe bool, r *Report) *Report {
+	c := outOfBounds(chain, best)
+	if c == nil {
+		return nil
+	}
+	if !poe {
+		return r.fail(OutOfBoundsNoPOE, "certificate %q is not valid at %s and there is no proof of existence before", c.info.Subject, best.Format(time.RFC3339))
+	}
+	if best.Before(c.cert.NotBefore) {
+		return r.fail(NotYetValid, "certificate %q was not yet valid at the timestamp", c.info.Subject)
+	}
+	return r.fail(Expired, "certificate %q had expired at the timestamp %s", c.info.Subject, best.Format(time.RFC3339))
 }
