@@ -86,14 +86,7 @@ func ParsePhysiciansCSV(r io.Reader) ([]Physician, error) {
 // ParseFacilitiesJSON reads a JSON array of objects with the CSV column names as string fields. Unknown fields
 // are errors; ImportError.Line is the line where the offending object starts.
 func ParseFacilitiesJSON(r io.Reader) ([]Facility, error) {
-	var rows []numberedRow
-	err := readJSONArray(r, func(dec *json.Decoder) (map[string]string, error) {
-		var j facilityJSON
-		if err := dec.Decode(&j); err != nil {
-			return nil, err
-		}
-		return j.row(), nil
-	}, &rows)
+	rows, err := jsonRows[facilityJSON](r)
 	if err != nil {
 		return nil, err
 	}
@@ -102,18 +95,24 @@ func ParseFacilitiesJSON(r io.Reader) ([]Facility, error) {
 
 // ParsePhysiciansJSON reads a JSON array of physician objects; strict like ParseFacilitiesJSON.
 func ParsePhysiciansJSON(r io.Reader) ([]Physician, error) {
+	rows, err := jsonRows[physicianJSON](r)
+	if err != nil {
+		return nil, err
+	}
+	return physiciansFromRows(rows)
+}
+
+// jsonRows reads a JSON array of J objects (strictly, see readJSONArray) as numbered rows.
+func jsonRows[J interface{ row() map[string]string }](r io.Reader) ([]numberedRow, error) {
 	var rows []numberedRow
 	err := readJSONArray(r, func(dec *json.Decoder) (map[string]string, error) {
-		var j physicianJSON
+		var j J
 		if err := dec.Decode(&j); err != nil {
 			return nil, err
 		}
 		return j.row(), nil
 	}, &rows)
-	if err != nil {
-		return nil, err
-	}
-	return physiciansFromRows(rows)
+	return rows, err
 }
 
 type numberedRow struct {
