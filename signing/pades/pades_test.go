@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/asn1"
+	"github.com/mohr-hix/mohr/internal/testenv"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -80,14 +81,8 @@ func TestSignAndVerifyPDF(t *testing.T) {
 	})
 
 	t.Run("pdfsig", func(t *testing.T) {
-		pdfsig, err := exec.LookPath("pdfsig")
-		if err != nil {
-			t.Skip("pdfsig not installed")
-		}
-		certutil, err := exec.LookPath("certutil")
-		if err != nil {
-			t.Skip("certutil not installed")
-		}
+		pdfsig := testenv.Tool(t, "pdfsig")
+		certutil := testenv.Tool(t, "certutil")
 		dir := t.TempDir()
 		root, _ := p.WritePEM(dir)
 		nss := filepath.Join(dir, "nss")
