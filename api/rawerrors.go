@@ -74,4 +74,6 @@ func rawProblem(status int) []byte {
 
 // NotFound answers a problem document 404 with detail; for handlers in front of the API (the public listener's
 // path filter).
-func NotFound(w http.ResponseWriter, detail string) { writeProblem(w, newProblem(probNotFound, detail)) }
+func NotFound(w http.ResponseWriter, detail string) {
+	writeProblem(w, newProblem(probNotFound, detail))
+}
