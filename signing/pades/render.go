@@ -5,6 +5,7 @@ package pades
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -54,7 +55,7 @@ func find(ids []rx.Identifier, system string) string {
 
 // Render returns a one-page A4 PDF (PDF 1.7, standard Helvetica fonts) showing the prescription in
 // bundleJSON. Text outside ASCII is replaced by '?': the standard fonts have no Persian glyphs.
-func Render(bundleJSON []byte) ([]byte, error) {
+func Render(bundleJSON []byte, signer *x509.Certificate) ([]byte, error) {
 	var b bundle
 	if err := json.Unmarshal(bundleJSON, &b); err != nil {
 		return nil, fmt.Errorf("pades: prescription: %w", err)
