@@ -271,7 +271,7 @@ func checkEmbeddedFresh(t *testing.T, der []byte, signer, issuer *x509.Certifica
 				Policy   asn1.ObjectIdentifier
 				Imprint  asn1.RawValue
 				Serial   *big.Int
-				GenTime  time.Time `asn1:"generalized"`
+				GenTime  time.Time     `asn1:"generalized"`
 				Optional asn1.RawValue `asn1:"optional"`
 			}
 			if _, err := asn1.Unmarshal(eci.Content, &tst); err != nil {
