@@ -260,8 +260,6 @@ func TestPAdESRefusesChanges(t *testing.T) {
 	}
 }
 
-func itoa(i int) string { return big.NewInt(int64(i)).String() }
-
 func TestSignRefusesBLTWithoutTimestamp(t *testing.T) {
 	f := setup(t)
 	plain, _ := Render(f.bundle, f.doc.Cert)
