@@ -28,6 +28,7 @@ type Server struct {
 	handler   http.Handler
 	limiter   *httprate.RateLimiter // per client, protected routes
 	publicLim *httprate.RateLimiter // per IP, public routes
+	pageLim   *httprate.RateLimiter // per IP or client, uploads to the verification page (pages.go)
 	approvals *approvals
 	verified  verifiedCache
 	metrics   *metrics
@@ -73,6 +74,7 @@ func New(cfg Config, svc Services) (*Server, error) {
 	}
 	s.mux = r
 	s.handler = r
+	s.mountPages(r)
 	return s, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/mohr-hix/mohr/api/web"
 	"github.com/mohr-hix/mohr/ca"
 	"github.com/mohr-hix/mohr/internal/audit"
 )
@@ -222,4 +223,6 @@ type Services struct {
 	Auditor    Auditor
 	Revocation RevocationChecker
 	Ready      ReadinessChecker
+	// Pages, if set, is the people-facing verification page, mounted under web.Prefix (pages.go).
+	Pages *web.Handler
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mohr-hix/mohr/api"
+	"github.com/mohr-hix/mohr/api/web"
 	"github.com/mohr-hix/mohr/ca"
 	"github.com/mohr-hix/mohr/ca/revocation"
 	"github.com/mohr-hix/mohr/internal/audit"
@@ -239,6 +240,13 @@ func (n *node) apiServer() (*api.Server, error) {
 	ingest := &signing.Ingestor{Verifier: n.verifier, Timestamper: n.tsa, Revocation: localOCSP(n.ocsp),
 		Store: prescriptionStore{st: n.st, actor: "api:ingestion"}, Seal: n.seal}
 	ta := tokenAPI{svc: n.tokens, st: n.ts, now: time.Now}
+	pages, err := web.New(web.Config{Verifier: n.verifier, Registry: physicianRegistry{n.ts}, Seal: &n.seal,
+		OnError: func(r *http.Request, ref string, err error) {
+			n.log.Error("verification page", "ref", ref, "err", err)
+		}})
+	if err != nil {
+		return nil, err
+	}
 	return api.New(api.Config{ClientCAs: clientCAs, AdminTokenFile: adminFile, Logger: n.log,
 		RateLimit: n.cfg.API.RateLimit, PublicRateLimit: n.cfg.API.PublicRateLimit}, api.Services{
 		Certs:      certService{ca: n.ca, st: n.st, rev: n.rev},
@@ -255,11 +263,12 @@ func (n *node) apiServer() (*api.Server, error) {
 		Revocation: clientRevocation{n.st},
 		Ready:      readiness{n.st},
 		CAAdmin:    caAdmin{n},
+		Pages:      pages,
 	})
 }
 
 // publicPaths are the routes of the plain-HTTP listener: what relying parties fetch without credentials.
-var publicPaths = []string{"/healthz", "/readyz", "/crl/", "/ocsp", "/tsa", "/ca/"}
+var publicPaths = []string{"/healthz", "/readyz", "/crl/", "/ocsp", "/tsa", "/ca/", "/verify"}
 
 func publicOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
