@@ -33,7 +33,7 @@ type Config struct {
 	// PageRateLimit bounds uploads to the verification page per IP (or per client certificate) per
 	// RateWindow; default 30.
 	PageRateLimit int
-	RateWindow      time.Duration
+	RateWindow    time.Duration
 
 	// Server timeouts (http.Server): ReadHeaderTimeout 5 s, ReadTimeout 60 s, WriteTimeout 60 s, IdleTimeout
 	// 120 s. RequestTimeout (default 30 s) is the context deadline of each request; BatchTimeout (default 30 min)
