@@ -13,6 +13,7 @@ import (
 
 	"github.com/mohr-hix/mohr/internal/testpki"
 	"github.com/mohr-hix/mohr/signing"
+	"github.com/mohr-hix/mohr/signing/pades"
 )
 
 // t0 is the tests' pinned clock: 12 Azar 1405, 13:30 in Tehran.
@@ -36,7 +37,7 @@ type fixture struct {
 	h                        *Handler
 	roots                    *x509.CertPool
 	pass, fail, undetermined []byte
-	unsignedPDF              []byte
+	unsignedPDF, signedPDF   []byte
 }
 
 const (
@@ -140,7 +141,14 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	f.undetermined = sign(stranger, bundle(t, 21))
-	f.unsignedPDF = []byte("%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n")
+	// The printout of the same prescription (signing/pades), unsigned and signed (PAdES B-T).
+	if f.unsignedPDF, err = pades.Render(bundle(t, 21), doc.Cert); err != nil {
+		t.Fatal(err)
+	}
+	if f.signedPDF, _, err = pades.Sign(ctx, f.unsignedPDF, pades.Options{Signer: doc.Key, Chain: doc.Chain, Timestamper: tsa,
+		Now: p.Clock.Now}); err != nil {
+		t.Fatal(err)
+	}
 
 	p.Clock.Set(t0)
 	v, err := signing.NewVerifier(signing.VerifierConfig{Roots: f.roots, Registry: reg, Now: p.Clock.Now,

@@ -101,8 +101,10 @@ type checked struct {
 	// registry's record when the registry knows the council number.
 	profession string
 	reg        *signing.Registration
-	sealed     []byte
-	sealRef    string
+	// certCouncil is the council number read from the certificate when the report has no Prescriber.
+	certCouncil string
+	sealed      []byte
+	sealRef     string
 }
 
 // check verifies file as a signed PDF or a CMS signature. msg is set (and res nil) when the file is not
@@ -138,13 +140,22 @@ func (h *Handler) check(ctx context.Context, file []byte) (res *checked, msg str
 		res.content, res.nsigs = content, 1
 		res.report = h.cfg.Verifier.Verify(ctx, cmsDER)
 	}
+	council := ""
+	if p := res.report.Prescriber; p != nil {
+		council = p.CouncilNumber
+	}
 	if cert, _, err := signing.SignerCertificates(cmsDER); err == nil {
 		if a, err := hixext.ParseAdmission(cert); err == nil {
 			res.profession = a.Profession
+			if council == "" {
+				// A PDF signature carries no prescription data for the verifier's health-domain checks; the
+				// council number comes from the certificate.
+				council, res.certCouncil = a.RegistrationNumber, a.RegistrationNumber
+			}
 		}
 	}
-	if p := res.report.Prescriber; p != nil && p.CouncilNumber != "" && h.cfg.Registry != nil {
-		if reg, err := h.cfg.Registry.Registration(ctx, p.CouncilNumber); err == nil {
+	if council != "" && h.cfg.Registry != nil {
+		if reg, err := h.cfg.Registry.Registration(ctx, council); err == nil {
 			res.reg = &reg
 		}
 	}

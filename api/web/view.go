@@ -206,7 +206,16 @@ func (h *Handler) result(lang string, c *checked) *resultView {
 		rv.Standing, rv.StandingClass = standing(t, p.Registration)
 	} else if rep.Signer != nil {
 		rv.SignerName = commonName(rep.Signer.Subject)
+		rv.SignerCouncil = num(lang, c.certCouncil)
 		rv.Standing, rv.StandingClass = standing(t, "")
+		if c.reg != nil && !rep.BestSignatureTime.IsZero() {
+			// The verifier made no registry check (a PDF): check the registration at the signing time here.
+			if c.reg.ActiveAt(rep.BestSignatureTime) {
+				rv.Standing, rv.StandingClass = standing(t, "active")
+			} else {
+				rv.Standing, rv.StandingClass = standing(t, "suspended")
+			}
+		}
 	}
 	if c.reg != nil && c.reg.Name != "" {
 		rv.SignerName = c.reg.Name

@@ -66,6 +66,8 @@ func TestResults(t *testing.T) {
 		{"failed", f.fail, "failed", []string{"نامعتبر: امضای این نسخه رد شد", "محتوای نسخه پس از امضا تغییر کرده است", "Dr. Ali Rezaei", medicineName,
 			"امضا این محتوا را تأیید نمی‌کند"},
 			[]string{"Not valid: the prescription's signature failed", "changed after it was signed", "HASH_FAILURE"}},
+		{"pdf passed", f.signedPDF, "passed", []string{"معتبر: امضای این نسخه تأیید شد", doctorFa, "متن نسخه در خود فایل PDF است"},
+			[]string{"Valid: the prescription's signature is confirmed", "The prescription's text is in the PDF itself", "Yes, in good standing", "123456"}},
 		{"undetermined", f.undetermined, "undetermined", []string{"نامشخص: اعتبار امضا قابل تأیید نیست", "صادرکنندهٔ ناشناخته", "Dr. Ali Rezaei"},
 			[]string{"Undetermined: the signature cannot be confirmed yet", "not issued by an authority this service trusts"}},
 	} {
