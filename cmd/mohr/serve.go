@@ -127,7 +127,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	if err != nil {
 		return fail(err)
 	}
-	ts, db, err := openTokenStore(ctx, cfg)
+	ts, db, err := openTokenStore(ctx, cfg, n.st)
 	if err != nil {
 		return fail(fmt.Errorf("token store: %w", err))
 	}
@@ -455,7 +455,7 @@ func (n *node) outboxLoop(ctx context.Context) error {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		if _, err := n.ts.DrainAuditOutbox(ctx, n.st.AppendAudit); err != nil && ctx.Err() == nil {
+		if _, err := n.ts.DrainAuditOutbox(ctx, n.st.AppendAuditTx); err != nil && ctx.Err() == nil {
 			n.log.Error("token audit outbox", "err", err)
 		}
 		select {

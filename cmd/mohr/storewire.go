@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -18,6 +19,7 @@ type appStore interface {
 	audit.Source
 	Checkpoint(ctx context.Context, cp *audit.Checkpointer) error
 	SavePrescription(ctx context.Context, rec store.PrescriptionRecord, ev audit.Event) error
+	AppendAuditTx(ctx context.Context, tx *sql.Tx, ev audit.Event) error
 	Close() error
 }
 
