@@ -16,6 +16,7 @@ import (
 // appStore is what the commands need of the database: the CA's store, the audit log's source and checkpoints.
 type appStore interface {
 	ca.Store
+	clusterStore
 	audit.Source
 	Checkpoint(ctx context.Context, cp *audit.Checkpointer) error
 	SavePrescription(ctx context.Context, rec store.PrescriptionRecord, ev audit.Event) error

@@ -353,12 +353,12 @@ func standing(id string, err error, now time.Time) (api.Standing, error) {
 
 // auditAPI implements api.AuditService over the store.
 type auditAPI struct {
-	st   appStore
-	vkey string
+	st    appStore
+	vkeys []string
 }
 
 func (a auditAPI) Verify(ctx context.Context) (api.AuditVerification, error) {
-	res, err := audit.Verify(ctx, a.st, a.vkey)
+	res, err := audit.VerifyKeys(ctx, a.st, a.vkeys)
 	var bad *audit.BadEntryError
 	if errors.As(err, &bad) {
 		return api.AuditVerification{OK: false, FirstBad: bad.Seq}, nil
@@ -418,14 +418,6 @@ func (c clientRevocation) Revoked(ctx context.Context, cert *x509.Certificate) (
 		return false, err
 	}
 	return rec.Status != ca.StatusIssued, nil
-}
-
-// readiness implements api.ReadinessChecker: the database answers.
-type readiness struct{ st appStore }
-
-func (r readiness) Ready(ctx context.Context) error {
-	_, err := r.st.AuditSize(ctx)
-	return err
 }
 
 // openTokenStore opens tokens/sqlstore on the configured database (its own tables, prefixed tokens_). Its
