@@ -16,7 +16,7 @@ import (
 //
 // Errors: implementations return their own errors. api maps ca.ErrNotFound to 404, ca.ErrConflict and
 // ca.ErrDuplicateSerial to 409, the internal/ids errors to 422, and otherwise looks for these methods with
-// errors.As: NotFound() bool (404), Conflict() bool (409), Invalid() bool (422), Denied() bool (403). Anything
+// errors.As: NotFound() bool (404), Conflict() bool (409), Invalid() bool (422), Denied() bool (403), Unavailable() bool (503). Anything
 // else is a 500 whose text only the access log sees.
 
 // SubjectIDs are the identifiers a certificate is to be bound to. Which are required depends on the profile.

@@ -339,14 +339,14 @@ type verifiers struct {
 // buildVerifiers makes the verification services over roots.
 func (n *node) buildVerifiers(roots *x509.CertPool) (*verifiers, error) {
 	v, err := signing.NewVerifier(signing.VerifierConfig{Roots: roots, Revocation: localOCSP(n.ocsp),
-		Registry: physicianRegistry{n.ts}})
+		Registry: physicianRegistry{n.ts}, Now: n.cfg.clock()})
 	if err != nil {
 		return nil, err
 	}
 	return &verifiers{
 		v: v,
-		ingest: &signing.Ingestor{Verifier: v, Timestamper: n.tsa, Revocation: localOCSP(n.ocsp),
-			Store: prescriptionStore{st: n.st, actor: "api:ingestion"}, Seal: n.seal},
+		ingest: &signing.Ingestor{Verifier: v, Timestamper: n.tsa, Revocation: localRevocation{n.ocsp},
+			Store: prescriptionStore{st: n.st, actor: "api:ingestion"}, Seal: n.seal, Now: n.cfg.clock()},
 		batch: &signing.BatchVerifier{Verifier: v},
 	}, nil
 }

@@ -130,7 +130,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	}
 	n.ts = ts
 	n.closers = append(n.closers, db.Close)
-	if n.ca, err = ca.New(is, n.st, cfg.CA.Issuance, ca.Options{RA: registryRA{ts}}); err != nil {
+	if n.ca, err = ca.New(is, n.st, cfg.CA.Issuance, ca.Options{RA: registryRA{ts}, Now: cfg.clock()}); err != nil {
 		return fail(err)
 	}
 	if b, err := os.ReadFile(revokedMarker(cfg)); err == nil {
@@ -160,7 +160,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 		return fail(err)
 	}
 	n.ocsp, err = revocation.NewResponder(revocation.ResponderConfig{Issuer: is, Store: n.st, Key: ocspKey,
-		Shards: cfg.CA.Issuance.CRLShards, OnError: func(err error) { log.Error("OCSP", "err", err) },
+		Shards: cfg.CA.Issuance.CRLShards, Now: cfg.clock(), OnError: func(err error) { log.Error("OCSP", "err", err) },
 		Issue: func(ctx context.Context, _ crypto.PublicKey, _, notAfter time.Time) (*x509.Certificate, error) {
 			return issueFor(ctx, n.ca, ocspKey, ca.Request{Profile: ca.ProfileOCSPResponder, CommonName: "Mohr OCSP Responder", ValidUntil: notAfter})
 		}})
@@ -180,7 +180,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	}
 	chain := is.Chain[:len(is.Chain)-1]
 	if n.tsa, err = signing.NewTSA(tsaKey, append([]*x509.Certificate{tsaCert}, chain...), signing.TSAConfig{
-		Policy: append(append([]int{}, hixext.Arc...), 5, 1), Accuracy: time.Second}); err != nil {
+		Policy: append(append([]int{}, hixext.Arc...), 5, 1), Accuracy: time.Second, Now: cfg.clock()}); err != nil {
 		return fail(err)
 	}
 	sealKey, err := serviceKey(ctx, cfg, "seal", cfg.Services.SealKey)

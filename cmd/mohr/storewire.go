@@ -21,6 +21,7 @@ type appStore interface {
 	Checkpoint(ctx context.Context, cp *audit.Checkpointer) error
 	SavePrescription(ctx context.Context, rec store.PrescriptionRecord, ev audit.Event) error
 	AppendAuditTx(ctx context.Context, tx *sql.Tx, ev audit.Event) error
+	Prescription(ctx context.Context, id string) (store.PrescriptionRecord, error)
 	Close() error
 }
 
