@@ -256,6 +256,7 @@ const (
 	opRekeyIntermediate  = "ca.intermediate.rekey"
 	opDestroyKey         = "key.destroy"
 	opSetTrustAnchors    = "ca.trust-anchors.set"
+	opIssueCert          = "cert.issue"
 )
 
 type trustAnchorParams struct {
@@ -304,6 +305,8 @@ func (s *Server) execApproval(ctx context.Context, ap *Approval, actors [2]strin
 			roots = append(roots, c)
 		}
 		return nil, s.svc.CAAdmin.SetTrustAnchors(ctx, roots, actors)
+	case opIssueCert:
+		return s.execIssue(ctx, ap.Params, actors)
 	}
 	return nil, bad
 }
