@@ -20,7 +20,7 @@ func pagesEnv(t *testing.T) *testEnv {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s.Pages, err = web.New(web.Config{Verifier: v, MaxUpload: 64 << 10}); err != nil {
+		if s.Pages, err = web.New(web.Config{Verifier: func() *signing.Verifier { return v }, MaxUpload: 64 << 10}); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -156,7 +156,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.h, err = New(Config{Verifier: v, Registry: reg, Seal: &signing.Seal{Signer: seal.Key, Chain: seal.Chain}, Now: p.Clock.Now,
+	if f.h, err = New(Config{Verifier: func() *signing.Verifier { return v }, Registry: reg, Seal: &signing.Seal{Signer: seal.Key, Chain: seal.Chain}, Now: p.Clock.Now,
 		MaxUpload: 1 << 20, OnError: func(_ *http.Request, ref string, err error) { t.Errorf("OnError %s: %v", ref, err) }}); err != nil {
 		t.Fatal(err)
 	}

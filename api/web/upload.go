@@ -112,9 +112,10 @@ type checked struct {
 func (h *Handler) check(ctx context.Context, file []byte) (res *checked, msg string) {
 	var cmsDER []byte
 	res = &checked{}
+	v := h.cfg.Verifier()
 	switch {
 	case bytes.HasPrefix(bytes.TrimLeft(file, " \t\r\n"), []byte("%PDF-")):
-		reps, err := pades.Verify(ctx, file, h.cfg.Verifier)
+		reps, err := pades.Verify(ctx, file, v)
 		if errors.Is(err, pades.ErrNoSignature) {
 			return nil, msgNoSignature
 		}
@@ -138,7 +139,7 @@ func (h *Handler) check(ctx context.Context, file []byte) (res *checked, msg str
 			return nil, msgNotSigned
 		}
 		res.content, res.nsigs = content, 1
-		res.report = h.cfg.Verifier.Verify(ctx, cmsDER)
+		res.report = v.Verify(ctx, cmsDER)
 	}
 	council := ""
 	if p := res.report.Prescriber; p != nil {

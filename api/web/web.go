@@ -40,8 +40,9 @@ const (
 
 // Config configures the page. Verifier is required.
 type Config struct {
-	// Verifier validates signatures (CAdES and, through signing/pades, the CMS inside signed PDFs).
-	Verifier *signing.Verifier
+	// Verifier returns the current verifier (the node swaps it when its trust anchors change). It validates
+	// signatures: CAdES, and through signing/pades the CMS inside signed PDFs.
+	Verifier func() *signing.Verifier
 	// Registry, if set, gives the prescriber's specialty and name as the medical council records them.
 	Registry signing.PhysicianRegistry
 	// Seal, if set, seals the validation report for the download button (signing.SealReport).
