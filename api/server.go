@@ -16,6 +16,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/httprate"
+
+	"github.com/mohr-hix/mohr/internal/audit"
 )
 
 // Server is the HTTP API. Build it with New.
@@ -28,7 +30,8 @@ type Server struct {
 	handler   http.Handler
 	limiter   *httprate.RateLimiter // per client, protected routes
 	publicLim *httprate.RateLimiter // per IP, public routes
-	approvals *approvals
+	pageLim   *httprate.RateLimiter // per IP or client, uploads to the verification page (pages.go)
+	approvals ApprovalStore
 	verified  verifiedCache
 	signIP    *windowLimiter // signing routes, per IP
 	signAll   *windowLimiter // signing routes, all callers
@@ -56,7 +59,14 @@ func New(cfg Config, svc Services) (*Server, error) {
 		}
 		s.admin = newAdminCredential(secret)
 	}
-	s.approvals = newApprovals(cfg.ApprovalTTL, cfg.Now)
+	s.approvals = svc.Approvals
+	if s.approvals == nil {
+		aud := func(context.Context, audit.Event) error { return errors.New("api: no audit log for dual control") }
+		if svc.Auditor != nil {
+			aud = svc.Auditor.AppendAudit
+		}
+		s.approvals = newMemApprovals(cfg.Now, aud)
+	}
 	s.signIP = newWindowLimiter(cfg.SignRateLimit, cfg.RateWindow, cfg.Now)
 	s.signAll = newWindowLimiter(cfg.SignGlobalRateLimit, cfg.RateWindow, cfg.Now)
 	s.authFail = newWindowLimiter(cfg.AuthFailLimit, cfg.RateWindow, cfg.Now)
@@ -79,6 +89,7 @@ func New(cfg Config, svc Services) (*Server, error) {
 	}
 	s.mux = r
 	s.handler = r
+	s.mountPages(r)
 	return s, nil
 }
 

@@ -161,7 +161,7 @@ func cardEnv(t testing.TB, before func(n int), opts ...envOpt) (*env, *virtualca
 // cardEnvComfort is cardEnv with a card whose comfort-signature counter is comfort.
 func cardEnvComfort(t testing.TB, comfort int, before func(n int), opts ...envOpt) (*env, *virtualcard.Card) {
 	t.Helper()
-	p, err := testpki.New(time.Now().UTC().Truncate(time.Second))
+	p, err := testpki.New(pkiStart())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,12 +262,12 @@ func TestCardSessionLimits(t *testing.T) {
 			t.Fatalf("sign %d: %d %+v", i, code, p)
 		}
 	}
-	if code, _, p := e.sign(e.rx(), map[string]any{"requireSession": true}); code != 409 || p.Code != "no_session" {
+	if code, _, p := e.sign(e.rx(), map[string]any{"requireSession": true}); code != 409 || p.Code != "limit_reached" {
 		t.Fatalf("beyond N: %d %+v", code, p)
 	}
 	e.startSession(5, time.Hour)
 	e.clock.Advance(time.Hour)
-	if code, _, p := e.sign(e.rx(), map[string]any{"requireSession": true}); code != 409 || p.Code != "no_session" {
+	if code, _, p := e.sign(e.rx(), map[string]any{"requireSession": true}); code != 409 || p.Code != "session_expired" {
 		t.Fatalf("beyond T: %d %+v", code, p)
 	}
 	if n := vc.Stats()[0x2A].Count; n != 2 {
