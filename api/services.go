@@ -27,6 +27,9 @@ type SubjectIDs struct {
 	NationalCode  string   `json:"nationalCode,omitempty"`
 	CouncilNumber string   `json:"councilNumber,omitempty"`
 	DNSNames      []string `json:"dnsNames,omitempty"`
+	// Role is the role policy of an organisation-auth (pharmacy, insurer) or operator certificate
+	// (operator, ra-officer, auditor).
+	Role string `json:"role,omitempty"`
 }
 
 // IssueRequest asks the CA to issue a certificate.

@@ -40,7 +40,7 @@ import (
 var (
 	oidArchiveTimestampV3 = asn1.ObjectIdentifier{0, 4, 0, 1733, 2, 4}  // id-aa-ets-archiveTimestampV3, EN 319 122-1 §5.5.2
 	oidATSHashIndexV3     = asn1.ObjectIdentifier{0, 4, 0, 19122, 1, 5} // id-aa-ATSHashIndex-v3, EN 319 122-1 §5.5.2.3
-	dArchiveTS            = derOID(oidArchiveTimestampV3) // content octets
+	dArchiveTS            = derOID(oidArchiveTimestampV3)               // content octets
 	dATSHashIndexV3       = derOID(oidATSHashIndexV3)
 )
 

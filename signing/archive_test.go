@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 
+	"github.com/mohr-hix/mohr/internal/testenv"
 	"github.com/mohr-hix/mohr/internal/testpki"
 )
 
@@ -174,12 +175,10 @@ func TestArchiveTimestampV3(t *testing.T) {
 
 	// Outside checks: OpenSSL accepts the B-LTA as CMS, and the archive timestamp token over the imprint the
 	// index and the signature give.
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Fatal("openssl is required")
-	}
+	openssl := testenv.Tool(t, "openssl")
 	dir := t.TempDir()
 	root, _ := f.pki.WritePEM(dir)
-	out, err := exec.Command("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", writeFile(t, dir, "lta.p7s", lta2),
+	out, err := exec.Command(openssl, "cms", "-verify", "-binary", "-inform", "DER", "-in", writeFile(t, dir, "lta.p7s", lta2),
 		"-CAfile", root, "-purpose", "any", "-attime", "1772359200", "-out", "/dev/null").CombinedOutput()
 	if err != nil {
 		t.Fatalf("openssl cms -verify: %v\n%s", err, out)
@@ -194,13 +193,13 @@ func TestArchiveTimestampV3(t *testing.T) {
 			t.Fatal(err)
 		}
 		sum, n := digestOf(crypto.SHA256, in)
-		out, err := exec.Command("openssl", "ts", "-verify", "-token_in", "-in", writeFile(t, dir, "ats.der", a.token),
+		out, err := exec.Command(openssl, "ts", "-verify", "-token_in", "-in", writeFile(t, dir, "ats.der", a.token),
 			"-digest", hex.EncodeToString(sum[:n]), "-CAfile", root, "-untrusted", writeChain(t, dir, f)).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "Verification: OK") {
 			t.Fatalf("openssl ts -verify, archive timestamp %d: %v\n%s", i+1, err, out)
 		}
 		sum[0] ^= 1
-		out, err = exec.Command("openssl", "ts", "-verify", "-token_in", "-in", writeFile(t, dir, "ats.der", a.token),
+		out, err = exec.Command(openssl, "ts", "-verify", "-token_in", "-in", writeFile(t, dir, "ats.der", a.token),
 			"-digest", hex.EncodeToString(sum[:n]), "-CAfile", root, "-untrusted", writeChain(t, dir, f)).CombinedOutput()
 		if err == nil && strings.Contains(string(out), "Verification: OK") {
 			t.Fatal("openssl ts -verify accepted a wrong imprint")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"github.com/mohr-hix/mohr/internal/testenv"
 	"os/exec"
 	"strings"
 	"sync"
@@ -59,7 +60,7 @@ func TestIngest(t *testing.T) {
 		t.Fatal(r.Summary())
 	}
 	// The sealed report passes OpenSSL.
-	if openssl, err := exec.LookPath("openssl"); err == nil {
+	if openssl := testenv.Tool(t, "openssl"); openssl != "" {
 		dir := t.TempDir()
 		root, _ := f.pki.WritePEM(dir)
 		p := writeFile(t, dir, "report.p7s", res.SealedReport)

@@ -71,4 +71,3 @@ func TestOpenSSLAcceptsEveryLevel(t *testing.T) {
 		})
 	}
 }
-

@@ -269,9 +269,7 @@ func publicOnly(next http.Handler) http.Handler {
 				return
 			}
 		}
-		w.Header().Set("Content-Type", "application/problem+json")
-		w.WriteHeader(http.StatusNotFound)
-		w.Write([]byte(`{"type":"about:blank","title":"Not Found","status":404,"detail":"this listener serves only CRLs, OCSP, the TSA and CA certificates; the API is on the TLS listener"}` + "\n"))
+		api.NotFound(w, "this listener serves only CRLs, OCSP, the TSA and CA certificates; the API is on the TLS listener")
 	})
 }
 
@@ -364,7 +362,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		})
 	})
 	go func() { errc <- apiHTTP.ServeTLS(apiLn, "", "") }()
-	go func() { errc <- pubHTTP.Serve(pubLn) }()
+	go func() { errc <- pubHTTP.Serve(api.ProblemListener(pubLn)) }()
 	n.st.AppendAudit(ctx, newEvent("mohr.start", "system", "", map[string]any{"listen": cfg.Listen, "public": cfg.PublicListen}))
 	log.Info("mohr serving", "api", "https://"+apiLn.Addr().String(), "public", "http://"+pubLn.Addr().String(),
 		"data", cfg.dataDir, "database", cfg.Database.Driver)

@@ -45,11 +45,11 @@ func (s certService) Issue(ctx context.Context, r api.IssueRequest) (ca.CertReco
 		Profile: r.Profile, CSR: csr, CommonName: r.Subject.CommonName,
 		SIAMID: r.Subject.SIAMID, LicenceNumber: r.Subject.LicenceNumber,
 		NationalCode: r.Subject.NationalCode, CouncilNumber: r.Subject.CouncilNumber,
-		DNSNames: r.Subject.DNSNames, Actor: r.Actor,
+		DNSNames: r.Subject.DNSNames, Role: r.Subject.Role, Actor: r.Actor,
 	})
 	if err != nil {
 		if errors.Is(err, ca.ErrBadRequest) || errors.Is(err, ca.ErrWeakKey) || errors.Is(err, ca.ErrNotEligible) ||
-			errors.Is(err, ca.ErrLint) {
+			errors.Is(err, ca.ErrLint) || errors.Is(err, ca.ErrKeyReuse) {
 			return ca.CertRecord{}, invalid(err)
 		}
 		return ca.CertRecord{}, err

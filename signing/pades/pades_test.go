@@ -260,8 +260,6 @@ func TestPAdESRefusesChanges(t *testing.T) {
 	}
 }
 
-func itoa(i int) string { return big.NewInt(int64(i)).String() }
-
 func TestSignRefusesBLTWithoutTimestamp(t *testing.T) {
 	f := setup(t)
 	plain, _ := Render(f.bundle, f.doc.Cert)
@@ -272,11 +270,7 @@ func TestSignRefusesBLTWithoutTimestamp(t *testing.T) {
 
 func tool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		testenv.Missing(t, name)
-	}
-	return p
+	return testenv.Tool(t, name)
 }
 
 func pdfsigValidTrusted(t *testing.T, p *testpki.PKI, signed []byte) {
