@@ -225,4 +225,6 @@ type Services struct {
 	Auditor    Auditor
 	Revocation RevocationChecker
 	Ready      ReadinessChecker
+	// Approvals keeps dual-control approvals (the database, shared by every node); nil keeps them in memory.
+	Approvals ApprovalStore
 }
