@@ -90,7 +90,8 @@ type BatchVerifier interface {
 	VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer) error
 }
 
-// SignatureUpgrader extends a CAdES signature to B-LT or B-LTA (level "B-LT" or "B-LTA").
+// SignatureUpgrader extends a CAdES signature to level "B-T", "B-LT" or "B-LTA". A signature that does not
+// validate is an Invalid() error (422).
 type SignatureUpgrader interface {
 	Upgrade(ctx context.Context, cmsDER []byte, level string) ([]byte, error)
 }
@@ -219,6 +220,8 @@ type Services struct {
 	Verifier   Verifier
 	Batch      BatchVerifier
 	Upgrader   SignatureUpgrader
+	// Prescriptions reads stored prescriptions (GET /v1/prescriptions/{id}).
+	Prescriptions PrescriptionReader
 	Tokens     TokenService
 	Registry   RegistryService
 	Audit      AuditService
