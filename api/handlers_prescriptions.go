@@ -79,4 +79,3 @@ func (s *Server) handleGetPrescription(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, p)
 }
-

@@ -212,23 +212,23 @@ type ReadinessChecker interface {
 // required (New fails without it) unless Config.AllowNoRevocationCheck is set; Auditor is required for the
 // dual-control routes to do anything.
 type Services struct {
-	Certs      CertService
-	CRL        CRLSource
-	OCSP       OCSPResponder
-	TSA        TSA
-	Ingestor   PrescriptionIngestor
-	Verifier   Verifier
-	Batch      BatchVerifier
-	Upgrader   SignatureUpgrader
+	Certs    CertService
+	CRL      CRLSource
+	OCSP     OCSPResponder
+	TSA      TSA
+	Ingestor PrescriptionIngestor
+	Verifier Verifier
+	Batch    BatchVerifier
+	Upgrader SignatureUpgrader
 	// Prescriptions reads stored prescriptions (GET /v1/prescriptions/{id}).
 	Prescriptions PrescriptionReader
-	Tokens     TokenService
-	Registry   RegistryService
-	Audit      AuditService
-	CAAdmin    CAAdmin
-	Auditor    Auditor
-	Revocation RevocationChecker
-	Ready      ReadinessChecker
+	Tokens        TokenService
+	Registry      RegistryService
+	Audit         AuditService
+	CAAdmin       CAAdmin
+	Auditor       Auditor
+	Revocation    RevocationChecker
+	Ready         ReadinessChecker
 	// Approvals keeps dual-control approvals (the database, shared by every node); nil keeps them in memory.
 	Approvals ApprovalStore
 	// Pages, if set, is the people-facing verification page, mounted under web.Prefix (pages.go).
