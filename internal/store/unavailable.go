@@ -37,8 +37,8 @@ func unavailable(err error) bool {
 		switch {
 		case len(pe.Code) == 5 && pe.Code[:2] == "08", // connection exception
 			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", // admin/crash shutdown, cannot connect now
-			pe.Code == "25006", // read-only SQL transaction (a standby, or default_transaction_read_only)
-			pe.Code == "53300", // too many connections
+			pe.Code == "25006",                     // read-only SQL transaction (a standby, or default_transaction_read_only)
+			pe.Code == "53300",                     // too many connections
 			pe.Code == "40001", pe.Code == "40P01": // serialization failure or deadlock after the retries
 			return true
 		}
