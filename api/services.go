@@ -222,4 +222,6 @@ type Services struct {
 	Auditor    Auditor
 	Revocation RevocationChecker
 	Ready      ReadinessChecker
+	// Offline serves GET /trust-bundle, the signed trust bundle of offline verification.
+	Offline TrustBundleSource
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/mohr-hix/mohr/internal/audit"
 	"github.com/mohr-hix/mohr/internal/hixext"
 	"github.com/mohr-hix/mohr/signing"
+	"github.com/mohr-hix/mohr/signing/offline"
 	"github.com/mohr-hix/mohr/tokens"
 	"github.com/mohr-hix/mohr/tokens/sqlstore"
 )
@@ -66,6 +67,7 @@ type node struct {
 	cp       *audit.Checkpointer
 	vkey     string
 	seal     signing.Seal
+	bundle   *offline.Publisher
 	closers  []func() error
 }
 
@@ -208,6 +210,9 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	}
 	n.tokens = &tokens.Service{Store: ts, Issuer: adapterIssuer{n.ca}, Revoker: tokenRevoker{n.rev}}
 	n.seal = signing.Seal{Signer: sealKey, Chain: append([]*x509.Certificate{sealCert}, chain...)}
+	if n.bundle, err = n.trustBundlePublisher(ctx); err != nil {
+		return fail(err)
+	}
 	return n, nil
 }
 
@@ -255,11 +260,12 @@ func (n *node) apiServer() (*api.Server, error) {
 		Revocation: clientRevocation{n.st},
 		Ready:      readiness{n.st},
 		CAAdmin:    caAdmin{n},
+		Offline:    n.bundle,
 	})
 }
 
 // publicPaths are the routes of the plain-HTTP listener: what relying parties fetch without credentials.
-var publicPaths = []string{"/healthz", "/readyz", "/crl/", "/ocsp", "/tsa", "/ca/"}
+var publicPaths = []string{"/healthz", "/readyz", "/crl/", "/ocsp", "/tsa", "/ca/", "/trust-bundle"}
 
 func publicOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

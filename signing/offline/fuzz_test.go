@@ -47,7 +47,7 @@ func FuzzBase45(f *testing.F) {
 // FuzzPayload: a payload that parses re-encodes to the same bytes (canonical, no malleability).
 func FuzzPayload(f *testing.F) {
 	p := &Payload{Version: 1, ID: make([]byte, 16), Issued: 1772359200, Patient: "0499370899", Prescriber: "123456",
-		Medicines: []Medicine{{Code: "J01CA04", Dosage: "1 capsule every 8 hours", Quantity: 20, Unit: "capsule"}},
+		Medicines:     []Medicine{{Code: "J01CA04", Dosage: "1 capsule every 8 hours", Quantity: 20, Unit: "capsule"}},
 		ContentSHA256: make([]byte, 32), SignatureSHA256: make([]byte, 32)}
 	b, err := p.Marshal()
 	if err != nil {

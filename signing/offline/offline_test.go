@@ -461,3 +461,40 @@ func photo(q *QR, scale int) image.Image {
 	}
 	return img
 }
+
+// TestPublisherRefresh: the served bundle is reused for Refresh, then rebuilt with a new revocation snapshot;
+// what it serves opens with the pinned key for Validity and not after (fake clock across days).
+func TestPublisherRefresh(t *testing.T) {
+	f := newFixture(t)
+	var revoked []Revoked
+	calls := 0
+	pub := &Publisher{Seal: f.seal, Now: f.pki.Clock.Now, Refresh: time.Hour, Validity: 3 * 24 * time.Hour,
+		Content: func(context.Context) (BundleInput, error) {
+			calls++
+			in := f.bundleInput(time.Time{})
+			in.Revoked = revoked
+			return in, nil
+		}}
+	ctx := context.Background()
+	b1, iss1, next1, err := pub.Bundle(ctx)
+	if err != nil || next1.Sub(iss1) != 3*24*time.Hour {
+		t.Fatalf("first bundle: %v %v %v", err, iss1, next1)
+	}
+	revoked = []Revoked{{Issuer: f.pki.Intermediate, Serial: f.doc.Cert.SerialNumber, RevokedAt: t0}}
+	f.pki.Clock.Advance(30 * time.Minute)
+	if b2, _, _, _ := pub.Bundle(ctx); !bytes.Equal(b1, b2) || calls != 1 {
+		t.Fatal("bundle rebuilt before Refresh")
+	}
+	f.pki.Clock.Advance(31 * time.Minute)
+	b3, iss3, _, err := pub.Bundle(ctx)
+	if err != nil || bytes.Equal(b1, b3) || calls != 2 || !iss3.After(iss1) {
+		t.Fatalf("bundle not rebuilt after Refresh: %v", err)
+	}
+	ob, err := OpenBundle(b3, f.seal.Public(), f.pki.Clock.Now())
+	if err != nil || ob.RevokedCount != 1 {
+		t.Fatalf("rebuilt bundle: %v", err)
+	}
+	if _, err := OpenBundle(b1, f.seal.Public(), iss1.Add(3*24*time.Hour)); !errors.Is(err, ErrBundleExpired) {
+		t.Fatalf("bundle past its validity: %v", err)
+	}
+}
