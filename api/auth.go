@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"net/http"
+	"slices"
 )
 
 var (
@@ -45,6 +46,9 @@ func (s *Server) authenticate(r *http.Request) (*Identity, error) {
 		if err != nil {
 			return nil, errBadCredential
 		}
+		if err := apiCredential(leaf); err != nil {
+			return nil, errBadCredential
+		}
 		if id, err = RoleFromCertificate(leaf); err != nil {
 			return nil, errBadCredential
 		}
@@ -60,4 +64,28 @@ func (s *Server) authenticate(r *http.Request) (*Identity, error) {
 		}
 	}
 	return &id, nil
+}
+
+// apiCredential checks that a client certificate was issued under a profile meant for API access (facility-adapter,
+// physician-auth, organisation-auth, operator), as adapter/gateway checks the facility-adapter profile:
+//
+//   - the extended key usage names id-kp-clientAuth explicitly (RFC 5280 §4.2.1.12). Go's path validation
+//     accepts a certificate without the extension for any purpose; a physician's non-repudiation certificate
+//     or an organisation seal has none and must not log in;
+//   - the key usage allows digitalSignature (the TLS handshake signature) and not contentCommitment: a
+//     signing key never doubles as an authentication key, since a key that answers TLS handshakes signs
+//     whatever a server hands it (ETSI EN 319 412-2 §4.3.2);
+//   - it is not a CA certificate.
+func apiCredential(leaf *x509.Certificate) error {
+	switch {
+	case !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth):
+		return errors.New("api: no clientAuth extended key usage")
+	case leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0:
+		return errors.New("api: no digitalSignature key usage")
+	case leaf.KeyUsage&x509.KeyUsageContentCommitment != 0:
+		return errors.New("api: a signing (contentCommitment) key is not an API credential")
+	case leaf.IsCA:
+		return errors.New("api: CA certificate")
+	}
+	return nil
 }

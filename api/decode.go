@@ -114,6 +114,11 @@ func (sub *SubjectIDs) validate() error {
 		}
 		sub.CouncilNumber = v
 	}
+	switch Role(sub.Role) {
+	case "", RoleOperator, RoleRAOfficer, RoleAuditor, RolePharmacy, RoleInsurer:
+	default:
+		return invalid("subject.role must be operator, ra-officer, auditor, pharmacy or insurer")
+	}
 	if len(sub.DNSNames) > 16 {
 		return invalid("at most 16 dnsNames")
 	}

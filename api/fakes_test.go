@@ -20,6 +20,7 @@ type recorder struct {
 	events []audit.Event
 	err    error // returned by every service method when set
 	panics bool
+	issued []IssueRequest // what Certs.Issue was asked for
 }
 
 func newRecorder() *recorder { return &recorder{calls: map[string]int{}} }
@@ -55,6 +56,7 @@ func (r *recorder) reset() {
 	defer r.mu.Unlock()
 	r.calls = map[string]int{}
 	r.events = nil
+	r.issued = nil
 	r.err = nil
 	r.panics = false
 }
@@ -83,6 +85,9 @@ func fakeRecord(serial string) ca.CertRecord {
 }
 
 func (f fakeCerts) Issue(_ context.Context, req IssueRequest) (ca.CertRecord, error) {
+	f.r.mu.Lock()
+	f.r.issued = append(f.r.issued, req)
+	f.r.mu.Unlock()
 	return fakeRecord("abc"), f.r.rec("Certs.Issue")
 }
 func (f fakeCerts) Get(_ context.Context, serial string) (ca.CertRecord, error) {

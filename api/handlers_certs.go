@@ -85,25 +85,6 @@ func actor(r *http.Request) string {
 	return id.Actor()
 }
 
-func (s *Server) handleIssue(w http.ResponseWriter, r *http.Request) {
-	var b issueBody
-	if err := decodeJSON(r, &b); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := b.validate(); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	rec, err := s.svc.Certs.Issue(r.Context(), IssueRequest{Profile: b.Profile, CSR: b.CSR, Subject: b.Subject, Actor: actor(r)})
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	w.Header().Set("Location", "/v1/certificates/"+rec.Serial)
-	writeJSON(w, http.StatusCreated, viewCert(rec))
-}
-
 func (s *Server) handleListCerts(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := ca.CertFilter{Profile: q.Get("profile"), Status: ca.Status(q.Get("status")), Subject2: q.Get("subject"), After: strings.ToLower(q.Get("after"))}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -16,12 +17,22 @@ import (
 // maxShard bounds the shard number a client may ask for.
 const maxShard = 1 << 16
 
+// reShard is the canonical form of a shard number: decimal, no sign, no leading zero.
+var reShard = regexp.MustCompile(`^(0|[1-9][0-9]{0,5})$`)
+
 // handleCRL serves a shard's CRL (RFC 5280 §5) with caching headers derived from it: Last-Modified is
 // thisUpdate, Expires and Cache-Control max-age run to nextUpdate, the ETag is a digest of the DER. Conditional
 // requests (If-None-Match, If-Modified-Since) get 304 from http.ServeContent.
 func (s *Server) handleCRL(w http.ResponseWriter, r *http.Request) {
-	shard, err := strconv.Atoi(chi.URLParam(r, "shard"))
-	if err != nil || shard < 0 || shard > maxShard {
+	// Only the canonical decimal form names a shard: "00", "+1" or "0x1" would be other URLs for the same
+	// CRL, each a separate cache entry at every CDN in front of this one.
+	raw := chi.URLParam(r, "shard")
+	if !reShard.MatchString(raw) {
+		s.problem(w, probNotFound, "")
+		return
+	}
+	shard, err := strconv.Atoi(raw)
+	if err != nil || shard > maxShard {
 		s.problem(w, probNotFound, "")
 		return
 	}
@@ -35,6 +46,9 @@ func (s *Server) handleCRL(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", ctPKIXCRL)
 	h.Set("ETag", `"`+hex.EncodeToString(sum[:16])+`"`)
 	setCacheUntil(h, s.cfg.Now(), nextUpdate)
+	// CRLs are small: no byte ranges, so http.ServeContent never answers with its own text/plain 416.
+	r.Header.Del("Range")
+	r.Header.Del("If-Range")
 	http.ServeContent(w, r, "", thisUpdate.UTC(), bytes.NewReader(der))
 }
 

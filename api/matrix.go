@@ -283,6 +283,9 @@ func AccessMatrixMarkdown() string {
 		if rt.dual {
 			note = " (dual control)"
 		}
+		if rt.op == "issueCertificate" {
+			note = " (per profile, below)"
+		}
 		fmt.Fprintf(&b, "| %s | `%s`%s | %s |", rt.method, rt.pattern, note, anon)
 		for _, r := range Roles {
 			cell := "-"
@@ -298,5 +301,8 @@ func AccessMatrixMarkdown() string {
 		}
 		b.WriteString("\n")
 	}
+	b.WriteString("\nIssuance by profile (`POST /v1/certificates`; \"dual control\": a pending approval that a second operator\n" +
+		"executes; every other role is refused before the profile is looked at):\n\n")
+	b.WriteString(issuanceMatrixMarkdown())
 	return b.String()
 }

@@ -69,6 +69,7 @@ type leafOpts struct {
 	notBefore time.Time
 	notAfter  time.Time
 	eku       []x509.ExtKeyUsage
+	keyUsage  x509.KeyUsage // digitalSignature when zero
 }
 
 type testLeaf struct {
@@ -96,6 +97,9 @@ func (ca *testCA) issue(t testing.TB, o leafOpts) testLeaf {
 		NotAfter:     o.notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  o.eku,
+	}
+	if o.keyUsage != 0 {
+		tmpl.KeyUsage = o.keyUsage
 	}
 	if o.policy != nil {
 		oid, err := x509.OIDFromInts(oidInts(append(append([]int{}, hixext.OIDRoleBase...), o.policy...)))

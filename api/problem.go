@@ -79,6 +79,8 @@ type (
 	conflictError interface{ Conflict() bool }
 	invalidError  interface{ Invalid() bool }
 	deniedError   interface{ Denied() bool }
+	// unavailableError: a dependency (TSA, revocation source) could not answer now; 503 with Retry-After.
+	unavailableError interface{ Unavailable() bool }
 )
 
 // classify maps an error to a problem kind. known is false for errors api does not recognise; those answer a
@@ -127,6 +129,10 @@ func classify(err error) (k problemKind, detail string, known bool) {
 	var dn deniedError
 	if errors.As(err, &dn) && dn.Denied() {
 		return probForbidden, "", true
+	}
+	var ua unavailableError
+	if errors.As(err, &ua) && ua.Unavailable() {
+		return probUnavailable, "", true
 	}
 	return probInternal, "", false
 }

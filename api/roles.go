@@ -89,8 +89,8 @@ var errNoRole = errors.New("api: certificate does not map to exactly one role")
 //   - the Common PKI admission extension together with a valid national code in the subject serialNumber
 //     ("IDCIR-<code>", ETSI EN 319 412-1 §5.1.3) gives role physician.
 //
-// Every rule also requires the clientAuth extended key usage (or none at all, which RFC 5280 reads as any);
-// the chain check in verifyClient enforces that.
+// authenticate also requires an API profile (apiCredential): clientAuth named explicitly in the extended key
+// usage, digitalSignature without contentCommitment, not a CA.
 func RoleFromCertificate(cert *x509.Certificate) (Identity, error) {
 	id := Identity{
 		Subject:     fmt.Sprintf("cert:%x", cert.SerialNumber),

@@ -16,7 +16,7 @@ import (
 //
 // Errors: implementations return their own errors. api maps ca.ErrNotFound to 404, ca.ErrConflict and
 // ca.ErrDuplicateSerial to 409, the internal/ids errors to 422, and otherwise looks for these methods with
-// errors.As: NotFound() bool (404), Conflict() bool (409), Invalid() bool (422), Denied() bool (403). Anything
+// errors.As: NotFound() bool (404), Conflict() bool (409), Invalid() bool (422), Denied() bool (403), Unavailable() bool (503). Anything
 // else is a 500 whose text only the access log sees.
 
 // SubjectIDs are the identifiers a certificate is to be bound to. Which are required depends on the profile.
@@ -27,6 +27,9 @@ type SubjectIDs struct {
 	NationalCode  string   `json:"nationalCode,omitempty"`
 	CouncilNumber string   `json:"councilNumber,omitempty"`
 	DNSNames      []string `json:"dnsNames,omitempty"`
+	// Role is the role policy of an organisation-auth (pharmacy, insurer) or operator certificate
+	// (operator, ra-officer, auditor).
+	Role string `json:"role,omitempty"`
 }
 
 // IssueRequest asks the CA to issue a certificate.

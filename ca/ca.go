@@ -172,6 +172,9 @@ func (c *CA) Issue(ctx context.Context, r Request) (*x509.Certificate, error) {
 	if err := CheckKey(r.CSR.PublicKey, c.opt.BlockedKeys); err != nil {
 		return nil, err
 	}
+	if err := c.checkKeyPurpose(ctx, r); err != nil {
+		return nil, err
+	}
 	now := c.opt.Now()
 	if err := c.checkStanding(ctx, &r, now); err != nil {
 		return nil, err

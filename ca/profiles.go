@@ -128,10 +128,10 @@ func (c *CA) normalize(r Request) (Request, error) {
 			return bad("organisation-auth certificates need the organisation's name")
 		}
 	case ProfileOrganisationSeal:
-		if r.Role != "" {
-			if _, ok := hixext.RoleOIDs[r.Role]; !ok {
-				return bad("unknown role %q", r.Role)
-			}
+		// A seal names the organisation it seals for (pharmacy or insurer) or none (the exchange's own seal).
+		// It never carries a staff role: a seal is a signing key, and roles are for API credentials.
+		if r.Role != "" && r.Role != "pharmacy" && r.Role != "insurer" {
+			return bad("organisation-seal certificates take no role or pharmacy or insurer")
 		}
 		if r.CommonName == "" {
 			return bad("organisation-seal certificates need the organisation's name")

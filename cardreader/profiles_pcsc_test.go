@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"github.com/mohr-hix/mohr/internal/testenv"
 	"math/big"
 	"os/exec"
 	"strings"
@@ -313,9 +314,7 @@ func TestWaitForCardCancel(t *testing.T) {
 // TestOutsideTools checks the virtual card with tools that are not Mohr: pcsc_scan and opensc-tool.
 func TestOutsideTools(t *testing.T) {
 	for _, tool := range []string{"pcsc_scan", "opensc-tool"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
+		testenv.Tool(t, tool)
 	}
 	vc := newVirtual(t, virtualcard.Config{Profile: virtualcard.ProfileCouncil})
 	_, card, _ := insert(t, vc)

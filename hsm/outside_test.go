@@ -13,9 +13,7 @@ import (
 
 func pkcs11Tool(t *testing.T, module string, args ...string) string {
 	t.Helper()
-	if _, err := exec.LookPath("pkcs11-tool"); err != nil {
-		testenv.Missing(t, "pkcs11-tool (package opensc)")
-	}
+	testenv.Tool(t, "pkcs11-tool")
 	out, err := exec.Command("pkcs11-tool", append([]string{"--module", module}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("pkcs11-tool %v: %v\n%s", args, err, out)

@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/asn1"
+	"github.com/mohr-hix/mohr/internal/testenv"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -131,11 +131,7 @@ var toolMu sync.Mutex
 // needTool skips unless the outside tool is installed.
 func needTool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s not installed", name)
-	}
-	return p
+	return testenv.Tool(t, name)
 }
 
 func writeFile(t *testing.T, dir, name string, b []byte) string {

@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -8,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"golang.org/x/crypto/ocsp"
 )
 
 // Prescription is what the exchange keeps of an accepted prescription.
@@ -53,9 +56,24 @@ func SealReport(ctx context.Context, r *Report, s Seal, now func() time.Time) ([
 	return Sign(ctx, js, SignOptions{Signer: s.Signer, Chain: s.Chain, Now: now, MIMEType: MIMEReportJSON, NoPolicy: true})
 }
 
+// FreshRevocationSource is a RevocationSource that can also give an OCSP response produced at or after a given
+// time. The Ingestor prefers it: B-LT must embed revocation data produced after the signature timestamp it has
+// just added (docs/signature-policy.md §4; EN 319 102-1 §5.6.2.3 freshness), which a responder's pre-signed
+// responses (RFC 5019 §4, refreshed every few hours) never are. Mohr's own responder implements it by signing a
+// response for the ingestion (revocation.Responder.SignFresh).
+type FreshRevocationSource interface {
+	RevocationSource
+	OCSPAfter(ctx context.Context, cert, issuer *x509.Certificate, notBefore time.Time) ([]byte, error)
+}
+
+// ErrStaleRevocation: the revocation source answered with a response produced before the signature timestamp,
+// which B-LT may not embed. The prescription was not rejected; the exchange could not finish and the caller may
+// retry.
+var ErrStaleRevocation = errors.New("signing: revocation data produced before the signature timestamp")
+
 // Ingestor is the exchange's arrival path for signed prescriptions (ARCHITECTURE.md "Signed prescriptions"):
-// validate the B-B signature, add a signature timestamp (B-T), add OCSP responses fetched after the timestamp
-// and the certificates needed (B-LT), validate the result, store it and return a sealed validation report.
+// validate the B-B signature, add a signature timestamp (B-T), add OCSP responses produced at or after the
+// timestamp's genTime and the certificates needed (B-LT), validate the result, store it and return a sealed validation report.
 type Ingestor struct {
 	Verifier    *Verifier
 	Timestamper Timestamper
@@ -108,9 +126,13 @@ func (in *Ingestor) Ingest(ctx context.Context, der []byte) (*IngestResult, erro
 	if issuer == nil {
 		return nil, errors.New("signing: issuer of the signing certificate not in the signature")
 	}
-	resp, err := in.Revocation.OCSP(ctx, signer, issuer)
+	genTime, err := newestSignatureTimestamp(bt)
 	if err != nil {
-		return nil, fmt.Errorf("signing: fetch OCSP: %w", err)
+		return nil, err
+	}
+	resp, err := in.revocationAfter(ctx, signer, issuer, genTime)
+	if err != nil {
+		return nil, err
 	}
 	vd := ValidationData{OCSP: [][]byte{resp}}
 	if tsaCerts, err := timestampCerts(bt); err == nil {
@@ -153,4 +175,60 @@ func findIssuer(c *x509.Certificate, pool []*x509.Certificate) *x509.Certificate
 		}
 	}
 	return nil
+}
+
+// revocationAfter obtains an OCSP response for signer produced at or after t (its producedAt and its thisUpdate),
+// from a FreshRevocationSource when Revocation is one, else from Revocation as it answers. Anything older is
+// ErrStaleRevocation: never embedded.
+func (in *Ingestor) revocationAfter(ctx context.Context, signer, issuer *x509.Certificate, t time.Time) ([]byte, error) {
+	var der []byte
+	var err error
+	if f, ok := in.Revocation.(FreshRevocationSource); ok {
+		der, err = f.OCSPAfter(ctx, signer, issuer, t)
+	} else {
+		der, err = in.Revocation.OCSP(ctx, signer, issuer)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("signing: fetch OCSP: %w", err)
+	}
+	r, err := ocsp.ParseResponseForCert(der, signer, issuer)
+	if err != nil {
+		return nil, fmt.Errorf("signing: fetched OCSP response: %w", err)
+	}
+	if r.ProducedAt.Before(t) || r.ThisUpdate.Before(t) {
+		return nil, fmt.Errorf("%w: produced %s, thisUpdate %s, timestamp %s", ErrStaleRevocation,
+			r.ProducedAt.UTC().Format(time.RFC3339), r.ThisUpdate.UTC().Format(time.RFC3339), t.UTC().Format(time.RFC3339Nano))
+	}
+	return der, nil
+}
+
+// newestSignatureTimestamp returns the latest genTime among the signature timestamps of der (the one Ingest has
+// just added is the newest).
+func newestSignatureTimestamp(der []byte) (time.Time, error) {
+	sd, err := parseOne(der)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var newest time.Time
+	for _, a := range sd.signers[0].unsignedAttrs {
+		if !bytes.Equal(a.oid, dSigTimeStamp) {
+			continue
+		}
+		tok, ok := a.single()
+		var tsd signedData
+		if !ok || parseSignedData(tok, &tsd) != nil || !tsd.hasContent {
+			return time.Time{}, formatErr("signature timestamp token")
+		}
+		info, err := parseTSTInfo(tsd.content)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if info.genTime.After(newest) {
+			newest = info.genTime
+		}
+	}
+	if newest.IsZero() {
+		return time.Time{}, formatErr("no signature timestamp")
+	}
+	return newest, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"github.com/mohr-hix/mohr/internal/testenv"
 	"os/exec"
 	"strings"
 	"sync"
@@ -59,7 +60,7 @@ func TestIngest(t *testing.T) {
 		t.Fatal(r.Summary())
 	}
 	// The sealed report passes OpenSSL.
-	if openssl, err := exec.LookPath("openssl"); err == nil {
+	if openssl := testenv.Tool(t, "openssl"); openssl != "" {
 		dir := t.TempDir()
 		root, _ := f.pki.WritePEM(dir)
 		p := writeFile(t, dir, "report.p7s", res.SealedReport)
@@ -75,5 +76,61 @@ func TestIngest(t *testing.T) {
 	res, err = in.Ingest(ctx, bad)
 	if !errors.Is(err, ErrRejected) || res == nil || res.Report.Passed() || len(res.SealedReport) == 0 || len(store.recs) != 1 {
 		t.Fatalf("tampered: err %v", err)
+	}
+}
+
+// staleThenFresh answers OCSP with a response made earlier (a pre-signed one) and OCSPAfter with whatever fresh
+// says; a FreshRevocationSource that ignores notBefore is modelled by fresh returning the old response.
+type staleThenFresh struct {
+	old   []byte
+	fresh func() ([]byte, error)
+}
+
+func (s staleThenFresh) OCSP(context.Context, *x509.Certificate, *x509.Certificate) ([]byte, error) {
+	return s.old, nil
+}
+
+func (s staleThenFresh) OCSPAfter(context.Context, *x509.Certificate, *x509.Certificate, time.Time) ([]byte, error) {
+	return s.fresh()
+}
+
+// TestIngestRefusesStaleRevocation: B-LT never embeds an OCSP response produced before the signature timestamp
+// (docs/signature-policy.md §4). A source that only has a pre-signed response makes ingestion fail with
+// ErrStaleRevocation (retryable, nothing stored, not a rejection); a FreshRevocationSource is asked for one
+// produced after the timestamp, and is not believed when it answers with an older one.
+func TestIngestRefusesStaleRevocation(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	sealLeaf, err := f.pki.Issue(testpki.OrganisationSeal, testpki.LeafOptions{CommonName: "Mohr Health Information Exchange"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := f.pki.OCSP(f.doc.Cert) // pre-signed now
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.pki.Clock.Advance(5*time.Minute + time.Second)
+	store := &memStore{}
+	mk := func(src RevocationSource) *Ingestor {
+		return &Ingestor{Verifier: f.verifier(t, nil), Timestamper: f.tsa, Revocation: src, Store: store,
+			Seal: Seal{Signer: sealLeaf.Key, Chain: sealLeaf.Chain}, Now: f.pki.Clock.Now}
+	}
+	bb := f.signBB(t, f.doc, f.physician)
+	for name, src := range map[string]RevocationSource{
+		"pre-signed only":          RevocationFunc(func(context.Context, *x509.Certificate, *x509.Certificate) ([]byte, error) { return old, nil }),
+		"fresh source lies":        staleThenFresh{old: old, fresh: func() ([]byte, error) { return old, nil }},
+		"fresh source for another": staleThenFresh{old: old, fresh: func() ([]byte, error) { return f.pki.OCSP(f.tsaLeaf.Cert) }},
+	} {
+		res, err := mk(src).Ingest(ctx, bb)
+		if errors.Is(err, ErrRejected) || err == nil || len(store.recs) != 0 {
+			t.Fatalf("%s: err %v, result %+v, %d stored", name, err, res, len(store.recs))
+		}
+		if name != "fresh source for another" && !errors.Is(err, ErrStaleRevocation) {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	res, err := mk(staleThenFresh{old: old, fresh: func() ([]byte, error) { return f.pki.OCSP(f.doc.Cert) }}).Ingest(ctx, bb)
+	if err != nil || res.Report.Level != "B-LT" || len(store.recs) != 1 {
+		t.Fatalf("fresh: %v", err)
 	}
 }

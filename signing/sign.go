@@ -58,6 +58,12 @@ type SignOptions struct {
 	// Policy is the signature policy; RxPolicy() when nil. NoPolicy omits the attribute (sealed reports).
 	Policy   *SignaturePolicy
 	NoPolicy bool
+	// PAdES makes the CMS of a PAdES baseline signature (ETSI EN 319 142-1 §5.1, SubFilter
+	// ETSI.CAdES.detached) instead of a prescription signature: content is the PDF's /ByteRange bytes and is
+	// not enveloped (detached), and the signed attributes are content-type (id-data), message-digest,
+	// signing-certificate-v2 and CMS algorithm protection only. EN 319 142-1 §5.2.1 forbids signing-time (the
+	// claimed time goes to the signature dictionary's /M); mime-type, commitment type and policy are left out.
+	PAdES bool
 }
 
 // Sign makes an HIX-Rx-CAdES B-B signature (ETSI EN 319 122-1 §5.2; docs/signature-policy.md): a CMS
@@ -103,7 +109,7 @@ func Sign(ctx context.Context, content []byte, o SignOptions) ([]byte, error) {
 	attrs := [][]byte{
 		attribute(oidAttrContentType, func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(oidData) }),
 		attribute(oidAttrMessageDigest, func(b *cryptobyte.Builder) { b.AddASN1OctetString(md.Sum(nil)) }),
-		attribute(oidAttrSigningTime, func(b *cryptobyte.Builder) { utcOrGeneralized(b, now()) }),
+		nil, // signing-time, below
 		signingCertV2Attr(cert, h),
 		attribute(oidAttrAlgProtection, func(b *cryptobyte.Builder) {
 			// CMSAlgorithmProtection ::= SEQUENCE { digestAlgorithm, signatureAlgorithm [1] IMPLICIT ... }
@@ -121,7 +127,12 @@ func Sign(ctx context.Context, content []byte, o SignOptions) ([]byte, error) {
 			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(oidCommitmentOrigin) })
 		}),
 	}
-	if !o.NoPolicy {
+	if o.PAdES {
+		attrs = append(attrs[:2], attrs[3:5]...)
+	} else {
+		attrs[2] = attribute(oidAttrSigningTime, func(b *cryptobyte.Builder) { utcOrGeneralized(b, now()) })
+	}
+	if !o.NoPolicy && !o.PAdES {
 		pol := RxPolicy()
 		if o.Policy != nil {
 			pol = *o.Policy
@@ -138,6 +149,11 @@ func Sign(ctx context.Context, content []byte, o SignOptions) ([]byte, error) {
 		signedAttrs: signedAttrs, sigAlg: sigAlg, signature: sig,
 	}
 	sd := signedDataParts{digestAlgs: [][]byte{digestAlg}, eContentType: oidData, content: content, signerInfos: [][]byte{si.marshal()}}
+	if o.PAdES { // detached: EncapsulatedContentInfo without eContent (RFC 5652 §5.2)
+		var b cryptobyte.Builder
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(oidData) })
+		sd.eContentRaw = b.BytesOrPanic()
+	}
 	for _, c := range o.Chain {
 		if !bytes.Equal(c.RawSubject, c.RawIssuer) || c.CheckSignatureFrom(c) != nil { // never the root
 			sd.certs = append(sd.certs, c.Raw)

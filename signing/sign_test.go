@@ -3,6 +3,7 @@ package signing
 import (
 	"context"
 	"errors"
+	"github.com/mohr-hix/mohr/internal/testenv"
 	"os/exec"
 	"strings"
 	"testing"
@@ -110,7 +111,7 @@ func TestArchiveTimestamp(t *testing.T) {
 			t.Fatal("passed")
 		}
 	})
-	if openssl, err := exec.LookPath("openssl"); err == nil {
+	if openssl := testenv.Tool(t, "openssl"); openssl != "" {
 		dir := t.TempDir()
 		root, _ := f.pki.WritePEM(dir)
 		out, err := exec.Command(openssl, "cms", "-verify", "-binary", "-inform", "DER", "-in", writeFile(t, dir, "lta.p7s", lta2),

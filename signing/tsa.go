@@ -232,7 +232,9 @@ func parseTSRequest(der []byte) (req tsRequest, failBit int, err error) {
 func (t *TSA) Respond(ctx context.Context, reqDER []byte) ([]byte, error) {
 	req, fail, err := parseTSRequest(reqDER)
 	if err != nil {
-		return rejection(fail, err.Error()), nil
+		// The statusString is for a public, unauthenticated caller: a fixed text per failure, never the
+		// parser's error (RFC 3161 §2.4.2 leaves the text free; internal detail does not belong in it).
+		return rejection(fail, failText(fail)), nil
 	}
 	if req.policy != nil && !req.policy.Equal(t.cfg.Policy) {
 		return rejection(FailUnacceptedPolicy, "policy not supported"), nil
@@ -250,6 +252,25 @@ func (t *TSA) Respond(ctx context.Context, reqDER []byte) ([]byte, error) {
 		b.AddBytes(token)
 	})
 	return b.Bytes()
+}
+
+// failText is the statusString sent with a PKIFailureInfo bit.
+func failText(bit int) string {
+	switch bit {
+	case FailBadAlg:
+		return "unrecognized or unsupported algorithm"
+	case FailBadDataFormat:
+		return "the data submitted has the wrong format"
+	case FailUnacceptedPolicy:
+		return "policy not supported"
+	case FailUnacceptedExtension:
+		return "extensions not supported"
+	case FailTimeNotAvailable:
+		return "time source not available"
+	case FailSystemFailure:
+		return "system failure"
+	}
+	return "transaction not permitted or supported"
 }
 
 // rejection encodes a TimeStampResp with status rejection, a statusString and one failInfo bit.

@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -78,6 +79,10 @@ func TestTSARespond(t *testing.T) {
 			st, bit := respStatus(t, resp)
 			if st != tc.status || bit != tc.failBit {
 				t.Fatalf("status %d bit %d, want %d %d", st, bit, tc.status, tc.failBit)
+			}
+			// The statusString goes to unauthenticated callers: no internal error text.
+			if bytes.Contains(resp, []byte("signing:")) || bytes.Contains(resp, []byte("asn1")) {
+				t.Fatalf("internal error text in the response: %q", resp)
 			}
 			if st == 0 {
 				ts, err := timestamp.ParseResponse(resp) // interop: digitorus parses and verifies it

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"github.com/mohr-hix/mohr/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,7 +51,7 @@ func TestKeystorePKCS8(t *testing.T) {
 		}
 	}
 	// OpenSSL reads the PBES2 structure as an outside check.
-	if _, err := exec.LookPath("openssl"); err == nil {
+	if testenv.Tool(t, "openssl") != "" {
 		dir := t.TempDir()
 		f := filepath.Join(dir, "ks.pem")
 		os.WriteFile(f, pemData, 0o600)
@@ -80,7 +81,7 @@ func TestKeystorePKCS12(t *testing.T) {
 	if _, err := tokens.DecodePKCS12(pfx, "wrong"); !errors.Is(err, tokens.ErrBadPassword) {
 		t.Fatalf("wrong password: %v", err)
 	}
-	if _, err := exec.LookPath("openssl"); err == nil {
+	if testenv.Tool(t, "openssl") != "" {
 		f := filepath.Join(t.TempDir(), "ks.p12")
 		os.WriteFile(f, pfx, 0o600)
 		if out, err := exec.Command("openssl", "pkcs12", "-in", f, "-passin", "pass:s3cret-pass", "-noout").CombinedOutput(); err != nil {

@@ -93,10 +93,7 @@ func TestPhysicalTokenSoftHSM(t *testing.T) {
 		t.Fatalf("gateway with the physical token: %d %q", resp.StatusCode, body)
 	}
 
-	tool, err := exec.LookPath("pkcs11-tool")
-	if err != nil {
-		t.Skip("pkcs11-tool not installed")
-	}
+	tool := testenv.Tool(t, "pkcs11-tool")
 	out, err := exec.Command(tool, "--module", module, "--token-label", physicalLabel, "--login", "--pin", pin, "-O").CombinedOutput()
 	if err != nil {
 		t.Fatalf("pkcs11-tool: %v\n%s", err, out)

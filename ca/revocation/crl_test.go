@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/mohr-hix/mohr/internal/testenv"
 	"math/big"
 	"os"
 	"os/exec"
@@ -209,9 +210,7 @@ func TestCRLShards(t *testing.T) {
 
 func needOpenSSL(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
-	}
+	testenv.Tool(t, "openssl")
 }
 
 // TestCRLOpenSSL is the outside check: openssl accepts every shard's CRL and, with -crl_check, rejects a

@@ -118,7 +118,8 @@ func (s *memStore) Certificates(_ context.Context, f ca.CertFilter) ([]ca.CertRe
 			continue
 		}
 		rec := s.certs[k]
-		if (f.Status != "" && rec.Status != f.Status) || (f.Profile != "" && rec.Profile != f.Profile) {
+		if (f.Status != "" && rec.Status != f.Status) || (f.Profile != "" && rec.Profile != f.Profile) ||
+			(f.Subject2 != "" && rec.Subject2 != f.Subject2) {
 			continue
 		}
 		out = append(out, rec)
@@ -357,4 +358,28 @@ func writePEM(t testing.TB, dir, name string, certs ...*x509.Certificate) string
 		t.Fatal(err)
 	}
 	return path
+}
+
+// issueFunc issues responder certificates for key through the ca package's pipeline, the one issuance pipeline.
+func (p *testPKI) issueFunc(t testing.TB, st ca.Store, key crypto.Signer) IssueFunc {
+	t.Helper()
+	c, err := ca.New(p.issuer, st, ca.DefaultConfig(), ca.Options{Now: p.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs, ok := key.(*countingSigner); ok {
+		key = cs.Signer // the CSR's proof of possession is not a responder signature
+	}
+	return func(ctx context.Context, _ crypto.PublicKey, _, notAfter time.Time) (*x509.Certificate, error) {
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+		if err != nil {
+			return nil, err
+		}
+		csr, err := x509.ParseCertificateRequest(der)
+		if err != nil {
+			return nil, err
+		}
+		return c.Issue(ctx, ca.Request{Profile: ca.ProfileOCSPResponder, CSR: csr, CommonName: "Mohr Test OCSP Responder",
+			ValidUntil: notAfter, Actor: "system:test"})
+	}
 }

@@ -33,7 +33,7 @@ func newOCSPFixture(t testing.TB, now time.Time) *ocspFixture {
 	p := newTestPKI(t, now, 4)
 	f := &ocspFixture{p: p, key: &countingSigner{Signer: newKey(t)}}
 	r, err := NewResponder(ResponderConfig{
-		Issuer: p.issuer, Store: p.store, Key: f.key, Shards: 4, Now: p.clock.Now,
+		Issuer: p.issuer, Store: p.store, Key: f.key, Shards: 4, Now: p.clock.Now, Issue: p.issueFunc(t, p.store, f.key),
 		Interval: 5 * time.Millisecond, OnError: func(err error) { f.errs = append(f.errs, err) },
 	})
 	if err != nil {
@@ -131,7 +131,7 @@ func TestResponderStatuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc := f.r.Certificate()
-	if rc == nil || rc.NotAfter.Sub(rc.NotBefore) != DefaultResponderCertLifetime+time.Minute {
+	if rc == nil || rc.NotAfter.Sub(rc.NotBefore) != DefaultResponderCertLifetime {
 		t.Fatalf("responder certificate %v", rc)
 	}
 	var nocheck bool
@@ -141,7 +141,7 @@ func TestResponderStatuses(t *testing.T) {
 	if !nocheck || len(rc.ExtKeyUsage) != 1 || rc.ExtKeyUsage[0] != x509.ExtKeyUsageOCSPSigning || rc.IsCA {
 		t.Fatalf("responder certificate profile: nocheck=%v eku=%v", nocheck, rc.ExtKeyUsage)
 	}
-	if rec, err := f.p.store.Certificate(ctx, ca.SerialHex(rc.SerialNumber)); err != nil || rec.Status != ca.StatusIssued || rec.Profile != ProfileOCSPResponder {
+	if rec, err := f.p.store.Certificate(ctx, ca.SerialHex(rc.SerialNumber)); err != nil || rec.Status != ca.StatusIssued || rec.Profile != ca.ProfileOCSPResponder {
 		t.Fatalf("responder certificate not recorded: %+v %v", rec, err)
 	}
 
@@ -486,7 +486,8 @@ func TestResponderPresignSHA1Only(t *testing.T) {
 	ctx := context.Background()
 	p := newTestPKI(t, testEpoch, 4)
 	key := &countingSigner{Signer: newKey(t)}
-	r, err := NewResponder(ResponderConfig{Issuer: p.issuer, Store: p.store, Key: key, Now: p.clock.Now, PresignSHA1Only: true})
+	r, err := NewResponder(ResponderConfig{Issuer: p.issuer, Store: p.store, Key: key, Now: p.clock.Now, PresignSHA1Only: true,
+		Issue: p.issueFunc(t, p.store, key)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,12 @@ import (
 	"github.com/mohr-hix/mohr/keys"
 )
 
+// IssueFunc issues a delegated OCSP responder certificate (RFC 6960 §4.2.2.2: id-kp-OCSPSigning and
+// id-pkix-ocsp-nocheck, short-lived) for pub, valid at most until notAfter. The composition root passes the ca
+// package's issuance pipeline (profile ocsp-responder): a certificate issued any other way would escape the
+// pipeline's intent record, lint and audit events.
+type IssueFunc func(ctx context.Context, pub crypto.PublicKey, notBefore, notAfter time.Time) (*x509.Certificate, error)
+
 // Defaults of ResponderConfig.
 const (
 	DefaultResponderCertLifetime = 4 * 24 * time.Hour
@@ -41,7 +47,8 @@ type ResponderConfig struct {
 	// Key is the delegated responder's key: any crypto.Signer (software, HSM). Every signature it returns
 	// is verified before use.
 	Key crypto.Signer
-	// Issue issues the responder certificate; nil means ResponderCertIssuer{Store, Issuer, Shards, Now}.
+	// Issue issues the responder certificate through the ca package's issuance pipeline (the composition root
+	// passes a closure over ca.CA.Issue with a CSR made by Key). Required: there is one issuance pipeline.
 	Issue IssueFunc
 	// Shards is the CRL shard count (for the responder certificate's record). At least 1.
 	Shards int
@@ -158,8 +165,7 @@ func NewResponder(cfg ResponderConfig) (*Responder, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.Issue == nil {
-		ri := &ResponderCertIssuer{Store: cfg.Store, Issuer: cfg.Issuer, Shards: cfg.Shards, Now: cfg.Now}
-		cfg.Issue = ri.Issue
+		return nil, fmt.Errorf("%w: OCSP responder certificate issuer (ResponderConfig.Issue) required", ErrConfig)
 	}
 	spk, err := subjectPublicKeyBits(cfg.Issuer.Cert.RawSubjectPublicKeyInfo)
 	if err != nil {

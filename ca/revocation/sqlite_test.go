@@ -46,7 +46,8 @@ func TestFlowOnSQLite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := NewResponder(ResponderConfig{Issuer: p.issuer, Store: st, Key: newKey(t), Shards: 4, Now: p.clock.Now})
+	k := newKey(t)
+	r, err := NewResponder(ResponderConfig{Issuer: p.issuer, Store: st, Key: k, Shards: 4, Now: p.clock.Now, Issue: p.issueFunc(t, st, k)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +104,8 @@ func TestFlowOnSQLite(t *testing.T) {
 		}
 	}
 	// A fresh responder reads the same answers back from the database.
-	r2, err := NewResponder(ResponderConfig{Issuer: p.issuer, Store: st, Key: newKey(t), Shards: 4, Now: p.clock.Now})
+	k = newKey(t)
+	r2, err := NewResponder(ResponderConfig{Issuer: p.issuer, Store: st, Key: k, Shards: 4, Now: p.clock.Now, Issue: p.issueFunc(t, st, k)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,9 +72,36 @@ func TestServeEndToEnd(t *testing.T) {
 	if code, m := call(t, op1, "GET", base+"/v1/whoami", nil); code != 200 || m["role"] != "operator" {
 		t.Fatalf("whoami op1: %d %v", code, m)
 	}
+	// The server certificate names localhost as well as the listen address (README's curl lines).
+	if code, m := call(t, op1, "GET", fmt.Sprintf("https://localhost:%d/v1/whoami", apiPort), nil); code != 200 || m["role"] != "operator" {
+		t.Fatalf("whoami at localhost: %d %v", code, m)
+	}
 	// No credential, and an auditor, cannot issue.
 	csr, _ := x509.CreateCertificateRequest(nil, &x509.CertificateRequest{}, newP256(t))
-	issue := map[string]any{"profile": "organisation-seal", "csr": csr, "subject": map[string]any{"commonName": "Razi Pharmacy"}}
+	issue := map[string]any{"profile": "organisation-auth", "csr": csr, "subject": map[string]any{"commonName": "Razi Pharmacy", "role": "pharmacy"}}
+
+	// Service certificates are not RA business: an RA officer is refused a TSA certificate; an operator gets a
+	// pending approval that a second operator executes; the certificate then exists once.
+	ra := operatorClient(t, dd, "RA Officer", "ra-officer")
+	tsaCSR, _ := x509.CreateCertificateRequest(nil, &x509.CertificateRequest{}, newP256(t))
+	tsaReq := map[string]any{"profile": "tsa", "csr": tsaCSR, "subject": map[string]any{"commonName": "Rogue TSA"}}
+	if code, m := call(t, ra, "POST", base+"/v1/certificates", tsaReq); code != 403 {
+		t.Fatalf("RA officer issued a TSA certificate: %d %v", code, m)
+	}
+	code, m := call(t, op1, "POST", base+"/v1/certificates", tsaReq)
+	if code != 202 {
+		t.Fatalf("operator TSA request: %d %v", code, m)
+	}
+	code, m = call(t, op2, "POST", base+"/v1/approvals/"+m["id"].(string)+"/approve", nil)
+	if code != 200 {
+		t.Fatalf("approve TSA issuance: %d %v", code, m)
+	}
+	// A signing certificate never logs in, whatever role policy it carries: the seal CLI refuses a staff role,
+	// and a physician's non-repudiation certificate is refused at login.
+	if _, e, code := mohr(t, dd, "cert", "issue", "--profile", "organisation-seal", "--csr", writeCSR(t, t.TempDir(), "seal", newP256(t)),
+		"--name", "Seal", "--role", "operator"); code == 0 {
+		t.Fatalf("organisation-seal with role operator issued: %s", e)
+	}
 	if code, _ := call(t, apiClient(t, dd), "POST", base+"/v1/certificates", issue); code != 401 {
 		t.Fatalf("issue without credential: %d", code)
 	}
@@ -126,7 +153,7 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 
 	// Dual control: re-key the intermediate.
-	code, m := call(t, op1, "POST", base+"/v1/ca/intermediate/rekey", map[string]any{})
+	code, m = call(t, op1, "POST", base+"/v1/ca/intermediate/rekey", map[string]any{})
 	if code != 202 {
 		t.Fatalf("rekey request: %d %v", code, m)
 	}

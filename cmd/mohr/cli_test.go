@@ -188,6 +188,14 @@ func TestCLIIssueAndRefuse(t *testing.T) {
 		{"weak key", []string{"--profile", "tsa", "--csr", writeCSR(t, dir, "weak", rsa1024), "--name", "x"}, "weak"},
 		{"unknown profile", []string{"--profile", "root-ca", "--csr", good, "--name", "x"}, "unknown profile"},
 		{"missing CSR file", []string{"--profile", "tsa", "--csr", filepath.Join(dir, "nope.csr"), "--name", "x"}, "no such file"},
+		// Role/profile pairs the help does not list (issue 13 item 2).
+		{"seal with a staff role", []string{"--profile", "organisation-seal", "--csr", good, "--name", "Seal", "--role", "operator"}, "role"},
+		{"operator credential as pharmacy", []string{"--profile", "operator", "--csr", good, "--name", "Op", "--role", "pharmacy"}, "role"},
+		{"organisation-auth as auditor", []string{"--profile", "organisation-auth", "--csr", good, "--name", "Org", "--role", "auditor"}, "role"},
+		{"role on a tsa", []string{"--profile", "tsa", "--csr", good, "--name", "TSA", "--role", "operator"}, "role"},
+		// The physician's signing key may not become their authentication key.
+		{"signing key as auth key", []string{"--profile", "physician-auth", "--csr", filepath.Join(dir, "physician-signing.csr"),
+			"--name", "Dr Sara Ahmadi", "--national-code", "0499370899", "--council-no", "123456"}, "another purpose"},
 	}
 	for _, r := range refusals {
 		t.Run(r.name, func(t *testing.T) {

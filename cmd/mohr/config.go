@@ -70,6 +70,16 @@ type Config struct {
 	ShutdownTimeout ca.Duration `yaml:"shutdown_timeout"`
 
 	dataDir string
+	// now is the clock of every service a node wires (tests run it fast); time.Now when nil.
+	now func() time.Time
+}
+
+// clock returns the configured clock, time.Now by default.
+func (c *Config) clock() func() time.Time {
+	if c.now != nil {
+		return c.now
+	}
+	return time.Now
 }
 
 const (

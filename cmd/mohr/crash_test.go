@@ -97,7 +97,7 @@ func TestCrashConsistency(t *testing.T) {
 				defer wg.Done()
 				for ctx.Err() == nil {
 					csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "x"}}, newP256(t))
-					body, _ := json.Marshal(map[string]any{"profile": "organisation-seal", "csr": csr, "subject": map[string]any{"commonName": "Crash Test Pharmacy"}})
+					body, _ := json.Marshal(map[string]any{"profile": "organisation-auth", "csr": csr, "subject": map[string]any{"commonName": "Crash Test Pharmacy", "role": "pharmacy"}})
 					req, _ := http.NewRequestWithContext(ctx, "POST", fmt.Sprintf("https://127.0.0.1:%d/v1/certificates", apiPort), bytes.NewReader(body))
 					req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
 					req.Header.Set("Content-Type", "application/json")

@@ -135,7 +135,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	}
 	n.ts = ts
 	n.closers = append(n.closers, db.Close)
-	if n.ca, err = ca.New(is, n.st, cfg.CA.Issuance, ca.Options{RA: registryRA{ts}}); err != nil {
+	if n.ca, err = ca.New(is, n.st, cfg.CA.Issuance, ca.Options{RA: registryRA{ts}, Now: cfg.clock()}); err != nil {
 		return fail(err)
 	}
 	if b, err := os.ReadFile(revokedMarker(cfg)); err == nil {
@@ -160,7 +160,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 		return fail(err)
 	}
 	n.ocsp, err = revocation.NewResponder(revocation.ResponderConfig{Issuer: is, Store: n.st, Key: ocspKey,
-		Shards: cfg.CA.Issuance.CRLShards, OnError: func(err error) { log.Error("OCSP", "err", err) },
+		Shards: cfg.CA.Issuance.CRLShards, Now: cfg.clock(), OnError: func(err error) { log.Error("OCSP", "err", err) },
 		Issue: func(ctx context.Context, _ crypto.PublicKey, _, notAfter time.Time) (*x509.Certificate, error) {
 			return issueFor(ctx, n.ca, ocspKey, ca.Request{Profile: ca.ProfileOCSPResponder, CommonName: "Mohr OCSP Responder", ValidUntil: notAfter})
 		}})
@@ -180,7 +180,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	}
 	chain := is.Chain[:len(is.Chain)-1]
 	if n.tsa, err = signing.NewTSA(tsaKey, append([]*x509.Certificate{tsaCert}, chain...), signing.TSAConfig{
-		Policy: append(append([]int{}, hixext.Arc...), 5, 1), Accuracy: time.Second}); err != nil {
+		Policy: append(append([]int{}, hixext.Arc...), 5, 1), Accuracy: time.Second, Now: cfg.clock()}); err != nil {
 		return fail(err)
 	}
 	sealKey, err := serviceKey(ctx, cfg, "seal", cfg.Services.SealKey)
@@ -205,7 +205,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 		return fail(fmt.Errorf("trust anchors: %w", err))
 	}
 	if n.verifier, err = signing.NewVerifier(signing.VerifierConfig{Roots: roots, Revocation: localOCSP(n.ocsp),
-		Registry: physicianRegistry{ts}}); err != nil {
+		Registry: physicianRegistry{ts}, Now: cfg.clock()}); err != nil {
 		return fail(err)
 	}
 	n.tokens = &tokens.Service{Store: ts, Issuer: adapterIssuer{n.ca}, Revoker: tokenRevoker{n.rev}}
@@ -241,8 +241,8 @@ func (n *node) apiServer() (*api.Server, error) {
 	} else if created {
 		n.log.Info("created the local admin credential (loopback only)", "file", adminFile)
 	}
-	ingest := &signing.Ingestor{Verifier: n.verifier, Timestamper: n.tsa, Revocation: localOCSP(n.ocsp),
-		Store: prescriptionStore{st: n.st, actor: "api:ingestion"}, Seal: n.seal}
+	ingest := &signing.Ingestor{Verifier: n.verifier, Timestamper: n.tsa, Revocation: localRevocation{n.ocsp},
+		Store: prescriptionStore{st: n.st, actor: "api:ingestion"}, Seal: n.seal, Now: n.cfg.clock()}
 	ta := tokenAPI{svc: n.tokens, st: n.ts, now: time.Now}
 	return api.New(api.Config{ClientCAs: clientCAs, AdminTokenFile: adminFile, Logger: n.log,
 		RateLimit: n.cfg.API.RateLimit, PublicRateLimit: n.cfg.API.PublicRateLimit}, api.Services{
@@ -275,9 +275,7 @@ func publicOnly(next http.Handler) http.Handler {
 				return
 			}
 		}
-		w.Header().Set("Content-Type", "application/problem+json")
-		w.WriteHeader(http.StatusNotFound)
-		w.Write([]byte(`{"type":"about:blank","title":"Not Found","status":404,"detail":"this listener serves only CRLs, OCSP, the TSA and CA certificates; the API is on the TLS listener"}` + "\n"))
+		api.NotFound(w, "this listener serves only CRLs, OCSP, the TSA and CA certificates; the API is on the TLS listener")
 	})
 }
 
@@ -370,7 +368,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		})
 	})
 	go func() { errc <- apiHTTP.ServeTLS(apiLn, "", "") }()
-	go func() { errc <- pubHTTP.Serve(pubLn) }()
+	go func() { errc <- pubHTTP.Serve(api.ProblemListener(pubLn)) }()
 	n.st.AppendAudit(ctx, newEvent("mohr.start", "system", "", map[string]any{"listen": cfg.Listen, "public": cfg.PublicListen}))
 	log.Info("mohr serving", "api", "https://"+apiLn.Addr().String(), "public", "http://"+pubLn.Addr().String(),
 		"data", cfg.dataDir, "database", cfg.Database.Driver)

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,7 +53,7 @@ func serviceCert(ctx context.Context, cfg *Config, c *ca.CA, name string, key cr
 	now := time.Now()
 	if cur, err := readOneCert(path); err == nil && keys.MatchesCertificate(key, cur) == nil &&
 		cur.CheckSignatureFrom(c.Issuer().Cert) == nil &&
-		cur.NotAfter.Sub(now) > cur.NotAfter.Sub(cur.NotBefore)/3 {
+		cur.NotAfter.Sub(now) > cur.NotAfter.Sub(cur.NotBefore)/3 && namesCovered(cur, req) {
 		return cur, nil
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: req.CommonName}}, key)
@@ -81,8 +82,11 @@ func tlsNames(cfg *Config) ([]string, []net.IP) {
 	if host, _, err := net.SplitHostPort(cfg.Listen); err == nil && host != "" {
 		names = append(names, host)
 	}
-	if len(names) == 0 {
-		names = []string{"localhost", "127.0.0.1"}
+	// localhost always: the README's curl lines and the CLI on the server itself reach the API as
+	// https://localhost:<port>, whatever address it listens on.
+	names = append(names, "localhost")
+	if host, _, err := net.SplitHostPort(cfg.Listen); err != nil || host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
+		names = append(names, "127.0.0.1") // listening on every address, loopback included
 	}
 	seen := map[string]bool{}
 	for _, n := range names {
@@ -98,4 +102,20 @@ func tlsNames(cfg *Config) ([]string, []net.IP) {
 		}
 	}
 	return dns, ips
+}
+
+// namesCovered reports whether cert names every DNS name and IP address req asks for, so a TLS certificate is
+// re-issued when the configured names (or the listen address) change.
+func namesCovered(cert *x509.Certificate, req ca.Request) bool {
+	for _, d := range req.DNSNames {
+		if !slices.Contains(cert.DNSNames, d) {
+			return false
+		}
+	}
+	for _, ip := range req.IPs {
+		if !slices.ContainsFunc(cert.IPAddresses, ip.Equal) {
+			return false
+		}
+	}
+	return true
 }

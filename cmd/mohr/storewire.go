@@ -18,6 +18,7 @@ type appStore interface {
 	audit.Source
 	Checkpoint(ctx context.Context, cp *audit.Checkpointer) error
 	SavePrescription(ctx context.Context, rec store.PrescriptionRecord, ev audit.Event) error
+	Prescription(ctx context.Context, id string) (store.PrescriptionRecord, error)
 	Close() error
 }
 

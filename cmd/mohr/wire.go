@@ -45,11 +45,11 @@ func (s certService) Issue(ctx context.Context, r api.IssueRequest) (ca.CertReco
 		Profile: r.Profile, CSR: csr, CommonName: r.Subject.CommonName,
 		SIAMID: r.Subject.SIAMID, LicenceNumber: r.Subject.LicenceNumber,
 		NationalCode: r.Subject.NationalCode, CouncilNumber: r.Subject.CouncilNumber,
-		DNSNames: r.Subject.DNSNames, Actor: r.Actor,
+		DNSNames: r.Subject.DNSNames, Role: r.Subject.Role, Actor: r.Actor,
 	})
 	if err != nil {
 		if errors.Is(err, ca.ErrBadRequest) || errors.Is(err, ca.ErrWeakKey) || errors.Is(err, ca.ErrNotEligible) ||
-			errors.Is(err, ca.ErrLint) {
+			errors.Is(err, ca.ErrLint) || errors.Is(err, ca.ErrKeyReuse) {
 			return ca.CertRecord{}, invalid(err)
 		}
 		return ca.CertRecord{}, err
@@ -180,6 +180,19 @@ func localOCSP(r *revocation.Responder) signing.RevocationFunc {
 	}
 }
 
+// localRevocation is the ingestion's signing.FreshRevocationSource: the in-process responder signs a response
+// for this ingestion, produced at or after the signature timestamp (docs/signing.md "Revocation data at
+// ingestion"); OCSP gives what any relying party would fetch.
+type localRevocation struct{ r *revocation.Responder }
+
+func (l localRevocation) OCSP(ctx context.Context, cert, issuer *x509.Certificate) ([]byte, error) {
+	return localOCSP(l.r)(ctx, cert, issuer)
+}
+
+func (l localRevocation) OCSPAfter(ctx context.Context, cert, _ *x509.Certificate, notBefore time.Time) ([]byte, error) {
+	return l.r.SignFresh(ctx, cert, notBefore)
+}
+
 // prescriptionStore implements signing.PrescriptionStore with the main store.
 type prescriptionStore struct {
 	st interface {
@@ -212,12 +225,21 @@ func (i ingestor) Ingest(ctx context.Context, der []byte, caller api.Identity) (
 		}
 		return res.SealedReport, js, invalid(err)
 	}
+	if errors.Is(err, signing.ErrStaleRevocation) || errors.Is(err, signing.ErrTimestamp) {
+		return nil, nil, unavailableError{err}
+	}
 	if err != nil {
 		return nil, nil, err
 	}
 	js, err := json.Marshal(res.Report)
 	return res.SealedReport, js, err
 }
+
+// unavailableError marks a failure of a dependency the caller may retry; the API answers it with 503.
+type unavailableError struct{ error }
+
+func (e unavailableError) Unavailable() bool { return true }
+func (e unavailableError) Unwrap() error     { return e.error }
 
 // verifier implements api.Verifier.
 type verifier struct{ v *signing.Verifier }

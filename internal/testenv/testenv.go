@@ -1,9 +1,11 @@
-// Package testenv gives tests the outside services scripts/test.sh starts: PostgreSQL, pcscd.
+// Package testenv gives tests the outside services scripts/test.sh starts (PostgreSQL, pcscd) and the outside
+// tools scripts/install-deps.sh installs (openssl, pdfsig, certutil, pcsc_scan, opensc-tool, pkcs11-tool).
 // Under scripts/test.sh (MOHR_REQUIRE_SERVICES=1) a missing service fails the test; elsewhere it skips.
 package testenv
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -49,4 +51,16 @@ func LockPCSCD(t testing.TB) {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	})
+}
+
+// Tool returns the path of an outside program the test checks Mohr against (openssl, pdfsig, certutil,
+// pcsc_scan, opensc-tool, pkcs11-tool), or skips/fails like Missing when it is not installed: under
+// scripts/test.sh a missing tool fails the test, so CI cannot pass with an interoperability check skipped.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Missing(t, name+" (scripts/install-deps.sh)")
+	}
+	return p
 }

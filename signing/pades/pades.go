@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
-	"strconv"
 	"time"
 
 	"github.com/digitorus/pdf"
@@ -19,151 +22,234 @@ import (
 	"github.com/mohr-hix/mohr/signing"
 )
 
+// Level is a PAdES baseline level (ETSI EN 319 142-1 §6).
+type Level string
+
+// The levels Sign makes.
+const (
+	LevelBB  Level = "B-B"
+	LevelBT  Level = "B-T"
+	LevelBLT Level = "B-LT"
+)
+
 // Options configure Sign.
 type Options struct {
 	Signer crypto.Signer
-	// Chain is the signing certificate first, then intermediates.
+	// Chain is the signing certificate first, then intermediates (never the root).
 	Chain []*x509.Certificate
-	// TSAURL is the RFC 3161 service (pdfsign takes a URL: the api package's POST /tsa).
-	TSAURL string
-	// Revocation supplies OCSP responses to embed; pdfsign's own network calls have no timeouts, so Mohr never
-	// lets it fetch (shared DEPS.md).
-	Revocation             signing.RevocationSource
-	Name, Reason, Location string
-	// Now is the signing time in the signature dictionary; time.Now when nil.
+	// Timestamper, when set, adds a signature timestamp to the CMS (B-T, EN 319 142-1 §6.3).
+	Timestamper signing.Timestamper
+	// Revocation, when set (with a Timestamper), makes B-LT: OCSP responses for every certificate of the
+	// signer's chain and of the TSA's chain except the trust anchor, written with the certificates into the
+	// document security store (EN 319 142-1 §5.4, §6.3). pdfsign never fetches anything itself.
+	Revocation signing.RevocationSource
+	// CRLs are added to the DSS as they are (B-LT).
+	CRLs [][]byte
+	// ExtraCerts are added to the DSS /Certs (for example the OCSP responder's chain).
+	ExtraCerts             []*x509.Certificate
+	Name, Location, Reason string
+	// Now is the signing time written to /M; time.Now when nil. The CMS carries no signing-time
+	// (EN 319 142-1 §5.2.1).
 	Now func() time.Time
 }
 
-// ErrNoSignature: the PDF holds no signature.
-var ErrNoSignature = errors.New("pades: no signature in the PDF")
+// Errors of this package.
+var (
+	// ErrNoSignature: the PDF holds no signature.
+	ErrNoSignature = errors.New("pades: no signature in the PDF")
+	// ErrNoRoom: the CMS does not fit the /Contents reservation.
+	ErrNoRoom = errors.New("pades: signature larger than its /Contents reservation")
+	// ErrLevel: B-LT was asked for without a timestamp (B-LT builds on B-T).
+	ErrLevel = errors.New("pades: B-LT needs a signature timestamp")
+	// ErrChangedAfterSigning: content other than validation data was appended after the last signature.
+	ErrChangedAfterSigning = errors.New("pades: the document was changed after the last signature")
+)
 
-// Sign signs pdfBytes with digitorus/pdfsign (an approval signature with an RFC 3161 timestamp and embedded
-// OCSP) and returns the signed PDF. The output is re-read and its signatures checked for integrity
-// (DEPS.md: pdfsign finds its /Contents placeholder by searching for zeros).
-func Sign(ctx context.Context, pdfBytes []byte, o Options) ([]byte, error) {
+// Sign signs pdfBytes as a PAdES baseline signature (ETSI EN 319 142-1): SubFilter ETSI.CAdES.detached, a
+// CMS with signing-certificate-v2 and no signing-time (the time is in /M), B-T when o.Timestamper is set and
+// B-LT (a DSS dictionary with VRI) when o.Revocation or o.CRLs are set as well.
+//
+// digitorus/pdfsign lays out the incremental update (signature field and widget, AcroForm, signature
+// dictionary, xref) and reserves /Contents; Mohr then writes the CMS itself with signing.Sign, because
+// pdfsign's CMS (digitorus/pkcs7) always carries signing-time and Adobe's revocation attribute and its
+// dictionary names SubFilter adbe.pkcs7.detached, all three of which PAdES baseline excludes. The layout pass
+// signs with a throwaway key of the certificate's type, so the real key (a card) signs exactly once. The output
+// is re-read and checked before it is returned (DEPS.md: pdfsign finds its placeholder by searching).
+func Sign(ctx context.Context, pdfBytes []byte, o Options) ([]byte, Level, error) {
 	if o.Signer == nil || len(o.Chain) == 0 {
-		return nil, signing.ErrNoChain
+		return nil, "", signing.ErrNoChain
+	}
+	if (o.Revocation != nil || len(o.CRLs) > 0) && o.Timestamper == nil {
+		return nil, "", ErrLevel
 	}
 	now := time.Now
 	if o.Now != nil {
 		now = o.Now
 	}
+	reserve := 4096
+	for _, c := range o.Chain {
+		reserve += len(c.Raw)
+	}
+	if o.Timestamper != nil {
+		reserve += 8192 // a token with the TSA's chain
+	}
+	out, err := layout(pdfBytes, o, now(), reserve)
+	if err != nil {
+		return nil, "", err
+	}
+	sigs, err := Signatures(out)
+	if err != nil {
+		return nil, "", fmt.Errorf("pades: re-read layout: %w", err)
+	}
+	s := sigs[len(sigs)-1]
+	// The signature dictionary is the object holding this /ByteRange: patch its SubFilter (same length, so
+	// no offset moves) before the bytes are signed.
+	dictStart := bytes.LastIndex(out[:s.ByteRange[1]], []byte(" 0 obj"))
+	old := []byte("/SubFilter /adbe.pkcs7.detached")
+	i := bytes.LastIndex(out[:s.ByteRange[1]], old)
+	if dictStart < 0 || i < dictStart {
+		return nil, "", errors.New("pades: signature dictionary not found in the layout")
+	}
+	copy(out[i:], "/SubFilter /ETSI.CAdES.detached")
+	br := s.ByteRange
+	signed := append(append([]byte{}, out[:br[1]]...), out[br[2]:br[2]+br[3]]...)
+
+	cms, err := signing.Sign(ctx, signed, signing.SignOptions{Signer: o.Signer, Chain: o.Chain, PAdES: true})
+	if err != nil {
+		return nil, "", err
+	}
+	level := LevelBB
+	rec := &recorder{inner: o.Timestamper}
+	if o.Timestamper != nil {
+		if cms, err = signing.AddSignatureTimestamp(ctx, cms, rec); err != nil {
+			return nil, "", err
+		}
+		level = LevelBT
+	}
+	room := int(br[2]-br[1]) - 2
+	h := hex.EncodeToString(cms)
+	if len(h) > room {
+		return nil, "", fmt.Errorf("%w: %d > %d hex digits", ErrNoRoom, len(h), room)
+	}
+	copy(out[br[1]+1:], h)
+	for j := br[1] + 1 + int64(len(h)); j < br[2]-1; j++ {
+		out[j] = '0'
+	}
+	if o.Revocation != nil || len(o.CRLs) > 0 {
+		vd, err := collect(ctx, rec.token, o)
+		if err != nil {
+			return nil, "", err
+		}
+		if out, err = AddDSS(out, vd); err != nil {
+			return nil, "", err
+		}
+		level = LevelBLT
+	}
+	check, err := Signatures(out)
+	if err != nil {
+		return nil, "", fmt.Errorf("pades: signed output does not re-read: %w", err)
+	}
+	if last := check[len(check)-1]; !bytes.Equal(last.CMS, cms) || !bytes.Equal(last.Signed, signed) {
+		return nil, "", errors.New("pades: signed output does not hold the signature made")
+	}
+	return out, level, nil
+}
+
+// layout runs digitorus/pdfsign with a throwaway key to write the incremental update with a /Contents
+// reservation of at least reserve bytes.
+func layout(pdfBytes []byte, o Options, at time.Time, reserve int) ([]byte, error) {
 	rdr, err := pdf.NewReader(bytes.NewReader(pdfBytes), int64(len(pdfBytes)))
 	if err != nil {
 		return nil, fmt.Errorf("pades: read PDF: %w", err)
 	}
+	var throwaway crypto.Signer
+	switch o.Chain[0].PublicKey.(type) {
+	case *rsa.PublicKey:
+		throwaway, err = rsa.GenerateKey(rand.Reader, 2048)
+	default:
+		throwaway, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// pdfsign sizes /Contents from the revocation data it is given: an OCTET STRING of the size wanted.
+	pad, _ := asn1.Marshal(make([]byte, reserve))
 	sd := sign.SignData{
 		Signature: sign.SignDataSignature{
-			Info:     sign.SignDataSignatureInfo{Name: o.Name, Reason: o.Reason, Location: o.Location, Date: now()},
+			Info:     sign.SignDataSignatureInfo{Name: o.Name, Reason: o.Reason, Location: o.Location, Date: at},
 			CertType: sign.ApprovalSignature, DocMDPPerm: sign.AllowFillingExistingFormFieldsAndSignaturesPerms,
 		},
-		Signer: o.Signer, DigestAlgorithm: crypto.SHA256, Certificate: o.Chain[0],
+		Signer: throwaway, DigestAlgorithm: crypto.SHA256, Certificate: o.Chain[0],
 		CertificateChains: [][]*x509.Certificate{o.Chain},
-		TSA:               sign.TSA{URL: o.TSAURL},
-	}
-	if o.Revocation != nil {
-		sd.RevocationFunction = func(cert, issuer *x509.Certificate, i *revocation.InfoArchival) error {
-			if issuer == nil {
-				return nil
-			}
-			der, err := o.Revocation.OCSP(ctx, cert, issuer)
-			if err != nil {
-				return err
-			}
-			return i.AddOCSP(der)
-		}
+		RevocationData:    revocation.InfoArchival{OCSP: []asn1.RawValue{{FullBytes: pad}}},
 	}
 	var out bytes.Buffer
 	if err := sign.Sign(bytes.NewReader(pdfBytes), &out, rdr, int64(len(pdfBytes)), sd); err != nil {
-		return nil, fmt.Errorf("pades: sign: %w", err)
-	}
-	if _, err := Signatures(out.Bytes()); err != nil {
-		return nil, fmt.Errorf("pades: signed output does not re-read: %w", err)
+		return nil, fmt.Errorf("pades: lay out signature: %w", err)
 	}
 	return out.Bytes(), nil
 }
 
-// Signature is one PDF signature: its CMS (DER) and the bytes its /ByteRange covers.
-type Signature struct {
-	CMS       []byte
-	Signed    []byte
-	ByteRange [4]int64
+// recorder keeps the token its Timestamper returned, so that B-LT can cover the TSA's certificates.
+type recorder struct {
+	inner signing.Timestamper
+	token []byte
 }
 
-var sigRE = regexp.MustCompile(`/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]`)
-
-// Signatures finds the signatures of a PDF by their /ByteRange; the /Contents hex string is the gap between the
-// two ranges (ISO 32000-1 §12.8.1).
-func Signatures(pdfBytes []byte) ([]Signature, error) {
-	var out []Signature
-	for _, m := range sigRE.FindAllSubmatch(pdfBytes, -1) {
-		var br [4]int64
-		for i := range br {
-			br[i], _ = strconv.ParseInt(string(m[i+1]), 10, 64)
-		}
-		size := int64(len(pdfBytes))
-		if br[0] != 0 || br[1] < 0 || br[2] < br[1] || br[3] < 0 || br[2]+br[3] > size {
-			return nil, fmt.Errorf("pades: bad /ByteRange %v", br)
-		}
-		gap := bytes.TrimSpace(pdfBytes[br[1]:br[2]])
-		if len(gap) < 2 || gap[0] != '<' || gap[len(gap)-1] != '>' {
-			return nil, errors.New("pades: /Contents is not a hex string between the byte ranges")
-		}
-		raw, err := hex.DecodeString(string(gap[1 : len(gap)-1]))
-		if err != nil {
-			return nil, fmt.Errorf("pades: /Contents: %w", err)
-		}
-		// The placeholder is zero-padded: keep the one DER element.
-		if n := derLen(raw); n > 0 && n <= len(raw) {
-			raw = raw[:n]
-		}
-		signed := make([]byte, 0, br[1]+br[3])
-		signed = append(signed, pdfBytes[br[0]:br[0]+br[1]]...)
-		signed = append(signed, pdfBytes[br[2]:br[2]+br[3]]...)
-		out = append(out, Signature{CMS: raw, Signed: signed, ByteRange: br})
-	}
-	if len(out) == 0 {
-		return nil, ErrNoSignature
-	}
-	return out, nil
+func (r *recorder) Timestamp(ctx context.Context, h crypto.Hash, digest []byte) ([]byte, error) {
+	tok, err := r.inner.Timestamp(ctx, h, digest)
+	r.token = tok
+	return tok, err
 }
 
-// derLen returns the length of the DER element at the start of b, or 0.
-func derLen(b []byte) int {
-	if len(b) < 2 {
-		return 0
-	}
-	l := int(b[1])
-	if l < 0x80 {
-		return 2 + l
-	}
-	n := l & 0x7f
-	if n == 0 || n > 4 || len(b) < 2+n {
-		return 0
-	}
-	l = 0
-	for _, c := range b[2 : 2+n] {
-		l = l<<8 | int(c)
-	}
-	return 2 + n + l
-}
-
-// Verify checks every signature of a PDF with v (signing.Verifier.VerifyDetached) and returns one report per
-// signature. A signature whose byte range does not reach the end of the file is reported INDETERMINATE:
-// content was appended after it.
-func Verify(ctx context.Context, pdfBytes []byte, v *signing.Verifier) ([]*signing.Report, error) {
-	sigs, err := Signatures(pdfBytes)
+// collect gathers the B-LT validation data for cms: the certificates of the signature and of its timestamp
+// token, OCSP responses for each of them whose issuer is among them (never for a trust anchor; the
+// intermediates' only when the root is given in ExtraCerts), and o.CRLs.
+func collect(ctx context.Context, token []byte, o Options) (ValidationValues, error) {
+	var vd ValidationValues
+	certs := append([]*x509.Certificate{}, o.Chain...)
+	tsa, others, err := signing.SignerCertificates(token)
 	if err != nil {
-		return nil, err
+		return vd, fmt.Errorf("pades: timestamp token: %w", err)
 	}
-	var out []*signing.Report
-	for i, s := range sigs {
-		r := v.VerifyDetached(ctx, s.CMS, s.Signed)
-		r.Name = fmt.Sprintf("signature %d", i+1)
-		if r.Passed() && i == len(sigs)-1 && s.ByteRange[2]+s.ByteRange[3] != int64(len(pdfBytes)) {
-			r.Indication, r.SubIndication, r.Reason = signing.TotalFailed, signing.FormatFailure, "the document was changed after the last signature"
+	certs = append(append(certs, tsa), others...)
+	certs = append(certs, o.ExtraCerts...)
+	seen := map[string]bool{}
+	var uniq []*x509.Certificate
+	for _, c := range certs {
+		if !seen[string(c.Raw)] {
+			seen[string(c.Raw)] = true
+			uniq = append(uniq, c)
 		}
-		out = append(out, r)
 	}
-	return out, nil
+	for _, c := range uniq {
+		vd.Certs = append(vd.Certs, c.Raw)
+	}
+	if o.Revocation != nil {
+		for _, c := range uniq {
+			if bytes.Equal(c.RawIssuer, c.RawSubject) {
+				continue // a root: replaced, never revoked (policy §5)
+			}
+			issuer := issuerOf(c, uniq)
+			if issuer == nil {
+				continue // an intermediate whose issuer (the root) was not given in ExtraCerts
+			}
+			r, err := o.Revocation.OCSP(ctx, c, issuer)
+			if err != nil {
+				return vd, fmt.Errorf("pades: B-LT: OCSP for %q: %w", c.Subject.CommonName, err)
+			}
+			vd.OCSPs = append(vd.OCSPs, r)
+		}
+	}
+	vd.CRLs = append(vd.CRLs, o.CRLs...)
+	return vd, nil
+}
+
+func issuerOf(c *x509.Certificate, pool []*x509.Certificate) *x509.Certificate {
+	for _, p := range pool {
+		if p != c && bytes.Equal(p.RawSubject, c.RawIssuer) && c.CheckSignatureFrom(p) == nil {
+			return p
+		}
+	}
+	return nil
 }

@@ -3,25 +3,41 @@ package pades
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/asn1"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/digitorus/pkcs7"
+
+	"github.com/mohr-hix/mohr/internal/testenv"
 	"github.com/mohr-hix/mohr/internal/testpki"
 	"github.com/mohr-hix/mohr/signing"
 	"github.com/mohr-hix/mohr/signing/rxgen"
 )
 
+type fixture struct {
+	p      *testpki.PKI
+	doc    *testpki.Leaf
+	bundle []byte
+	tsa    *signing.TSA
+	tsaURL string
+	v      *signing.Verifier
+	ocsp   signing.RevocationFunc
+}
+
 // The PKI runs on the wall clock here: pdfsig has no way to validate at a pinned time.
-func setup(t *testing.T) (*testpki.PKI, *testpki.Leaf, []byte, string, *signing.Verifier) {
+func setup(t *testing.T) *fixture {
 	now := time.Now().UTC().Truncate(time.Second)
 	p, err := testpki.New(now)
 	if err != nil {
@@ -29,7 +45,7 @@ func setup(t *testing.T) (*testpki.PKI, *testpki.Leaf, []byte, string, *signing.
 	}
 	g := rxgen.New(3)
 	ph := g.Physician()
-	doc, err := p.Issue(testpki.PhysicianSigning, testpki.LeafOptions{CommonName: "Dr. " + ph.Family, NationalCode: ph.NationalCode, CouncilNumber: ph.CouncilNumber})
+	doc, err := p.Issue(testpki.PhysicianSigning, testpki.LeafOptions{CommonName: "دکتر مریم احمدی", NationalCode: ph.NationalCode, CouncilNumber: ph.CouncilNumber})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,80 +59,255 @@ func setup(t *testing.T) (*testpki.PKI, *testpki.Leaf, []byte, string, *signing.
 	t.Cleanup(srv.Close)
 	roots := x509.NewCertPool()
 	roots.AddCert(p.Root)
-	v, err := signing.NewVerifier(signing.VerifierConfig{Roots: roots, Now: p.Clock.Now})
+	ocspFn := signing.RevocationFunc(func(_ context.Context, c, _ *x509.Certificate) ([]byte, error) { return p.OCSP(c) })
+	v, err := signing.NewVerifier(signing.VerifierConfig{Roots: roots, Now: p.Clock.Now, Revocation: ocspFn})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p, doc, bundle, srv.URL, v
+	return &fixture{p: p, doc: doc, bundle: bundle, tsa: tsa, tsaURL: srv.URL, v: v, ocsp: ocspFn}
 }
 
-func TestSignAndVerifyPDF(t *testing.T) {
+func (f *fixture) crl(t *testing.T) []byte {
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(1), ThisUpdate: f.p.Clock.Now().Add(-time.Minute), NextUpdate: f.p.Clock.Now().Add(24 * time.Hour),
+	}, f.p.Intermediate, f.p.InterKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func (f *fixture) sign(t *testing.T, level Level) []byte {
+	t.Helper()
+	plain, err := Render(f.bundle, f.doc.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Signer: f.doc.Key, Chain: f.doc.Chain, Name: f.doc.Cert.Subject.CommonName, Location: "Tehran", Now: f.p.Clock.Now}
+	switch level {
+	case LevelBLT:
+		o.Revocation = f.ocsp
+		o.CRLs = [][]byte{f.crl(t)}
+		fallthrough
+	case LevelBT:
+		o.Timestamper = &signing.HTTPTimestamper{URL: f.tsaURL}
+	}
+	signed, got, err := Sign(context.Background(), plain, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != level {
+		t.Fatalf("level %s, want %s", got, level)
+	}
+	return signed
+}
+
+func TestPAdESBaselineLevels(t *testing.T) {
+	f := setup(t)
 	ctx := context.Background()
-	p, doc, bundle, tsaURL, v := setup(t)
-	plain, err := Render(bundle)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ocspFn := signing.RevocationFunc(func(_ context.Context, c, _ *x509.Certificate) ([]byte, error) { return p.OCSP(c) })
-	signed, err := Sign(ctx, plain, Options{Signer: doc.Key, Chain: doc.Chain, TSAURL: tsaURL, Revocation: ocspFn,
-		Name: doc.Cert.Subject.CommonName, Reason: "Prescription", Location: "Tehran", Now: p.Clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reports, err := Verify(ctx, signed, v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(reports) != 1 || !reports[0].Passed() || reports[0].Level != "B-T" {
-		t.Fatalf("%d reports: %s", len(reports), reports[0].Summary())
-	}
+	for _, level := range []Level{LevelBB, LevelBT, LevelBLT} {
+		t.Run(string(level), func(t *testing.T) {
+			signed := f.sign(t, level)
+			sigs, err := Signatures(signed)
+			if err != nil || len(sigs) != 1 {
+				t.Fatalf("%d signatures: %v", len(sigs), err)
+			}
+			s := sigs[0]
+			if s.SubFilter != SubFilterPAdES {
+				t.Fatalf("SubFilter %q", s.SubFilter)
+			}
+			// EN 319 142-1 §5.2.1: signing-certificate-v2 present, signing-time absent, time in /M.
+			p7, err := pkcs7.Parse(s.CMS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var oids []string
+			for _, a := range p7.Signers[0].AuthenticatedAttributes {
+				oids = append(oids, a.Type.String())
+			}
+			all := " " + strings.Join(oids, " ") + " "
+			if strings.Contains(all, " 1.2.840.113549.1.9.5 ") || !strings.Contains(all, " 1.2.840.113549.1.9.16.2.47 ") ||
+				strings.Contains(all, " 1.2.840.113583.1.1.8 ") {
+				t.Fatalf("signed attributes %s", all)
+			}
+			if len(p7.Content) != 0 {
+				t.Fatal("the CMS envelops content; PAdES is detached")
+			}
+			if !regexp.MustCompile(`/M \(D:\d{14}`).Match(signed) {
+				t.Fatal("no /M signing time in the signature dictionary")
+			}
+			hasTS := false
+			for _, a := range p7.Signers[0].UnauthenticatedAttributes {
+				hasTS = hasTS || a.Type.String() == "1.2.840.113549.1.9.16.2.14"
+			}
+			if hasTS != (level != LevelBB) {
+				t.Fatalf("signature timestamp present: %v at %s", hasTS, level)
+			}
 
-	t.Run("tampered", func(t *testing.T) {
-		bad := bytes.Replace(signed, []byte("Medicines"), []byte("Medicinez"), 1)
-		rs, err := Verify(ctx, bad, v)
-		if err != nil || rs[0].Passed() || rs[0].SubIndication != signing.HashFailure {
-			t.Fatalf("tampered PDF: %v %s", err, rs[0].Summary())
-		}
-	})
+			reports, err := Verify(ctx, signed, f.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "B-T"
+			if level == LevelBB {
+				want = "B-B"
+			}
+			if len(reports) != 1 || !reports[0].Passed() || !strings.HasPrefix(reports[0].Level, want) {
+				t.Fatalf("%s: %s (level %s)", level, reports[0].Summary(), reports[0].Level)
+			}
 
-	t.Run("pdfsig", func(t *testing.T) {
-		pdfsig, err := exec.LookPath("pdfsig")
-		if err != nil {
-			t.Skip("pdfsig not installed")
-		}
-		certutil, err := exec.LookPath("certutil")
-		if err != nil {
-			t.Skip("certutil not installed")
-		}
-		dir := t.TempDir()
-		root, _ := p.WritePEM(dir)
-		nss := filepath.Join(dir, "nss")
-		os.Mkdir(nss, 0o700)
-		for _, args := range [][]string{
-			{"-N", "-d", "sql:" + nss, "--empty-password"},
-			{"-A", "-d", "sql:" + nss, "-n", "root", "-t", "CT,C,C", "-i", root},
-		} {
-			if out, err := exec.Command(certutil, args...).CombinedOutput(); err != nil {
-				t.Fatalf("certutil %v: %v\n%s", args, err, out)
+			dss, err := ReadDSS(signed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if level != LevelBLT {
+				if dss != nil {
+					t.Fatal("DSS below B-LT")
+				}
+			} else {
+				checkDSS(t, f, s, dss)
+			}
+			pdfsigValidTrusted(t, f.p, signed)
+			qpdfCheck(t, signed)
+		})
+	}
+}
+
+func checkDSS(t *testing.T, f *fixture, s Signature, dss *DSS) {
+	t.Helper()
+	if dss == nil {
+		t.Fatal("B-LT without a DSS")
+	}
+	has := func(list [][]byte, b []byte) bool {
+		for _, x := range list {
+			if bytes.Equal(x, b) {
+				return true
 			}
 		}
-		f := filepath.Join(dir, "rx.pdf")
-		os.WriteFile(f, signed, 0o644)
-		if d := os.Getenv("PADES_DEBUG_DIR"); d != "" {
-			sigs, _ := Signatures(signed)
-			os.WriteFile(filepath.Join(d, "sig.p7s"), sigs[0].CMS, 0o644)
-			os.WriteFile(filepath.Join(d, "content.bin"), sigs[0].Signed, 0o644)
-			p.WritePEM(d)
-			os.WriteFile(filepath.Join(d, "rx.pdf"), signed, 0o644)
+		return false
+	}
+	if !has(dss.Certs, f.doc.Cert.Raw) || !has(dss.Certs, f.tsa.Certificate().Raw) || len(dss.CRLs) != 1 {
+		t.Fatalf("DSS: %d certs, %d CRLs", len(dss.Certs), len(dss.CRLs))
+	}
+	// One OCSP response for the signer and one for the TSA (the intermediate's issuer, the root, was not given).
+	if len(dss.OCSPs) != 2 {
+		t.Fatalf("DSS: %d OCSP responses", len(dss.OCSPs))
+	}
+	for _, c := range dss.CRLs {
+		if _, err := x509.ParseRevocationList(c); err != nil {
+			t.Fatalf("DSS CRL: %v", err)
 		}
-		// Not -no-ocsp: poppler 22.12 then reports "Unknown issue with Certificate" for certificates that name
-		// no revocation source at all, as testpki's do. They name no OCSP URL either, so no request is made.
-		out, _ := exec.Command(pdfsig, "-nssdir", "sql:"+nss, f).CombinedOutput()
-		s := string(out)
-		if !strings.Contains(s, "Signature is Valid") || !strings.Contains(s, "Certificate is Trusted") {
-			t.Fatalf("pdfsig:\n%s", s)
+	}
+	vri, ok := dss.VRI[VRIKey(s.Contents)]
+	if !ok || !s.HasVRI || len(vri.OCSPs) != 2 || len(vri.Certs) != len(dss.Certs) || len(vri.CRLs) != 1 {
+		t.Fatalf("VRI for %s: %v %+v", VRIKey(s.Contents), ok, len(vri.OCSPs))
+	}
+	if len(s.Validation.OCSPs) != 2 || len(s.Validation.Certs) != len(dss.Certs) {
+		t.Fatal("Signatures did not return the DSS values with the signature")
+	}
+}
+
+func TestPAdESRefusesChanges(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	blt := f.sign(t, LevelBLT)
+	sigs, _ := Signatures(blt)
+	end := sigs[0].ByteRange[2] + sigs[0].ByteRange[3]
+
+	// A page object replaced in an incremental update after the DSS update.
+	pageUpdate := func(in []byte) []byte {
+		rdr := regexp.MustCompile(`startxref\s+(\d+)\s+%%EOF\s*$`).FindSubmatch(in)
+		roots := regexp.MustCompile(`/Root (\d+) 0 R`).FindAllSubmatch(in, -1)
+		root := string(roots[len(roots)-1][1])
+		var b bytes.Buffer
+		b.Write(in)
+		off := b.Len()
+		b.WriteString("3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>\nendobj\n")
+		x := b.Len()
+		b.WriteString("xref\n3 1\n")
+		b.WriteString(strings.Repeat("0", 10-len(itoa(off))) + itoa(off) + " 00000 n \n")
+		b.WriteString("trailer\n<< /Size 100 /Root " + root + " 0 R /Prev " + string(rdr[1]) + " >>\nstartxref\n" + itoa(x) + "\n%%EOF\n")
+		return b.Bytes()
+	}
+	cases := []struct {
+		name string
+		pdf  []byte
+		sub  signing.SubIndication
+	}{
+		{"content changed", bytes.Replace(blt, []byte("Tf"), []byte("TF"), 1), signing.HashFailure},
+		{"page replaced after the DSS", pageUpdate(blt), signing.FormatFailure},
+		{"page replaced after the signature", pageUpdate(blt[:end]), signing.FormatFailure},
+		{"junk appended", append(bytes.Clone(blt), []byte("1 0 obj\n<< >>\nendobj\n")...), signing.FormatFailure},
+		{"SubFilter unknown", bytes.Replace(blt, []byte("/SubFilter /ETSI.CAdES.detached"), []byte("/SubFilter /ETSI.CAdES.detachex"), 1), ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rs, err := Verify(ctx, c.pdf, f.v)
+			if err != nil {
+				t.Fatalf("no report: %v", err)
+			}
+			t.Log(rs[len(rs)-1].Reason)
+			if rs[len(rs)-1].Passed() {
+				t.Fatalf("accepted: %s", rs[len(rs)-1].Summary())
+			}
+			if c.sub != "" && rs[len(rs)-1].SubIndication != c.sub {
+				t.Fatalf("%s", rs[len(rs)-1].Summary())
+			}
+		})
+	}
+	if err := CheckAppended(blt, end); err != nil {
+		t.Fatalf("the DSS update itself refused: %v", err)
+	}
+}
+
+func TestSignRefusesBLTWithoutTimestamp(t *testing.T) {
+	f := setup(t)
+	plain, _ := Render(f.bundle, f.doc.Cert)
+	if _, _, err := Sign(context.Background(), plain, Options{Signer: f.doc.Key, Chain: f.doc.Chain, Revocation: f.ocsp}); err != ErrLevel {
+		t.Fatalf("B-LT without B-T: %v", err)
+	}
+}
+
+func tool(t *testing.T, name string) string {
+	t.Helper()
+	return testenv.Tool(t, name)
+}
+
+func pdfsigValidTrusted(t *testing.T, p *testpki.PKI, signed []byte) {
+	t.Helper()
+	pdfsig, certutil := tool(t, "pdfsig"), tool(t, "certutil")
+	dir := t.TempDir()
+	root, _ := p.WritePEM(dir)
+	nss := filepath.Join(dir, "nss")
+	os.Mkdir(nss, 0o700)
+	for _, args := range [][]string{
+		{"-N", "-d", "sql:" + nss, "--empty-password"},
+		{"-A", "-d", "sql:" + nss, "-n", "root", "-t", "CT,C,C", "-i", root},
+	} {
+		if out, err := exec.Command(certutil, args...).CombinedOutput(); err != nil {
+			t.Fatalf("certutil %v: %v\n%s", args, err, out)
 		}
-	})
+	}
+	f := filepath.Join(dir, "rx.pdf")
+	os.WriteFile(f, signed, 0o644)
+	// Not -no-ocsp: poppler 22.12 then reports "Unknown issue with Certificate" for certificates that name
+	// no revocation source at all, as testpki's do. They name no OCSP URL either, so no request is made.
+	out, _ := exec.Command(pdfsig, "-nssdir", "sql:"+nss, f).CombinedOutput()
+	s := string(out)
+	if !strings.Contains(s, "Signature is Valid") || !strings.Contains(s, "Certificate is Trusted") ||
+		!strings.Contains(s, "ETSI.CAdES.detached") {
+		t.Fatalf("pdfsig:\n%s", s)
+	}
+}
+
+func qpdfCheck(t *testing.T, pdf []byte) {
+	t.Helper()
+	qpdf := tool(t, "qpdf")
+	f := filepath.Join(t.TempDir(), "x.pdf")
+	os.WriteFile(f, pdf, 0o644)
+	if out, err := exec.Command(qpdf, "--check", f).CombinedOutput(); err != nil {
+		t.Fatalf("qpdf --check: %v\n%s", err, out)
+	}
 }
 
 // serveTSA answers RFC 3161 HTTP requests (RFC 3161 §3.4) with t: the tests' stand-in for the api package's

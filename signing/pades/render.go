@@ -1,15 +1,18 @@
-// Package pades makes and checks the printable form of a prescription: a one-page PDF rendered from the FHIR
-// Bundle, signed with github.com/digitorus/pdfsign (PAdES-style, ETSI EN 319 142-1, with an RFC 3161
-// signature timestamp and embedded OCSP), and verified by Mohr's own verifier.
+// Package pades makes and checks the printable form of a prescription: a one-page Persian PDF rendered from
+// the FHIR Bundle (shaped right to left with go-text/typesetting, fonts embedded), signed as PAdES baseline
+// (ETSI EN 319 142-1: B-B, B-T, B-LT with a document security store), and verified through package signing's
+// one validation pipeline.
 package pades
 
 import (
-	"bytes"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/mohr-hix/mohr/internal/hixext"
 	"github.com/mohr-hix/mohr/signing/internal/rx"
 )
 
@@ -24,9 +27,9 @@ type bundle struct {
 			Name         []struct {
 				Family string   `json:"family"`
 				Given  []string `json:"given"`
-				Prefix []string `json:"prefix"`
 			} `json:"name"`
 			BirthDate  string `json:"birthDate"`
+			AuthoredOn string `json:"authoredOn"`
 			Medication struct {
 				Text string `json:"text"`
 			} `json:"medicationCodeableConcept"`
@@ -52,97 +55,151 @@ func find(ids []rx.Identifier, system string) string {
 	return ""
 }
 
-// Render returns a one-page A4 PDF (PDF 1.7, standard Helvetica fonts) showing the prescription in
-// bundleJSON. Text outside ASCII is replaced by '?': the standard fonts have no Persian glyphs.
-func Render(bundleJSON []byte) ([]byte, error) {
+// ErrPrescriberMismatch: the prescription names another prescriber than the signing certificate.
+var ErrPrescriberMismatch = errors.New("pades: the prescription's practitioner is not the signing certificate's subject")
+
+// Prescriber is who the printout names as prescriber: always read from the signing certificate (subject
+// commonName, national code from serialNumber, council number and profession from the admission extension),
+// never from the prescription data.
+type Prescriber struct {
+	Name, NationalCode, CouncilNumber, Profession string
+}
+
+// PrescriberFromCertificate reads the prescriber of a physician-signing certificate.
+func PrescriberFromCertificate(c *x509.Certificate) (Prescriber, error) {
+	p := Prescriber{Name: c.Subject.CommonName}
+	if code, err := hixext.NationalCodeFromSubject(c); err == nil {
+		p.NationalCode = code
+	}
+	a, err := hixext.ParseAdmission(c)
+	if err != nil {
+		return p, fmt.Errorf("pades: signing certificate has no council number: %w", err)
+	}
+	p.CouncilNumber, p.Profession = a.RegistrationNumber, a.Profession
+	return p, nil
+}
+
+// Render returns a one-page A4 PDF of the prescription in bundleJSON, in Persian, laid out right to left:
+// patient, medicines with quantity and dosage, the date in the Jalali and Gregorian calendars, the prescriber
+// read from signer (the certificate that signs, or will sign, the printout) and a footer saying how to verify
+// it. The fonts are embedded subsets with ToUnicode maps, so the text extracts. With signer nil the prescriber
+// line says the signature names the prescriber. When signer is given, the Bundle's Practitioner must carry
+// the certificate's council number and national code (ErrPrescriberMismatch).
+func Render(bundleJSON []byte, signer *x509.Certificate) ([]byte, error) {
 	var b bundle
 	if err := json.Unmarshal(bundleJSON, &b); err != nil {
 		return nil, fmt.Errorf("pades: prescription: %w", err)
 	}
-	type line struct {
-		bold bool
-		size int
-		text string
+	var pr *Prescriber
+	if signer != nil {
+		p, err := PrescriberFromCertificate(signer)
+		if err != nil {
+			return nil, err
+		}
+		pr = &p
 	}
-	lines := []line{{true, 18, "Electronic prescription"}, {false, 10, "Prescription " + b.ID}, {false, 10, "Issued " + b.Timestamp}, {false, 10, ""}}
-	var meds []line
-	n := 0
+	ts, err := newTypesetter()
+	if err != nil {
+		return nil, err
+	}
+	const right, left = 545.0, 50.0
+	width := right - left
+	var pg page
+	y := 790.0
+	putDir := func(text string, size float64, bold, ltr bool, gap float64) {
+		for _, l := range ts.wrap(text, size, bold, ltr, width) {
+			y -= size + gap
+			x := right - l.width*size/emUnits
+			if l.ltr {
+				x = left
+			}
+			pg.items = append(pg.items, placedLine{l: l, x: x, y: y})
+			gap = 3
+		}
+	}
+	put := func(text string, size float64, bold bool, gap float64) { putDir(text, size, bold, false, gap) }
+	rule := func() {
+		y -= 9
+		pg.rules = append(pg.rules, [4]float64{left, y, right, y})
+	}
+	issued := b.Timestamp
+	when, terr := time.Parse(time.RFC3339, b.Timestamp)
+	if terr == nil {
+		issued = dateFa(when)
+	}
+	put("نسخه الکترونیکی", 20, true, 0)
+	put("شناسه نسخه: "+b.ID, 10, false, 6)
+	put("تاریخ صدور: "+issued, 11, false, 4)
+	rule()
+
+	type med struct{ name, qty, dose string }
+	var meds []med
+	var practitioner []rx.Identifier
 	for _, e := range b.Entry {
 		r := e.Resource
 		name := ""
 		if len(r.Name) > 0 {
-			name = strings.TrimSpace(strings.Join(r.Name[0].Prefix, " ") + " " + strings.Join(r.Name[0].Given, " ") + " " + r.Name[0].Family)
+			name = strings.TrimSpace(strings.Join(r.Name[0].Given, " ") + " " + r.Name[0].Family)
 		}
 		switch r.ResourceType {
-		case "Practitioner":
-			lines = append(lines, line{true, 12, "Prescriber: " + name},
-				line{false, 10, "Medical council no. " + find(r.Identifier, rx.SystemCouncilNumber) + "   National code " + find(r.Identifier, rx.SystemNationalCode)})
 		case "Patient":
-			lines = append(lines, line{true, 12, "Patient: " + name},
-				line{false, 10, "National code " + find(r.Identifier, rx.SystemNationalCode) + "   Born " + r.BirthDate})
-		case "MedicationRequest":
-			n++
-			meds = append(meds, line{true, 11, fmt.Sprintf("%d. %s   (%g %s)", n, r.Medication.Text, r.Dispense.Quantity.Value, r.Dispense.Quantity.Unit)})
-			for _, d := range r.Dosage {
-				meds = append(meds, line{false, 10, "     " + d.Text})
+			put("بیمار", 13, true, 6)
+			put("نام: "+name, 12, false, 5)
+			born := r.BirthDate
+			if t, err := time.Parse("2006-01-02", r.BirthDate); err == nil {
+				born = dateFa(t)
 			}
+			put("کد ملی: "+find(r.Identifier, rx.SystemNationalCode)+"      تاریخ تولد: "+born, 11, false, 4)
+		case "Practitioner":
+			practitioner = r.Identifier
+		case "MedicationRequest":
+			var doses []string
+			for _, d := range r.Dosage {
+				doses = append(doses, d.Text)
+			}
+			meds = append(meds, med{r.Medication.Text, persianDigits(fmt.Sprintf("%g", r.Dispense.Quantity.Value)) + " " + unitFa(r.Dispense.Quantity.Unit), strings.Join(doses, "؛ ")})
 		}
 	}
-	lines = append(lines, line{false, 10, ""}, line{true, 12, "Medicines"})
-	lines = append(lines, meds...)
-	lines = append(lines, line{false, 10, ""}, line{false, 8, "Signed electronically (HIX-Rx). The signature of this document is its seal; verify it before dispensing."})
-
-	var content bytes.Buffer
-	content.WriteString("BT\n")
-	y := 800
-	for _, l := range lines {
-		font := "F1"
-		if l.bold {
-			font = "F2"
+	if pr != nil && (find(practitioner, rx.SystemCouncilNumber) != pr.CouncilNumber ||
+		pr.NationalCode != "" && find(practitioner, rx.SystemNationalCode) != pr.NationalCode) {
+		return nil, ErrPrescriberMismatch
+	}
+	rule()
+	put("داروها", 13, true, 6)
+	for i, m := range meds {
+		put(persianDigits(fmt.Sprint(i+1))+". "+m.name+"      تعداد: "+m.qty, 12, false, 7)
+		if m.dose != "" {
+			put("دستور مصرف: "+m.dose, 11, false, 3)
 		}
-		y -= l.size + 8
-		fmt.Fprintf(&content, "/%s %d Tf 1 0 0 1 50 %d Tm (%s) Tj\n", font, l.size, y, pdfString(l.text))
 	}
-	content.WriteString("ET\n")
+	rule()
+	put("پزشک (از گواهی امضا)", 13, true, 6)
+	if pr != nil {
+		put("نام: "+pr.Name, 12, false, 5)
+		put("شماره نظام پزشکی: "+pr.CouncilNumber+"      کد ملی: "+pr.NationalCode, 11, false, 4)
+		if pr.Profession != "" {
+			put("تخصص: "+pr.Profession, 11, false, 4)
+		}
+	} else {
+		put("نام و شماره نظام پزشکی پزشک را امضای الکترونیکی این سند نشان می‌دهد.", 11, false, 5)
+	}
+	rule()
+	put("این نسخه با امضای الکترونیکی پزشک (PAdES) مهر شده است. پیش از تحویل دارو امضا را بررسی کنید:", 9, false, 6)
+	put("این فایل PDF را در صفحه بررسی نسخه سامانه بارگذاری کنید، یا فرمان mohr verify --roots root.pem rx.pdf را اجرا کنید.", 9, false, 3)
+	putDir("Signed electronically (PAdES). Verify before dispensing: upload this PDF to the HIX verification page or run mohr verify.", 8, false, true, 5)
 
-	objs := []string{
-		"<< /Type /Catalog /Pages 2 0 R >>",
-		"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-		"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R /F2 5 0 R >> >> /Contents 6 0 R >>",
-		"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
-		"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>",
-		fmt.Sprintf("<< /Length %d >>\nstream\n%sendstream", content.Len(), content.String()),
-		fmt.Sprintf("<< /Title (Prescription %s) /Producer (Mohr) /CreationDate (D:%s) >>", pdfString(b.ID), time.Now().UTC().Format("20060102150405Z")),
+	created := time.Now().UTC().Format("20060102150405Z")
+	if terr == nil {
+		created = when.UTC().Format("20060102150405Z")
 	}
-	var out bytes.Buffer
-	out.WriteString("%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
-	offsets := make([]int, len(objs))
-	for i, o := range objs {
-		offsets[i] = out.Len()
-		fmt.Fprintf(&out, "%d 0 obj\n%s\nendobj\n", i+1, o)
-	}
-	xref := out.Len()
-	fmt.Fprintf(&out, "xref\n0 %d\n0000000000 65535 f \n", len(objs)+1)
-	for _, off := range offsets {
-		fmt.Fprintf(&out, "%010d 00000 n \n", off)
-	}
-	fmt.Fprintf(&out, "trailer\n<< /Size %d /Root 1 0 R /Info 7 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(objs)+1, xref)
-	return out.Bytes(), nil
+	return writePDF(ts, pg, "نسخه الکترونیکی "+b.ID, created)
 }
 
-// pdfString escapes s for a PDF literal string, replacing non-ASCII with '?'.
-func pdfString(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '(' || r == ')' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r < 32 || r > 126:
-			b.WriteByte('?')
-		default:
-			b.WriteRune(r)
-		}
+// unitFa names the dispensing units Mohr's prescriptions use in Persian; other units are printed as given.
+func unitFa(u string) string {
+	if fa, ok := map[string]string{"tablet": "قرص", "capsule": "کپسول", "inhaler": "اسپری", "vial": "ویال",
+		"ampoule": "آمپول", "bottle": "شیشه", "tube": "تیوب", "sachet": "ساشه"}[strings.ToLower(u)]; ok {
+		return fa
 	}
-	return b.String()
+	return u
 }
