@@ -63,7 +63,7 @@ func sign1(ctx context.Context, payload []byte, signer crypto.Signer, cert *x509
 	if err != nil {
 		return nil, err
 	}
-	cs, err := cose.NewSigner(alg, keys.Verifying(signer))
+	cs, err := cose.NewSigner(alg, withHash{keys.Verifying(signer), hashOf(alg)})
 	if err != nil {
 		return nil, fmt.Errorf("offline: %w", err)
 	}
@@ -73,6 +73,29 @@ func sign1(ctx context.Context, payload []byte, signer crypto.Signer, cert *x509
 		return nil, fmt.Errorf("offline: sign: %w", err)
 	}
 	return msg.MarshalCBOR()
+}
+
+// withHash supplies the SignerOpts go-cose v1.3.0 leaves nil when it signs a digest with an ECDSA
+// crypto.Signer (ecdsaCryptoSigner.SignDigest): card and HSM keys need the hash to know what they sign. It adds
+// nothing else.
+type withHash struct {
+	crypto.Signer
+	h crypto.Hash
+}
+
+func (w withHash) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if opts == nil {
+		opts = w.h
+	}
+	return w.Signer.Sign(r, digest, opts)
+}
+
+// hashOf is the digest algorithm of a COSE signature algorithm (RFC 9053 §2.1, RFC 8230 §2).
+func hashOf(alg cose.Algorithm) crypto.Hash {
+	if alg == cose.AlgorithmES384 {
+		return crypto.SHA384
+	}
+	return crypto.SHA256
 }
 
 // algorithmFor returns the COSE algorithm (RFC 9053 §2.1, RFC 8230 §2) for a public key: ES256/ES384 for
