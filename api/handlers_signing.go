@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"time"
 )
 
 // ingestResult is the answer of POST /v1/prescriptions.
@@ -20,7 +22,11 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, _ := IdentityFrom(r.Context())
+	t0 := time.Now()
 	sealed, report, err := s.svc.Ingestor.Ingest(r.Context(), body, id)
+	// W3C Server Timing: the exchange's own processing time, so a client (the physician's agent) can tell
+	// it from the network's.
+	w.Header().Set("Server-Timing", fmt.Sprintf("ingest;dur=%.3f", float64(time.Since(t0).Microseconds())/1000))
 	var iv invalidError
 	if err != nil && errors.As(err, &iv) && iv.Invalid() && json.Valid(report) && len(sealed) > 0 {
 		// A prescription that fails validation is refused, but the sealed report saying why is the caller's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -115,18 +116,38 @@ func (s *Server) handleIssue(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		csrSum := sha256.Sum256(b.CSR)
-		params := map[string]any{"profile": b.Profile, "subject": b.Subject, "csrSha256": hex.EncodeToString(csrSum[:])}
-		s.requestApproval(w, r, "cert.issue", params, func(ctx context.Context, actors [2]string) (any, error) {
-			req.Actor = dualActor(actors)
-			rec, err := s.svc.Certs.Issue(ctx, req)
-			if err != nil {
-				return nil, err
-			}
-			return viewCert(rec), nil
-		})
+		s.requestApproval(w, r, opIssueCert, issueApprovalParams{Profile: b.Profile, Subject: b.Subject, CSR: b.CSR,
+			CSRSHA256: hex.EncodeToString(csrSum[:])})
 	default:
 		s.problem(w, probForbidden, fmt.Sprintf("%s certificates are issued only by operators under dual control", b.Profile))
 	}
+}
+
+// issueApprovalParams is what an issuance under dual control stores for the approving node to execute.
+type issueApprovalParams struct {
+	Profile   string     `json:"profile"`
+	Subject   SubjectIDs `json:"subject"`
+	CSR       []byte     `json:"csr"`
+	CSRSHA256 string     `json:"csrSha256"`
+}
+
+// execIssue issues the certificate of an approved issuance.
+func (s *Server) execIssue(ctx context.Context, raw json.RawMessage, actors [2]string) (any, error) {
+	var p issueApprovalParams
+	if json.Unmarshal(raw, &p) != nil || len(p.CSR) == 0 {
+		return nil, invalid("the approval's stored parameters are not valid for " + opIssueCert)
+	}
+	if sum := sha256.Sum256(p.CSR); hex.EncodeToString(sum[:]) != p.CSRSHA256 {
+		return nil, invalid("the approval's stored CSR does not match its digest")
+	}
+	if _, ok := issueRuleFor(p.Profile); !ok {
+		return nil, invalid("unknown profile")
+	}
+	rec, err := s.svc.Certs.Issue(ctx, IssueRequest{Profile: p.Profile, CSR: p.CSR, Subject: p.Subject, Actor: dualActor(actors)})
+	if err != nil {
+		return nil, err
+	}
+	return viewCert(rec), nil
 }
 
 // dualActor names both operators of a dual-control operation for the audit event of what it did.

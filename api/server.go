@@ -16,6 +16,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/httprate"
+
+	"github.com/mohr-hix/mohr/internal/audit"
 )
 
 // Server is the HTTP API. Build it with New.
@@ -28,7 +30,7 @@ type Server struct {
 	handler   http.Handler
 	limiter   *httprate.RateLimiter // per client, protected routes
 	publicLim *httprate.RateLimiter // per IP, public routes
-	approvals *approvals
+	approvals ApprovalStore
 	verified  verifiedCache
 	metrics   *metrics
 	openapi   []byte
@@ -53,7 +55,14 @@ func New(cfg Config, svc Services) (*Server, error) {
 		}
 		s.admin = newAdminCredential(secret)
 	}
-	s.approvals = newApprovals(cfg.ApprovalTTL, cfg.Now)
+	s.approvals = svc.Approvals
+	if s.approvals == nil {
+		aud := func(context.Context, audit.Event) error { return errors.New("api: no audit log for dual control") }
+		if svc.Auditor != nil {
+			aud = svc.Auditor.AppendAudit
+		}
+		s.approvals = newMemApprovals(cfg.Now, aud)
+	}
 	s.limiter = httprate.NewRateLimiter(cfg.RateLimit, cfg.RateWindow,
 		httprate.WithLimitHandler(s.rateLimited), httprate.WithErrorHandler(s.rateError))
 	s.publicLim = httprate.NewRateLimiter(cfg.PublicRateLimit, cfg.RateWindow,

@@ -275,7 +275,7 @@ func TestDualControl(t *testing.T) {
 	if p.ID == "" || strings.Contains(string(r.body), "SQL") {
 		t.Fatalf("audit failure answer %s", r.body)
 	}
-	if len(e.srv.approvals.list()) != 0 {
+	if aps, _ := e.srv.approvals.PendingApprovals(context.Background()); len(aps) != 0 {
 		t.Fatal("approval pending although its audit event was not written")
 	}
 }

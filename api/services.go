@@ -225,6 +225,8 @@ type Services struct {
 	Auditor    Auditor
 	Revocation RevocationChecker
 	Ready      ReadinessChecker
+	// Approvals keeps dual-control approvals (the database, shared by every node); nil keeps them in memory.
+	Approvals ApprovalStore
 	// Offline serves GET /trust-bundle, the signed trust bundle of offline verification.
 	Offline TrustBundleSource
 }

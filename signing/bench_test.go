@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -51,7 +50,7 @@ func buildCorpus(tb testing.TB, n, physicians int) *corpus {
 	}
 	c := &corpus{f: f, now: f.pki.Clock.Now().Add(time.Minute)}
 	for i, bt := range bts {
-		blt, err := AddValidationData(bt, ValidationData{OCSP: [][]byte{ocsps[i%physicians]}, Certs: []*x509.Certificate{f.pki.Responder.Cert, f.tsaLeaf.Cert}})
+		blt, err := AddValidationData(bt, ValidationData{OCSPs: [][]byte{ocsps[i%physicians]}, Certs: [][]byte{f.pki.Responder.Cert.Raw, f.tsaLeaf.Cert.Raw}})
 		if err != nil {
 			tb.Fatal(err)
 		}

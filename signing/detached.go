@@ -57,6 +57,13 @@ func adbeOCSP(si *signerInfo) [][]byte {
 // validity at the best signature time and revocation (embedded Adobe-style, or from the RevocationSource).
 // The prescription policy and health-domain checks do not apply to a printout and are not made.
 func (v *Verifier) VerifyDetached(ctx context.Context, der, content []byte) *Report {
+	return v.VerifyDetachedWith(ctx, der, content, nil)
+}
+
+// VerifyDetachedWith is VerifyDetached with validation data found outside the CMS, such as a PDF's document
+// security store (ETSI EN 319 142-1 §5.4): its certificates join those of the SignedData for path building
+// and its OCSP responses and CRLs are candidates for revocation checking. vd may be nil.
+func (v *Verifier) VerifyDetachedWith(ctx context.Context, der, content []byte, vd *ValidationData) *Report {
 	now := v.cfg.Now().UTC()
 	r := &Report{ValidationTime: now, BestSignatureTime: now}
 	sd := new(signedData)
@@ -70,7 +77,13 @@ func (v *Verifier) VerifyDetached(ctx context.Context, der, content []byte) *Rep
 	cs := sha256.Sum256(content)
 	r.ContentSHA256 = hex.EncodeToString(cs[:])
 	var certs []*certEntry
-	for _, c := range sd.certs {
+	allCerts := sd.certs
+	var extraOCSP [][]byte
+	if vd != nil {
+		allCerts = append(append([][]byte(nil), sd.certs...), vd.Certs...)
+		extraOCSP = vd.OCSPs
+	}
+	for _, c := range allCerts {
 		e, err := v.cert(c)
 		if err != nil {
 			return r.fail(FormatFailure, "certificate: %v", err)
@@ -93,7 +106,7 @@ func (v *Verifier) VerifyDetached(ctx context.Context, der, content []byte) *Rep
 	for _, c := range ch.chain {
 		r.Chain = append(r.Chain, c.info)
 	}
-	poe, failed := v.signatureTimestamps(si, sd.certs, r)
+	poe, failed := v.signatureTimestamps(si, allCerts, r)
 	if failed != nil {
 		return failed
 	}
@@ -104,7 +117,7 @@ func (v *Verifier) VerifyDetached(ctx context.Context, der, content []byte) *Rep
 	if len(ch.chain) < 2 {
 		return r.fail(CertificateChainGeneralFailure, "the signing certificate is a trust anchor")
 	}
-	if sub, why := v.checkRevocation(ctx, si, signer, ch.chain[1], best, poe, r); sub != "" {
+	if sub, why := v.checkRevocation(ctx, si, extraOCSP, signer, ch.chain[1], best, poe, r); sub != "" {
 		return r.fail(sub, "%s", why)
 	}
 	r.Indication = TotalPassed

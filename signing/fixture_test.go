@@ -119,7 +119,7 @@ func (f *fixture) toBLT(t testing.TB, der []byte, leaf *testpki.Leaf) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := AddValidationData(der, ValidationData{OCSP: [][]byte{resp}, Certs: []*x509.Certificate{f.pki.Responder.Cert, f.tsaLeaf.Cert}})
+	out, err := AddValidationData(der, ValidationData{OCSPs: [][]byte{resp}, Certs: [][]byte{f.pki.Responder.Cert.Raw, f.tsaLeaf.Cert.Raw}})
 	if err != nil {
 		t.Fatal(err)
 	}

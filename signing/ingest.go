@@ -134,12 +134,14 @@ func (in *Ingestor) Ingest(ctx context.Context, der []byte) (*IngestResult, erro
 	if err != nil {
 		return nil, err
 	}
-	vd := ValidationData{OCSP: [][]byte{resp}}
+	vd := ValidationData{OCSPs: [][]byte{resp}}
 	if tsaCerts, err := timestampCerts(bt); err == nil {
-		vd.Certs = append(vd.Certs, tsaCerts...)
+		for _, c := range tsaCerts {
+			vd.Certs = append(vd.Certs, c.Raw)
+		}
 	}
 	if rc, err := responderCert(resp); err == nil && rc != nil {
-		vd.Certs = append(vd.Certs, rc)
+		vd.Certs = append(vd.Certs, rc.Raw)
 	}
 	blt, err := AddValidationData(bt, vd)
 	if err != nil {

@@ -99,7 +99,7 @@ func TestArchiveTimestamp(t *testing.T) {
 	}
 	t.Run("OCSP added after the archive timestamp breaks it", func(t *testing.T) {
 		resp, _ := f.pki.OCSP(f.tsaLeaf.Cert)
-		if _, err := AddValidationData(lta2, ValidationData{OCSP: [][]byte{resp}}); !errors.Is(err, ErrArchived) {
+		if _, err := AddValidationData(lta2, ValidationData{OCSPs: [][]byte{resp}}); !errors.Is(err, ErrArchived) {
 			t.Fatalf("AddValidationData on B-LTA: %v", err)
 		}
 		sd, _ := parseOne(lta2)

@@ -97,17 +97,19 @@ func AddSignatureTimestamp(ctx context.Context, der []byte, ts Timestamper) ([]b
 	return rebuild(sd, nil, [][]byte{attribute(oidAttrSigTimeStamp, func(b *cryptobyte.Builder) { b.AddBytes(tok) })})
 }
 
-// ValidationData is what B-LT adds (EN 319 122-1 §5.5.1 B-LT): OCSP responses (DER OCSPResponse, RFC 6960
-// §4.2.1) fetched after the signature timestamp, and the certificates needed to validate the signature, the
-// timestamp and the responses.
+// ValidationData is validation material in DER (EN 319 102-1 §5.2.5, §5.2.6): certificates (X.509), OCSP
+// responses (OCSPResponse, RFC 6960 §4.2.1) and CRLs (CertificateList, RFC 5280 §5.1). B-LT adds it to a
+// signature (AddValidationData); a PDF's document security store hands it to the verifier
+// (Verifier.VerifyDetachedWith); the verifier's Report.Used says what a validation relied on, so that an
+// upgrade embeds exactly that.
 type ValidationData struct {
-	OCSP  [][]byte
-	Certs []*x509.Certificate
+	Certs, OCSPs, CRLs [][]byte
 }
 
 // AddValidationData upgrades a B-T signature to B-LT: the OCSP responses go into the revocation-values
-// unsigned attribute as BasicOCSPResponses (ocspVals, EN 319 122-1 §A.1.2) and the certificates into
-// SignedData.certificates (EN 319 122-1 §5.5.1 allows either place for certificate values).
+// unsigned attribute as BasicOCSPResponses (ocspVals, EN 319 122-1 §A.1.2), the CRLs into its crlVals, and
+// the certificates (except roots) into SignedData.certificates (EN 319 122-1 §5.5.1 allows either place for
+// certificate values).
 func AddValidationData(der []byte, vd ValidationData) ([]byte, error) {
 	sd, err := parseOne(der)
 	if err != nil {
@@ -117,7 +119,7 @@ func AddValidationData(der []byte, vd ValidationData) ([]byte, error) {
 		return nil, err
 	}
 	var basics [][]byte
-	for _, r := range vd.OCSP {
+	for _, r := range vd.OCSPs {
 		b, err := basicFromOCSPResponse(r)
 		if err != nil {
 			return nil, err
@@ -125,22 +127,37 @@ func AddValidationData(der []byte, vd ValidationData) ([]byte, error) {
 		basics = append(basics, b)
 	}
 	var certs [][]byte
-	for _, c := range vd.Certs {
+	for _, der := range vd.Certs {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("%w: certificate: %v", errFormat, err)
+		}
 		if !bytes.Equal(c.RawIssuer, c.RawSubject) { // never a root
 			certs = append(certs, c.Raw)
 		}
 	}
 	var attrs [][]byte
-	if len(basics) > 0 {
+	if len(basics) > 0 || len(vd.CRLs) > 0 {
 		attrs = append(attrs, attribute(oidAttrRevocationValues, func(b *cryptobyte.Builder) {
 			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // RevocationValues
-				b.AddASN1(tagExplicit1, func(b *cryptobyte.Builder) { // ocspVals [1]
-					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-						for _, x := range basics {
-							b.AddBytes(x)
-						}
+				if len(vd.CRLs) > 0 {
+					b.AddASN1(tagExplicit0, func(b *cryptobyte.Builder) { // crlVals [0]
+						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+							for _, x := range vd.CRLs {
+								b.AddBytes(x)
+							}
+						})
 					})
-				})
+				}
+				if len(basics) > 0 {
+					b.AddASN1(tagExplicit1, func(b *cryptobyte.Builder) { // ocspVals [1]
+						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+							for _, x := range basics {
+								b.AddBytes(x)
+							}
+						})
+					})
+				}
 			})
 		}))
 	}

@@ -660,7 +660,7 @@ func (v *Verifier) Verify(ctx context.Context, der []byte) *Report {
 		return r.fail(CertificateChainGeneralFailure, "the signing certificate is a trust anchor")
 	}
 	issuer := ch.chain[1]
-	if sub, why := v.checkRevocation(ctx, si, signer, issuer, best, poe, r); sub != "" {
+	if sub, why := v.checkRevocation(ctx, si, nil, signer, issuer, best, poe, r); sub != "" {
 		return r.fail(sub, "%s", why)
 	}
 	if r.Level == "B-T" && len(r.Revocation) > 0 && r.Revocation[0].Source == "embedded" {
@@ -726,14 +726,14 @@ func (v *Verifier) checkPolicyAttrs(si *signerInfo) (SubIndication, string) {
 
 // checkRevocation establishes the status of signer at best from embedded OCSP responses issued at or after
 // best (EN 319 122-1 B-LT), else from the RevocationSource.
-func (v *Verifier) checkRevocation(ctx context.Context, si *signerInfo, signer, issuer *certEntry, best time.Time, poe bool, r *Report) (SubIndication, string) {
+func (v *Verifier) checkRevocation(ctx context.Context, si *signerInfo, extra [][]byte, signer, issuer *certEntry, best time.Time, poe bool, r *Report) (SubIndication, string) {
 	basics, err := embeddedOCSP(si)
 	if err != nil {
 		return FormatFailure, err.Error()
 	}
 	var res *ocspResult
 	source := "embedded"
-	adbe := adbeOCSP(si)
+	adbe := append(adbeOCSP(si), extra...)
 	for k := 0; k < len(basics)+len(adbe); k++ {
 		var cand *ocspResult
 		if k < len(basics) {

@@ -7,6 +7,7 @@ import (
 	"encoding/asn1"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -174,6 +175,11 @@ func (p *CRLPublisher) PublishAll(ctx context.Context) error {
 
 // Publish signs a new CRL for shard now, makes it the one CRL serves, records an audit event and hands it
 // to the sink. If only the sink fails, the new CRL is served anyway and the error is returned.
+//
+// When the Store is also a ca.CRLStore (several nodes on one database), the number is taken, the revoked
+// entries read, the CRL stored and its audit event appended in one transaction that locks the shard, and a
+// new CRL is signed only if it would list something the newest stored one does not or that one is due for
+// regeneration; otherwise the stored one is served. Every node then serves the same bytes.
 func (p *CRLPublisher) Publish(ctx context.Context, shard int) (PublishedCRL, error) {
 	if shard < 0 || shard >= p.cfg.Shards {
 		return PublishedCRL{}, fmt.Errorf("%w: %d", ErrNoCRL, shard)
@@ -181,6 +187,9 @@ func (p *CRLPublisher) Publish(ctx context.Context, shard int) (PublishedCRL, er
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pending.Delete(shard)
+	if cs, ok := p.cfg.Store.(ca.CRLStore); ok {
+		return p.publishShared(ctx, cs, shard)
+	}
 
 	now := p.cfg.Now().UTC().Truncate(time.Second)
 	entries, err := p.cfg.Store.RevokedInShard(ctx, shard, now)
@@ -191,6 +200,18 @@ func (p *CRLPublisher) Publish(ctx context.Context, shard int) (PublishedCRL, er
 	if err != nil {
 		return PublishedCRL{}, fmt.Errorf("revocation: CRL shard %d number: %w", shard, err)
 	}
+	c, err := p.newCRL(shard, number, now, entries)
+	if err != nil {
+		return PublishedCRL{}, err
+	}
+	p.install(&c)
+	if err := p.cfg.Store.AppendAudit(ctx, crlEvent(c)); err != nil {
+		return c, fmt.Errorf("revocation: CRL shard %d audit: %w", shard, err)
+	}
+	return c, p.sink(ctx, c)
+}
+
+func (p *CRLPublisher) newCRL(shard int, number int64, now time.Time, entries []ca.RevokedEntry) (PublishedCRL, error) {
 	c := PublishedCRL{
 		Shard:      shard,
 		Number:     number,
@@ -199,14 +220,89 @@ func (p *CRLPublisher) Publish(ctx context.Context, shard int) (PublishedCRL, er
 		NextUpdate: now.Add(p.cfg.Validity),
 		Entries:    len(entries),
 	}
+	var err error
 	c.DER, err = signCRL(p.cfg.Issuer, c, entries)
 	if err != nil {
 		return PublishedCRL{}, fmt.Errorf("revocation: CRL shard %d: %w", shard, err)
 	}
-	if prev := p.latest[shard].Load(); prev == nil || prev.Number < c.Number {
-		p.latest[shard].Store(&c)
-	}
+	return c, nil
+}
 
+// publishShared is Publish on a ca.CRLStore.
+func (p *CRLPublisher) publishShared(ctx context.Context, cs ca.CRLStore, shard int) (PublishedCRL, error) {
+	now := p.cfg.Now().UTC().Truncate(time.Second)
+	var signed *PublishedCRL
+	rec, err := cs.SignCRL(ctx, shard, now, func(latest *ca.CRLRecord, number int64, entries []ca.RevokedEntry) (*ca.CRLRecord, audit.Event, error) {
+		eh := ca.CRLEntriesHash(entries)
+		if latest != nil && latest.EntriesHash == eh && latest.NextUpdate.Sub(now) > p.cfg.RegenerateBefore {
+			return nil, audit.Event{}, nil // the newest CRL already says all of it
+		}
+		c, err := p.newCRL(shard, number, now, entries)
+		if err != nil {
+			return nil, audit.Event{}, err
+		}
+		signed = &c
+		return &ca.CRLRecord{Shard: shard, Number: number, DER: c.DER, ThisUpdate: c.ThisUpdate, NextUpdate: c.NextUpdate,
+			EntriesHash: eh}, crlEvent(c), nil
+	})
+	if err != nil {
+		return PublishedCRL{}, fmt.Errorf("revocation: CRL shard %d: %w", shard, err)
+	}
+	c := p.fromRecord(rec)
+	p.install(&c)
+	if signed != nil && signed.Number == rec.Number {
+		return c, p.sink(ctx, c)
+	}
+	return c, nil
+}
+
+func (p *CRLPublisher) fromRecord(rec ca.CRLRecord) PublishedCRL {
+	return PublishedCRL{Shard: rec.Shard, Number: rec.Number, URL: p.URL(rec.Shard), DER: rec.DER,
+		ThisUpdate: rec.ThisUpdate, NextUpdate: rec.NextUpdate, Entries: -1}
+}
+
+// install makes c the served CRL of its shard unless a CRL with a higher number is served already.
+func (p *CRLPublisher) install(c *PublishedCRL) {
+	for {
+		prev := p.latest[c.Shard].Load()
+		if prev != nil && prev.Number >= c.Number {
+			return
+		}
+		if p.latest[c.Shard].CompareAndSwap(prev, c) {
+			return
+		}
+	}
+}
+
+func (p *CRLPublisher) sink(ctx context.Context, c PublishedCRL) error {
+	if p.cfg.Sink != nil {
+		if err := p.cfg.Sink.PutCRL(ctx, c); err != nil {
+			return fmt.Errorf("revocation: CRL shard %d sink: %w", c.Shard, err)
+		}
+	}
+	return nil
+}
+
+// Load serves the newest CRL of shard stored in the database (a ca.CRLStore) if it is newer than the one
+// served: how a node picks up a CRL another node signed. It does nothing on a store that keeps no CRLs.
+func (p *CRLPublisher) Load(ctx context.Context, shard int) error {
+	cs, ok := p.cfg.Store.(ca.CRLStore)
+	if !ok || shard < 0 || shard >= p.cfg.Shards {
+		return nil
+	}
+	rec, err := cs.LatestCRL(ctx, shard)
+	if errors.Is(err, ca.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("revocation: CRL shard %d: %w", shard, err)
+	}
+	c := p.fromRecord(rec)
+	p.install(&c)
+	return nil
+}
+
+func crlEvent(c PublishedCRL) audit.Event {
 	sum := sha256.Sum256(c.DER)
 	data, _ := json.Marshal(struct {
 		Number     int64     `json:"number"`
@@ -216,16 +312,7 @@ func (p *CRLPublisher) Publish(ctx context.Context, shard int) (PublishedCRL, er
 		Entries    int       `json:"entries"`
 		SHA256     string    `json:"sha256"`
 	}{c.Number, c.URL, c.ThisUpdate, c.NextUpdate, c.Entries, hex.EncodeToString(sum[:])})
-	ev := audit.Event{Time: now, Kind: EventCRLPublished, Actor: "system", Subject: "crl/" + strconv.Itoa(shard), Data: data}
-	if err := p.cfg.Store.AppendAudit(ctx, ev); err != nil {
-		return c, fmt.Errorf("revocation: CRL shard %d audit: %w", shard, err)
-	}
-	if p.cfg.Sink != nil {
-		if err := p.cfg.Sink.PutCRL(ctx, c); err != nil {
-			return c, fmt.Errorf("revocation: CRL shard %d sink: %w", shard, err)
-		}
-	}
-	return c, nil
+	return audit.Event{Time: c.ThisUpdate, Kind: EventCRLPublished, Actor: "system", Subject: "crl/" + strconv.Itoa(c.Shard), Data: data}
 }
 
 // Run publishes every shard that has no CRL or whose nextUpdate is less than RegenerateBefore away, then
@@ -265,6 +352,9 @@ func (p *CRLPublisher) publishDue(ctx context.Context) {
 	p.publishTriggered(ctx)
 	now := p.cfg.Now()
 	for i := 0; i < p.cfg.Shards && ctx.Err() == nil; i++ {
+		if err := p.Load(ctx, i); err != nil {
+			p.report(i, err)
+		}
 		c := p.latest[i].Load()
 		if c != nil && c.NextUpdate.Sub(now) > p.cfg.RegenerateBefore {
 			continue

@@ -132,31 +132,6 @@ func readAuditVKey(path string) (string, error) {
 	return vkey, nil
 }
 
-// loadCheckpointer reads <data-dir>/audit.skey, refusing a file others can read.
-func loadCheckpointer() (*audit.Checkpointer, error) {
-	path := auditKeyPath(auditSKeyFile)
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("audit signer key: %w (run `mohr audit keygen`)", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("audit signer key %s has mode %v; it must be 0600", path, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("audit signer key: %w", err)
-	}
-	signer, err := note.NewSigner(strings.TrimSpace(string(b)))
-	if err != nil {
-		return nil, fmt.Errorf("audit signer key %s is malformed", path) // never echo the key
-	}
-	name, ok := strings.CutPrefix(signer.Name(), audit.OriginPrefix)
-	if !ok {
-		return nil, fmt.Errorf("audit signer key %s is not named %s<name>", path, audit.OriginPrefix)
-	}
-	return audit.NewCheckpointer(name, signer)
-}
-
 func newAuditVerifyCmd() *cobra.Command {
 	var vkeyPath string
 	cmd := &cobra.Command{
@@ -166,12 +141,16 @@ func newAuditVerifyCmd() *cobra.Command {
 			"checks each stored checkpoint's signature and root. It exits with status 3 naming the first bad entry.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			vkey, err := readAuditVKey(vkeyPath)
+			cfg, err := loadConfig()
+			if err != nil {
+				return err
+			}
+			vkeys, err := trustedVKeys(cfg, vkeyPath)
 			if err != nil {
 				return err
 			}
 			return withAuditStore(cmd.Context(), func(st AuditStore) error {
-				res, err := audit.Verify(cmd.Context(), st, vkey)
+				res, err := audit.VerifyKeys(cmd.Context(), st, vkeys)
 				var bad *audit.BadEntryError
 				if errors.As(err, &bad) {
 					return &exitError{code: exitAuditBad, err: fmt.Errorf("audit log is NOT intact: first bad entry %d: %s", bad.Seq, bad.Reason)}
@@ -190,7 +169,7 @@ func newAuditVerifyCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&vkeyPath, "vkey", "", "verifier key file (default <data-dir>/audit.vkey)")
+	cmd.Flags().StringVar(&vkeyPath, "vkey", "", "file of verifier keys, one per line: every checkpoint key of the log's history (default audit.vkeys, else <data-dir>/audit.vkey)")
 	return cmd
 }
 
@@ -200,11 +179,21 @@ func newAuditCheckpointCmd() *cobra.Command {
 		Short: "Sign and store a checkpoint of the audit log's current Merkle tree, and print it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cp, err := loadCheckpointer()
+			cfg, err := loadConfig()
 			if err != nil {
 				return err
 			}
+			id, err := loadAuditIdentity(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			cp := id.cp
 			return withAuditStore(cmd.Context(), func(st AuditStore) error {
+				if as, ok := st.(appStore); ok {
+					if err := recordAuditKey(cmd.Context(), as, id, cliActor()); err != nil {
+						return err
+					}
+				}
 				if err := st.Checkpoint(cmd.Context(), cp); err != nil {
 					return err
 				}

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -152,7 +153,8 @@ func (a caAdmin) DestroyKey(ctx context.Context, keyID string, actors [2]string)
 	return a.n.st.AppendAudit(ctx, newEvent("key.destroyed", actors[0]+"+"+actors[1], redactURI(keyID), map[string]any{"approved_by": actors}))
 }
 
-// SetTrustAnchors replaces the roots signatures are verified against. It takes effect at the next start.
+// SetTrustAnchors replaces the roots signatures are verified against, in the database with its audit event in
+// one transaction; this node applies them at once, the others when their change feed reaches the event.
 func (a caAdmin) SetTrustAnchors(ctx context.Context, roots []*x509.Certificate, actors [2]string) error {
 	if len(roots) == 0 {
 		return invalid(errors.New("at least one trust anchor is needed"))
@@ -165,9 +167,13 @@ func (a caAdmin) SetTrustAnchors(ctx context.Context, roots []*x509.Certificate,
 		s := sha256.Sum256(r.Raw)
 		fps = append(fps, hex.EncodeToString(s[:]))
 	}
-	if err := writeCertPEM(trustAnchorsFile(a.n.cfg), roots...); err != nil {
+	var pemData []byte
+	for _, r := range roots {
+		pemData = append(pemData, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.Raw})...)
+	}
+	ev := newEvent(eventTrustAnchors, actors[0]+"+"+actors[1], "", map[string]any{"approved_by": actors, "sha256": fps})
+	if err := a.n.st.PutBlob(ctx, trustAnchorsBlob, pemData, ev); err != nil {
 		return err
 	}
-	return a.n.st.AppendAudit(ctx, newEvent("trust-anchors.changed", actors[0]+"+"+actors[1], "", map[string]any{
-		"approved_by": actors, "sha256": fps}))
+	return a.n.reloadTrustAnchors(ctx)
 }

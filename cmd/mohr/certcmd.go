@@ -230,16 +230,16 @@ func withCA(ctx context.Context, checkRegistry bool, fn func(*ca.CA, appStore) e
 	if err != nil {
 		return err
 	}
-	var opt ca.Options
-	if checkRegistry {
-		ts, db, err := openTokenStore(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		defer db.Close()
-		opt.RA = registryRA{ts}
-	}
 	return withStore(ctx, func(st appStore) error {
+		var opt ca.Options
+		if checkRegistry {
+			ts, db, err := openTokenStore(ctx, cfg, st)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			opt.RA = registryRA{ts}
+		}
 		c, err := ca.New(is, st, cfg.CA.Issuance, opt)
 		if err != nil {
 			return err

@@ -66,6 +66,21 @@ type Config struct {
 		// Module is the default PKCS#11 module for pkcs11: URIs without module-path.
 		Module string `yaml:"module"`
 	} `yaml:"hsm"`
+	// Audit names the deployment's one audit identity: the checkpoint key every node signs with, and the
+	// verifier keys `mohr audit verify` trusts over the log's history.
+	Audit struct {
+		// Key is file:PATH of a note signer key (`mohr audit keygen`) or a pkcs11: URI of an Ed25519 key.
+		// Empty means <data-dir>/audit.skey, made at the first start (fit for a single node only).
+		Key string `yaml:"key"`
+		// Name is the log name for a pkcs11: key (checkpoint origin mohr.audit/<name>); default "mohr".
+		Name string `yaml:"name"`
+		// VKeys is a file of verifier keys, one per line: every checkpoint key valid at some point of the
+		// log's history. Default <data-dir>/audit.vkey.
+		VKeys string `yaml:"vkeys"`
+		// CheckpointInterval: one node at a time (holding a lease in the database) signs a checkpoint this
+		// often while the log grows. Default one minute.
+		CheckpointInterval ca.Duration `yaml:"checkpoint_interval"`
+	} `yaml:"audit"`
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout ca.Duration `yaml:"shutdown_timeout"`
 
@@ -94,6 +109,8 @@ func defaultConfig(dataDir string) *Config {
 	c.CA.Issuance = ca.DefaultConfig()
 	c.HSM.Module = "/usr/lib/softhsm/libsofthsm2.so"
 	c.ShutdownTimeout = ca.Duration(10 * time.Second)
+	c.Audit.Name = "mohr"
+	c.Audit.CheckpointInterval = ca.Duration(time.Minute)
 	return c
 }
 
@@ -178,6 +195,9 @@ func (c *Config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("shutdown_timeout must be positive")
+	}
+	if c.Audit.CheckpointInterval < ca.Duration(time.Second) {
+		return errors.New("audit.checkpoint_interval must be at least 1s")
 	}
 	return c.CA.Issuance.Validate()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mohr-hix/mohr/internal/ids"
+	"github.com/mohr-hix/mohr/signing/pades"
 	"github.com/mohr-hix/mohr/signing/rxgen"
 )
 
@@ -66,6 +68,46 @@ func newRxCmd() *cobra.Command {
 	f.Uint64Var(&seed, "seed", 1, "random seed (runs are reproducible)")
 	f.StringVar(&code, "national-code", "", "prescriber's national code (default: random)")
 	f.StringVar(&council, "council", "", "prescriber's council number (default: random)")
-	cmd.AddCommand(gen)
+	cmd.AddCommand(gen, newRxRenderCmd())
+	return cmd
+}
+
+// newRxRenderCmd is "mohr rx render": the Persian PDF printout of a prescription (signing/pades.Render).
+func newRxRenderCmd() *cobra.Command {
+	var in, out, signer string
+	cmd := &cobra.Command{
+		Use:   "render --in rx.json --out rx.pdf [--signer cert.pem]",
+		Short: "Render a FHIR prescription as a one-page Persian PDF (sign it with mohr sign --pdf)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if in == "" || out == "" {
+				return errors.New("rx render: --in and --out are required")
+			}
+			b, err := os.ReadFile(in)
+			if err != nil {
+				return fmt.Errorf("rx render: %w", err)
+			}
+			var cert *x509.Certificate
+			if signer != "" {
+				certs, err := readCerts(signer)
+				if err != nil {
+					return fmt.Errorf("rx render: --signer: %w", err)
+				}
+				cert = certs[0]
+			}
+			pdf, err := pades.Render(b, cert)
+			if err != nil {
+				return fmt.Errorf("rx render: %w", err)
+			}
+			if err := os.WriteFile(out, pdf, 0o644); err != nil {
+				return fmt.Errorf("rx render: %w", err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&in, "in", "", "FHIR Bundle (JSON)")
+	f.StringVar(&out, "out", "", "output PDF")
+	f.StringVar(&signer, "signer", "", "the certificate that will sign the PDF (PEM): the prescriber is printed from it")
 	return cmd
 }

@@ -13,8 +13,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,7 +35,8 @@ import (
 func init() { rootCmd.AddCommand(newServeCmd()) }
 
 func newServeCmd() *cobra.Command {
-	return &cobra.Command{
+	var listen, publicListen string
+	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the CA, revocation, TSA, signing and token services behind the HTTP API",
 		Long: "Run Mohr. With no configuration it uses SQLite in the data directory and, on first start, creates a\n" +
@@ -45,10 +48,20 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Several nodes of one cluster share one configuration and differ only in where they listen.
+			if listen != "" {
+				cfg.Listen = listen
+			}
+			if publicListen != "" {
+				cfg.PublicListen = publicListen
+			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			return serve(cmd.Context(), cfg, log)
 		},
 	}
+	cmd.Flags().StringVar(&listen, "listen", "", "this node's API address (overrides listen; the rest of the configuration is the cluster's)")
+	cmd.Flags().StringVar(&publicListen, "public-listen", "", "this node's public address (overrides public_listen)")
+	return cmd
 }
 
 // node is one running Mohr: every service, wired.
@@ -65,7 +78,9 @@ type node struct {
 	verifier *signing.Verifier
 	tokens   *tokens.Service
 	cp       *audit.Checkpointer
-	vkey     string
+	vkeys    []string // verifier keys of the log's history, the current one included
+	id       string   // this process, in leases
+	vs       atomic.Pointer[verifiers]
 	seal     signing.Seal
 	bundle   *offline.Publisher
 	closers  []func() error
@@ -91,30 +106,12 @@ func ensureDevCA(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	return caInitDev(ctx, cfg, "EC-P256", false)
 }
 
-// ensureAuditKey creates the checkpoint signing key on first start.
-func ensureAuditKey() (*audit.Checkpointer, error) {
-	if _, err := os.Stat(auditKeyPath(auditSKeyFile)); errors.Is(err, os.ErrNotExist) {
-		skey, vkey, err := audit.GenerateKey("mohr")
-		if err != nil {
-			return nil, err
-		}
-		flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-		if err := writeAuditKeyFile(auditKeyPath(auditSKeyFile), skey, flags, 0o600); err != nil {
-			return nil, err
-		}
-		if err := writeAuditKeyFile(auditKeyPath(auditVKeyFile), vkey, flags, 0o644); err != nil {
-			return nil, err
-		}
-	}
-	return loadCheckpointer()
-}
-
 // build wires every service of a node. It starts nothing.
 func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 		return nil, err
 	}
-	n := &node{cfg: cfg, log: log}
+	n := &node{cfg: cfg, log: log, id: newNodeID()}
 	if err := ensureDevCA(ctx, cfg, log); err != nil {
 		return nil, err
 	}
@@ -129,7 +126,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	if err != nil {
 		return fail(err)
 	}
-	ts, db, err := openTokenStore(ctx, cfg)
+	ts, db, err := openTokenStore(ctx, cfg, n.st)
 	if err != nil {
 		return fail(fmt.Errorf("token store: %w", err))
 	}
@@ -142,10 +139,15 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 		n.ca.Suspend("the intermediate was revoked: " + strings.TrimSpace(string(b)))
 		log.Warn("issuance is suspended: the intermediate was revoked under dual control", "marker", revokedMarker(cfg))
 	}
-	if n.cp, err = ensureAuditKey(); err != nil {
+	id, err := loadAuditIdentity(ctx, cfg)
+	if err != nil {
 		return fail(err)
 	}
-	if n.vkey, err = readAuditVKey(""); err != nil {
+	if err := recordAuditKey(ctx, n.st, id, "system:serve"); err != nil {
+		return fail(err)
+	}
+	n.cp = id.cp
+	if n.vkeys, err = trustedVKeys(cfg, "", id.vkey); err != nil {
 		return fail(err)
 	}
 
@@ -193,23 +195,13 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 		return fail(err)
 	}
 
-	// Verification and ingestion.
-	roots := x509.NewCertPool()
-	if anchors, err := readCerts(trustAnchorsFile(cfg)); err == nil {
-		for _, a := range anchors {
-			roots.AddCert(a)
-		}
-	} else if errors.Is(err, os.ErrNotExist) {
-		roots.AddCert(is.Root())
-	} else {
-		return fail(fmt.Errorf("trust anchors: %w", err))
-	}
-	if n.verifier, err = signing.NewVerifier(signing.VerifierConfig{Roots: roots, Revocation: localOCSP(n.ocsp),
-		Registry: physicianRegistry{ts}, Now: cfg.clock()}); err != nil {
-		return fail(err)
-	}
+	// Verification and ingestion, over the trust anchors in the database (the change feed reloads them).
 	n.tokens = &tokens.Service{Store: ts, Issuer: adapterIssuer{n.ca}, Revoker: tokenRevoker{n.rev}}
 	n.seal = signing.Seal{Signer: sealKey, Chain: append([]*x509.Certificate{sealCert}, chain...)}
+	if err := n.reloadTrustAnchors(ctx); err != nil {
+		return fail(err)
+	}
+	n.verifier = n.vs.Load().v
 	if n.bundle, err = n.trustBundlePublisher(ctx); err != nil {
 		return fail(err)
 	}
@@ -241,8 +233,6 @@ func (n *node) apiServer() (*api.Server, error) {
 	} else if created {
 		n.log.Info("created the local admin credential (loopback only)", "file", adminFile)
 	}
-	ingest := &signing.Ingestor{Verifier: n.verifier, Timestamper: n.tsa, Revocation: localRevocation{n.ocsp},
-		Store: prescriptionStore{st: n.st, actor: "api:ingestion"}, Seal: n.seal, Now: n.cfg.clock()}
 	ta := tokenAPI{svc: n.tokens, st: n.ts, now: time.Now}
 	return api.New(api.Config{ClientCAs: clientCAs, AdminTokenFile: adminFile, Logger: n.log,
 		RateLimit: n.cfg.API.RateLimit, PublicRateLimit: n.cfg.API.PublicRateLimit}, api.Services{
@@ -250,16 +240,17 @@ func (n *node) apiServer() (*api.Server, error) {
 		CRL:        n.crl,
 		OCSP:       n.ocsp,
 		TSA:        n.tsa,
-		Ingestor:   ingestor{ingest},
-		Verifier:   verifier{n.verifier},
-		Batch:      batchVerifier{&signing.BatchVerifier{Verifier: n.verifier}},
+		Ingestor:   liveIngestor{n},
+		Verifier:   liveVerifier{n},
+		Batch:      liveBatch{n},
 		Tokens:     ta,
 		Registry:   ta,
-		Audit:      auditAPI{st: n.st, vkey: n.vkey},
+		Audit:      auditAPI{st: n.st, vkeys: n.vkeys},
 		Auditor:    n.st,
 		Revocation: clientRevocation{n.st},
-		Ready:      readiness{n.st},
+		Ready:      &readiness{st: n.st, holder: n.id},
 		CAAdmin:    caAdmin{n},
+		Approvals:  approvalStore{n.st},
 		Offline:    n.bundle,
 	})
 }
@@ -391,18 +382,15 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	return runErr
 }
 
-// checkpointLoop signs an audit checkpoint at start and every minute the log has grown.
+// checkpointLoop signs an audit checkpoint every audit.checkpoint_interval while the log grows, on one node
+// of the cluster at a time: the holder of the checkpoint lease.
 func (n *node) checkpointLoop(ctx context.Context) error {
-	var last int64 = -1
-	t := time.NewTicker(time.Minute)
+	interval := time.Duration(n.cfg.Audit.CheckpointInterval)
+	t := time.NewTicker(interval / 2)
 	defer t.Stop()
 	for {
-		if size, err := n.st.AuditSize(ctx); err == nil && size != last {
-			if err := n.st.Checkpoint(ctx, n.cp); err != nil {
-				n.log.Error("audit checkpoint", "err", err)
-			} else {
-				last = size
-			}
+		if _, err := checkpointDue(ctx, n.st, n.cp, n.id, interval, time.Now()); err != nil && ctx.Err() == nil {
+			n.log.Error("audit checkpoint", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -438,6 +426,16 @@ func (n *node) changeFeed(ctx context.Context) error {
 			}
 			for _, e := range es {
 				switch e.Event.Kind {
+				case revocation.EventCRLPublished:
+					if shard, err := strconv.Atoi(strings.TrimPrefix(e.Event.Subject, "crl/")); err == nil {
+						if err := n.crl.Load(ctx, shard); err != nil {
+							n.log.Error("CRL load", "shard", shard, "err", err)
+						}
+					}
+				case eventTrustAnchors:
+					if err := n.reloadTrustAnchors(ctx); err != nil {
+						n.log.Error("trust anchors", "err", err)
+					}
 				case "cert.issued", revocation.EventRevoked, revocation.EventHeld, revocation.EventReleased:
 					if err := n.ocsp.Update(ctx, e.Event.Subject); err != nil {
 						n.log.Error("OCSP update", "serial", e.Event.Subject, "err", err)
@@ -459,7 +457,7 @@ func (n *node) outboxLoop(ctx context.Context) error {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		if _, err := n.ts.DrainAuditOutbox(ctx, n.st.AppendAudit); err != nil && ctx.Err() == nil {
+		if _, err := n.ts.DrainAuditOutbox(ctx, n.st.AppendAuditTx); err != nil && ctx.Err() == nil {
 			n.log.Error("token audit outbox", "err", err)
 		}
 		select {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -15,9 +16,11 @@ import (
 // appStore is what the commands need of the database: the CA's store, the audit log's source and checkpoints.
 type appStore interface {
 	ca.Store
+	clusterStore
 	audit.Source
 	Checkpoint(ctx context.Context, cp *audit.Checkpointer) error
 	SavePrescription(ctx context.Context, rec store.PrescriptionRecord, ev audit.Event) error
+	AppendAuditTx(ctx context.Context, tx *sql.Tx, ev audit.Event) error
 	Prescription(ctx context.Context, id string) (store.PrescriptionRecord, error)
 	Close() error
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/csv"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/mohr-hix/mohr/signing"
+	"github.com/mohr-hix/mohr/signing/pades"
 )
 
 func init() { rootCmd.AddCommand(newVerifyCmd()) }
@@ -29,7 +31,7 @@ func newVerifyCmd() *cobra.Command {
 	var ocspOnline bool
 	cmd := &cobra.Command{
 		Use:   "verify --roots FILE [--tsa-roots FILE] [--format json|csv|text] FILES|DIRS|-",
-		Short: "Verify signed prescriptions (files, directories, or NDJSON on stdin with -)",
+		Short: "Verify signed prescriptions and signed PDF printouts (files, directories, or NDJSON on stdin with -)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if roots == "" {
@@ -77,12 +79,18 @@ func newVerifyCmd() *cobra.Command {
 						progressbar.OptionSetDescription("verifying"), progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond))
 				}
 				w := newReportWriter(format, out)
-				st, err = bv.VerifyFiles(ctx, files, func(r *signing.Report) {
+				files, err = verifyPDFs(ctx, v, files, func(r *signing.Report) { w.write(r); st.Add(r) })
+				if err != nil {
+					return err
+				}
+				var cst signing.BatchStats
+				cst, err = bv.VerifyFiles(ctx, files, func(r *signing.Report) {
 					w.write(r)
 					if bar != nil {
 						bar.Add(1)
 					}
 				})
+				st.Total, st.Passed, st.Failed, st.Indeterminate = st.Total+cst.Total, st.Passed+cst.Passed, st.Failed+cst.Failed, st.Indeterminate+cst.Indeterminate
 				if bar != nil {
 					bar.Finish()
 					fmt.Fprintln(os.Stderr)
@@ -204,4 +212,29 @@ func (rw *reportWriter) close() error {
 		return fmt.Errorf("verify: write: %w", rw.err)
 	}
 	return nil
+}
+
+// verifyPDFs verifies the PDF files among files (PAdES, signing/pades.Verify; one report per signature) and
+// returns the others.
+func verifyPDFs(ctx context.Context, v *signing.Verifier, files []string, fn func(*signing.Report)) ([]string, error) {
+	var rest []string
+	for _, f := range files {
+		if !strings.EqualFold(filepath.Ext(f), ".pdf") {
+			rest = append(rest, f)
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		reports, err := pades.Verify(ctx, b, v)
+		if err != nil {
+			reports = []*signing.Report{{Indication: signing.TotalFailed, SubIndication: signing.FormatFailure, Reason: err.Error()}}
+		}
+		for _, r := range reports {
+			r.Name = f + ": " + r.Name
+			fn(r)
+		}
+	}
+	return rest, nil
 }

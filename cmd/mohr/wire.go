@@ -375,12 +375,12 @@ func standing(id string, err error, now time.Time) (api.Standing, error) {
 
 // auditAPI implements api.AuditService over the store.
 type auditAPI struct {
-	st   appStore
-	vkey string
+	st    appStore
+	vkeys []string
 }
 
 func (a auditAPI) Verify(ctx context.Context) (api.AuditVerification, error) {
-	res, err := audit.Verify(ctx, a.st, a.vkey)
+	res, err := audit.VerifyKeys(ctx, a.st, a.vkeys)
 	var bad *audit.BadEntryError
 	if errors.As(err, &bad) {
 		return api.AuditVerification{OK: false, FirstBad: bad.Seq}, nil
@@ -442,21 +442,15 @@ func (c clientRevocation) Revoked(ctx context.Context, cert *x509.Certificate) (
 	return rec.Status != ca.StatusIssued, nil
 }
 
-// readiness implements api.ReadinessChecker: the database answers.
-type readiness struct{ st appStore }
-
-func (r readiness) Ready(ctx context.Context) error {
-	_, err := r.st.AuditSize(ctx)
-	return err
-}
-
-// openTokenStore opens tokens/sqlstore on the configured database (its own tables, prefixed tokens_).
-func openTokenStore(ctx context.Context, cfg *Config) (*sqlstore.Store, *sql.DB, error) {
+// openTokenStore opens tokens/sqlstore on the configured database (its own tables, prefixed tokens_). Its
+// audit events go into st's audit log in the same transaction as the change they record (exactly once, on
+// every node); the outbox table only holds events written by older versions, drained at start.
+func openTokenStore(ctx context.Context, cfg *Config, st appStore) (*sqlstore.Store, *sql.DB, error) {
 	driver, dsn, dialect := "sqlite", cfg.Database.DSN, "sqlite"
 	if cfg.Database.Driver == "postgres" {
 		driver, dialect = "pgx", "postgres"
 	} else {
-		dsn = "file:" + dsn + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
+		dsn = "file:" + dsn + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate"
 	}
 	db, err := sql.Open(driver, dsn)
 	if err != nil {
@@ -465,7 +459,7 @@ func openTokenStore(ctx context.Context, cfg *Config) (*sqlstore.Store, *sql.DB,
 	if driver == "sqlite" {
 		db.SetMaxOpenConns(1) // one writer; SQLite serialises writers anyway
 	}
-	ts, err := sqlstore.New(ctx, db, sqlstore.Options{Dialect: dialect})
+	ts, err := sqlstore.New(ctx, db, sqlstore.Options{Dialect: dialect, AppendAudit: st.AppendAuditTx})
 	if err != nil {
 		db.Close()
 		return nil, nil, err
@@ -487,13 +481,13 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		ts, db, err := openTokenStore(ctx, cfg)
+		ts, db, err := openTokenStore(ctx, cfg, st)
 		if err != nil {
 			st.Close()
 			return nil, err
 		}
 		afterCommand = append(afterCommand, func(ctx context.Context) {
-			ts.DrainAuditOutbox(context.WithoutCancel(ctx), st.AppendAudit)
+			ts.DrainAuditOutbox(context.WithoutCancel(ctx), st.AppendAuditTx)
 			db.Close()
 			st.Close()
 		})

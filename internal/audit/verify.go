@@ -3,9 +3,11 @@ package audit
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -43,9 +45,30 @@ const verifyBatch = 1000
 //
 // Verify keeps O(log n) hashes in memory, whatever the size of the log.
 func Verify(ctx context.Context, src Source, vkey string) (*VerifyResult, error) {
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		return nil, fmt.Errorf("audit: verifier key: %w", err)
+	return VerifyKeys(ctx, src, []string{vkey})
+}
+
+// VerifyKeys is Verify for a log whose checkpoint key changed over its history: vkeys are the verifier keys
+// the auditor trusts, and each checkpoint must be signed by one of them that was valid at the checkpoint's
+// size according to the log itself. The log records key changes as events: EventKeyActivated (data
+// {"vkey": ...}) makes a key valid for the checkpoints that include the event; EventKeyRetired ends it for
+// the checkpoints that include that event. Checkpoints of a log before its first key event may be signed by
+// any trusted key (logs written before keys were recorded). A trusted key the log never activated signs
+// nothing after that point, so a stolen retired key, or one smuggled into the trusted list, cannot vouch for
+// later history.
+func VerifyKeys(ctx context.Context, src Source, vkeys []string) (*VerifyResult, error) {
+	if len(vkeys) == 0 {
+		return nil, errors.New("audit: no verifier key")
+	}
+	var vs []note.Verifier
+	byHash := map[[2]any]string{} // (name, key hash) -> vkey
+	for _, k := range vkeys {
+		v, err := note.NewVerifier(k)
+		if err != nil {
+			return nil, fmt.Errorf("audit: verifier key: %w", err)
+		}
+		vs = append(vs, v)
+		byHash[[2]any{v.Name(), v.KeyHash()}] = k
 	}
 	msgs, err := src.AuditCheckpoints(ctx)
 	if err != nil {
@@ -54,11 +77,12 @@ func Verify(ctx context.Context, src Source, vkey string) (*VerifyResult, error)
 	type checkpoint struct {
 		size int64
 		tree tlog.Tree
+		key  string // the vkey that signed it
 		err  error
 	}
 	cps := make([]checkpoint, 0, len(msgs))
 	for _, m := range msgs {
-		tree, err := openCheckpoint(m, v)
+		tree, key, err := openCheckpointAny(m, vs, byHash)
 		if err != nil {
 			n, ok := peekCheckpointSize(m)
 			if !ok {
@@ -67,8 +91,9 @@ func Verify(ctx context.Context, src Source, vkey string) (*VerifyResult, error)
 			cps = append(cps, checkpoint{size: n, err: err})
 			continue
 		}
-		cps = append(cps, checkpoint{size: tree.N, tree: tree})
+		cps = append(cps, checkpoint{size: tree.N, tree: tree, key: key})
 	}
+	keys := keyHistory{valid: map[string]bool{}}
 	sort.SliceStable(cps, func(i, j int) bool { return cps[i].size < cps[j].size })
 
 	res := &VerifyResult{}
@@ -84,6 +109,8 @@ func Verify(ctx context.Context, src Source, vkey string) (*VerifyResult, error)
 				bad.Reason = fmt.Sprintf("checkpoint of size %d: %v", cp.size, cp.err)
 			case cp.tree.Hash != tb.root():
 				bad.Reason = fmt.Sprintf("checkpoint of size %d: root %v does not match the log (%v)", cp.size, cp.tree.Hash, tb.root())
+			case !keys.allows(cp.key):
+				bad.Reason = fmt.Sprintf("checkpoint of size %d: signed by a key the log had not activated or had retired by then", cp.size)
 			default:
 				res.Checkpoints++
 				res.Latest = cp.tree
@@ -151,6 +178,7 @@ func Verify(ctx context.Context, src Source, vkey string) (*VerifyResult, error)
 				}
 			}
 			prev = &calc
+			keys.see(e.Event)
 			if err := checkCheckpoints(); err != nil {
 				return nil, err
 			}
@@ -214,4 +242,57 @@ func (b *treeBuilder) root() tlog.Hash {
 		h = tlog.NodeHash(b.nodes[i], h)
 	}
 	return h
+}
+
+// Audit events that record the checkpoint key's history (VerifyKeys).
+const (
+	EventKeyActivated = "audit.key.activated"
+	EventKeyRetired   = "audit.key.retired"
+)
+
+// KeyEventData is the data of EventKeyActivated and EventKeyRetired.
+type KeyEventData struct {
+	VKey string `json:"vkey"`
+}
+
+// keyHistory follows the key events of the entries read so far.
+type keyHistory struct {
+	any   bool // a key event was seen
+	valid map[string]bool
+}
+
+func (h *keyHistory) see(ev Event) {
+	if ev.Kind != EventKeyActivated && ev.Kind != EventKeyRetired {
+		return
+	}
+	var d KeyEventData
+	if json.Unmarshal(ev.Data, &d) != nil || d.VKey == "" {
+		return
+	}
+	h.any = true
+	h.valid[strings.TrimSpace(d.VKey)] = ev.Kind == EventKeyActivated
+}
+
+func (h *keyHistory) allows(vkey string) bool {
+	return !h.any || h.valid[strings.TrimSpace(vkey)]
+}
+
+// openCheckpointAny verifies msg with any of vs and returns its tree and the vkey that signed it.
+func openCheckpointAny(msg []byte, vs []note.Verifier, byHash map[[2]any]string) (tlog.Tree, string, error) {
+	n, err := note.Open(msg, note.VerifierList(vs...))
+	if err != nil {
+		return tlog.Tree{}, "", fmt.Errorf("audit: checkpoint signature: %w", err)
+	}
+	for _, sig := range n.Sigs {
+		k, ok := byHash[[2]any{sig.Name, sig.Hash}]
+		if !ok {
+			continue
+		}
+		tree, err := parseCheckpoint(n.Text, sig.Name)
+		if err != nil {
+			return tlog.Tree{}, "", err
+		}
+		return tree, k, nil
+	}
+	return tlog.Tree{}, "", errors.New("audit: checkpoint signature: no trusted signature")
 }

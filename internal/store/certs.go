@@ -215,11 +215,16 @@ func (c *core) Release(ctx context.Context, serial string, ev audit.Event) error
 // RevokedInShard lists revoked and held certificates of shard whose NotAfter is after notAfter, ordered by
 // serial.
 func (c *core) RevokedInShard(ctx context.Context, shard int, notAfter time.Time) ([]ca.RevokedEntry, error) {
-	rs, err := c.b.reader().query(ctx, `SELECT serial, revoked_at_us, revocation_reason FROM certificates
+	out, err := c.revokedInShard(ctx, c.b.reader(), shard, notAfter)
+	return out, opError("revoked in shard", err)
+}
+
+func (c *core) revokedInShard(ctx context.Context, q querier, shard int, notAfter time.Time) ([]ca.RevokedEntry, error) {
+	rs, err := q.query(ctx, `SELECT serial, revoked_at_us, revocation_reason FROM certificates
 	WHERE shard = ? AND status IN (?, ?) AND not_after_us > ? ORDER BY serial`,
 		shard, string(ca.StatusRevoked), string(ca.StatusHeld), toUS(notAfter))
 	if err != nil {
-		return nil, opError("revoked in shard", err)
+		return nil, err
 	}
 	defer rs.Close()
 	var out []ca.RevokedEntry
@@ -227,12 +232,12 @@ func (c *core) RevokedInShard(ctx context.Context, shard int, notAfter time.Time
 		var e ca.RevokedEntry
 		var at int64
 		if err := rs.Scan(&e.Serial, &at, &e.Reason); err != nil {
-			return nil, opError("revoked in shard", err)
+			return nil, err
 		}
 		e.RevokedAt = fromUS(at)
 		out = append(out, e)
 	}
-	return out, opError("revoked in shard", rs.Err())
+	return out, rs.Err()
 }
 
 // NextCRLNumber returns the next CRL number of shard: 1, 2, 3, ... Concurrent callers get distinct numbers.

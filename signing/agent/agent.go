@@ -55,6 +55,9 @@ type Agent struct {
 	mu     sync.Mutex
 	cur    *session
 	closed bool
+	// lastEnd is why the last comfort session ended, until a new one opens: a call that needs a session
+	// learns "limit reached" or "time up" rather than a bare "no session".
+	lastEnd *SessionEndedError
 }
 
 // New checks cfg and returns an Agent.
@@ -176,6 +179,7 @@ func (a *Agent) openSession(ctx context.Context, o SessionOptions, comfort bool)
 		return nil, ErrSessionActive
 	}
 	a.cur = s
+	a.lastEnd = nil
 	a.mu.Unlock()
 
 	if err := a.cfg.Audit.Append(AuditRecord{Event: "session-start", Session: s.id, Signer: hex.EncodeToString(s.signerFP[:]), Count: 0,
@@ -286,6 +290,11 @@ func (a *Agent) end(s *session, reason string, cause error) {
 	a.mu.Lock()
 	if a.cur == s {
 		a.cur = nil
+		if s.comfort && reason != EndByPhysician {
+			s.mu.Lock()
+			a.lastEnd = s.ended
+			s.mu.Unlock()
+		}
 	}
 	a.mu.Unlock()
 	s.mu.Lock()
@@ -373,8 +382,10 @@ type SignOptions struct {
 // Summary counts a batch's outcomes.
 type Summary struct {
 	Signed    int `json:"signed"`
-	Submitted int `json:"submitted"`
-	Failed    int `json:"failed"`
+	Submitted int `json:"submitted"` // stored at the exchange (2xx)
+	Refused   int `json:"refused"`   // signed, refused by the exchange (4xx); not stored
+	Unsent    int `json:"unsent"`    // signed, not stored: the exchange failed or could not be reached
+	Failed    int `json:"failed"`    // not signed
 	Passed    int `json:"passed"`
 }
 
@@ -413,6 +424,12 @@ func (a *Agent) SignBatch(ctx context.Context, docs []Document, o SignOptions, e
 	}
 	if s == nil {
 		if o.RequireSession {
+			a.mu.Lock()
+			last := a.lastEnd
+			a.mu.Unlock()
+			if last != nil {
+				return sum, last
+			}
 			return sum, ErrNoSession
 		}
 		var err error
@@ -452,6 +469,14 @@ func (a *Agent) SignBatch(ctx context.Context, docs []Document, o SignOptions, e
 				sum.Passed++
 			}
 			a.cfg.Metrics.result("submitted")
+		case errors.Is(r.Err, ErrRefused):
+			sum.Signed++
+			sum.Refused++
+			a.cfg.Metrics.result("refused")
+		case errors.Is(r.Err, ErrSubmit):
+			sum.Signed++
+			sum.Unsent++
+			a.cfg.Metrics.result("unsent")
 		default:
 			sum.Signed++
 			a.cfg.Metrics.result("signed")
@@ -578,19 +603,29 @@ func (a *Agent) signOne(ctx context.Context, s *session, content []byte, digest 
 	return cms, seq, nil
 }
 
-// submitOne sends r's signature to the exchange and records the outcome in the audit file.
+// submitOne sends r's signature to the exchange and records the outcome, with the exchange's HTTP status, in
+// the audit file. Only a prescription the exchange stored becomes r.Submission; a refusal or a failure is
+// r.Err (a *SubmitError), so nothing is reported as submitted that the exchange did not store.
 func (a *Agent) submitOne(ctx context.Context, s *session, r *Result) {
 	t0 := time.Now()
 	sub, err := a.cfg.Submitter.Submit(ctx, r.Signature)
 	r.Timings.Submit = time.Since(t0)
 	sigSum := sha256.Sum256(r.Signature)
 	rec := AuditRecord{Session: s.id, DocumentSHA256: r.ContentSHA256, SignatureSHA256: hex.EncodeToString(sigSum[:])}
+	if err == nil && sub == nil {
+		err = &SubmitError{Reason: "the submitter returned no answer"}
+	}
 	if err != nil {
-		if !errors.Is(err, ErrSubmit) {
-			err = fmt.Errorf("%w: %w", ErrSubmit, err)
+		var se *SubmitError
+		if !errors.As(err, &se) {
+			se = &SubmitError{Reason: "the exchange could not be reached", cause: err}
+			err = se
 		}
 		r.Err = err
-		rec.Event, rec.Reason = "submit-failed", clip(err.Error(), 200)
+		rec.Event, rec.Reason, rec.HTTPStatus, rec.Attempts = "submit-failed", clip(se.Error(), 200), se.Status, se.Attempts
+		if se.Refused {
+			rec.Event, rec.Indication = "submit-refused", se.Indication
+		}
 		_ = a.cfg.Audit.Append(rec)
 		return
 	}
@@ -599,7 +634,7 @@ func (a *Agent) submitOne(ctx context.Context, s *session, r *Result) {
 	r.Timings.Network = r.Timings.Submit - sub.Ingestion
 	a.cfg.Metrics.observe(StageNetwork, r.Timings.Network)
 	a.cfg.Metrics.observe(StageIngestion, r.Timings.Ingestion)
-	rec.Event, rec.Indication = "submit", sub.Indication
+	rec.Event, rec.Indication, rec.HTTPStatus, rec.Attempts = "submit", sub.Indication, sub.Status, sub.Attempts
 	_ = a.cfg.Audit.Append(rec)
 }
 

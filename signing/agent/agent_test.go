@@ -105,7 +105,7 @@ func TestSessionLimitN(t *testing.T) {
 	if _, ok := e.agent.Session(); ok {
 		t.Fatal("session still open after its limit")
 	}
-	if code, _, p := e.sign(e.rx(), map[string]any{"requireSession": true}); code != http.StatusConflict || p.Code != "no_session" {
+	if code, _, p := e.sign(e.rx(), map[string]any{"requireSession": true}); code != http.StatusConflict || p.Code != "limit_reached" {
 		t.Fatalf("4th: %d %+v", code, p)
 	}
 	if c.signs != 3 {
@@ -145,7 +145,7 @@ func TestSessionLimitT(t *testing.T) {
 		t.Fatalf("just inside T: %d %+v", code, p)
 	}
 	e.clock.Advance(time.Second)
-	if code, _, p := e.sign(e.rx(), map[string]any{"requireSession": true}); code != http.StatusConflict || p.Code != "no_session" {
+	if code, _, p := e.sign(e.rx(), map[string]any{"requireSession": true}); code != http.StatusConflict || p.Code != "session_expired" {
 		t.Fatalf("at T: %d %+v", code, p)
 	}
 	recs := e.checkAudit()
@@ -524,7 +524,7 @@ func TestSessionRaceRemoval(t *testing.T) {
 							t.Errorf("result: %v", r.Err)
 						}
 					})
-				if err != nil && !errors.Is(err, agent.ErrNoSession) && !errors.Is(err, agent.ErrLimitReached) {
+				if err != nil && !errors.Is(err, agent.ErrNoSession) && !errors.Is(err, agent.ErrSessionEnded) && !errors.Is(err, agent.ErrLimitReached) {
 					t.Errorf("batch: %v", err)
 				}
 			}

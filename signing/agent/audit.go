@@ -18,11 +18,13 @@ import (
 // never document content. Prev is the hex SHA-256 of the previous line's bytes (without its newline), so
 // removing, reordering or editing a line breaks the chain (VerifyAudit finds it).
 type AuditRecord struct {
-	Seq     uint64    `json:"seq"`
-	Time    time.Time `json:"time"`
-	Prev    string    `json:"prev"`
-	Event   string    `json:"event"` // session-start, session-end, sign, sign-failed, submit, submit-failed, pin-failed
-	Session string    `json:"session,omitempty"`
+	Seq  uint64    `json:"seq"`
+	Time time.Time `json:"time"`
+	Prev string    `json:"prev"`
+	// Event: session-start, session-end, sign, sign-failed, submit (stored at the exchange), submit-refused
+	// (the exchange refused it: nothing stored), submit-failed (no answer or a 5xx after retries), pin-failed.
+	Event   string `json:"event"`
+	Session string `json:"session,omitempty"`
 	// Signer is the hex SHA-256 of the signing certificate.
 	Signer string `json:"signer,omitempty"`
 	// DocumentSHA256 is the digest of the signed content; SignatureSHA256 of the CMS SignedData.
@@ -32,6 +34,9 @@ type AuditRecord struct {
 	Indication      string `json:"indication,omitempty"`
 	Reason          string `json:"reason,omitempty"`
 	RetriesLeft     *int   `json:"retriesLeft,omitempty"`
+	// HTTPStatus is the exchange's answer to a submission (0: none came); Attempts how often it was sent.
+	HTTPStatus int `json:"httpStatus,omitempty"`
+	Attempts   int `json:"attempts,omitempty"`
 }
 
 // Audit appends records to a JSON-lines file opened for append only; each record is written and synced

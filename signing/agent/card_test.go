@@ -262,12 +262,12 @@ func TestCardSessionLimits(t *testing.T) {
 			t.Fatalf("sign %d: %d %+v", i, code, p)
 		}
 	}
-	if code, _, p := e.sign(e.rx(), map[string]any{"requireSession": true}); code != 409 || p.Code != "no_session" {
+	if code, _, p := e.sign(e.rx(), map[string]any{"requireSession": true}); code != 409 || p.Code != "limit_reached" {
 		t.Fatalf("beyond N: %d %+v", code, p)
 	}
 	e.startSession(5, time.Hour)
 	e.clock.Advance(time.Hour)
-	if code, _, p := e.sign(e.rx(), map[string]any{"requireSession": true}); code != 409 || p.Code != "no_session" {
+	if code, _, p := e.sign(e.rx(), map[string]any{"requireSession": true}); code != 409 || p.Code != "session_expired" {
 		t.Fatalf("beyond T: %d %+v", code, p)
 	}
 	if n := vc.Stats()[0x2A].Count; n != 2 {

@@ -30,6 +30,10 @@ var (
 	ErrBadRequest = errors.New("agent: bad request")
 	// ErrSubmit: the exchange could not be reached or refused the submission; the signature itself is valid.
 	ErrSubmit = errors.New("agent: submission to the exchange failed")
+	// ErrRefused: the exchange answered and refused the prescription (4xx, for example 422 with a validation
+	// report saying why); nothing was stored, and sending the same document again cannot help. It matches
+	// ErrSubmit too.
+	ErrRefused = errors.New("agent: the exchange refused the prescription")
 	// ErrAudit: the audit record could not be written; the signature is withheld.
 	ErrAudit = errors.New("agent: audit log write failed")
 	// ErrPINRequired: the card refused a signature for want of a PIN verification (status word 6982: its

@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
 	"encoding/asn1"
@@ -42,6 +43,15 @@ type exchange struct {
 	ingestor *signing.Ingestor
 	srv      *httptest.Server
 	stored   atomic.Int64
+	// struckOff makes the council registry answer "unknown physician", so validation fails and the exchange
+	// refuses the prescription with 422 and its report.
+	struckOff atomic.Bool
+	// failNext answers that many requests 503 (with a problem document and Retry-After: 0) before ingesting.
+	failNext atomic.Int64
+	requests atomic.Int64
+	// bodies are the SHA-256 digests of every body received, in order.
+	bodiesMu sync.Mutex
+	bodies   [][32]byte
 }
 
 type memStore struct{ n *atomic.Int64 }
@@ -51,10 +61,10 @@ func (m memStore) SavePrescription(context.Context, signing.Prescription) error 
 	return nil
 }
 
-type registry struct{}
+type registry struct{ off *atomic.Bool }
 
-func (registry) Registration(_ context.Context, council string) (signing.Registration, error) {
-	if council != physician.CouncilNumber {
+func (r registry) Registration(_ context.Context, council string) (signing.Registration, error) {
+	if council != physician.CouncilNumber || (r.off != nil && r.off.Load()) {
 		return signing.Registration{}, signing.ErrUnknownPhysician
 	}
 	return signing.Registration{CouncilNumber: council, NationalCode: physician.NationalCode, Status: "active",
@@ -66,7 +76,8 @@ func newExchange(t testing.TB, p *testpki.PKI) *exchange {
 	roots := x509.NewCertPool()
 	roots.AddCert(p.Root)
 	ocspFn := signing.RevocationFunc(func(_ context.Context, c, _ *x509.Certificate) ([]byte, error) { return p.OCSP(c) })
-	v, err := signing.NewVerifier(signing.VerifierConfig{Roots: roots, Registry: registry{}, Revocation: ocspFn, Now: p.Clock.Now})
+	x := &exchange{pki: p}
+	v, err := signing.NewVerifier(signing.VerifierConfig{Roots: roots, Registry: registry{&x.struckOff}, Revocation: ocspFn, Now: p.Clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +93,6 @@ func newExchange(t testing.TB, p *testpki.PKI) *exchange {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x := &exchange{pki: p}
 	x.ingestor = &signing.Ingestor{Verifier: v, Timestamper: tsa, Revocation: ocspFn, Store: memStore{&x.stored},
 		Seal: signing.Seal{Signer: seal.Key, Chain: seal.Chain}, Now: p.Clock.Now}
 	mux := http.NewServeMux()
@@ -93,6 +103,18 @@ func newExchange(t testing.TB, p *testpki.PKI) *exchange {
 			http.Error(w, "read", http.StatusBadRequest)
 			return
 		}
+		x.requests.Add(1)
+		x.bodiesMu.Lock()
+		x.bodies = append(x.bodies, sha256.Sum256(body))
+		x.bodiesMu.Unlock()
+		if x.failNext.Add(-1) >= 0 {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"type":"https://mohr.example/problems/unavailable","title":"Service unavailable","status":503}`)
+			return
+		}
+		x.failNext.Store(0)
 		res, err := x.ingestor.Ingest(r.Context(), body)
 		status := http.StatusCreated
 		switch {
@@ -119,7 +141,9 @@ func ms(d time.Duration) string {
 }
 
 func (x *exchange) submitter() agent.Submitter {
-	return agent.NewHTTPSubmitter(x.srv.URL+"/v1/prescriptions", nil, 10*time.Second)
+	h := agent.NewHTTPSubmitter(x.srv.URL+"/v1/prescriptions", nil, 10*time.Second)
+	h.Backoff = 10 * time.Millisecond
+	return h
 }
 
 // softCard is a software key that behaves like the council card's signing key in comfort-signature mode:
@@ -393,7 +417,7 @@ func (e *env) sign(doc []byte, extra map[string]any) (int, agent.ResultLine, age
 	resp, b := e.call("POST", "/v1/sign", body)
 	var l agent.ResultLine
 	var p agent.Problem
-	if resp.StatusCode == http.StatusOK {
+	if resp.StatusCode == http.StatusOK || strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(b, &l); err != nil {
 			e.t.Fatalf("sign answer: %v: %s", err, b)
 		}

@@ -242,9 +242,14 @@ func problemFor(err error) (int, *Problem) {
 		status = http.StatusBadRequest
 		set("bad_request", "malformed or out-of-range request")
 		p.Detail = strings.TrimPrefix(err.Error(), "agent: ")
+	case errors.Is(err, ErrRefused):
+		status = http.StatusBadGateway
+		set("refused", "the exchange refused the prescription; it is not stored there")
+		p.Detail = submitDetail(err)
 	case errors.Is(err, ErrSubmit):
 		status = http.StatusBadGateway
-		set("submit_failed", "the exchange did not accept the submission")
+		set("submit_failed", "the prescription is signed but not stored at the exchange; send it again later")
+		p.Detail = submitDetail(err)
 	case errors.Is(err, ErrAudit):
 		set("audit_failed", "the audit record could not be written; nothing was released")
 	case errors.Is(err, ErrCard):
@@ -254,7 +259,19 @@ func problemFor(err error) (int, *Problem) {
 		set("internal", "internal error")
 	}
 	p.Status = status
+	p.Type = "urn:mohr:agent:" + p.Code
 	return status, p
+}
+
+// submitDetail is the exchange's status and reason, without transport detail.
+func submitDetail(err error) string {
+	var se *SubmitError
+	if !errors.As(err, &se) {
+		return ""
+	}
+	c := *se
+	c.cause = nil
+	return strings.TrimPrefix(c.Error(), "agent: ")
 }
 
 func fail(w http.ResponseWriter, err error) {
@@ -358,16 +375,23 @@ type batchRequest struct {
 
 // ResultLine is one document's result, as POST /v1/sign answers and as each NDJSON line of POST /v1/batch.
 type ResultLine struct {
-	Index         int             `json:"index"`
-	ID            string          `json:"id,omitempty"`
-	Status        string          `json:"status"` // submitted, signed (not submitted), failed (not signed)
+	Index int    `json:"index"`
+	ID    string `json:"id,omitempty"`
+	// Status: submitted (stored at the exchange), refused (signed; the exchange refused it, nothing stored),
+	// signed (signed; not stored: not sent, or the exchange failed or was unreachable), failed (not signed).
+	Status string `json:"status"`
+	// HTTPStatus is the exchange's answer to the submission (201, 422, 503, ...); 0 when none came.
+	HTTPStatus    int             `json:"httpStatus,omitempty"`
+	Attempts      int             `json:"attempts,omitempty"`
 	ContentSHA256 string          `json:"contentSha256"`
 	Signature     []byte          `json:"signature,omitempty"` // base64 CMS SignedData (HIX-Rx-CAdES B-B)
 	Indication    string          `json:"indication,omitempty"`
 	Report        json.RawMessage `json:"report,omitempty"`
 	SealedReport  []byte          `json:"sealedReport,omitempty"`
 	Error         *Problem        `json:"error,omitempty"`
-	Timings       Timings         `json:"timings"`
+	// ExchangeProblem is the exchange's own problem document (RFC 9457) when it refused or failed with one.
+	ExchangeProblem json.RawMessage `json:"exchangeProblem,omitempty"`
+	Timings         Timings         `json:"timings"`
 }
 
 // BatchEnd is the last NDJSON line of POST /v1/batch.
@@ -379,12 +403,21 @@ type BatchEnd struct {
 
 func lineOf(r Result) ResultLine {
 	l := ResultLine{Index: r.Index, ID: r.ID, ContentSHA256: r.ContentSHA256, Signature: r.Signature, Timings: r.Timings}
+	var se *SubmitError
 	switch {
 	case r.Signature == nil:
 		l.Status = "failed"
 	case r.Submission != nil:
 		l.Status = "submitted"
+		l.HTTPStatus, l.Attempts = r.Submission.Status, r.Submission.Attempts
 		l.Indication, l.Report, l.SealedReport = r.Submission.Indication, r.Submission.Report, r.Submission.SealedReport
+	case errors.As(r.Err, &se):
+		l.Status = "signed"
+		if se.Refused {
+			l.Status = "refused"
+		}
+		l.HTTPStatus, l.Attempts, l.ExchangeProblem = se.Status, se.Attempts, se.Problem
+		l.Indication, l.Report, l.SealedReport = se.Indication, se.Report, se.SealedReport
 	default:
 		l.Status = "signed"
 	}
@@ -411,7 +444,16 @@ func (s *Server) handleSign(w http.ResponseWriter, r *http.Request) {
 		fail(w, res.Err)
 		return
 	}
-	writeJSON(w, http.StatusOK, lineOf(res))
+	// A signed prescription the exchange did not store is never a 200: 422 when it refused it, 502 when it
+	// failed or could not be reached. The body is still the result line (signature, report, errors).
+	status := http.StatusOK
+	switch {
+	case errors.Is(res.Err, ErrRefused):
+		status = http.StatusUnprocessableEntity
+	case errors.Is(res.Err, ErrSubmit):
+		status = http.StatusBadGateway
+	}
+	writeJSON(w, status, lineOf(res))
 }
 
 func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {

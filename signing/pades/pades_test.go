@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/asn1"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/digitorus/pdf"
 	"github.com/digitorus/pkcs7"
 
 	"github.com/mohr-hix/mohr/internal/testenv"
@@ -258,6 +260,62 @@ func TestPAdESRefusesChanges(t *testing.T) {
 	if err := CheckAppended(blt, end); err != nil {
 		t.Fatalf("the DSS update itself refused: %v", err)
 	}
+}
+
+// TestCatalogChangedAfterSignature: an update that keeps every object but rewrites the catalog (here to add
+// an /OpenAction) is a change to the document, not validation data.
+func TestCatalogChangedAfterSignature(t *testing.T) {
+	f := setup(t)
+	blt := f.sign(t, LevelBLT)
+	rdr, err := pdf.NewReader(bytes.NewReader(blt), int64(len(blt)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := rdr.Trailer().Key("Root")
+	id, _ := objID(root)
+	dssID, _ := objID(root.Key("DSS"))
+	var b bytes.Buffer
+	b.Write(blt)
+	off := b.Len()
+	fmt.Fprintf(&b, "%d 0 obj\n<< %s /DSS %d 0 R /OpenAction << /S /JavaScript /JS (app.alert\\(1\\)) >> >>\nendobj\n",
+		id, catalogSansDSS(root), dssID)
+	x := b.Len()
+	fmt.Fprintf(&b, "xref\n%d 1\n%010d 00000 n \ntrailer\n<< /Size %d /Root %d 0 R /Prev %d >>\nstartxref\n%d\n%%%%EOF\n",
+		id, off, rdr.Trailer().Key("Size").Int64(), id, rdr.XrefInformation.StartPos, x)
+	rs, err := Verify(context.Background(), b.Bytes(), f.v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs[0].Passed() || !strings.Contains(rs[0].Reason, "catalog changed") {
+		t.Fatalf("catalog rewritten: %s", rs[0].Summary())
+	}
+}
+
+// TestAddDSSTwice: a second DSS update keeps the first one's values and this signature's VRI entry.
+func TestAddDSSTwice(t *testing.T) {
+	f := setup(t)
+	blt := f.sign(t, LevelBLT)
+	more, err := AddDSS(blt, ValidationValues{Certs: [][]byte{f.p.Root.Raw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := ReadDSS(blt)
+	after, err := ReadDSS(more)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs, _ := Signatures(more)
+	vri := after.VRI[VRIKey(sigs[0].Contents)]
+	if len(after.Certs) != len(before.Certs)+1 || len(after.OCSPs) != len(before.OCSPs) || len(after.CRLs) != 1 ||
+		len(vri.Certs) != len(before.Certs)+1 || len(vri.OCSPs) != 2 {
+		t.Fatalf("second DSS: %d certs (was %d), %d OCSPs, VRI %d certs %d OCSPs", len(after.Certs), len(before.Certs), len(after.OCSPs), len(vri.Certs), len(vri.OCSPs))
+	}
+	rs, err := Verify(context.Background(), more, f.v)
+	if err != nil || !rs[0].Passed() {
+		t.Fatalf("after a second DSS update: %v %s", err, rs[0].Summary())
+	}
+	qpdfCheck(t, more)
+	pdfsigValidTrusted(t, f.p, more)
 }
 
 func TestSignRefusesBLTWithoutTimestamp(t *testing.T) {

@@ -475,11 +475,37 @@ func (s *Store) SetTokenStatus(ctx context.Context, serial string, st tokens.Tok
 // AppendAudit implements tokens.Store.
 func (s *Store) AppendAudit(ctx context.Context, ev audit.Event) error { return s.tx(ctx, ev, nil) }
 
-// DrainAuditOutbox moves the outbox into the tamper-evident audit log: for each event, oldest first, it calls
-// appendAudit and then deletes the event. Delivery is at least once: a crash between the two leaves the event
-// to be appended again, so each event's data carries the outbox id ("outbox_id") for auditors to de-duplicate.
-func (s *Store) DrainAuditOutbox(ctx context.Context, appendAudit func(context.Context, audit.Event) error) (int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, at, kind, actor, subject, data FROM tokens_audit_outbox ORDER BY at, id`)
+// DrainAuditOutbox moves the outbox into the tamper-evident audit log exactly once, in batches: in one
+// transaction it takes up to a batch of the oldest events (FOR UPDATE SKIP LOCKED on PostgreSQL, so two
+// nodes draining at once take different events; SQLite has one writer), appends each with appendAudit inside
+// that transaction and deletes them. Either the events are in the log and gone from the outbox, or neither.
+// Each event's data carries its outbox id ("outbox_id"). It returns how many events it moved.
+func (s *Store) DrainAuditOutbox(ctx context.Context, appendAudit func(context.Context, *sql.Tx, audit.Event) error) (int, error) {
+	total := 0
+	for {
+		n, err := s.drainBatch(ctx, appendAudit)
+		total += n
+		if err != nil || n < outboxBatch {
+			return total, err
+		}
+	}
+}
+
+// outboxBatch is how many outbox events one transaction moves.
+const outboxBatch = 100
+
+func (s *Store) drainBatch(ctx context.Context, appendAudit func(context.Context, *sql.Tx, audit.Event) error) (int, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("tokens/sqlstore: begin: %w", err)
+	}
+	defer tx.Rollback()
+	lock := ""
+	if s.postgres {
+		lock = " FOR UPDATE SKIP LOCKED"
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, at, kind, actor, subject, data FROM tokens_audit_outbox ORDER BY at, id LIMIT `+
+		strconv.Itoa(outboxBatch)+lock)
 	if err != nil {
 		return 0, fmt.Errorf("tokens/sqlstore: %w", err)
 	}
@@ -504,13 +530,23 @@ func (s *Store) DrainAuditOutbox(ctx context.Context, appendAudit func(context.C
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("tokens/sqlstore: %w", err)
 	}
-	for i, it := range items {
-		if err := appendAudit(ctx, it.ev); err != nil {
-			return i, err
+	if len(items) == 0 {
+		return 0, nil
+	}
+	for _, it := range items {
+		n, err := tx.ExecContext(ctx, s.q(`DELETE FROM tokens_audit_outbox WHERE id = ?`), it.id)
+		if err != nil {
+			return 0, fmt.Errorf("tokens/sqlstore: %w", err)
 		}
-		if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM tokens_audit_outbox WHERE id = ?`), it.id); err != nil {
-			return i, fmt.Errorf("tokens/sqlstore: %w", err)
+		if k, _ := n.RowsAffected(); k != 1 {
+			return 0, fmt.Errorf("tokens/sqlstore: outbox event %s was taken by another drainer", it.id)
 		}
+		if err := appendAudit(ctx, tx, it.ev); err != nil {
+			return 0, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("tokens/sqlstore: commit: %w", err)
 	}
 	return len(items), nil
 }
