@@ -30,7 +30,10 @@ type Config struct {
 	// Defaults 600 per minute. The public OCSP, CRL and TSA routes use PublicRateLimit (default 6000) per IP.
 	RateLimit       int
 	PublicRateLimit int
-	RateWindow      time.Duration
+	// PageRateLimit bounds uploads to the verification page per IP (or per client certificate) per
+	// RateWindow; default 30.
+	PageRateLimit int
+	RateWindow    time.Duration
 
 	// Server timeouts (http.Server): ReadHeaderTimeout 5 s, ReadTimeout 60 s, WriteTimeout 60 s, IdleTimeout
 	// 120 s. RequestTimeout (default 30 s) is the context deadline of each request; BatchTimeout (default 30 min)
@@ -79,6 +82,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PublicRateLimit <= 0 {
 		c.PublicRateLimit = 6000
+	}
+	if c.PageRateLimit <= 0 {
+		c.PageRateLimit = 30
 	}
 	def(&c.RateWindow, time.Minute)
 	def(&c.ReadHeaderTimeout, 5*time.Second)

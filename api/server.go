@@ -30,6 +30,7 @@ type Server struct {
 	handler   http.Handler
 	limiter   *httprate.RateLimiter // per client, protected routes
 	publicLim *httprate.RateLimiter // per IP, public routes
+	pageLim   *httprate.RateLimiter // per IP or client, uploads to the verification page (pages.go)
 	approvals ApprovalStore
 	verified  verifiedCache
 	metrics   *metrics
@@ -82,6 +83,7 @@ func New(cfg Config, svc Services) (*Server, error) {
 	}
 	s.mux = r
 	s.handler = r
+	s.mountPages(r)
 	return s, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/mohr-hix/mohr/api/web"
 	"github.com/mohr-hix/mohr/ca"
 	"github.com/mohr-hix/mohr/internal/audit"
 )
@@ -227,6 +228,8 @@ type Services struct {
 	Ready      ReadinessChecker
 	// Approvals keeps dual-control approvals (the database, shared by every node); nil keeps them in memory.
 	Approvals ApprovalStore
+	// Pages, if set, is the people-facing verification page, mounted under web.Prefix (pages.go).
+	Pages *web.Handler
 	// Offline serves GET /trust-bundle, the signed trust bundle of offline verification.
 	Offline TrustBundleSource
 }

@@ -179,6 +179,9 @@ func findIssuer(c *x509.Certificate, pool []*x509.Certificate) *x509.Certificate
 	return nil
 }
 
+// producedAtSlack is how far producedAt may precede the signature timestamp when thisUpdate does not.
+const producedAtSlack = time.Minute
+
 // revocationAfter obtains an OCSP response for signer produced at or after t (its producedAt and its thisUpdate),
 // from a FreshRevocationSource when Revocation is one, else from Revocation as it answers. Anything older is
 // ErrStaleRevocation: never embedded.
@@ -197,7 +200,10 @@ func (in *Ingestor) revocationAfter(ctx context.Context, signer, issuer *x509.Ce
 	if err != nil {
 		return nil, fmt.Errorf("signing: fetched OCSP response: %w", err)
 	}
-	if r.ProducedAt.Before(t) || r.ThisUpdate.Before(t) {
+	// thisUpdate (when the status was known to be correct, RFC 6960 §4.2.2.1) must not precede the timestamp.
+	// producedAt may trail it by producedAtSlack: some responders, golang.org/x/crypto/ocsp's CreateResponse
+	// among them, write producedAt truncated to the minute. Mohr's own responder (SignFresh) dates both exactly.
+	if r.ThisUpdate.Before(t) || r.ProducedAt.Before(t.Add(-producedAtSlack)) {
 		return nil, fmt.Errorf("%w: produced %s, thisUpdate %s, timestamp %s", ErrStaleRevocation,
 			r.ProducedAt.UTC().Format(time.RFC3339), r.ThisUpdate.UTC().Format(time.RFC3339), t.UTC().Format(time.RFC3339Nano))
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mohr-hix/mohr/api"
+	"github.com/mohr-hix/mohr/api/web"
 	"github.com/mohr-hix/mohr/ca"
 	"github.com/mohr-hix/mohr/ca/revocation"
 	"github.com/mohr-hix/mohr/internal/audit"
@@ -234,6 +235,13 @@ func (n *node) apiServer() (*api.Server, error) {
 		n.log.Info("created the local admin credential (loopback only)", "file", adminFile)
 	}
 	ta := tokenAPI{svc: n.tokens, st: n.ts, now: time.Now}
+	pages, err := web.New(web.Config{Verifier: func() *signing.Verifier { return n.vs.Load().v }, Registry: physicianRegistry{n.ts}, Seal: &n.seal,
+		OnError: func(r *http.Request, ref string, err error) {
+			n.log.Error("verification page", "ref", ref, "err", err)
+		}})
+	if err != nil {
+		return nil, err
+	}
 	return api.New(api.Config{ClientCAs: clientCAs, AdminTokenFile: adminFile, Logger: n.log,
 		RateLimit: n.cfg.API.RateLimit, PublicRateLimit: n.cfg.API.PublicRateLimit}, api.Services{
 		Certs:      certService{ca: n.ca, st: n.st, rev: n.rev},
@@ -251,12 +259,13 @@ func (n *node) apiServer() (*api.Server, error) {
 		Ready:      &readiness{st: n.st, holder: n.id},
 		CAAdmin:    caAdmin{n},
 		Approvals:  approvalStore{n.st},
+		Pages:      pages,
 		Offline:    n.bundle,
 	})
 }
 
 // publicPaths are the routes of the plain-HTTP listener: what relying parties fetch without credentials.
-var publicPaths = []string{"/healthz", "/readyz", "/crl/", "/ocsp", "/tsa", "/ca/", "/trust-bundle"}
+var publicPaths = []string{"/healthz", "/readyz", "/crl/", "/ocsp", "/tsa", "/ca/", "/verify", "/trust-bundle"}
 
 func publicOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

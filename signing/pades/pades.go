@@ -61,6 +61,8 @@ var (
 	ErrNoRoom = errors.New("pades: signature larger than its /Contents reservation")
 	// ErrLevel: B-LT was asked for without a timestamp (B-LT builds on B-T).
 	ErrLevel = errors.New("pades: B-LT needs a signature timestamp")
+	// ErrNotPrescriber: the signing certificate is not a physician-signing certificate.
+	ErrNotPrescriber = errors.New("pades: the signing certificate is not a prescriber's (physician-signing profile)")
 	// ErrChangedAfterSigning: content other than validation data was appended after the last signature.
 	ErrChangedAfterSigning = errors.New("pades: the document was changed after the last signature")
 )
@@ -81,6 +83,9 @@ func Sign(ctx context.Context, pdfBytes []byte, o Options) ([]byte, Level, error
 	}
 	if (o.Revocation != nil || len(o.CRLs) > 0) && o.Timestamper == nil {
 		return nil, "", ErrLevel
+	}
+	if err := checkPrescriber(o.Chain[0]); err != nil {
+		return nil, "", err
 	}
 	now := time.Now
 	if o.Now != nil {
@@ -250,6 +255,20 @@ func issuerOf(c *x509.Certificate, pool []*x509.Certificate) *x509.Certificate {
 		if p != c && bytes.Equal(p.RawSubject, c.RawIssuer) && c.CheckSignatureFrom(p) == nil {
 			return p
 		}
+	}
+	return nil
+}
+
+// checkPrescriber refuses, before the key is used, a certificate that could not sign a prescription printout:
+// one without the physician-signing profile's key usage (contentCommitment), with an extended key usage
+// (TLS, OCSP, time-stamping, adapters), or without a council number in the admission extension. The
+// verifier's signer constraints (the one validation pipeline in package signing) remain the authority.
+func checkPrescriber(c *x509.Certificate) error {
+	if c.KeyUsage&x509.KeyUsageContentCommitment == 0 || len(c.ExtKeyUsage) > 0 || len(c.UnknownExtKeyUsage) > 0 {
+		return ErrNotPrescriber
+	}
+	if p, err := PrescriberFromCertificate(c); err != nil || p.CouncilNumber == "" {
+		return ErrNotPrescriber
 	}
 	return nil
 }
