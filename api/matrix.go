@@ -25,6 +25,7 @@ const (
 	cmsBody             // Config.MaxCMSBody
 	importBody          // Config.MaxImportBody
 	batchBody           // Config.MaxBatchBody, and BatchTimeout instead of RequestTimeout
+	pkiBody             // Config.MaxPKIBody: OCSP and time-stamp requests
 )
 
 // Media types the API speaks.
@@ -61,6 +62,7 @@ type route struct {
 	roles            map[Role]access
 	ownParam         string // path parameter compared with the caller's identifier for access own
 	dual             bool   // dual control: creates a pending approval
+	signs            bool   // each answer costs a signature with a service key: the signing rate limits apply
 	body             bodyKind
 	reqTypes         []string // accepted request media types; empty: no body
 	respType         string
@@ -114,13 +116,13 @@ var routes = []*route{
 		public: true, respType: ctOCSPResp, okStatus: 200, needs: func(s *Services) bool { return s.OCSP != nil },
 		handle: (*Server).handleOCSPGet},
 	{method: "POST", pattern: "/ocsp", op: "ocspPost", summary: "OCSP request (RFC 6960 A.1)", tag: "revocation",
-		public: true, body: cmsBody, reqTypes: []string{ctOCSPReq}, respType: ctOCSPResp, okStatus: 200,
+		public: true, body: pkiBody, reqTypes: []string{ctOCSPReq}, respType: ctOCSPResp, okStatus: 200,
 		needs: func(s *Services) bool { return s.OCSP != nil }, handle: (*Server).handleOCSPPost},
 	{method: "GET", pattern: "/trust-bundle", op: "getTrustBundle", summary: "Signed trust bundle for offline verification (COSE_Sign1; docs/offline.md)",
 		tag: "revocation", public: true, respType: ctCOSESign1, okStatus: 200,
 		needs: func(s *Services) bool { return s.Offline != nil }, handle: (*Server).handleTrustBundle},
 	{method: "POST", pattern: "/tsa", op: "timestamp", summary: "Time-stamp query (RFC 3161 §3.4)", tag: "timestamp",
-		public: true, body: cmsBody, reqTypes: []string{ctTSQuery}, respType: ctTSReply, okStatus: 200,
+		public: true, signs: true, body: pkiBody, reqTypes: []string{ctTSQuery}, respType: ctTSReply, okStatus: 200,
 		needs: func(s *Services) bool { return s.TSA != nil }, handle: (*Server).handleTSA},
 	// Enrolment is authenticated by the one-time code in the body: a facility has no certificate before it.
 	{method: "POST", pattern: "/v1/enrolment", op: "enrol", summary: "Redeem an enrolment code with a CSR for an adapter token",

@@ -67,6 +67,16 @@ type ResponderConfig struct {
 	// PresignSHA1Only pre-signs responses for SHA-1 CertIDs only (RFC 5019 §2.1.1 clients use SHA-1) and
 	// signs SHA-256 requests on demand. It about halves the cache (2.4 KB per certificate with both).
 	PresignSHA1Only bool
+	// SignNonces is the policy that honours request nonces (RFC 8954): a request carrying one gets a response
+	// signed for it. Off (the default, and what RFC 5019 §4 and large public responders do), nonces are
+	// ignored and the pre-signed response is served: a nonce would otherwise buy a fresh signature with the
+	// responder key for anyone who sends one.
+	SignNonces bool
+	// SignUnknown is the policy that answers serials the responder has no pre-signed response for (never
+	// issued, pending, failed or expired) with a "unknown" response signed on demand (RFC 6960 §2.2). Off (the
+	// default), they are answered with the unsigned unauthorized error response (RFC 6960 §2.3, RFC 5019 §2.2.3),
+	// so random serials cost no signature.
+	SignUnknown bool
 	// OnError, if not nil, hears of failures inside Run (the library does not log).
 	OnError func(err error)
 	// Now is the clock; nil means time.Now.
@@ -105,8 +115,11 @@ type delegate struct {
 
 // Responder is an OCSP responder (RFC 6960) in the RFC 5019 profile. It keeps pre-signed responses for
 // every unexpired issued, revoked or held certificate of its issuer, for SHA-1 and SHA-256 CertIDs, and
-// serves them without signing. It signs on request only for a nonce (RFC 8954), for a serial it has not
-// cached (filling the cache when the store knows the certificate) and for unknown serials.
+// serves them without signing. A request never makes it sign unless a policy says so: nonces are ignored
+// (ResponderConfig.SignNonces turns them on) and serials it has no response for get the unsigned unauthorized
+// error (ResponderConfig.SignUnknown turns signed "unknown" answers on). The one signature a request can cause
+// is the fill of a certificate's entry that is missing (just issued, or withdrawn by Update), once per
+// certificate and validity period.
 //
 // Requests listing several CertIDs are answered for the first only. RFC 5019 §2.1.1 requires clients to
 // send exactly one; answering the first, as golang.org/x/crypto/ocsp and Boulder do, keeps such clients
@@ -359,24 +372,40 @@ func (r *Responder) Handle(ctx context.Context, reqDER []byte) (Response, error)
 	}
 	now := r.cfg.Now()
 
+	nonce := req.Nonce
+	if !r.cfg.SignNonces {
+		nonce = nil // RFC 5019 §4: the pre-produced response, without the nonce
+	}
+
 	r.mu.RLock()
 	e := r.cache[string(id.rawSerial)]
 	r.mu.RUnlock()
 	live := e != nil && e.valid && now.Before(e.s.nextUpdate)
-	if live && req.Nonce == nil && e.der[hi] != nil {
+	if live && nonce == nil && e.der[hi] != nil {
 		return Response{DER: e.der[hi], ThisUpdate: e.s.thisUpdate, NextUpdate: e.s.nextUpdate, Cacheable: true, headers: e.headers[hi]}, nil
+	}
+	if live && nonce == nil {
+		// A CertID hash not pre-signed (PresignSHA1Only): signed once, then kept with the entry.
+		ne, err := r.addVariant(d, e, hi, id.rawSerial)
+		if err != nil {
+			return Response{DER: internalResponse}, fmt.Errorf("%w: %w", ErrInternal, err)
+		}
+		return Response{DER: ne.der[hi], ThisUpdate: ne.s.thisUpdate, NextUpdate: ne.s.nextUpdate, Cacheable: true, headers: ne.headers[hi]}, nil
 	}
 
 	var s single
 	if live {
-		s = e.s // a nonce, or a CertID hash not pre-signed: same status, signed now
+		s = e.s // a nonce the policy honours: same status, signed now
 	} else {
 		seq := r.seq.Add(1)
 		rec, found, err := r.lookup(ctx, id)
 		if err != nil {
 			return Response{DER: internalResponse}, fmt.Errorf("%w: %w", ErrInternal, err)
 		}
-		if found && cacheable(rec, now) && req.Nonce == nil {
+		if !r.cfg.SignUnknown && (!found || !cacheable(rec, now)) {
+			return Response{DER: unauthorizedResponse}, fmt.Errorf("%w: no response for serial %x", ErrUnauthorized, id.Serial())
+		}
+		if found && cacheable(rec, now) && nonce == nil {
 			e, err := r.fill(d, rec, seq, now)
 			if err != nil {
 				return Response{DER: internalResponse}, fmt.Errorf("%w: %w", ErrInternal, err)
@@ -389,12 +418,32 @@ func (r *Responder) Handle(ctx context.Context, reqDER []byte) (Response, error)
 			s = r.singleFor(d, rec, found, now)
 		}
 	}
-	der, err := d.rs.sign(id, s, now, req.Nonce)
+	der, err := d.rs.sign(id, s, now, nonce)
 	if err != nil {
 		return Response{DER: internalResponse}, fmt.Errorf("%w: %w", ErrInternal, err)
 	}
 	return Response{DER: der, ThisUpdate: s.thisUpdate, NextUpdate: s.nextUpdate,
-		Cacheable: req.Nonce == nil && s.status != statusUnknown}, nil
+		Cacheable: nonce == nil && s.status != statusUnknown}, nil
+}
+
+// addVariant signs the response of e for CertID hash index hi and installs a copy of e holding it (entries
+// are immutable), unless a later store read replaced e meanwhile.
+func (r *Responder) addVariant(d *delegate, e *entry, hi int, raw []byte) (*entry, error) {
+	hs := []crypto.Hash{crypto.SHA1, crypto.SHA256}[hi]
+	id := CertID{Hash: hs, IssuerNameHash: r.nameHash[hi], IssuerKeyHash: r.keyHash[hi], rawSerial: raw}
+	der, err := d.rs.sign(id, e.s, e.s.thisUpdate, nil)
+	if err != nil {
+		return nil, err
+	}
+	ne := *e
+	ne.der[hi] = der
+	ne.headers[hi] = staticHeaders(ne.s.thisUpdate, ne.s.nextUpdate, der)
+	r.mu.Lock()
+	if cur := r.cache[string(raw)]; cur == e {
+		r.cache[string(raw)] = &ne
+	}
+	r.mu.Unlock()
+	return &ne, nil
 }
 
 // lookup reads the record of id's serial; found is false for serials the store does not have.

@@ -55,12 +55,26 @@ type Config struct {
 		TrustBundleKey string `yaml:"trust_bundle_key"`
 		// TLSNames are the DNS names and IP addresses of the API's server certificate.
 		TLSNames []string `yaml:"tls_names"`
+		// OCSPSignNonces honours OCSP request nonces with a response signed on request (RFC 8954);
+		// OCSPSignUnknown answers serials without a pre-signed response with a signed "unknown". Both off by
+		// default: the responder serves only pre-signed responses and the unsigned unauthorized error, so no
+		// request can make it sign (docs/revocation.md "Signing on request").
+		OCSPSignNonces  bool `yaml:"ocsp_sign_nonces"`
+		OCSPSignUnknown bool `yaml:"ocsp_sign_unknown"`
 	} `yaml:"services"`
 	// API tunes the HTTP API: requests per client per minute (by client certificate, else IP), and per IP
 	// on the public routes (OCSP, CRL, TSA). Zero keeps the defaults (600 and 6000).
 	API struct {
 		RateLimit       int `yaml:"rate_limit"`
 		PublicRateLimit int `yaml:"public_rate_limit"`
+		// SignRateLimit and SignGlobalRateLimit bound the signing routes (the TSA; OCSP when it signs on
+		// request) per IP and for all callers, per minute (defaults 120 and 3000). AuthFailLimit is how many
+		// rejected credentials one address may present per minute (default 10).
+		SignRateLimit       int `yaml:"sign_rate_limit"`
+		SignGlobalRateLimit int `yaml:"sign_global_rate_limit"`
+		AuthFailLimit       int `yaml:"auth_fail_limit"`
+		// RateWindow is the window of every limit above (default 1m).
+		RateWindow ca.Duration `yaml:"rate_window"`
 	} `yaml:"api"`
 	HSM struct {
 		// Module is the default PKCS#11 module for pkcs11: URIs without module-path.

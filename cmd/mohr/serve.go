@@ -164,6 +164,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	}
 	n.ocsp, err = revocation.NewResponder(revocation.ResponderConfig{Issuer: is, Store: n.st, Key: ocspKey,
 		Shards: cfg.CA.Issuance.CRLShards, Now: cfg.clock(), OnError: func(err error) { log.Error("OCSP", "err", err) },
+		SignNonces: cfg.Services.OCSPSignNonces, SignUnknown: cfg.Services.OCSPSignUnknown,
 		Issue: func(ctx context.Context, _ crypto.PublicKey, _, notAfter time.Time) (*x509.Certificate, error) {
 			return issueFor(ctx, n.ca, ocspKey, ca.Request{Profile: ca.ProfileOCSPResponder, CommonName: "Mohr OCSP Responder", ValidUntil: notAfter})
 		}})
@@ -243,7 +244,9 @@ func (n *node) apiServer() (*api.Server, error) {
 		return nil, err
 	}
 	return api.New(api.Config{ClientCAs: clientCAs, AdminTokenFile: adminFile, Logger: n.log,
-		RateLimit: n.cfg.API.RateLimit, PublicRateLimit: n.cfg.API.PublicRateLimit}, api.Services{
+		RateLimit: n.cfg.API.RateLimit, PublicRateLimit: n.cfg.API.PublicRateLimit,
+		RateWindow: time.Duration(n.cfg.API.RateWindow), SignRateLimit: n.cfg.API.SignRateLimit, SignGlobalRateLimit: n.cfg.API.SignGlobalRateLimit, AuthFailLimit: n.cfg.API.AuthFailLimit,
+		OCSPSignsOnDemand: n.cfg.Services.OCSPSignNonces || n.cfg.Services.OCSPSignUnknown}, api.Services{
 		Certs:      certService{ca: n.ca, st: n.st, rev: n.rev},
 		CRL:        n.crl,
 		OCSP:       n.ocsp,

@@ -43,8 +43,9 @@ type Options struct {
 	// signer's chain and of the TSA's chain except the trust anchor, written with the certificates into the
 	// document security store (EN 319 142-1 §5.4, §6.3). pdfsign never fetches anything itself.
 	Revocation signing.RevocationSource
-	// CRLs are added to the DSS as they are (B-LT).
-	CRLs [][]byte
+	// CRLs and OCSPs (DER CRLs and OCSPResponses obtained beforehand, for example by the exchange) are added
+	// to the DSS as they are (B-LT).
+	CRLs, OCSPs [][]byte
 	// ExtraCerts are added to the DSS /Certs (for example the OCSP responder's chain).
 	ExtraCerts             []*x509.Certificate
 	Name, Location, Reason string
@@ -69,7 +70,7 @@ var (
 
 // Sign signs pdfBytes as a PAdES baseline signature (ETSI EN 319 142-1): SubFilter ETSI.CAdES.detached, a
 // CMS with signing-certificate-v2 and no signing-time (the time is in /M), B-T when o.Timestamper is set and
-// B-LT (a DSS dictionary with VRI) when o.Revocation or o.CRLs are set as well.
+// B-LT (a DSS dictionary with VRI) when o.Revocation, o.CRLs or o.OCSPs are set as well.
 //
 // digitorus/pdfsign lays out the incremental update (signature field and widget, AcroForm, signature
 // dictionary, xref) and reserves /Contents; Mohr then writes the CMS itself with signing.Sign, because
@@ -81,7 +82,8 @@ func Sign(ctx context.Context, pdfBytes []byte, o Options) ([]byte, Level, error
 	if o.Signer == nil || len(o.Chain) == 0 {
 		return nil, "", signing.ErrNoChain
 	}
-	if (o.Revocation != nil || len(o.CRLs) > 0) && o.Timestamper == nil {
+	blt := o.Revocation != nil || len(o.CRLs) > 0 || len(o.OCSPs) > 0
+	if blt && o.Timestamper == nil {
 		return nil, "", ErrLevel
 	}
 	if err := checkPrescriber(o.Chain[0]); err != nil {
@@ -140,7 +142,7 @@ func Sign(ctx context.Context, pdfBytes []byte, o Options) ([]byte, Level, error
 	for j := br[1] + 1 + int64(len(h)); j < br[2]-1; j++ {
 		out[j] = '0'
 	}
-	if o.Revocation != nil || len(o.CRLs) > 0 {
+	if blt {
 		vd, err := collect(ctx, rec.token, o)
 		if err != nil {
 			return nil, "", err
@@ -247,6 +249,7 @@ func collect(ctx context.Context, token []byte, o Options) (ValidationValues, er
 		}
 	}
 	vd.CRLs = append(vd.CRLs, o.CRLs...)
+	vd.OCSPs = append(vd.OCSPs, o.OCSPs...)
 	return vd, nil
 }
 
