@@ -104,6 +104,12 @@ type Token struct {
 	Status   string    `json:"status"`
 	NotAfter time.Time `json:"notAfter,omitzero"`
 	CertDER  []byte    `json:"certificate,omitempty"`
+	// Chain is the issuing chain above the certificate, DER, up to and including the root (answer of
+	// POST /v1/enrolment and of renewal only).
+	Chain [][]byte `json:"chain,omitempty"`
+	// ChainPEM is the certificate and Chain as PEM, leaf first: what `mohr token install` and
+	// `mohr adapter run` take (answer of POST /v1/enrolment and of renewal only).
+	ChainPEM string `json:"chainPem,omitempty"`
 }
 
 // TokenService enrols facilities and manages their adapter tokens (issue 5).

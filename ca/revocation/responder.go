@@ -209,11 +209,18 @@ func (r *Responder) Len() int {
 
 // Start obtains the responder certificate and pre-signs responses for every unexpired certificate in the
 // store. Run calls it; call it directly to be ready before serving.
+//
+// On a store that keeps responses (ca.OCSPStore), Start first takes the stored responses that verify and are
+// fresh, and signs only the rest: a new node starts warm.
 func (r *Responder) Start(ctx context.Context) error {
 	if _, err := r.renew(ctx); err != nil {
 		return err
 	}
-	return r.Refresh(ctx, true)
+	loaded, err := r.warm(ctx, r.del.Load())
+	if err != nil {
+		r.report(err)
+	}
+	return r.Refresh(ctx, loaded == 0)
 }
 
 // Run starts the responder if needed, then every Interval renews the responder certificate when due
@@ -410,6 +417,7 @@ func (r *Responder) Handle(ctx context.Context, reqDER []byte) (Response, error)
 			if err != nil {
 				return Response{DER: internalResponse}, fmt.Errorf("%w: %w", ErrInternal, err)
 			}
+			r.persist(ctx, []ca.OCSPRecord{record(d, rec, e)})
 			if e.der[hi] != nil {
 				return Response{DER: e.der[hi], ThisUpdate: e.s.thisUpdate, NextUpdate: e.s.nextUpdate, Cacheable: true, headers: e.headers[hi]}, nil
 			}
@@ -572,9 +580,14 @@ func (r *Responder) Update(ctx context.Context, serial string) error {
 		r.remove(key, seq)
 		return nil
 	}
-	if _, err := r.fill(d, rec, seq, now); err != nil {
+	if r.adopt(ctx, d, rec, key, seq, now) {
+		return nil // the responses another node signed for this change
+	}
+	e, err := r.fill(d, rec, seq, now)
+	if err != nil {
 		return fmt.Errorf("revocation: OCSP update %s: %w", hexSerial, err)
 	}
+	r.persist(ctx, []ca.OCSPRecord{record(d, rec, e)})
 	return nil
 }
 
@@ -624,6 +637,7 @@ func (r *Responder) signAll(ctx context.Context, d *delegate, recs []ca.CertReco
 		wg   sync.WaitGroup
 		next atomic.Int64
 		errs = make([]error, workers)
+		out  = make([]ca.OCSPRecord, len(recs))
 	)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -634,9 +648,14 @@ func (r *Responder) signAll(ctx context.Context, d *delegate, recs []ca.CertReco
 				if i >= len(recs) || ctx.Err() != nil {
 					return
 				}
-				if _, err := r.fill(d, recs[i], seq, now); err != nil && errs[w] == nil {
-					errs[w] = fmt.Errorf("revocation: OCSP refresh %s: %w", recs[i].Serial, err)
+				e, err := r.fill(d, recs[i], seq, now)
+				if err != nil {
+					if errs[w] == nil {
+						errs[w] = fmt.Errorf("revocation: OCSP refresh %s: %w", recs[i].Serial, err)
+					}
+					continue
 				}
+				out[i] = record(d, recs[i], e)
 			}
 		}()
 	}
@@ -644,6 +663,13 @@ func (r *Responder) signAll(ctx context.Context, d *delegate, recs []ca.CertReco
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	done := out[:0]
+	for _, o := range out {
+		if o.Serial != "" {
+			done = append(done, o)
+		}
+	}
+	r.persist(ctx, done)
 	return errors.Join(errs...)
 }
 
@@ -660,7 +686,10 @@ func (r *Responder) fresh(d *delegate, rec ca.CertRecord, now time.Time) bool {
 		return false
 	}
 	want := r.singleFor(d, rec, true, now)
-	return e.s.status == want.status && e.s.reason == want.reason && e.s.revokedAt.Equal(want.revokedAt)
+	// revocationTime is a GeneralizedTime in seconds: compare at that precision (responses loaded from the
+	// database carry it so).
+	return e.s.status == want.status && e.s.reason == want.reason &&
+		e.s.revokedAt.Truncate(time.Second).Equal(want.revokedAt.Truncate(time.Second))
 }
 
 func (r *Responder) dropExpired(rec ca.CertRecord, seq uint64) {

@@ -97,14 +97,8 @@ func TestRxRenderSignVerifyPDF(t *testing.T) {
 		t.Fatalf("verify: exit %d\n%s\n%s", code, out, errOut)
 	}
 	// The outside check.
-	pdfsig, err := exec.LookPath("pdfsig")
-	if err != nil {
-		testenv.Missing(t, "pdfsig")
-	}
-	certutil, err := exec.LookPath("certutil")
-	if err != nil {
-		testenv.Missing(t, "certutil")
-	}
+	pdfsig := testenv.Tool(t, "pdfsig")
+	certutil := testenv.Tool(t, "certutil")
 	nss := in("nss")
 	os.Mkdir(nss, 0o700)
 	for _, args := range [][]string{{"-N", "-d", "sql:" + nss, "--empty-password"}, {"-A", "-d", "sql:" + nss, "-n", "root", "-t", "CT,C,C", "-i", root}} {

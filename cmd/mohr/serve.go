@@ -235,7 +235,7 @@ func (n *node) apiServer() (*api.Server, error) {
 	} else if created {
 		n.log.Info("created the local admin credential (loopback only)", "file", adminFile)
 	}
-	ta := tokenAPI{svc: n.tokens, st: n.ts, now: time.Now}
+	ta := tokenAPI{svc: n.tokens, st: n.ts, now: time.Now, chain: func() []*x509.Certificate { return n.ca.Issuer().Chain }}
 	pages, err := web.New(web.Config{Verifier: func() *signing.Verifier { return n.vs.Load().v }, Registry: physicianRegistry{n.ts}, Seal: &n.seal,
 		OnError: func(r *http.Request, ref string, err error) {
 			n.log.Error("verification page", "ref", ref, "err", err)
@@ -286,7 +286,15 @@ func publicOnly(next http.Handler) http.Handler {
 func (n *node) caFiles(next http.Handler) http.Handler {
 	is := n.ca.Issuer()
 	files := map[string][]byte{"/ca/intermediate.crt": is.Cert.Raw, "/ca/root.crt": is.Root().Raw}
+	// PEM copies for people: a facility's --ca-bundle is /ca/root.pem; /ca/chain.pem is intermediate then root.
+	pems := map[string][]byte{"/ca/root.pem": encodeChain(is.Root()), "/ca/chain.pem": encodeChain(is.Chain...)}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b, ok := pems[r.URL.Path]; ok && r.Method == http.MethodGet {
+			w.Header().Set("Content-Type", "application/x-pem-file")
+			w.Header().Set("Cache-Control", "public, max-age=86400")
+			w.Write(b)
+			return
+		}
 		if b, ok := files[r.URL.Path]; ok && r.Method == http.MethodGet {
 			w.Header().Set("Content-Type", "application/pkix-cert")
 			w.Header().Set("Cache-Control", "public, max-age=86400")

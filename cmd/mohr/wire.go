@@ -261,6 +261,8 @@ type tokenAPI struct {
 	svc *tokens.Service
 	st  *sqlstore.Store
 	now func() time.Time
+	// chain returns the issuing CA's chain (intermediates, then the root) for enrolment answers.
+	chain func() []*x509.Certificate
 }
 
 func (t tokenAPI) CreateEnrolmentCode(ctx context.Context, siamID, actor string) (string, time.Time, error) {
@@ -272,18 +274,38 @@ func (t tokenAPI) Enrol(ctx context.Context, code string, csrDER []byte, kind st
 	if err != nil {
 		return api.Token{}, invalid(err)
 	}
-	iss, err := t.svc.Enrol(ctx, tokens.EnrolRequest{Code: code, CSR: csr, Kind: tokens.TokenKind(kind), Actor: "enrolment"})
+	k := tokens.KindSoftware
+	if kind == "physical" { // the API's name for a key generated on the facility's PKCS#11 device
+		k = tokens.KindPhysical
+	}
+	iss, err := t.svc.Enrol(ctx, tokens.EnrolRequest{Code: code, CSR: csr, Kind: k, Actor: "enrolment"})
 	if err != nil {
 		if errors.Is(err, tokens.ErrBadCSR) || errors.Is(err, tokens.ErrInvalidInput) {
 			return api.Token{}, invalid(err)
 		}
+		// api gives each refusal its own problem type (it knows the tokens sentinels); deniedError keeps any
+		// it does not know a 403.
 		if errors.Is(err, tokens.ErrCodeUsed) || errors.Is(err, tokens.ErrCodeExpired) || errors.Is(err, tokens.ErrWrongSIAM) ||
 			errors.Is(err, tokens.ErrNotEligible) || errors.Is(err, tokens.ErrCodeUnknown) {
 			return api.Token{}, deniedError{err}
 		}
 		return api.Token{}, err
 	}
-	return toAPIToken(iss.Token, iss.Cert.Raw), nil
+	return t.withChain(toAPIToken(iss.Token, iss.Cert.Raw), iss.Cert), nil
+}
+
+// withChain adds the whole chain (intermediates and root) to an issued token's answer.
+func (t tokenAPI) withChain(tok api.Token, leaf *x509.Certificate) api.Token {
+	if t.chain == nil {
+		return tok
+	}
+	up := t.chain()
+	all := append([]*x509.Certificate{leaf}, up...)
+	for _, c := range up {
+		tok.Chain = append(tok.Chain, c.Raw)
+	}
+	tok.ChainPEM = string(encodeChain(all...))
+	return tok
 }
 
 func (t tokenAPI) Tokens(ctx context.Context, siamID string) ([]api.Token, error) {
@@ -310,7 +332,7 @@ func (t tokenAPI) RevokeToken(ctx context.Context, siamID, tokenID, actor string
 }
 
 func toAPIToken(t tokens.Token, der []byte) api.Token {
-	return api.Token{ID: t.Serial, SIAMID: t.SIAMID, Kind: string(t.Kind), Serial: t.Serial, Status: string(t.Status), NotAfter: t.NotAfter, CertDER: der}
+	return api.Token{ID: t.Serial, SIAMID: t.SIAMID, Kind: apiKind(t.Kind), Serial: t.Serial, Status: string(t.Status), NotAfter: t.NotAfter, CertDER: der}
 }
 
 // deniedError marks a refusal the API answers with 403.
@@ -503,4 +525,12 @@ func init() {
 		svc.Revoker = tokenRevoker{&revocation.Service{Store: st}}
 		return svc, nil
 	}
+}
+
+// apiKind names a token kind as the API does ("physical" or "software").
+func apiKind(k tokens.TokenKind) string {
+	if k == tokens.KindPhysical {
+		return "physical"
+	}
+	return string(k)
 }

@@ -48,8 +48,9 @@ func FreshPostgres(tb testing.TB) string {
 	return dsn + " dbname=" + name
 }
 
-// OpenNodes opens n PostgreSQL stores (n "nodes") on one fresh database, closed when tb ends.
-func OpenNodes(tb testing.TB, n int, opts ...store.Option) []*store.Postgres {
+// OpenNodes opens n PostgreSQL stores (n "nodes") on one fresh database, closed when tb ends, and returns
+// them with the database's DSN.
+func OpenNodes(tb testing.TB, n int, opts ...store.Option) ([]*store.Postgres, string) {
 	tb.Helper()
 	dsn := FreshPostgres(tb)
 	out := make([]*store.Postgres, n)
@@ -61,5 +62,5 @@ func OpenNodes(tb testing.TB, n int, opts ...store.Option) []*store.Postgres {
 		tb.Cleanup(func() { s.Close() })
 		out[i] = s
 	}
-	return out
+	return out, dsn
 }
