@@ -96,12 +96,13 @@ func (c *Card) transmitLocked(ctx context.Context, cmd Command) (Response, error
 	if err != nil {
 		return r, err
 	}
-	if r.SW1() == 0x6C { // wrong Le: re-send once with the exact length.
+	if r.SW1() == 0x6C { // wrong Le: re-send once with the exact length, framed as the first time (a data
+		// field over 255 bytes only fits an extended APDU; ISO/IEC 7816-4 §5.1 keeps Lc and Le in one form).
 		cmd.Ne = int(r.SW2())
 		if cmd.Ne == 0 {
 			cmd.Ne = 256
 		}
-		if r, err = c.exchange(ctx, cmd, false); err != nil {
+		if r, err = c.exchange(ctx, cmd, ext); err != nil {
 			return r, err
 		}
 		if r.SW1() == 0x6C {

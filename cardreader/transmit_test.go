@@ -248,6 +248,32 @@ func TestTransmitFraming(t *testing.T) {
 		{"bad SW1", Command{INS: 0x20, P2: 0x81},
 			[]recorded{{h("00200081"), h("1234")}}, "", ErrMalformed},
 	}
+	// An extended APDU answered 6Cxx is re-sent extended: its 300-byte data field fits no short APDU.
+	long := bytes.Repeat([]byte{0xAB}, 300)
+	extCmd := func(le string) []byte { return h("002A9E9A 00012C" + strings.Repeat("AB", 300) + le) }
+	extended := []struct {
+		name     string
+		cmd      Command
+		exchange []recorded
+		wantData string
+	}{
+		{"6Cxx resend extended", Command{INS: 0x2A, P1: 0x9E, P2: 0x9A, Data: long, Ne: 256},
+			[]recorded{{extCmd("0100"), h("6C40")}, {extCmd("0040"), h(strings.Repeat("11", 64) + " 9000")}}, strings.Repeat("11", 64)},
+	}
+	for _, tt := range extended {
+		t.Run(tt.name, func(t *testing.T) {
+			rp := &replay{t: t, name: tt.name, ex: tt.exchange}
+			c := newCard(rp, "fake", nil)
+			c.extended = true
+			r, err := c.Transmit(ctx, tt.cmd)
+			if err != nil || fmt.Sprintf("%X", r.Data) != tt.wantData {
+				t.Fatalf("data %X, err %v", r.Data, err)
+			}
+			if rp.i != len(rp.ex) {
+				t.Fatalf("%d of %d exchanges used", rp.i, len(rp.ex))
+			}
+		})
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rp := &replay{t: t, name: tt.name, ex: tt.exchange}
