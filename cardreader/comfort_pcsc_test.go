@@ -127,3 +127,58 @@ func TestComfortCounterAbsent(t *testing.T) {
 		t.Fatalf("ComfortCounter on a PIN-always card: %v, want ErrNotFound", err)
 	}
 }
+
+// TestNoSecondClientAfterMohrSigns: after Mohr's on-card signature (PIN-always: VERIFY, PSO) the card's security
+// state is reset inside Mohr's transaction, so a second PC/SC client on the workstation that connects to the
+// same card and sends SELECT, MSE:SET and PSO: COMPUTE DIGITAL SIGNATURE gets 6982 (security status not
+// satisfied) and cannot sign with the PIN presented for Mohr, even on a card whose comfort counter would have
+// allowed more signatures after that VERIFY. The same holds after a key generation and a certificate write.
+func TestNoSecondClientAfterMohrSigns(t *testing.T) {
+	vc := newVirtual(t, virtualcard.Config{Profile: virtualcard.ProfileCouncil, PIN: []byte("4321"), ComfortSignatures: 10})
+	_, card, _ := insert(t, vc)
+	ctx := context.Background()
+	cc, err := cardreader.Council(ctx, card, cardreader.DefaultCouncilProfile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := cc.SigningKey(ctx, func(context.Context, string) ([]byte, error) { return []byte("4321"), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := sha256.Sum256([]byte("prescription"))
+	if _, err := signer.Sign(nil, d[:], crypto.SHA256); err != nil {
+		t.Fatal(err)
+	}
+
+	// The second client: its own PC/SC context and connection to the same reader.
+	pc2, err := cardreader.Establish(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc2.Release()
+	card2, err := pc2.Connect(ctx, card.Reader())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer card2.Close()
+	cc2, err := cardreader.Council(ctx, card2, cardreader.DefaultCouncilProfile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := false
+	noPIN := errors.New("the second client has no PIN")
+	// PINPolicyOnce sends SELECT, MSE:SET and PSO, and asks for a PIN only when the card answers 6982.
+	rogue, err := cc2.KeyWithPolicy(ctx, cardreader.SlotSign, func(context.Context, string) ([]byte, error) {
+		asked = true
+		return nil, noPIN
+	}, cardreader.PINPolicyOnce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rogue.Sign(nil, d[:], crypto.SHA256); !errors.Is(err, noPIN) || !asked {
+		t.Fatalf("second client signed after Mohr's signature: err %v, card answered 6982: %v", err, asked)
+	}
+	if left, _, err := cc2.ComfortCounter(ctx); err != nil || left != 0 {
+		t.Fatalf("comfort counter after Mohr's signature: %d, %v", left, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/mohr-hix/mohr/cardreader/internal/cardfmt"
 	"github.com/mohr-hix/mohr/cardreader/internal/tlv"
@@ -256,19 +257,34 @@ func (cc *CouncilCard) KeyWithPolicy(ctx context.Context, s KeySlot, pin keys.PI
 		}
 		return keys.Verifying(k), nil
 	}
-	k.sign = func(ctx context.Context, pin, digest []byte) ([]byte, error) {
+	k.sign = func(ctx context.Context, pin, digest []byte) (sig []byte, err error) {
 		if _, err := cc.card.selectAID(ctx, cc.prof.AID); err != nil {
 			return nil, err
 		}
 		if err := cc.card.verifyPIN(ctx, cc.prof.PINRef, pin); err != nil {
 			return nil, err
 		}
+		defer cc.endSecurity(ctx, &err)
 		if err := cc.mseSet(ctx, ref); err != nil {
 			return nil, err
 		}
 		return pso(ctx, digest)
 	}
 	return keys.Verifying(k), nil
+}
+
+// endSecurity ends a transaction that verified the PIN for one operation (a PIN-always signature, key
+// generation, a certificate write) with a logout, still inside the transaction, so the card's security status
+// does not outlive it: no other PC/SC client on the workstation can sign with a PIN that was presented for
+// Mohr, whatever the card does after a PSO (a real card may keep the PIN verified until reset). A failed
+// logout replaces a nil *errp: the card may still be open. The context is not the caller's, so a cancelled
+// operation still logs out.
+func (cc *CouncilCard) endSecurity(_ context.Context, errp *error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cc.card.Transmit(ctx, Command{INS: 0x20, P1: 0xFF, P2: cc.prof.PINRef}); err != nil && *errp == nil {
+		*errp = fmt.Errorf("cardreader: logout after the operation: %w", err)
+	}
 }
 
 // Logout resets the PIN's verification status (VERIFY with P1 = 'FF' and no data, ISO/IEC 7816-4:2013
@@ -321,10 +337,11 @@ func (cc *CouncilCard) GenerateKey(ctx context.Context, s KeySlot, pin keys.PINF
 	}
 	var pub *ecdsa.PublicKey
 	err = cc.inApp(ctx, func(ctx context.Context) error {
-		return withPIN(ctx, pin, "PIN to generate a key on the medical-council card", func(p []byte) error {
+		return withPIN(ctx, pin, "PIN to generate a key on the medical-council card", func(p []byte) (err error) {
 			if err := cc.card.verifyPIN(ctx, cc.prof.PINRef, p); err != nil {
 				return err
 			}
+			defer cc.endSecurity(ctx, &err)
 			crt := tlv.Encode(0xB6, tlv.Append(tlv.Encode(0x84, []byte{ref}), 0x80, []byte{cc.prof.AlgRef}))
 			r, err := cc.card.Transmit(ctx, Command{INS: 0x47, P1: 0x80, Data: crt, Ne: 256})
 			if err != nil {
@@ -352,10 +369,11 @@ func (cc *CouncilCard) WriteCertificate(ctx context.Context, s KeySlot, pin keys
 		if err := checkCert(pub, cert); err != nil {
 			return err
 		}
-		return withPIN(ctx, pin, "PIN to write a certificate to the medical-council card", func(p []byte) error {
+		return withPIN(ctx, pin, "PIN to write a certificate to the medical-council card", func(p []byte) (err error) {
 			if err := cc.card.verifyPIN(ctx, cc.prof.PINRef, p); err != nil {
 				return err
 			}
+			defer cc.endSecurity(ctx, &err)
 			return cc.card.writeEF(ctx, fid, cert.Raw)
 		})
 	})
