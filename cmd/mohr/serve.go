@@ -250,6 +250,7 @@ func (n *node) apiServer() (*api.Server, error) {
 		Verifier:   liveVerifier{n},
 		Batch:      liveBatch{n},
 		Tokens:     ta,
+		Renewal:    ta,
 		Registry:   ta,
 		Audit:      auditAPI{st: n.st, vkeys: n.vkeys},
 		Auditor:    n.st,
