@@ -194,9 +194,13 @@ var routes = []*route{
 	{method: "POST", pattern: "/v1/verify/batch", op: "verifyBatch", summary: "Validate signatures in bulk (NDJSON in, NDJSON out)", tag: "verification",
 		roles: roles(verifiers...), body: batchBody, reqTypes: []string{ctNDJSON}, respType: ctNDJSON, okStatus: 200,
 		needs: func(s *Services) bool { return s.Batch != nil }, handle: (*Server).handleVerifyBatch},
-	{method: "POST", pattern: "/v1/signatures/upgrade", op: "upgradeSignature", summary: "Extend a CAdES signature to B-LT or B-LTA", tag: "signing",
+	{method: "GET", pattern: "/v1/prescriptions/{id}", op: "getPrescription", summary: "A stored prescription (its upgraded signature) and its sealed ingestion report", tag: "signing",
+		roles: with(with(roles(rxReadersAll...), RoleFacility, own), RolePhysician, own), ownParam: ownByRecord,
+		respType: ctJSON, okStatus: 200,
+		needs: func(s *Services) bool { return s.Prescriptions != nil }, handle: (*Server).handleGetPrescription},
+	{method: "POST", pattern: "/v1/signatures/upgrade", op: "upgradeSignature", summary: "Extend a CAdES signature to B-T, B-LT or B-LTA", tag: "signing",
 		roles: roles(RoleOperator, RoleFacility, RolePhysician, RolePharmacy), body: cmsBody, reqTypes: []string{ctCMS, ctPKCS7},
-		respType: ctCMS, okStatus: 200, query: []queryParam{{name: "level", desc: "B-LT or B-LTA", required: true}},
+		respType: ctCMS, okStatus: 200, query: []queryParam{{name: "level", desc: "B-T, B-LT or B-LTA", required: true}},
 		needs: func(s *Services) bool { return s.Upgrader != nil }, handle: (*Server).handleUpgrade},
 
 	// Audit log.

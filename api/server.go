@@ -302,6 +302,9 @@ func (s *Server) enforce(next http.Handler) http.Handler {
 			switch rt.roles[id.Role] {
 			case allow:
 			case own:
+				if rt.ownParam == ownByRecord {
+					break // the handler decides from the object it reads (ownsRecord)
+				}
 				if v := chi.URLParam(r, rt.ownParam); v == "" || v != ownValue(id, rt.ownParam) {
 					s.problem(w, probForbidden, "")
 					return

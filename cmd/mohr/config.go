@@ -73,6 +73,14 @@ type Config struct {
 		// RateWindow is the window of every limit above (default 1m).
 		RateWindow ca.Duration `yaml:"rate_window"`
 	} `yaml:"api"`
+	// Archive schedules archive-timestamp renewal of stored prescriptions (docs/signing.md "Archive timestamps").
+	Archive struct {
+		// RenewWindow: a prescription's archive timestamp is renewed this long before the TSA certificate it
+		// relies on expires (default 90 days).
+		RenewWindow ca.Duration `yaml:"renew_window"`
+		// Interval between renewal passes in mohr serve (default 1 hour).
+		Interval ca.Duration `yaml:"interval"`
+	} `yaml:"archive"`
 	HSM struct {
 		// Module is the default PKCS#11 module for pkcs11: URIs without module-path.
 		Module string `yaml:"module"`
@@ -122,6 +130,8 @@ func defaultConfig(dataDir string) *Config {
 	c.ShutdownTimeout = ca.Duration(10 * time.Second)
 	c.Audit.Name = "mohr"
 	c.Audit.CheckpointInterval = ca.Duration(time.Minute)
+	c.Archive.RenewWindow = ca.Duration(90 * 24 * time.Hour)
+	c.Archive.Interval = ca.Duration(time.Hour)
 	return c
 }
 
@@ -209,6 +219,9 @@ func (c *Config) validate() error {
 	}
 	if c.Audit.CheckpointInterval < ca.Duration(time.Second) {
 		return errors.New("audit.checkpoint_interval must be at least 1s")
+	}
+	if c.Archive.RenewWindow <= 0 || c.Archive.Interval < ca.Duration(time.Second) {
+		return errors.New("archive.renew_window must be positive and archive.interval at least 1s")
 	}
 	return c.CA.Issuance.Validate()
 }

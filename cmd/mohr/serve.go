@@ -242,23 +242,25 @@ func (n *node) apiServer() (*api.Server, error) {
 		RateLimit: n.cfg.API.RateLimit, PublicRateLimit: n.cfg.API.PublicRateLimit,
 		RateWindow: time.Duration(n.cfg.API.RateWindow), SignRateLimit: n.cfg.API.SignRateLimit, SignGlobalRateLimit: n.cfg.API.SignGlobalRateLimit, AuthFailLimit: n.cfg.API.AuthFailLimit,
 		OCSPSignsOnDemand: n.cfg.Services.OCSPSignNonces || n.cfg.Services.OCSPSignUnknown}, api.Services{
-		Certs:      certService{ca: n.ca, st: n.st, rev: n.rev},
-		CRL:        n.crl,
-		OCSP:       n.ocsp,
-		TSA:        n.tsa,
-		Ingestor:   liveIngestor{n},
-		Verifier:   liveVerifier{n},
-		Batch:      liveBatch{n},
-		Tokens:     ta,
-		Renewal:    ta,
-		Registry:   ta,
-		Audit:      auditAPI{st: n.st, vkeys: n.vkeys},
-		Auditor:    n.st,
-		Revocation: clientRevocation{n.st},
-		Ready:      &readiness{st: n.st, holder: n.id},
-		CAAdmin:    caAdmin{n},
-		Approvals:  approvalStore{n.st},
-		Pages:      pages,
+		Certs:         certService{ca: n.ca, st: n.st, rev: n.rev},
+		CRL:           n.crl,
+		OCSP:          n.ocsp,
+		TSA:           n.tsa,
+		Ingestor:      liveIngestor{n},
+		Verifier:      liveVerifier{n},
+		Batch:         liveBatch{n},
+		Upgrader:      upgrader{n},
+		Prescriptions: prescriptionReader{n.st},
+		Tokens:        ta,
+		Renewal:       ta,
+		Registry:      ta,
+		Audit:         auditAPI{st: n.st, vkeys: n.vkeys},
+		Auditor:       n.st,
+		Revocation:    clientRevocation{n.st},
+		Ready:         &readiness{st: n.st, holder: n.id},
+		CAAdmin:       caAdmin{n},
+		Approvals:     approvalStore{n.st},
+		Pages:         pages,
 	})
 }
 
@@ -365,6 +367,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	goRun("ocsp", n.ocsp.Run)
 	goRun("audit checkpoints", n.checkpointLoop)
 	goRun("change feed", n.changeFeed)
+	goRun("archive renewal", n.archiveLoop)
 	goRun("token outbox", n.outboxLoop)
 	goRun("registry sync", func(ctx context.Context) error {
 		return n.tokens.RunSync(ctx, n.ts, time.Minute, "system:sync", func(r tokens.SyncReport, err error) {

@@ -199,6 +199,8 @@ type prescriptionStore struct {
 		SavePrescription(context.Context, store.PrescriptionRecord, audit.Event) error
 	}
 	actor string
+	// window is how long before its TSA certificate expires a prescription's archive timestamp is due.
+	window time.Duration
 }
 
 func (p prescriptionStore) SavePrescription(ctx context.Context, rx signing.Prescription) error {
@@ -210,14 +212,15 @@ func (p prescriptionStore) SavePrescription(ctx context.Context, rx signing.Pres
 		"council": rx.CouncilNumber, "indication": ind, "signing_time": rx.SigningTime})
 	return p.st.SavePrescription(ctx, store.PrescriptionRecord{ID: rx.ID, ReceivedAt: rx.ReceivedAt, SigningTime: rx.SigningTime,
 		PrescriberCode: rx.PrescriberNationalCode, CouncilNumber: rx.CouncilNumber, PatientCode: rx.PatientNationalCode,
-		Indication: ind, Signature: rx.Signature, SealedReport: rx.SealedReport}, ev)
+		Indication: ind, Signature: rx.Signature, SealedReport: rx.SealedReport, Submitter: rx.Submitter,
+		ArchiveDue: archiveDue(rx.Signature, p.window)}, ev)
 }
 
 // ingestor implements api.PrescriptionIngestor.
 type ingestor struct{ in *signing.Ingestor }
 
 func (i ingestor) Ingest(ctx context.Context, der []byte, caller api.Identity) ([]byte, []byte, error) {
-	res, err := i.in.Ingest(ctx, der)
+	res, err := i.in.IngestAs(ctx, der, api.SubmitterOf(caller))
 	if errors.Is(err, signing.ErrRejected) && res != nil && res.Report != nil {
 		js, jerr := json.Marshal(res.Report)
 		if jerr != nil {

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ type fixture struct {
 }
 
 // The PKI runs on the wall clock here: pdfsig has no way to validate at a pinned time.
-func setup(t *testing.T) *fixture {
+func setup(t testing.TB) *fixture {
 	now := time.Now().UTC().Truncate(time.Second)
 	p, err := testpki.New(now)
 	if err != nil {
@@ -70,7 +71,7 @@ func setup(t *testing.T) *fixture {
 	return &fixture{p: p, doc: doc, bundle: bundle, tsa: tsa, tsaURL: srv.URL, v: v, ocsp: ocspFn}
 }
 
-func (f *fixture) crl(t *testing.T) []byte {
+func (f *fixture) crl(t testing.TB) []byte {
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
 		Number: big.NewInt(1), ThisUpdate: f.p.Clock.Now().Add(-time.Minute), NextUpdate: f.p.Clock.Now().Add(24 * time.Hour),
 	}, f.p.Intermediate, f.p.InterKey)
@@ -80,7 +81,7 @@ func (f *fixture) crl(t *testing.T) []byte {
 	return der
 }
 
-func (f *fixture) sign(t *testing.T, level Level) []byte {
+func (f *fixture) sign(t testing.TB, level Level) []byte {
 	t.Helper()
 	plain, err := Render(f.bundle, f.doc.Cert)
 	if err != nil {
@@ -224,8 +225,8 @@ func TestPAdESRefusesChanges(t *testing.T) {
 		b.WriteString("3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>\nendobj\n")
 		x := b.Len()
 		b.WriteString("xref\n3 1\n")
-		b.WriteString(strings.Repeat("0", 10-len(itoa(off))) + itoa(off) + " 00000 n \n")
-		b.WriteString("trailer\n<< /Size 100 /Root " + root + " 0 R /Prev " + string(rdr[1]) + " >>\nstartxref\n" + itoa(x) + "\n%%EOF\n")
+		b.WriteString(strings.Repeat("0", 10-len(strconv.Itoa(off))) + strconv.Itoa(off) + " 00000 n \n")
+		b.WriteString("trailer\n<< /Size 100 /Root " + root + " 0 R /Prev " + string(rdr[1]) + " >>\nstartxref\n" + strconv.Itoa(x) + "\n%%EOF\n")
 		return b.Bytes()
 	}
 	cases := []struct {

@@ -125,7 +125,7 @@ func Render(bundleJSON []byte, signer *x509.Certificate) ([]byte, error) {
 	issued := b.Timestamp
 	when, terr := time.Parse(time.RFC3339, b.Timestamp)
 	if terr == nil {
-		issued = dateFa(when)
+		issued = dateFa(when.In(tehran))
 	}
 	put("نسخه الکترونیکی", 20, true, 0)
 	put("شناسه نسخه: "+b.ID, 10, false, 6)
