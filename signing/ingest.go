@@ -135,6 +135,12 @@ func (in *Ingestor) Ingest(ctx context.Context, der []byte) (*IngestResult, erro
 		return nil, err
 	}
 	vd := ValidationData{OCSPs: [][]byte{resp}}
+	// The status of the rest of the chain and of the TSA, as the verifier established it for the B-T
+	// signature (Report.Used), goes in too, so the B-LT verifies later without asking anyone.
+	if rbt := in.Verifier.Verify(ctx, bt); rbt.Used != nil {
+		vd.OCSPs = append(vd.OCSPs, rbt.Used.OCSPs...)
+		vd.CRLs = append(vd.CRLs, rbt.Used.CRLs...)
+	}
 	if tsaCerts, err := timestampCerts(bt); err == nil {
 		for _, c := range tsaCerts {
 			vd.Certs = append(vd.Certs, c.Raw)

@@ -74,6 +74,7 @@ type node struct {
 	ocsp     *revocation.Responder
 	rev      *revocation.Service
 	tsa      *signing.TSA
+	tsaCert  *x509.Certificate // the TSA's certificate: the default TSA trust list trusts its key
 	verifier *signing.Verifier
 	tokens   *tokens.Service
 	cp       *audit.Checkpointer
@@ -178,6 +179,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	if err != nil {
 		return fail(err)
 	}
+	n.tsaCert = tsaCert
 	chain := is.Chain[:len(is.Chain)-1]
 	if n.tsa, err = signing.NewTSA(tsaKey, append([]*x509.Certificate{tsaCert}, chain...), signing.TSAConfig{
 		Policy: append(append([]int{}, hixext.Arc...), 5, 1), Accuracy: time.Second, Now: cfg.clock()}); err != nil {

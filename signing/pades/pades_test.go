@@ -60,7 +60,10 @@ func setup(t *testing.T) *fixture {
 	roots := x509.NewCertPool()
 	roots.AddCert(p.Root)
 	ocspFn := signing.RevocationFunc(func(_ context.Context, c, _ *x509.Certificate) ([]byte, error) { return p.OCSP(c) })
-	v, err := signing.NewVerifier(signing.VerifierConfig{Roots: roots, Now: p.Clock.Now, Revocation: ocspFn})
+	v, err := signing.NewVerifier(signing.VerifierConfig{Now: p.Clock.Now, Revocation: ocspFn,
+		Trust: &signing.TrustPolicy{Anchors: []*x509.Certificate{p.Root}, SignerCAs: []*x509.Certificate{p.Intermediate},
+			PrescriberPolicies: []asn1.ObjectIdentifier{testpki.OIDPhysicianSigningPolicy}, TSAs: []signing.TrustedTSA{{Cert: tsaLeaf.Cert}}},
+		CRLs: signing.CRLFunc(func(context.Context, string) ([]byte, error) { return p.RootCRL() })})
 	if err != nil {
 		t.Fatal(err)
 	}
