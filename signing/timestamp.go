@@ -231,14 +231,13 @@ func (v *Verifier) checkTimestampChain(tok []byte, outerCerts [][]byte, data []b
 // status cannot be established TRY_LATER.
 func (v *Verifier) signatureTimestamps(ctx context.Context, si *signerInfo, certs [][]byte, in *revInput, r *Report) (poe bool, failed *Report) {
 	r.Level = "B-B"
-	count := 0
+	if _, n := findAttr(si.unsignedAttrs, dSigTimeStamp); n > v.limits.Timestamps {
+		return false, r.fail(FormatFailure, "%d signature timestamps; the policy allows %d", n, v.limits.Timestamps)
+	}
 	for i := range si.unsignedAttrs {
 		a := &si.unsignedAttrs[i]
 		if !bytes.Equal(a.oid, dSigTimeStamp) {
 			continue
-		}
-		if count++; count > v.limits.Timestamps {
-			return false, r.fail(FormatFailure, "more signature timestamps than the policy allows (%d)", v.limits.Timestamps)
 		}
 		tok, ok := a.single()
 		if !ok { // EN 319 122-1 §5.3: the attribute has exactly one value (a TimeStampToken)
@@ -265,6 +264,9 @@ func (v *Verifier) signatureTimestamps(ctx context.Context, si *signerInfo, cert
 			if st.revoked && !st.at.After(gen) {
 				ti.Detail = "TSA certificate revoked"
 				r.Timestamps = append(r.Timestamps, ti)
+				if k > 0 { // a CA of the TSA's chain: EN 319 102-1 §5.2.6 reports it as such
+					return false, r.fail(RevokedCANoPOE, "CA certificate %q was revoked at %s, before the timestamp", tsaChain[k].info.Subject, st.at.Format(time.RFC3339))
+				}
 				return false, r.fail(NoPOE, "TSA certificate %q was revoked at %s, before the timestamp", tsaChain[k].info.Subject, st.at.Format(time.RFC3339))
 			}
 		}
