@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/mohr-hix/mohr/signing"
 	"github.com/mohr-hix/mohr/signing/pades"
@@ -21,9 +22,9 @@ func newSignCmd() *cobra.Command {
 	var keyURI, certFile, chainFile, in, out, tsa string
 	var timeout time.Duration
 	var pdf, ocspOnline bool
-	var crls, signerCAs, policies []string
+	var crls, ocsps, signerCAs, policies []string
 	cmd := &cobra.Command{
-		Use:   "sign --key URI --cert FILE [--chain FILE] --in FILE --out FILE [--tsa URL] [--pdf [--ocsp] [--crl FILE]]",
+		Use:   "sign --key URI --cert FILE [--chain FILE] --in FILE --out FILE [--tsa URL] [--pdf [--ocsp] [--crl FILE] [--ocsp-response FILE]]",
 		Short: "Sign a FHIR prescription (HIX-Rx-CAdES B-B, or B-T with --tsa), or its PDF printout as PAdES (--pdf)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -57,7 +58,7 @@ func newSignCmd() *cobra.Command {
 				return fmt.Errorf("sign: open key: %w", err)
 			}
 			if pdf {
-				return signPDF(cmd, content, key, chain, out, tsa, timeout, ocspOnline, crls)
+				return signPDF(cmd, content, key, chain, out, tsa, timeout, ocspOnline, crls, ocsps)
 			}
 			der, err := signing.Sign(ctx, content, signing.SignOptions{Signer: key, Chain: chain})
 			if err != nil {
@@ -87,11 +88,12 @@ func newSignCmd() *cobra.Command {
 	f.StringSliceVar(&signerCAs, "signer-cas", nil, "CAs allowed to issue prescribers' certificates (PEM; default: validation.signer_cas, else the data directory's intermediate)")
 	f.StringSliceVar(&policies, "prescriber-policy", nil, "physician-signing certificate policy OID (default: validation.prescriber_policies, else the CA profile's)")
 	f.StringArrayVar(&crls, "crl", nil, "with --pdf and --tsa: a DER CRL file to add to the DSS (B-LT; repeatable)")
+	f.StringArrayVar(&ocsps, "ocsp-response", nil, "with --pdf and --tsa: a DER OCSP response file to add to the DSS (B-LT; repeatable)")
 	return cmd
 }
 
 // signPDF signs a PDF as PAdES baseline (signing/pades.Sign) and writes it to out.
-func signPDF(cmd *cobra.Command, in []byte, key crypto.Signer, chain []*x509.Certificate, out, tsa string, timeout time.Duration, ocspOnline bool, crlFiles []string) error {
+func signPDF(cmd *cobra.Command, in []byte, key crypto.Signer, chain []*x509.Certificate, out, tsa string, timeout time.Duration, ocspOnline bool, crlFiles, ocspFiles []string) error {
 	o := pades.Options{Signer: key, Chain: chain, Name: chain[0].Subject.CommonName}
 	if tsa != "" {
 		o.Timestamper = &signing.HTTPTimestamper{URL: tsa, Timeout: timeout}
@@ -108,6 +110,16 @@ func signPDF(cmd *cobra.Command, in []byte, key crypto.Signer, chain []*x509.Cer
 			return fmt.Errorf("sign: --crl %s: %w", f, err)
 		}
 		o.CRLs = append(o.CRLs, b)
+	}
+	for _, f := range ocspFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("sign: --ocsp-response: %w", err)
+		}
+		if _, err := ocsp.ParseResponse(b, nil); err != nil {
+			return fmt.Errorf("sign: --ocsp-response %s: %w", f, err)
+		}
+		o.OCSPs = append(o.OCSPs, b)
 	}
 	signed, level, err := pades.Sign(cmd.Context(), in, o)
 	if err != nil {

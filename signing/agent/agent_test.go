@@ -141,7 +141,7 @@ func TestSessionLimitT(t *testing.T) {
 	}
 	e.startSession(0, 0)
 	e.clock.Advance(8*time.Hour - time.Second)
-	if code, _, p := e.sign(e.rx(), map[string]any{"requireSession": true}); code != 200 {
+	if code, _, p := e.sign(e.rx(), map[string]any{"requireSession": true, "submit": false}); code != 200 {
 		t.Fatalf("just inside T: %d %+v", code, p)
 	}
 	e.clock.Advance(time.Second)

@@ -161,7 +161,7 @@ func cardEnv(t testing.TB, before func(n int), opts ...envOpt) (*env, *virtualca
 // cardEnvComfort is cardEnv with a card whose comfort-signature counter is comfort.
 func cardEnvComfort(t testing.TB, comfort int, before func(n int), opts ...envOpt) (*env, *virtualcard.Card) {
 	t.Helper()
-	p, err := testpki.New(time.Now().UTC().Truncate(time.Second))
+	p, err := testpki.New(pkiStart())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -121,6 +121,7 @@ func newExchange(t testing.TB, p *testpki.PKI) *exchange {
 		case errors.Is(err, signing.ErrRejected):
 			status = http.StatusUnprocessableEntity
 		case err != nil:
+			t.Logf("exchange: ingestion failed: %v", err)
 			http.Error(w, "ingestion failed", http.StatusServiceUnavailable)
 			return
 		}
@@ -317,7 +318,7 @@ type envOpt func(*agent.Config)
 
 func newEnv(t testing.TB, key func(*testpki.PKI) agent.KeyOpener, opts ...envOpt) *env {
 	t.Helper()
-	p, err := testpki.New(time.Now().UTC().Truncate(time.Second))
+	p, err := testpki.New(pkiStart())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -534,3 +535,9 @@ func testTrust(p *testpki.PKI, tsa *x509.Certificate) *signing.TrustPolicy {
 func testCRLs(p *testpki.PKI) signing.CRLSource {
 	return signing.CRLFunc(func(_ context.Context, url string) ([]byte, error) { return p.RootCRL() })
 }
+
+// pkiStart is the test PKI's clock start: two minutes behind the wall clock. x/crypto/ocsp stamps every
+// response's producedAt with the wall clock truncated to the minute, and the exchange embeds only OCSP
+// responses produced at or after the signature timestamp (which follows the PKI clock); starting the PKI
+// clock behind keeps testpki's responses usable as the exchange's fresh revocation data.
+func pkiStart() time.Time { return time.Now().UTC().Add(-2 * time.Minute).Truncate(time.Second) }

@@ -101,47 +101,48 @@ func AddDSS(pdfBytes []byte, vd ValidationValues) ([]byte, error) {
 	}
 	certs, ocsps, crls := streams(vd.Certs), streams(vd.OCSPs), streams(vd.CRLs)
 
+	// Carry over an existing DSS: its arrays, its VRI entries, and this signature's VRI entry merged.
 	last := sigs[len(sigs)-1]
+	key := VRIKey(last.Contents)
+	old := root.Key("DSS")
+	oldID, _ := objID(old)
+	oldVRI := old.Key("VRI")
+	keep := func(d pdf.Value, name string) []string {
+		var refs []string
+		id, _ := objID(d)
+		a := d.Key(name)
+		for i := 0; i < a.Len() && i < maxDSSEntries; i++ {
+			if p := a.Index(i).GetPtr(); p.GetID() != 0 && p.GetID() != id {
+				refs = append(refs, fmt.Sprintf("%d %d R", p.GetID(), p.GetGen()))
+			}
+		}
+		return refs
+	}
 	var vri bytes.Buffer
 	vri.WriteString("<< /Type /VRI")
 	for _, e := range []struct {
 		key  string
 		refs []string
 	}{{"Cert", certs}, {"OCSP", ocsps}, {"CRL", crls}} {
-		if len(e.refs) > 0 {
-			fmt.Fprintf(&vri, " /%s [%s]", e.key, strings.Join(e.refs, " "))
+		if refs := append(keep(oldVRI.Key(key), e.key), e.refs...); len(refs) > 0 {
+			fmt.Fprintf(&vri, " /%s [%s]", e.key, strings.Join(refs, " "))
 		}
 	}
 	vri.WriteString(" >>")
 	vriRef := obj(vri.Bytes(), nil)
 
-	// Carry over an existing DSS.
-	old := root.Key("DSS")
-	oldID, _ := objID(old)
-	keep := func(key string) []string {
-		var refs []string
-		a := old.Key(key)
-		for i := 0; i < a.Len() && i < maxDSSEntries; i++ {
-			if p := a.Index(i).GetPtr(); p.GetID() != 0 && p.GetID() != oldID {
-				refs = append(refs, fmt.Sprintf("%d %d R", p.GetID(), p.GetGen()))
-			}
-		}
-		return refs
-	}
 	var dss bytes.Buffer
 	dss.WriteString("<< /Type /DSS")
 	for _, e := range []struct {
 		key  string
 		refs []string
 	}{{"Certs", certs}, {"OCSPs", ocsps}, {"CRLs", crls}} {
-		refs := append(keep(e.key), e.refs...)
+		refs := append(keep(old, e.key), e.refs...)
 		if len(refs) > 0 {
 			fmt.Fprintf(&dss, " /%s [%s]", e.key, strings.Join(refs, " "))
 		}
 	}
 	dss.WriteString(" /VRI <<")
-	oldVRI := old.Key("VRI")
-	key := VRIKey(last.Contents)
 	for _, k := range oldVRI.Keys() {
 		if k == key {
 			continue

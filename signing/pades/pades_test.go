@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/asn1"
+	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -18,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/digitorus/pdf"
 	"github.com/digitorus/pkcs7"
 
 	"github.com/mohr-hix/mohr/internal/testenv"
@@ -90,7 +93,11 @@ func (f *fixture) sign(t *testing.T, level Level) []byte {
 	switch level {
 	case LevelBLT:
 		o.Revocation = f.ocsp
-		o.CRLs = [][]byte{f.crl(t)}
+		rootCRL, err := f.p.RootCRL() // the intermediate's status, for the TSA's and the signer's chains
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.CRLs = [][]byte{f.crl(t), rootCRL}
 		fallthrough
 	case LevelBT:
 		o.Timestamper = &signing.HTTPTimestamper{URL: f.tsaURL}
@@ -151,11 +158,7 @@ func TestPAdESBaselineLevels(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := "B-T"
-			if level == LevelBB {
-				want = "B-B"
-			}
-			if len(reports) != 1 || !reports[0].Passed() || !strings.HasPrefix(reports[0].Level, want) {
+			if len(reports) != 1 || !reports[0].Passed() || reports[0].Level != string(level) {
 				t.Fatalf("%s: %s (level %s)", level, reports[0].Summary(), reports[0].Level)
 			}
 
@@ -260,6 +263,95 @@ func TestPAdESRefusesChanges(t *testing.T) {
 	}
 	if err := CheckAppended(blt, end); err != nil {
 		t.Fatalf("the DSS update itself refused: %v", err)
+	}
+}
+
+// TestCatalogChangedAfterSignature: an update that keeps every object but rewrites the catalog (here to add
+// an /OpenAction) is a change to the document, not validation data.
+func TestCatalogChangedAfterSignature(t *testing.T) {
+	f := setup(t)
+	blt := f.sign(t, LevelBLT)
+	rdr, err := pdf.NewReader(bytes.NewReader(blt), int64(len(blt)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := rdr.Trailer().Key("Root")
+	id, _ := objID(root)
+	dssID, _ := objID(root.Key("DSS"))
+	var b bytes.Buffer
+	b.Write(blt)
+	off := b.Len()
+	fmt.Fprintf(&b, "%d 0 obj\n<< %s /DSS %d 0 R /OpenAction << /S /JavaScript /JS (app.alert\\(1\\)) >> >>\nendobj\n",
+		id, catalogSansDSS(root), dssID)
+	x := b.Len()
+	fmt.Fprintf(&b, "xref\n%d 1\n%010d 00000 n \ntrailer\n<< /Size %d /Root %d 0 R /Prev %d >>\nstartxref\n%d\n%%%%EOF\n",
+		id, off, rdr.Trailer().Key("Size").Int64(), id, rdr.XrefInformation.StartPos, x)
+	rs, err := Verify(context.Background(), b.Bytes(), f.v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs[0].Passed() || !strings.Contains(rs[0].Reason, "catalog changed") {
+		t.Fatalf("catalog rewritten: %s", rs[0].Summary())
+	}
+}
+
+// TestDSSIsUsed: a verifier with no revocation source of its own validates B-LT from the DSS alone, and
+// cannot validate B-T (no revocation data anywhere).
+func TestDSSIsUsed(t *testing.T) {
+	f := setup(t)
+	trust := f.v.Trust()
+	offline, err := signing.NewVerifier(signing.VerifierConfig{Trust: &trust, Now: f.p.Clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Verify(context.Background(), f.sign(t, LevelBLT), offline)
+	if err != nil || !rs[0].Passed() || rs[0].Level != "B-LT" {
+		t.Fatalf("B-LT offline: %v %s", err, rs[0].Summary())
+	}
+	rs, err = Verify(context.Background(), f.sign(t, LevelBT), offline)
+	if err != nil || rs[0].Indication != signing.Indeterminate {
+		t.Fatalf("B-T offline: %v %s", err, rs[0].Summary())
+	}
+}
+
+// TestAddDSSTwice: a second DSS update keeps the first one's values and this signature's VRI entry.
+func TestAddDSSTwice(t *testing.T) {
+	f := setup(t)
+	blt := f.sign(t, LevelBLT)
+	more, err := AddDSS(blt, ValidationValues{Certs: [][]byte{f.p.Root.Raw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := ReadDSS(blt)
+	after, err := ReadDSS(more)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs, _ := Signatures(more)
+	vri := after.VRI[VRIKey(sigs[0].Contents)]
+	if len(after.Certs) != len(before.Certs)+1 || len(after.OCSPs) != len(before.OCSPs) || len(after.CRLs) != len(before.CRLs) ||
+		len(vri.Certs) != len(before.Certs)+1 || len(vri.OCSPs) != 2 {
+		t.Fatalf("second DSS: %d certs (was %d), %d OCSPs, VRI %d certs %d OCSPs", len(after.Certs), len(before.Certs), len(after.OCSPs), len(vri.Certs), len(vri.OCSPs))
+	}
+	rs, err := Verify(context.Background(), more, f.v)
+	if err != nil || !rs[0].Passed() {
+		t.Fatalf("after a second DSS update: %v %s", err, rs[0].Summary())
+	}
+	qpdfCheck(t, more)
+	pdfsigValidTrusted(t, f.p, more)
+}
+
+func TestSignRefusesNonPrescribers(t *testing.T) {
+	f := setup(t)
+	plain, _ := Render(f.bundle, nil)
+	for _, pr := range []testpki.Profile{testpki.OrganisationSeal, testpki.FacilityAdapter, testpki.OCSPResponder, testpki.TSA} {
+		l, err := f.p.Issue(pr, testpki.LeafOptions{CommonName: "not a prescriber", SIAMID: "SIAM-10001", Licence: "LIC/1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := Sign(context.Background(), plain, Options{Signer: l.Key, Chain: l.Chain}); !errors.Is(err, ErrNotPrescriber) {
+			t.Errorf("profile %d: %v", pr, err)
+		}
 	}
 }
 
