@@ -192,7 +192,7 @@ func checkDSS(t *testing.T, f *fixture, s Signature, dss *DSS) {
 		}
 		return false
 	}
-	if !has(dss.Certs, f.doc.Cert.Raw) || !has(dss.Certs, f.tsa.Certificate().Raw) || len(dss.CRLs) != 1 {
+	if !has(dss.Certs, f.doc.Cert.Raw) || !has(dss.Certs, f.tsa.Certificate().Raw) || len(dss.CRLs) != 2 { // the intermediate's and the root's
 		t.Fatalf("DSS: %d certs, %d CRLs", len(dss.Certs), len(dss.CRLs))
 	}
 	// One OCSP response for the signer and one for the TSA (the intermediate's issuer, the root, was not given).
@@ -205,7 +205,7 @@ func checkDSS(t *testing.T, f *fixture, s Signature, dss *DSS) {
 		}
 	}
 	vri, ok := dss.VRI[VRIKey(s.Contents)]
-	if !ok || !s.HasVRI || len(vri.OCSPs) != 2 || len(vri.Certs) != len(dss.Certs) || len(vri.CRLs) != 1 {
+	if !ok || !s.HasVRI || len(vri.OCSPs) != 2 || len(vri.Certs) != len(dss.Certs) || len(vri.CRLs) != 2 {
 		t.Fatalf("VRI for %s: %v %+v", VRIKey(s.Contents), ok, len(vri.OCSPs))
 	}
 	if len(s.Validation.OCSPs) != 2 || len(s.Validation.Certs) != len(dss.Certs) {
