@@ -405,11 +405,22 @@ func (c *crlCache) put(url string, der []byte, next time.Time) {
 // returns nil when no usable data was found.
 func (v *Verifier) certStatus(ctx context.Context, in *revInput, cert, issuer *certEntry, at time.Time, used *ValidationData) *status {
 	skewed := at.Add(-v.cfg.ClockSkew)
+	now := v.cfg.Now()
+	// fresh: embedded data must be issued at or after the time it speaks for (minus the skew); data fetched now
+	// is the issuer's current word until its nextUpdate (policy §5.8: "else one fetched now"): a certificate
+	// not revoked now was not revoked before (holds aside, which a current answer also shows). A thisUpdate
+	// after the validation time is accepted for fetched data: an auditor may validate as of a past time.
+	fresh := func(thisUpdate, nextUpdate time.Time, source string) bool {
+		if source == "fetched" {
+			return nextUpdate.IsZero() || now.Before(nextUpdate) || !thisUpdate.Before(skewed)
+		}
+		return !thisUpdate.Before(skewed)
+	}
 	fromOCSP := func(res *ocspResult, source string) *status {
 		if res.err != nil || res.resp.SerialNumber.Cmp(cert.cert.SerialNumber) != 0 {
 			return nil
 		}
-		if res.resp.ThisUpdate.Before(skewed) && res.resp.Status != ocsp.Revoked {
+		if !fresh(res.resp.ThisUpdate, res.resp.NextUpdate, source) && res.resp.Status != ocsp.Revoked {
 			return nil // not fresh: issued before the time it must speak for
 		}
 		if res.resp.Status == ocsp.Unknown {
@@ -435,7 +446,7 @@ func (v *Verifier) certStatus(ctx context.Context, in *revInput, cert, issuer *c
 		if res.err != nil || !res.coversCert(cert.cert) {
 			return nil
 		}
-		if res.list.ThisUpdate.Before(skewed) {
+		if !fresh(res.list.ThisUpdate, res.list.NextUpdate, source) {
 			return nil
 		}
 		st := &status{info: RevocationInfo{Serial: cert.info.Serial, Subject: cert.info.Subject, Type: "crl", Source: source,
@@ -492,7 +503,6 @@ func (v *Verifier) certStatus(ctx context.Context, in *revInput, cert, issuer *c
 		}
 	}
 	if v.cfg.CRLs != nil {
-		now := v.cfg.Now()
 		for _, url := range cert.cert.CRLDistributionPoints {
 			der := v.fetchedCRLs.get(url, now)
 			if der == nil {

@@ -146,7 +146,14 @@ func checkPrescriberCert(cmd *cobra.Command, chain []*x509.Certificate, signerCA
 	if len(policies) > 0 {
 		vc.PrescriberPolicies = policies
 	}
-	tp, err := vc.prescriberPolicy(conf, dataDirTrustDefaults(conf))
+	d := dataDirTrustDefaults(conf)
+	if len(vc.SignerCAs) == 0 && d.intermediate == nil && len(chain) > 1 {
+		// Nothing configured on this machine (a physician's workstation): the issuer given with --chain stands
+		// in for the signer CA here. This check is the signer's guard against the wrong certificate; whether
+		// the issuer may make prescribers is the verifier's decision under its own trust policy.
+		d.intermediate = chain[1]
+	}
+	tp, err := vc.prescriberPolicy(conf, d)
 	if err != nil {
 		return fmt.Errorf("sign: %w (give --signer-cas)", err)
 	}
