@@ -337,7 +337,7 @@ type verifiers struct {
 func (n *node) buildVerifiers(roots []*x509.Certificate) (*verifiers, error) {
 	// The configured trust policy; by default the anchors set under dual control, this CA's intermediate as
 	// signer CA (and anchor) and this node's TSA key.
-	trust, err := n.cfg.Validation.trustPolicy(n.cfg, trustDefaults{anchors: roots, intermediate: n.ca.Issuer().Cert, tsa: n.tsaCert})
+	trust, err := n.cfg.Validation.trustPolicy(n.cfg, trustDefaults{anchors: roots, intermediate: n.ca.Issuer().Cert, tsas: n.tsaCerts})
 	if err != nil {
 		return nil, err
 	}

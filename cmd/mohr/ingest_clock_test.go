@@ -388,6 +388,10 @@ func TestArchiveRenewalJob(t *testing.T) {
 			signing.TSAConfig{Policy: []int{2, 999, 1742, 5, 1}, Accuracy: time.Second, Now: clk.Now}); err != nil {
 			t.Fatal(err)
 		}
+		n.tsaCerts = append(n.tsaCerts, cert) // the new key joins the TSA trust list; the old stays
+		if err := n.reloadTrustAnchors(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if done, failed, err := n.renewArchives(ctx); err != nil || done+failed != 0 {
 		t.Fatalf("right after ingestion: %d done, %d failed, %v", done, failed, err)

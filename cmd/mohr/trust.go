@@ -52,6 +52,8 @@ type trustDefaults struct {
 	// dual control).
 	anchors                 []*x509.Certificate
 	root, intermediate, tsa *x509.Certificate
+	// tsas, when set, replace tsa: every key the node's TSA has used.
+	tsas []*x509.Certificate
 }
 
 // dataDirTrustDefaults reads the CA root, the intermediate and the TSA certificate from the data directory,
@@ -117,9 +119,14 @@ func (vc ValidationConfig) trustPolicy(cfg *Config, d trustDefaults) (*signing.T
 		t := signing.TrustedTSA{NotBefore: e.NotBefore, NotAfter: e.NotAfter}
 		switch {
 		case e.Cert != "" && e.SPKISHA256 == "":
-			if t.Cert, err = readOneCert(e.Cert); err != nil {
-				return nil, fmt.Errorf("validation: tsas[%d]: %w", i, err)
+			cs, err := readCerts(e.Cert) // every certificate of the file, with the entry's period
+			if err != nil || len(cs) == 0 {
+				return nil, fmt.Errorf("validation: tsas[%d]: %s: no certificate (%v)", i, e.Cert, err)
 			}
+			for _, c := range cs[1:] {
+				tp.TSAs = append(tp.TSAs, signing.TrustedTSA{Cert: c, NotBefore: e.NotBefore, NotAfter: e.NotAfter})
+			}
+			t.Cert = cs[0]
 		case e.Cert == "" && e.SPKISHA256 != "":
 			if t.SPKISHA256, err = hex.DecodeString(e.SPKISHA256); err != nil || len(t.SPKISHA256) != sha256.Size {
 				return nil, fmt.Errorf("validation: tsas[%d]: spki_sha256 must be 64 hex digits", i)
@@ -129,9 +136,15 @@ func (vc ValidationConfig) trustPolicy(cfg *Config, d trustDefaults) (*signing.T
 		}
 		tp.TSAs = append(tp.TSAs, t)
 	}
-	if len(vc.TSAs) == 0 && d.tsa != nil {
-		h := sha256.Sum256(d.tsa.RawSubjectPublicKeyInfo)
-		tp.TSAs = []signing.TrustedTSA{{SPKISHA256: h[:]}}
+	if len(vc.TSAs) == 0 {
+		tsas := d.tsas
+		if len(tsas) == 0 && d.tsa != nil {
+			tsas = []*x509.Certificate{d.tsa}
+		}
+		for _, c := range tsas {
+			h := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+			tp.TSAs = append(tp.TSAs, signing.TrustedTSA{SPKISHA256: h[:]})
+		}
 	}
 	if err := tp.Validate(); err != nil {
 		return nil, fmt.Errorf("validation: %w (see the validation section of the configuration)", err)

@@ -29,6 +29,7 @@ func newVerifyCmd() *cobra.Command {
 	var signerCAs, tsaCerts, policies []string
 	var workers, gogc int
 	var ocspOnline bool
+	var at string
 	cmd := &cobra.Command{
 		Use:   "verify [--roots FILE] [--signer-cas FILE] [--tsa-cert FILE]... [--format json|csv|text] FILES|DIRS|-",
 		Short: "Verify signed prescriptions and signed PDF printouts (files, directories, or NDJSON on stdin with -)",
@@ -67,6 +68,13 @@ func newVerifyCmd() *cobra.Command {
 				return fmt.Errorf("verify: %w (flags --roots, --signer-cas, --prescriber-policy, --tsa-cert)", err)
 			}
 			cfg := signing.VerifierConfig{Trust: trust}
+			if at != "" { // validate as of a past time (an auditor's question: "was it valid then?")
+				t, err := time.Parse(time.RFC3339, at)
+				if err != nil {
+					return fmt.Errorf("verify: --at must be an RFC 3339 time: %w", err)
+				}
+				cfg.Now = func() time.Time { return t }
+			}
 			if ocspOnline {
 				cfg.Revocation = &signing.HTTPRevocation{Timeout: 10 * time.Second}
 				cfg.CRLs = &signing.HTTPCRLs{Timeout: 10 * time.Second}
@@ -134,6 +142,7 @@ func newVerifyCmd() *cobra.Command {
 	f.StringSliceVar(&tsaCerts, "tsa-cert", nil, "trusted TSA certificate (PEM; repeatable; default: validation.tsas, else the data directory's TSA)")
 	f.StringSliceVar(&policies, "prescriber-policy", nil, "physician-signing certificate policy OID (default: validation.prescriber_policies, else the CA profile's)")
 	f.StringVar(&format, "format", "text", "output: json (one report per line), csv or text")
+	f.StringVar(&at, "at", "", "validation time (RFC 3339; default now)")
 	f.IntVar(&workers, "workers", 0, "verification workers (default: one per core)")
 	f.IntVar(&gogc, "gogc", 400, "garbage-collector target percentage for the run (see docs/signing.md)")
 	f.BoolVar(&ocspOnline, "ocsp", false, "ask OCSP responders and CRL distribution points when a signature embeds no usable revocation data")
