@@ -40,7 +40,7 @@ type fixture struct {
 }
 
 // The PKI runs on the wall clock here: pdfsig has no way to validate at a pinned time.
-func setup(t *testing.T) *fixture {
+func setup(t testing.TB) *fixture {
 	now := time.Now().UTC().Truncate(time.Second)
 	p, err := testpki.New(now)
 	if err != nil {
@@ -70,7 +70,7 @@ func setup(t *testing.T) *fixture {
 	return &fixture{p: p, doc: doc, bundle: bundle, tsa: tsa, tsaURL: srv.URL, v: v, ocsp: ocspFn}
 }
 
-func (f *fixture) crl(t *testing.T) []byte {
+func (f *fixture) crl(t testing.TB) []byte {
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
 		Number: big.NewInt(1), ThisUpdate: f.p.Clock.Now().Add(-time.Minute), NextUpdate: f.p.Clock.Now().Add(24 * time.Hour),
 	}, f.p.Intermediate, f.p.InterKey)
@@ -80,7 +80,7 @@ func (f *fixture) crl(t *testing.T) []byte {
 	return der
 }
 
-func (f *fixture) sign(t *testing.T, level Level) []byte {
+func (f *fixture) sign(t testing.TB, level Level) []byte {
 	t.Helper()
 	plain, err := Render(f.bundle, f.doc.Cert)
 	if err != nil {
