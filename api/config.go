@@ -19,12 +19,30 @@ type Config struct {
 	AllowNoRevocationCheck bool
 
 	// Body limits. MaxJSONBody (default 64 KiB) applies to small JSON requests, MaxCMSBody (default 4 MiB) to
-	// CMS and time-stamp and OCSP bodies, MaxImportBody (default 32 MiB) to registry imports, MaxBatchBody
+	// CMS bodies, MaxImportBody (default 32 MiB) to registry imports, MaxBatchBody
 	// (default 1 GiB) to streaming batch verification.
 	MaxJSONBody   int64
 	MaxCMSBody    int64
 	MaxImportBody int64
 	MaxBatchBody  int64
+
+	// MaxPKIBody (default 4 KiB) limits OCSP and time-stamp request bodies: an RFC 6960 request for one
+	// certificate or an RFC 3161 query is a few hundred bytes.
+	MaxPKIBody int64
+
+	// Signing routes (the TSA; OCSP too when OCSPSignsOnDemand) are limited apart from the general limits,
+	// because each answer costs a signature with a service key: SignRateLimit per IP (default 120) and
+	// SignGlobalRateLimit for all callers together (default 3000) per RateWindow. Over either, 429 with
+	// Retry-After.
+	SignRateLimit       int
+	SignGlobalRateLimit int
+	// OCSPSignsOnDemand says the OCSP responder signs on request (its nonce or unknown-serial policy is on), so
+	// the OCSP routes take the signing limits too.
+	OCSPSignsOnDemand bool
+	// AuthFailLimit is how many rejected credentials (bearer or client certificate) one source address may
+	// present per RateWindow (default 10) before its further attempts get 429. Each rejection is written to the
+	// audit log as auth.failed (up to the limit, then one auth.throttled per window).
+	AuthFailLimit int
 
 	// Rate limit per client (client certificate fingerprint, else IP): RateLimit requests per RateWindow.
 	// Defaults 600 per minute. The public OCSP, CRL and TSA routes use PublicRateLimit (default 6000) per IP.
@@ -77,6 +95,15 @@ func (c *Config) setDefaults() {
 	defInt(&c.MaxCMSBody, 4*mib)
 	defInt(&c.MaxImportBody, 32*mib)
 	defInt(&c.MaxBatchBody, 1<<30)
+	defInt(&c.MaxPKIBody, 4*kib)
+	defN := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	defN(&c.SignRateLimit, 120)
+	defN(&c.SignGlobalRateLimit, 3000)
+	defN(&c.AuthFailLimit, 10)
 	if c.RateLimit <= 0 {
 		c.RateLimit = 600
 	}

@@ -97,7 +97,8 @@ func newEnv(t testing.TB, mutate func(*Config, *Services)) *testEnv {
 
 	pool := x509.NewCertPool()
 	pool.AddCert(e.ca.cert)
-	cfg := Config{ClientCAs: pool, AdminTokenFile: tokFile, Now: e.now.Now, RateLimit: 100000, PublicRateLimit: 100000}
+	cfg := Config{ClientCAs: pool, AdminTokenFile: tokFile, Now: e.now.Now, RateLimit: 100000, PublicRateLimit: 100000,
+		AuthFailLimit: 100000, SignRateLimit: 100000, SignGlobalRateLimit: 100000}
 	if mutate != nil {
 		mutate(&cfg, &svc)
 	}

@@ -160,6 +160,14 @@ func (f fakeUpgrader) Upgrade(context.Context, []byte, string) ([]byte, error) {
 	return []byte("cms-blt"), f.r.rec("Upgrade")
 }
 
+// fakePrescriptions holds one prescription, submitted by the test facility and written by the test physician.
+type fakePrescriptions struct{ r *recorder }
+
+func (f fakePrescriptions) Prescription(_ context.Context, id string) (StoredPrescription, error) {
+	return StoredPrescription{ID: id, Indication: "TOTAL_PASSED", PrescriberCouncilNumber: testCouncil,
+		Signature: []byte("cms-blta"), SealedReport: []byte("sealed"), Submitter: "facility:" + testSIAM}, f.r.rec("Prescription")
+}
+
 type fakeTokens struct{ r *recorder }
 
 func (f fakeTokens) CreateEnrolmentCode(context.Context, string, string) (string, time.Time, error) {
@@ -273,7 +281,7 @@ func fakeServices(r *recorder) (Services, *fakeRevocation, *fakeCAAdmin, *fakeAu
 	aud := &fakeAuditor{r: r}
 	return Services{
 		Certs: fakeCerts{r}, CRL: fakeCRL{r}, OCSP: fakeOCSP{r}, TSA: fakeTSA{r}, Ingestor: fakeIngest{r},
-		Verifier: fakeVerifier{r}, Batch: fakeBatch{r}, Upgrader: fakeUpgrader{r}, Tokens: fakeTokens{r},
+		Verifier: fakeVerifier{r}, Batch: fakeBatch{r}, Upgrader: fakeUpgrader{r}, Prescriptions: fakePrescriptions{r}, Tokens: fakeTokens{r},
 		Registry: fakeRegistry{r}, Audit: fakeAudit{r}, CAAdmin: adm, Auditor: aud, Revocation: rev,
 	}, rev, adm, aud
 }

@@ -136,8 +136,8 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 	level := r.URL.Query().Get("level")
-	if level != "B-LT" && level != "B-LTA" {
-		s.fail(w, r, malformed("level must be B-LT or B-LTA"))
+	if level != "B-T" && level != "B-LT" && level != "B-LTA" {
+		s.fail(w, r, malformed("level must be B-T, B-LT or B-LTA"))
 		return
 	}
 	body, err := readAll(r)

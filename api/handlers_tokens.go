@@ -6,6 +6,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/mohr-hix/mohr/internal/ids"
+	"github.com/mohr-hix/mohr/tokens"
 )
 
 // enrolmentCodeBody is the JSON body of POST /v1/enrolment-codes.
@@ -22,7 +23,8 @@ type enrolBody struct {
 
 func (b *enrolBody) validate() error {
 	if !reCode.MatchString(b.Code) {
-		return invalid("code is not an enrolment code")
+		// Answered like any other code that is not accepted, so a malformed code teaches nothing.
+		return tokens.ErrCodeUnknown
 	}
 	if b.Kind != "software" && b.Kind != "physical" {
 		return invalid(`kind must be "software" or "physical"`)

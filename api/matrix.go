@@ -25,6 +25,7 @@ const (
 	cmsBody             // Config.MaxCMSBody
 	importBody          // Config.MaxImportBody
 	batchBody           // Config.MaxBatchBody, and BatchTimeout instead of RequestTimeout
+	pkiBody             // Config.MaxPKIBody: OCSP and time-stamp requests
 )
 
 // Media types the API speaks.
@@ -61,6 +62,7 @@ type route struct {
 	roles            map[Role]access
 	ownParam         string // path parameter compared with the caller's identifier for access own
 	dual             bool   // dual control: creates a pending approval
+	signs            bool   // each answer costs a signature with a service key: the signing rate limits apply
 	body             bodyKind
 	reqTypes         []string // accepted request media types; empty: no body
 	respType         string
@@ -114,10 +116,10 @@ var routes = []*route{
 		public: true, respType: ctOCSPResp, okStatus: 200, needs: func(s *Services) bool { return s.OCSP != nil },
 		handle: (*Server).handleOCSPGet},
 	{method: "POST", pattern: "/ocsp", op: "ocspPost", summary: "OCSP request (RFC 6960 A.1)", tag: "revocation",
-		public: true, body: cmsBody, reqTypes: []string{ctOCSPReq}, respType: ctOCSPResp, okStatus: 200,
+		public: true, body: pkiBody, reqTypes: []string{ctOCSPReq}, respType: ctOCSPResp, okStatus: 200,
 		needs: func(s *Services) bool { return s.OCSP != nil }, handle: (*Server).handleOCSPPost},
 	{method: "POST", pattern: "/tsa", op: "timestamp", summary: "Time-stamp query (RFC 3161 §3.4)", tag: "timestamp",
-		public: true, body: cmsBody, reqTypes: []string{ctTSQuery}, respType: ctTSReply, okStatus: 200,
+		public: true, signs: true, body: pkiBody, reqTypes: []string{ctTSQuery}, respType: ctTSReply, okStatus: 200,
 		needs: func(s *Services) bool { return s.TSA != nil }, handle: (*Server).handleTSA},
 	// Enrolment is authenticated by the one-time code in the body: a facility has no certificate before it.
 	{method: "POST", pattern: "/v1/enrolment", op: "enrol", summary: "Redeem an enrolment code with a CSR for an adapter token",
@@ -185,9 +187,13 @@ var routes = []*route{
 	{method: "POST", pattern: "/v1/verify/batch", op: "verifyBatch", summary: "Validate signatures in bulk (NDJSON in, NDJSON out)", tag: "verification",
 		roles: roles(verifiers...), body: batchBody, reqTypes: []string{ctNDJSON}, respType: ctNDJSON, okStatus: 200,
 		needs: func(s *Services) bool { return s.Batch != nil }, handle: (*Server).handleVerifyBatch},
-	{method: "POST", pattern: "/v1/signatures/upgrade", op: "upgradeSignature", summary: "Extend a CAdES signature to B-LT or B-LTA", tag: "signing",
+	{method: "GET", pattern: "/v1/prescriptions/{id}", op: "getPrescription", summary: "A stored prescription (its upgraded signature) and its sealed ingestion report", tag: "signing",
+		roles: with(with(roles(rxReadersAll...), RoleFacility, own), RolePhysician, own), ownParam: ownByRecord,
+		respType: ctJSON, okStatus: 200,
+		needs: func(s *Services) bool { return s.Prescriptions != nil }, handle: (*Server).handleGetPrescription},
+	{method: "POST", pattern: "/v1/signatures/upgrade", op: "upgradeSignature", summary: "Extend a CAdES signature to B-T, B-LT or B-LTA", tag: "signing",
 		roles: roles(RoleOperator, RoleFacility, RolePhysician, RolePharmacy), body: cmsBody, reqTypes: []string{ctCMS, ctPKCS7},
-		respType: ctCMS, okStatus: 200, query: []queryParam{{name: "level", desc: "B-LT or B-LTA", required: true}},
+		respType: ctCMS, okStatus: 200, query: []queryParam{{name: "level", desc: "B-T, B-LT or B-LTA", required: true}},
 		needs: func(s *Services) bool { return s.Upgrader != nil }, handle: (*Server).handleUpgrade},
 
 	// Audit log.

@@ -36,6 +36,7 @@ var bodyTypes = map[string][2]any{
 	"facilityStanding":   {nil, Standing{}},
 	"physicianStanding":  {nil, Standing{}},
 	"ingestPrescription": {nil, ingestResult{}},
+	"getPrescription":    {nil, StoredPrescription{}},
 	"verify":             {nil, map[string]any{}},
 	"auditVerify":        {nil, AuditVerification{}},
 	"auditInclusion":     {nil, proofView{}},

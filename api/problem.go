@@ -11,6 +11,7 @@ import (
 	"github.com/mohr-hix/mohr/ca"
 	"github.com/mohr-hix/mohr/internal/hixext"
 	"github.com/mohr-hix/mohr/internal/ids"
+	"github.com/mohr-hix/mohr/tokens"
 )
 
 // ProblemContentType is the media type of RFC 9457 problem documents.
@@ -58,6 +59,15 @@ var (
 	probUnavailable     = problemKind{"unavailable", "Service unavailable", http.StatusServiceUnavailable}
 	probTimeout         = problemKind{"timeout", "The request took too long", http.StatusServiceUnavailable}
 	probApprovalPending = problemKind{"approval-required", "A second operator must approve", http.StatusAccepted}
+
+	// Enrolment refusals. "Not accepted" covers an unknown, malformed or wrong code alike, so an
+	// unauthenticated caller learns nothing about which codes exist; "used" and "expired" are told only to a
+	// caller who presented the code's secret (tokens checks the secret first).
+	probCodeNotAccepted = problemKind{"enrolment-code-not-accepted", "The enrolment code was not accepted", http.StatusForbidden}
+	probCodeUsed        = problemKind{"enrolment-code-used", "The enrolment code has already been used", http.StatusConflict}
+	probCodeExpired     = problemKind{"enrolment-code-expired", "The enrolment code has expired", http.StatusGone}
+	probWrongFacility   = problemKind{"csr-wrong-facility", "The certificate request is for another facility", http.StatusUnprocessableEntity}
+	probNotEligible     = problemKind{"not-eligible", "Not eligible for this certificate", http.StatusForbidden}
 )
 
 // requestError is an error api itself detected in a request. Its detail is written by api, never copied from
@@ -113,6 +123,18 @@ func classify(err error) (k problemKind, detail string, known bool) {
 		return probInvalid, "a required certificate extension is missing", true
 	case errors.Is(err, context.DeadlineExceeded):
 		return probTimeout, "", true
+	case errors.Is(err, tokens.ErrCodeUnknown):
+		return probCodeNotAccepted, "check that the code is typed exactly as the RA handed it over (HIX-XXXXXXXX-...), or ask the RA for a new one", true
+	case errors.Is(err, tokens.ErrCodeUsed):
+		return probCodeUsed, "each code enrols one token; ask the RA for a new code", true
+	case errors.Is(err, tokens.ErrCodeExpired):
+		return probCodeExpired, "ask the RA for a new code", true
+	case errors.Is(err, tokens.ErrWrongSIAM):
+		return probWrongFacility, "the request's subject serialNumber must be the SIAM ID the code was issued for: make the request again with mohr token keygen --siam <that SIAM ID>", true
+	}
+	var ne *tokens.NotEligibleError
+	if errors.As(err, &ne) {
+		return probNotEligible, "registry standing: " + string(ne.Reason) + "; the registry must show an active licence and system certificate before a certificate can be issued", true
 	}
 	var nf notFoundError
 	if errors.As(err, &nf) && nf.NotFound() {

@@ -33,6 +33,9 @@ type Server struct {
 	pageLim   *httprate.RateLimiter // per IP or client, uploads to the verification page (pages.go)
 	approvals ApprovalStore
 	verified  verifiedCache
+	signIP    *windowLimiter // signing routes, per IP
+	signAll   *windowLimiter // signing routes, all callers
+	authFail  *windowLimiter // rejected credentials, per source address
 	metrics   *metrics
 	openapi   []byte
 }
@@ -64,6 +67,9 @@ func New(cfg Config, svc Services) (*Server, error) {
 		}
 		s.approvals = newMemApprovals(cfg.Now, aud)
 	}
+	s.signIP = newWindowLimiter(cfg.SignRateLimit, cfg.RateWindow, cfg.Now)
+	s.signAll = newWindowLimiter(cfg.SignGlobalRateLimit, cfg.RateWindow, cfg.Now)
+	s.authFail = newWindowLimiter(cfg.AuthFailLimit, cfg.RateWindow, cfg.Now)
 	s.limiter = httprate.NewRateLimiter(cfg.RateLimit, cfg.RateWindow,
 		httprate.WithLimitHandler(s.rateLimited), httprate.WithErrorHandler(s.rateError))
 	s.publicLim = httprate.NewRateLimiter(cfg.PublicRateLimit, cfg.RateWindow,
@@ -265,6 +271,12 @@ func (s *Server) enforce(next http.Handler) http.Handler {
 		var id *Identity
 		var cerr error
 		if !rt.public { // public routes never look at credentials
+			if presentsCredential(r) {
+				if blocked, retry := s.authFail.blocked(peerIP(r)); blocked {
+					tooMany(w, retry, "too many failed logins from this address")
+					return
+				}
+			}
 			id, cerr = s.authenticate(r)
 			if errors.Is(cerr, errRevocationUnknown) {
 				s.fail(w, r, cerr)
@@ -280,8 +292,7 @@ func (s *Server) enforce(next http.Handler) http.Handler {
 		case rt.public:
 		case rt.loopback && id == nil && cerr == nil && isLoopback(r):
 		case cerr != nil:
-			s.noteError(r, cerr, "")
-			s.problem(w, probBadCredential, "")
+			s.authFailed(w, r, cerr)
 			return
 		case id == nil:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="mohr"`)
@@ -291,6 +302,9 @@ func (s *Server) enforce(next http.Handler) http.Handler {
 			switch rt.roles[id.Role] {
 			case allow:
 			case own:
+				if rt.ownParam == ownByRecord {
+					break // the handler decides from the object it reads (ownsRecord)
+				}
 				if v := chi.URLParam(r, rt.ownParam); v == "" || v != ownValue(id, rt.ownParam) {
 					s.problem(w, probForbidden, "")
 					return
@@ -306,6 +320,10 @@ func (s *Server) enforce(next http.Handler) http.Handler {
 				return
 			}
 		} else if s.limiter.RespondOnLimit(w, r, rateKey(id, r)) {
+			return
+		}
+
+		if (rt.signs || s.cfg.OCSPSignsOnDemand && rt.tag == "revocation" && rt.respType == ctOCSPResp) && s.limitSigning(w, r) {
 			return
 		}
 
@@ -371,6 +389,8 @@ func (s *Server) bodyLimit(k bodyKind) int64 {
 		return s.cfg.MaxImportBody
 	case batchBody:
 		return s.cfg.MaxBatchBody
+	case pkiBody:
+		return s.cfg.MaxPKIBody
 	}
 	return s.cfg.MaxJSONBody
 }
@@ -381,4 +401,18 @@ func (s *Server) rateLimited(w http.ResponseWriter, _ *http.Request) {
 
 func (s *Server) rateError(w http.ResponseWriter, r *http.Request, err error) {
 	s.fail(w, r, err)
+}
+
+// presentsCredential reports whether r carries a credential (a bearer header or a client certificate).
+func presentsCredential(r *http.Request) bool {
+	_, present := bearer(r)
+	return present || r.TLS != nil && len(r.TLS.PeerCertificates) > 0
+}
+
+// routePattern is the matched chi route pattern, for logs and audit events (never the raw path).
+func routePattern(r *http.Request) string {
+	if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+		return rc.RoutePattern()
+	}
+	return "unmatched"
 }

@@ -90,7 +90,8 @@ type BatchVerifier interface {
 	VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer) error
 }
 
-// SignatureUpgrader extends a CAdES signature to B-LT or B-LTA (level "B-LT" or "B-LTA").
+// SignatureUpgrader extends a CAdES signature to level "B-T", "B-LT" or "B-LTA". A signature that does not
+// validate is an Invalid() error (422).
 type SignatureUpgrader interface {
 	Upgrade(ctx context.Context, cmsDER []byte, level string) ([]byte, error)
 }
@@ -104,6 +105,12 @@ type Token struct {
 	Status   string    `json:"status"`
 	NotAfter time.Time `json:"notAfter,omitzero"`
 	CertDER  []byte    `json:"certificate,omitempty"`
+	// Chain is the issuing chain above the certificate, DER, up to and including the root (answer of
+	// POST /v1/enrolment and of renewal only).
+	Chain [][]byte `json:"chain,omitempty"`
+	// ChainPEM is the certificate and Chain as PEM, leaf first: what `mohr token install` and
+	// `mohr adapter run` take (answer of POST /v1/enrolment and of renewal only).
+	ChainPEM string `json:"chainPem,omitempty"`
 }
 
 // TokenService enrols facilities and manages their adapter tokens (issue 5).
@@ -211,21 +218,23 @@ type ReadinessChecker interface {
 // required (New fails without it) unless Config.AllowNoRevocationCheck is set; Auditor is required for the
 // dual-control routes to do anything.
 type Services struct {
-	Certs      CertService
-	CRL        CRLSource
-	OCSP       OCSPResponder
-	TSA        TSA
-	Ingestor   PrescriptionIngestor
-	Verifier   Verifier
-	Batch      BatchVerifier
-	Upgrader   SignatureUpgrader
-	Tokens     TokenService
-	Registry   RegistryService
-	Audit      AuditService
-	CAAdmin    CAAdmin
-	Auditor    Auditor
-	Revocation RevocationChecker
-	Ready      ReadinessChecker
+	Certs    CertService
+	CRL      CRLSource
+	OCSP     OCSPResponder
+	TSA      TSA
+	Ingestor PrescriptionIngestor
+	Verifier Verifier
+	Batch    BatchVerifier
+	Upgrader SignatureUpgrader
+	// Prescriptions reads stored prescriptions (GET /v1/prescriptions/{id}).
+	Prescriptions PrescriptionReader
+	Tokens        TokenService
+	Registry      RegistryService
+	Audit         AuditService
+	CAAdmin       CAAdmin
+	Auditor       Auditor
+	Revocation    RevocationChecker
+	Ready         ReadinessChecker
 	// Approvals keeps dual-control approvals (the database, shared by every node); nil keeps them in memory.
 	Approvals ApprovalStore
 	// Pages, if set, is the people-facing verification page, mounted under web.Prefix (pages.go).

@@ -30,6 +30,8 @@ type Prescription struct {
 	// exchange's organisation seal (DER).
 	Report       *Report
 	SealedReport []byte
+	// Submitter names who submitted it (the API caller), for read access; empty when unknown.
+	Submitter string
 }
 
 // PrescriptionStore persists accepted prescriptions. The database layer implements it.
@@ -96,6 +98,11 @@ type IngestResult struct {
 // not pass gets a sealed report and ErrRejected (nothing is stored); other errors mean the exchange could not
 // finish (TSA, OCSP, store or seal unavailable) and the caller may retry.
 func (in *Ingestor) Ingest(ctx context.Context, der []byte) (*IngestResult, error) {
+	return in.IngestAs(ctx, der, "")
+}
+
+// IngestAs is Ingest recording who submitted the prescription (Prescription.Submitter).
+func (in *Ingestor) IngestAs(ctx context.Context, der []byte, submitter string) (*IngestResult, error) {
 	now := in.Now
 	if now == nil {
 		now = time.Now
@@ -118,6 +125,36 @@ func (in *Ingestor) Ingest(ctx context.Context, der []byte) (*IngestResult, erro
 	if err != nil {
 		return nil, err
 	}
+	blt, err := in.addRevocation(ctx, bt)
+	if err != nil {
+		return nil, err
+	}
+	r = in.Verifier.Verify(ctx, blt)
+	if !r.Passed() || r.Level != "B-LT" {
+		if err := seal(r); err != nil {
+			return nil, err
+		}
+		return res, fmt.Errorf("%w: after upgrade: %s/%s (%s)", ErrRejected, r.Indication, r.SubIndication, r.Level)
+	}
+	if err := seal(r); err != nil {
+		return nil, err
+	}
+	content, _ := Content(blt)
+	rec := Prescription{ID: r.ContentSHA256, ReceivedAt: now().UTC(), Signature: blt, Content: content,
+		SigningTime: r.BestSignatureTime, Report: r, SealedReport: res.SealedReport, Submitter: submitter}
+	if p := r.Prescriber; p != nil {
+		rec.PrescriberNationalCode, rec.CouncilNumber, rec.PatientNationalCode = p.NationalCode, p.CouncilNumber, p.PatientCode
+	}
+	if err := in.Store.SavePrescription(ctx, rec); err != nil {
+		return nil, fmt.Errorf("signing: store prescription: %w", err)
+	}
+	res.Prescription = &rec
+	return res, nil
+}
+
+// addRevocation upgrades a B-T signature to B-LT: an OCSP response produced at or after its newest signature
+// timestamp, and the TSA and responder certificates.
+func (in *Ingestor) addRevocation(ctx context.Context, bt []byte) ([]byte, error) {
 	signer, others, err := SignerCertificates(bt)
 	if err != nil {
 		return nil, err
@@ -143,31 +180,7 @@ func (in *Ingestor) Ingest(ctx context.Context, der []byte) (*IngestResult, erro
 	if rc, err := responderCert(resp); err == nil && rc != nil {
 		vd.Certs = append(vd.Certs, rc.Raw)
 	}
-	blt, err := AddValidationData(bt, vd)
-	if err != nil {
-		return nil, err
-	}
-	r = in.Verifier.Verify(ctx, blt)
-	if !r.Passed() || r.Level != "B-LT" {
-		if err := seal(r); err != nil {
-			return nil, err
-		}
-		return res, fmt.Errorf("%w: after upgrade: %s/%s (%s)", ErrRejected, r.Indication, r.SubIndication, r.Level)
-	}
-	if err := seal(r); err != nil {
-		return nil, err
-	}
-	content, _ := Content(blt)
-	rec := Prescription{ID: r.ContentSHA256, ReceivedAt: now().UTC(), Signature: blt, Content: content,
-		SigningTime: r.BestSignatureTime, Report: r, SealedReport: res.SealedReport}
-	if p := r.Prescriber; p != nil {
-		rec.PrescriberNationalCode, rec.CouncilNumber, rec.PatientNationalCode = p.NationalCode, p.CouncilNumber, p.PatientCode
-	}
-	if err := in.Store.SavePrescription(ctx, rec); err != nil {
-		return nil, fmt.Errorf("signing: store prescription: %w", err)
-	}
-	res.Prescription = &rec
-	return res, nil
+	return AddValidationData(bt, vd)
 }
 
 func findIssuer(c *x509.Certificate, pool []*x509.Certificate) *x509.Certificate {
@@ -178,6 +191,9 @@ func findIssuer(c *x509.Certificate, pool []*x509.Certificate) *x509.Certificate
 	}
 	return nil
 }
+
+// producedAtSlack is how far producedAt may precede the signature timestamp when thisUpdate does not.
+const producedAtSlack = time.Minute
 
 // revocationAfter obtains an OCSP response for signer produced at or after t (its producedAt and its thisUpdate),
 // from a FreshRevocationSource when Revocation is one, else from Revocation as it answers. Anything older is
@@ -197,7 +213,10 @@ func (in *Ingestor) revocationAfter(ctx context.Context, signer, issuer *x509.Ce
 	if err != nil {
 		return nil, fmt.Errorf("signing: fetched OCSP response: %w", err)
 	}
-	if r.ProducedAt.Before(t) || r.ThisUpdate.Before(t) {
+	// thisUpdate (when the status was known to be correct, RFC 6960 §4.2.2.1) must not precede the timestamp.
+	// producedAt may trail it by producedAtSlack: some responders, golang.org/x/crypto/ocsp's CreateResponse
+	// among them, write producedAt truncated to the minute. Mohr's own responder (SignFresh) dates both exactly.
+	if r.ThisUpdate.Before(t) || r.ProducedAt.Before(t.Add(-producedAtSlack)) {
 		return nil, fmt.Errorf("%w: produced %s, thisUpdate %s, timestamp %s", ErrStaleRevocation,
 			r.ProducedAt.UTC().Format(time.RFC3339), r.ThisUpdate.UTC().Format(time.RFC3339), t.UTC().Format(time.RFC3339Nano))
 	}
@@ -233,4 +252,67 @@ func newestSignatureTimestamp(der []byte) (time.Time, error) {
 		return time.Time{}, formatErr("no signature timestamp")
 	}
 	return newest, nil
+}
+
+// Levels Upgrade reaches, in order.
+var upgradeLevels = []string{"B-B", "B-T", "B-LT", "B-LTA"}
+
+func levelRank(l string) int {
+	for i, x := range upgradeLevels {
+		if x == l {
+			return i
+		}
+	}
+	return -1
+}
+
+// ErrLevel: Upgrade was asked for a level it does not make.
+var ErrLevel = errors.New("signing: level must be B-T, B-LT or B-LTA")
+
+// Upgrade extends a signature that validates to level ("B-T", "B-LT" or "B-LTA"; EN 319 122-1 §5.3-§5.5) with
+// the Ingestor's TSA and revocation source, as ingestion does, and returns it with the report of the result. A
+// signature already at or above level comes back unchanged. A signature that does not pass, before or after,
+// is ErrRejected with its report.
+func (in *Ingestor) Upgrade(ctx context.Context, der []byte, level string) ([]byte, *Report, error) {
+	want := levelRank(level)
+	if want < 1 {
+		return nil, nil, ErrLevel
+	}
+	r := in.Verifier.Verify(ctx, der)
+	if !r.Passed() {
+		return nil, r, fmt.Errorf("%w: %s/%s", ErrRejected, r.Indication, r.SubIndication)
+	}
+	out := der
+	var err error
+	for have := levelRank(r.Level); have < want; have++ {
+		switch upgradeLevels[have+1] {
+		case "B-T":
+			out, err = AddSignatureTimestamp(ctx, out, in.Timestamper)
+		case "B-LT":
+			out, err = in.addRevocation(ctx, out)
+		case "B-LTA":
+			out, err = AddArchiveTimestamp(ctx, out, in.Timestamper)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	if levelRank(r.Level) >= want {
+		return der, r, nil
+	}
+	r = in.Verifier.Verify(ctx, out)
+	if !r.Passed() || r.Level != level {
+		return nil, r, fmt.Errorf("%w: after upgrade: %s/%s (%s)", ErrRejected, r.Indication, r.SubIndication, r.Level)
+	}
+	return out, r, nil
+}
+
+// NextArchiveDue is when der's archive timestamp (its signature timestamp when it has none) must be renewed:
+// window before the TSA certificate it relies on expires.
+func NextArchiveDue(der []byte, window time.Duration) (time.Time, error) {
+	st, err := ArchiveStatus(der)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return st.TSANotAfter.Add(-window), nil
 }

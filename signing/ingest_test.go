@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -132,5 +133,41 @@ func TestIngestRefusesStaleRevocation(t *testing.T) {
 	res, err := mk(staleThenFresh{old: old, fresh: func() ([]byte, error) { return f.pki.OCSP(f.doc.Cert) }}).Ingest(ctx, bb)
 	if err != nil || res.Report.Level != "B-LT" || len(store.recs) != 1 {
 		t.Fatalf("fresh: %v", err)
+	}
+}
+
+// TestUpgrade: a B-B goes to each of B-T, B-LT and B-LTA (verified at that level, B-LTA also by OpenSSL), a
+// signature at or above the level comes back unchanged, a bad level and a signature that does not pass are
+// refused.
+func TestUpgrade(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	ocspFn := RevocationFunc(func(_ context.Context, c, _ *x509.Certificate) ([]byte, error) { return f.pki.OCSP(c) })
+	in := &Ingestor{Verifier: f.verifier(t, nil), Timestamper: f.tsa, Revocation: ocspFn, Now: f.pki.Clock.Now}
+	bb := f.signBB(t, f.doc, f.physician)
+	f.pki.Clock.Advance(time.Minute)
+	var lta []byte
+	for _, level := range []string{"B-T", "B-LT", "B-LTA"} {
+		out, r, err := in.Upgrade(ctx, bb, level)
+		if err != nil || r.Level != level || !r.Passed() {
+			t.Fatalf("%s: %v %v", level, err, r)
+		}
+		if again, _, err := in.Upgrade(ctx, out, level); err != nil || !bytes.Equal(again, out) {
+			t.Fatalf("%s again: %v", level, err)
+		}
+		lta = out
+	}
+	if _, _, err := in.Upgrade(ctx, lta, "B-B"); !errors.Is(err, ErrLevel) {
+		t.Fatalf("B-B: %v", err)
+	}
+	if _, r, err := in.Upgrade(ctx, flip(t, bb, []byte(`"resourceType"`), 3), "B-LT"); !errors.Is(err, ErrRejected) || r == nil {
+		t.Fatalf("tampered: %v", err)
+	}
+	dir := t.TempDir()
+	root, _ := f.pki.WritePEM(dir)
+	out, err := exec.Command(testenv.Tool(t, "openssl"), "cms", "-verify", "-binary", "-inform", "DER", "-in", writeFile(t, dir, "lta.p7s", lta),
+		"-CAfile", root, "-purpose", "any", "-attime", "1772359200", "-out", "/dev/null").CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl cms -verify B-LTA: %v\n%s", err, out)
 	}
 }

@@ -38,7 +38,6 @@ var (
 	oidRSASHA384            = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 12}        // RFC 4055
 	oidRSASHA512            = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 13}        // RFC 4055
 	oidRSAEncryption        = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 1}         // RFC 8017
-	oidArchiveTimeStampMohr = asn1.ObjectIdentifier{2, 999, 1742, 3, 2}                 // docs/signature-policy.md §6
 )
 
 // derOID returns the content octets of the DER encoding of oid.
@@ -70,7 +69,6 @@ var (
 	dRevocationVals = derOID(oidAttrRevocationValues)
 	dCertValues     = derOID(oidAttrCertValues)
 	dCommitOrigin   = derOID(oidCommitmentOrigin)
-	dArchiveTS      = derOID(oidArchiveTimeStampMohr)
 	dSHA256         = derOID(oidSHA256)
 	dSHA384         = derOID(oidSHA384)
 	dSHA512         = derOID(oidSHA512)

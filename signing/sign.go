@@ -25,7 +25,7 @@ const MIMEFHIRJSON = "application/fhir+json"
 // RxPolicyHashHex is the SHA-256 of docs/signature-policy.md as Mohr publishes it; the
 // signature-policy-identifier attribute (ETSI EN 319 122-1 §5.2.9) carries it. A test keeps the two in step:
 // changing the policy document means a new hash, which old signatures keep referring to.
-const RxPolicyHashHex = "c5ac9c9dc46c48fbc63c7a5e3dac15bb7364331351895c4ea0d9677796e0100c"
+const RxPolicyHashHex = "4112f4d07b7b528c1c95309121227bf7da79bd140a21fc37162423938a3b0e3a"
 
 // RxPolicyURI is where the policy document is published (a signature-policy qualifier, EN 319 122-1 §5.2.9.1).
 const RxPolicyURI = "urn:oid:2.999.1742.3.1"

@@ -2,8 +2,6 @@ package signing
 
 import (
 	"context"
-	"errors"
-	"github.com/mohr-hix/mohr/internal/testenv"
 	"os/exec"
 	"strings"
 	"testing"
@@ -71,53 +69,5 @@ func TestOpenSSLAcceptsEveryLevel(t *testing.T) {
 				t.Fatalf("openssl cms -verify: %v\n%s", err, out)
 			}
 		})
-	}
-}
-
-func TestArchiveTimestamp(t *testing.T) {
-	ctx := context.Background()
-	f := newFixture(t)
-	blt := f.toBLT(t, f.toBT(t, f.signBB(t, f.doc, f.physician)), f.doc)
-	f.pki.Clock.Advance(24 * time.Hour)
-	lta, err := AddArchiveTimestamp(ctx, blt, f.tsa)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.pki.Clock.Advance(24 * time.Hour)
-	lta2, err := AddArchiveTimestamp(ctx, lta, f.tsa)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := f.verifier(t, func(c *VerifierConfig) { c.Revocation = nil })
-	for name, der := range map[string][]byte{"one": lta, "two": lta2} {
-		t.Run(name, func(t *testing.T) {
-			r := v.Verify(ctx, der)
-			if !r.Passed() || r.Level != "B-LTA" {
-				t.Fatal(r.Summary())
-			}
-		})
-	}
-	t.Run("OCSP added after the archive timestamp breaks it", func(t *testing.T) {
-		resp, _ := f.pki.OCSP(f.tsaLeaf.Cert)
-		if _, err := AddValidationData(lta2, ValidationData{OCSPs: [][]byte{resp}}); !errors.Is(err, ErrArchived) {
-			t.Fatalf("AddValidationData on B-LTA: %v", err)
-		}
-		sd, _ := parseOne(lta2)
-		bad, err := rebuild(sd, [][]byte{f.tsaLeaf.Cert.Raw, f.pki.Responder.Cert.Raw, f.pki.Root.Raw}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r := v.Verify(ctx, bad); r.Passed() {
-			t.Fatal("passed")
-		}
-	})
-	if openssl := testenv.Tool(t, "openssl"); openssl != "" {
-		dir := t.TempDir()
-		root, _ := f.pki.WritePEM(dir)
-		out, err := exec.Command(openssl, "cms", "-verify", "-binary", "-inform", "DER", "-in", writeFile(t, dir, "lta.p7s", lta2),
-			"-CAfile", root, "-purpose", "any", "-attime", "1772359200", "-out", "/dev/null").CombinedOutput()
-		if err != nil {
-			t.Fatalf("openssl: %v\n%s", err, out)
-		}
 	}
 }

@@ -258,9 +258,5 @@ func TestPersianDigits(t *testing.T) {
 // needTool finds an outside tool, or fails (MOHR_REQUIRE_SERVICES=1) or skips without it.
 func needTool(t testing.TB, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		testenv.Missing(t, name)
-	}
-	return p
+	return testenv.Tool(t, name)
 }

@@ -3,10 +3,14 @@ package revocation
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/mohr-hix/mohr/ca"
 	"github.com/mohr-hix/mohr/internal/audit"
@@ -16,10 +20,10 @@ import (
 
 // clusterNodes returns n stores on one fresh PostgreSQL database ("nodes") holding count issued
 // certificates of p, recorded through the first.
-func clusterNodes(t *testing.T, p *testPKI, n, count int) ([]*store.Postgres, []string) {
+func clusterNodes(t *testing.T, p *testPKI, n, count int) ([]*store.Postgres, []string, string) {
 	t.Helper()
 	ctx := context.Background()
-	nodes := storetest.OpenNodes(t, n, store.WithClock(p.clock.Now))
+	nodes, dsn := storetest.OpenNodes(t, n, store.WithClock(p.clock.Now))
 	var serials []string
 	for i := 0; i < count; i++ {
 		c, s := p.leaf(t, false)
@@ -33,7 +37,7 @@ func clusterNodes(t *testing.T, p *testPKI, n, count int) ([]*store.Postgres, []
 		}
 		serials = append(serials, s)
 	}
-	return nodes, serials
+	return nodes, serials, dsn
 }
 
 // TestCRLTwoNodes runs two CRL publishers ("nodes") on one PostgreSQL database while certificates are revoked
@@ -43,7 +47,7 @@ func TestCRLTwoNodes(t *testing.T) {
 	ctx := context.Background()
 	const shards = 2
 	p := newTestPKI(t, testEpoch, shards)
-	nodes, serials := clusterNodes(t, p, 2, 24)
+	nodes, serials, _ := clusterNodes(t, p, 2, 24)
 	pubs := make([]*CRLPublisher, 2)
 	for i := range pubs {
 		var err error
@@ -147,5 +151,88 @@ func TestCRLTwoNodes(t *testing.T) {
 	}
 	if _, err := audit.Verify(ctx, nodes[0], vkey); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOCSPTwoNodes runs two responders ("nodes", each with its own delegated responder key) on one PostgreSQL
+// database: the first signs and stores every response; the second starts warm, serving the very same bytes
+// without signing; after a revocation through the first node, the second (told by its change feed) serves
+// the first node's revoked response; a response tampered with in the database is not served.
+func TestOCSPTwoNodes(t *testing.T) {
+	ctx := context.Background()
+	const shards = 2
+	p := newTestPKI(t, testEpoch, shards)
+	nodes, serials, dsn := clusterNodes(t, p, 2, 12)
+	certs := map[string]*x509.Certificate{}
+	for _, s := range serials {
+		rec, err := nodes[0].Certificate(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs[s], _ = x509.ParseCertificate(rec.DER)
+	}
+	responder := func(st ca.Store) *Responder {
+		k := newKey(t)
+		r, err := NewResponder(ResponderConfig{Issuer: p.issuer, Store: st, Key: k, Shards: shards, Now: p.clock.Now, Issue: p.issueFunc(t, st, k)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	ask := func(r *Responder, s string, h crypto.Hash) []byte {
+		req, err := ocsp.CreateRequest(certs[s], p.inter, &ocsp.RequestOptions{Hash: h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := r.Respond(ctx, req)
+		if _, err := ocsp.ParseResponseForCert(out, certs[s], p.inter); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		return out
+	}
+	a := responder(nodes[0])
+	p.clock.Add(time.Minute) // a node signing anew would sign with another thisUpdate
+	b := responder(nodes[1])
+	for _, s := range serials {
+		for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
+			if !bytes.Equal(ask(a, s, h), ask(b, s, h)) {
+				t.Fatalf("%s: the warm node serves other bytes", s)
+			}
+		}
+	}
+
+	// A revocation through node a; node b hears of it through its change feed (Update).
+	svc := &Service{Store: nodes[0], Now: p.clock.Now, OCSP: a}
+	p.clock.Add(time.Minute)
+	if _, err := svc.Revoke(ctx, serials[0], KeyCompromise, "test"); err != nil {
+		t.Fatal(err)
+	}
+	p.clock.Add(time.Second)
+	if err := b.Update(ctx, serials[0]); err != nil {
+		t.Fatal(err)
+	}
+	ra, rb := ask(a, serials[0], crypto.SHA1), ask(b, serials[0], crypto.SHA1)
+	resp, _ := ocsp.ParseResponse(rb, p.inter)
+	if !bytes.Equal(ra, rb) || resp.Status != ocsp.Revoked {
+		t.Fatalf("after the revocation: same bytes %v, status %d", bytes.Equal(ra, rb), resp.Status)
+	}
+
+	// A response altered in the database (good for the revoked certificate, from an older good response
+	// under a newer version) is not taken by a starting node.
+	good := ask(a, serials[1], crypto.SHA1)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `UPDATE ocsp_responses SET der_sha1 = $1 WHERE serial = $2`, good, serials[0]); err != nil {
+		t.Fatal(err)
+	}
+	c := responder(nodes[1])
+	if r, _ := ocsp.ParseResponse(ask(c, serials[0], crypto.SHA1), p.inter); r.Status != ocsp.Revoked {
+		t.Fatalf("a starting node served a tampered response: status %d", r.Status)
 	}
 }

@@ -28,14 +28,19 @@ type ocspFixture struct {
 	errs []error
 }
 
-func newOCSPFixture(t testing.TB, now time.Time) *ocspFixture {
+// newOCSPFixture builds a responder; policy, if given, changes its config (e.g. SignNonces).
+func newOCSPFixture(t testing.TB, now time.Time, policy ...func(*ResponderConfig)) *ocspFixture {
 	t.Helper()
 	p := newTestPKI(t, now, 4)
 	f := &ocspFixture{p: p, key: &countingSigner{Signer: newKey(t)}}
-	r, err := NewResponder(ResponderConfig{
+	cfg := ResponderConfig{
 		Issuer: p.issuer, Store: p.store, Key: f.key, Shards: 4, Now: p.clock.Now, Issue: p.issueFunc(t, p.store, f.key),
 		Interval: 5 * time.Millisecond, OnError: func(err error) { f.errs = append(f.errs, err) },
-	})
+	}
+	for _, fn := range policy {
+		fn(&cfg)
+	}
+	r, err := NewResponder(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,9 +176,16 @@ func TestResponderStatuses(t *testing.T) {
 			if resp.Status != ocsp.Revoked || resp.RevocationReason != ocsp.CertificateHold {
 				t.Fatalf("hold: %+v", resp)
 			}
+			// Serials without a pre-signed response get the unsigned unauthorized error: no signature.
 			for name, c := range map[string]*x509.Certificate{"never issued": never, "pending": pending, "failed": failed} {
-				if resp, _ := f.ask(t, c, h); resp.Status != ocsp.Unknown {
-					t.Fatalf("%s: status %d", name, resp.Status)
+				n := f.key.n.Load()
+				der, err := ocsp.CreateRequest(c, f.p.inter, &ocsp.RequestOptions{Hash: h})
+				if err != nil {
+					t.Fatal(err)
+				}
+				out, err := f.r.Handle(ctx, der)
+				if !errors.Is(err, ErrUnauthorized) || !bytes.Equal(out.DER, unauthorizedResponse) || f.key.n.Load() != n {
+					t.Fatalf("%s: %v, %d signatures", name, err, f.key.n.Load()-n)
 				}
 			}
 		})
@@ -283,7 +295,18 @@ func TestResponderNonceAndGET(t *testing.T) {
 	nonce := make([]byte, 32)
 	rand.Read(nonce)
 	n := f.key.n.Load()
+	// Default policy: the nonce is ignored and the pre-signed response served, with no signature.
 	resp, err := f.r.Handle(ctx, request(t, nonce, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.key.n.Load() != n || !resp.Cacheable || responseNonce(t, resp.DER) != nil {
+		t.Fatalf("ignored nonce: %d signatures, cacheable %v", f.key.n.Load()-n, resp.Cacheable)
+	}
+	// With the nonce policy on, a nonce is honoured with a signature of its own.
+	f.r.cfg.SignNonces = true
+	defer func() { f.r.cfg.SignNonces = false }()
+	resp, err = f.r.Handle(ctx, request(t, nonce, id))
 	if err != nil {
 		t.Fatal(err)
 	}

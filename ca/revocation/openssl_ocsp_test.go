@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/base64"
+	"github.com/mohr-hix/mohr/internal/testenv"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -54,7 +55,9 @@ func TestOCSPOpenSSL(t *testing.T) {
 	ctx := context.Background()
 	// openssl checks thisUpdate/nextUpdate against the wall clock, so the pinned clock starts at the
 	// real time.
-	f := newOCSPFixture(t, time.Now().UTC().Truncate(time.Second))
+	// The policies that make the responder sign on request are on here; TestOCSPOpenSSLDefaultPolicy checks
+	// the default.
+	f := newOCSPFixture(t, time.Now().UTC().Truncate(time.Second), func(c *ResponderConfig) { c.SignNonces, c.SignUnknown = true, true })
 	good, _ := f.p.leaf(t, true)
 	rev, revS := f.p.leaf(t, true)
 	hold, holdS := f.p.leaf(t, true)
@@ -146,4 +149,37 @@ func TestOCSPOpenSSL(t *testing.T) {
 		t.Fatalf("released:\n%s", out)
 	}
 	t.Logf("openssl ocsp: good, revoked (keyCompromise, %s), certificateHold, unknown, released; nonce and -no_nonce; SHA-256 and SHA-1", revokedAt.Format(time.RFC3339))
+}
+
+// TestOCSPOpenSSLDefaultPolicy: with the default policy openssl's nonce is ignored (openssl warns and still
+// verifies the pre-signed response) and a serial that was never issued gets the unsigned unauthorized error.
+func TestOCSPOpenSSLDefaultPolicy(t *testing.T) {
+	testenv.Tool(t, "openssl")
+	ctx := context.Background()
+	f := newOCSPFixture(t, time.Now().UTC().Truncate(time.Second))
+	good, _ := f.p.leaf(t, true)
+	never, _ := f.p.leaf(t, false)
+	if err := f.r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ocspHandler(f.r))
+	defer srv.Close()
+	dir := t.TempDir()
+	rootPEM := writePEM(t, dir, "root.pem", f.p.root)
+	caPEM := writePEM(t, dir, "ca.pem", f.p.inter)
+	n := f.key.n.Load()
+	leaf := writePEM(t, dir, "good.pem", good)
+	out, err := exec.Command("openssl", "ocsp", "-issuer", caPEM, "-sha256", "-cert", leaf, "-url", srv.URL, "-CAfile", rootPEM).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "WARNING: no nonce in response") || !strings.Contains(string(out), "Response verify OK") ||
+		!strings.Contains(string(out), "good.pem: good") {
+		t.Fatalf("nonce ignored: %v\n%s", err, out)
+	}
+	leaf = writePEM(t, dir, "never.pem", never)
+	out, _ = exec.Command("openssl", "ocsp", "-issuer", caPEM, "-sha256", "-cert", leaf, "-url", srv.URL, "-CAfile", rootPEM).CombinedOutput()
+	if !strings.Contains(string(out), "unauthorized") {
+		t.Fatalf("never issued:\n%s", out)
+	}
+	if d := f.key.n.Load() - n; d != 0 {
+		t.Fatalf("the responder key signed %d times for these requests", d)
+	}
 }

@@ -67,6 +67,16 @@ type ResponderConfig struct {
 	// PresignSHA1Only pre-signs responses for SHA-1 CertIDs only (RFC 5019 §2.1.1 clients use SHA-1) and
 	// signs SHA-256 requests on demand. It about halves the cache (2.4 KB per certificate with both).
 	PresignSHA1Only bool
+	// SignNonces is the policy that honours request nonces (RFC 8954): a request carrying one gets a response
+	// signed for it. Off (the default, and what RFC 5019 §4 and large public responders do), nonces are
+	// ignored and the pre-signed response is served: a nonce would otherwise buy a fresh signature with the
+	// responder key for anyone who sends one.
+	SignNonces bool
+	// SignUnknown is the policy that answers serials the responder has no pre-signed response for (never
+	// issued, pending, failed or expired) with a "unknown" response signed on demand (RFC 6960 §2.2). Off (the
+	// default), they are answered with the unsigned unauthorized error response (RFC 6960 §2.3, RFC 5019 §2.2.3),
+	// so random serials cost no signature.
+	SignUnknown bool
 	// OnError, if not nil, hears of failures inside Run (the library does not log).
 	OnError func(err error)
 	// Now is the clock; nil means time.Now.
@@ -105,8 +115,11 @@ type delegate struct {
 
 // Responder is an OCSP responder (RFC 6960) in the RFC 5019 profile. It keeps pre-signed responses for
 // every unexpired issued, revoked or held certificate of its issuer, for SHA-1 and SHA-256 CertIDs, and
-// serves them without signing. It signs on request only for a nonce (RFC 8954), for a serial it has not
-// cached (filling the cache when the store knows the certificate) and for unknown serials.
+// serves them without signing. A request never makes it sign unless a policy says so: nonces are ignored
+// (ResponderConfig.SignNonces turns them on) and serials it has no response for get the unsigned unauthorized
+// error (ResponderConfig.SignUnknown turns signed "unknown" answers on). The one signature a request can cause
+// is the fill of a certificate's entry that is missing (just issued, or withdrawn by Update), once per
+// certificate and validity period.
 //
 // Requests listing several CertIDs are answered for the first only. RFC 5019 §2.1.1 requires clients to
 // send exactly one; answering the first, as golang.org/x/crypto/ocsp and Boulder do, keeps such clients
@@ -196,11 +209,18 @@ func (r *Responder) Len() int {
 
 // Start obtains the responder certificate and pre-signs responses for every unexpired certificate in the
 // store. Run calls it; call it directly to be ready before serving.
+//
+// On a store that keeps responses (ca.OCSPStore), Start first takes the stored responses that verify and are
+// fresh, and signs only the rest: a new node starts warm.
 func (r *Responder) Start(ctx context.Context) error {
 	if _, err := r.renew(ctx); err != nil {
 		return err
 	}
-	return r.Refresh(ctx, true)
+	loaded, err := r.warm(ctx, r.del.Load())
+	if err != nil {
+		r.report(err)
+	}
+	return r.Refresh(ctx, loaded == 0)
 }
 
 // Run starts the responder if needed, then every Interval renews the responder certificate when due
@@ -359,28 +379,45 @@ func (r *Responder) Handle(ctx context.Context, reqDER []byte) (Response, error)
 	}
 	now := r.cfg.Now()
 
+	nonce := req.Nonce
+	if !r.cfg.SignNonces {
+		nonce = nil // RFC 5019 §4: the pre-produced response, without the nonce
+	}
+
 	r.mu.RLock()
 	e := r.cache[string(id.rawSerial)]
 	r.mu.RUnlock()
 	live := e != nil && e.valid && now.Before(e.s.nextUpdate)
-	if live && req.Nonce == nil && e.der[hi] != nil {
+	if live && nonce == nil && e.der[hi] != nil {
 		return Response{DER: e.der[hi], ThisUpdate: e.s.thisUpdate, NextUpdate: e.s.nextUpdate, Cacheable: true, headers: e.headers[hi]}, nil
+	}
+	if live && nonce == nil {
+		// A CertID hash not pre-signed (PresignSHA1Only): signed once, then kept with the entry.
+		ne, err := r.addVariant(d, e, hi, id.rawSerial)
+		if err != nil {
+			return Response{DER: internalResponse}, fmt.Errorf("%w: %w", ErrInternal, err)
+		}
+		return Response{DER: ne.der[hi], ThisUpdate: ne.s.thisUpdate, NextUpdate: ne.s.nextUpdate, Cacheable: true, headers: ne.headers[hi]}, nil
 	}
 
 	var s single
 	if live {
-		s = e.s // a nonce, or a CertID hash not pre-signed: same status, signed now
+		s = e.s // a nonce the policy honours: same status, signed now
 	} else {
 		seq := r.seq.Add(1)
 		rec, found, err := r.lookup(ctx, id)
 		if err != nil {
 			return Response{DER: internalResponse}, fmt.Errorf("%w: %w", ErrInternal, err)
 		}
-		if found && cacheable(rec, now) && req.Nonce == nil {
+		if !r.cfg.SignUnknown && (!found || !cacheable(rec, now)) {
+			return Response{DER: unauthorizedResponse}, fmt.Errorf("%w: no response for serial %x", ErrUnauthorized, id.Serial())
+		}
+		if found && cacheable(rec, now) && nonce == nil {
 			e, err := r.fill(d, rec, seq, now)
 			if err != nil {
 				return Response{DER: internalResponse}, fmt.Errorf("%w: %w", ErrInternal, err)
 			}
+			r.persist(ctx, []ca.OCSPRecord{record(d, rec, e)})
 			if e.der[hi] != nil {
 				return Response{DER: e.der[hi], ThisUpdate: e.s.thisUpdate, NextUpdate: e.s.nextUpdate, Cacheable: true, headers: e.headers[hi]}, nil
 			}
@@ -389,12 +426,32 @@ func (r *Responder) Handle(ctx context.Context, reqDER []byte) (Response, error)
 			s = r.singleFor(d, rec, found, now)
 		}
 	}
-	der, err := d.rs.sign(id, s, now, req.Nonce)
+	der, err := d.rs.sign(id, s, now, nonce)
 	if err != nil {
 		return Response{DER: internalResponse}, fmt.Errorf("%w: %w", ErrInternal, err)
 	}
 	return Response{DER: der, ThisUpdate: s.thisUpdate, NextUpdate: s.nextUpdate,
-		Cacheable: req.Nonce == nil && s.status != statusUnknown}, nil
+		Cacheable: nonce == nil && s.status != statusUnknown}, nil
+}
+
+// addVariant signs the response of e for CertID hash index hi and installs a copy of e holding it (entries
+// are immutable), unless a later store read replaced e meanwhile.
+func (r *Responder) addVariant(d *delegate, e *entry, hi int, raw []byte) (*entry, error) {
+	hs := []crypto.Hash{crypto.SHA1, crypto.SHA256}[hi]
+	id := CertID{Hash: hs, IssuerNameHash: r.nameHash[hi], IssuerKeyHash: r.keyHash[hi], rawSerial: raw}
+	der, err := d.rs.sign(id, e.s, e.s.thisUpdate, nil)
+	if err != nil {
+		return nil, err
+	}
+	ne := *e
+	ne.der[hi] = der
+	ne.headers[hi] = staticHeaders(ne.s.thisUpdate, ne.s.nextUpdate, der)
+	r.mu.Lock()
+	if cur := r.cache[string(raw)]; cur == e {
+		r.cache[string(raw)] = &ne
+	}
+	r.mu.Unlock()
+	return &ne, nil
 }
 
 // lookup reads the record of id's serial; found is false for serials the store does not have.
@@ -523,9 +580,14 @@ func (r *Responder) Update(ctx context.Context, serial string) error {
 		r.remove(key, seq)
 		return nil
 	}
-	if _, err := r.fill(d, rec, seq, now); err != nil {
+	if r.adopt(ctx, d, rec, key, seq, now) {
+		return nil // the responses another node signed for this change
+	}
+	e, err := r.fill(d, rec, seq, now)
+	if err != nil {
 		return fmt.Errorf("revocation: OCSP update %s: %w", hexSerial, err)
 	}
+	r.persist(ctx, []ca.OCSPRecord{record(d, rec, e)})
 	return nil
 }
 
@@ -575,6 +637,7 @@ func (r *Responder) signAll(ctx context.Context, d *delegate, recs []ca.CertReco
 		wg   sync.WaitGroup
 		next atomic.Int64
 		errs = make([]error, workers)
+		out  = make([]ca.OCSPRecord, len(recs))
 	)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -585,9 +648,14 @@ func (r *Responder) signAll(ctx context.Context, d *delegate, recs []ca.CertReco
 				if i >= len(recs) || ctx.Err() != nil {
 					return
 				}
-				if _, err := r.fill(d, recs[i], seq, now); err != nil && errs[w] == nil {
-					errs[w] = fmt.Errorf("revocation: OCSP refresh %s: %w", recs[i].Serial, err)
+				e, err := r.fill(d, recs[i], seq, now)
+				if err != nil {
+					if errs[w] == nil {
+						errs[w] = fmt.Errorf("revocation: OCSP refresh %s: %w", recs[i].Serial, err)
+					}
+					continue
 				}
+				out[i] = record(d, recs[i], e)
 			}
 		}()
 	}
@@ -595,6 +663,13 @@ func (r *Responder) signAll(ctx context.Context, d *delegate, recs []ca.CertReco
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	done := out[:0]
+	for _, o := range out {
+		if o.Serial != "" {
+			done = append(done, o)
+		}
+	}
+	r.persist(ctx, done)
 	return errors.Join(errs...)
 }
 
@@ -611,7 +686,10 @@ func (r *Responder) fresh(d *delegate, rec ca.CertRecord, now time.Time) bool {
 		return false
 	}
 	want := r.singleFor(d, rec, true, now)
-	return e.s.status == want.status && e.s.reason == want.reason && e.s.revokedAt.Equal(want.revokedAt)
+	// revocationTime is a GeneralizedTime in seconds: compare at that precision (responses loaded from the
+	// database carry it so).
+	return e.s.status == want.status && e.s.reason == want.reason &&
+		e.s.revokedAt.Truncate(time.Second).Equal(want.revokedAt.Truncate(time.Second))
 }
 
 func (r *Responder) dropExpired(rec ca.CertRecord, seq uint64) {

@@ -52,13 +52,35 @@ type Config struct {
 		TLSKey  string `yaml:"tls_key"`
 		// TLSNames are the DNS names and IP addresses of the API's server certificate.
 		TLSNames []string `yaml:"tls_names"`
+		// OCSPSignNonces honours OCSP request nonces with a response signed on request (RFC 8954);
+		// OCSPSignUnknown answers serials without a pre-signed response with a signed "unknown". Both off by
+		// default: the responder serves only pre-signed responses and the unsigned unauthorized error, so no
+		// request can make it sign (docs/revocation.md "Signing on request").
+		OCSPSignNonces  bool `yaml:"ocsp_sign_nonces"`
+		OCSPSignUnknown bool `yaml:"ocsp_sign_unknown"`
 	} `yaml:"services"`
 	// API tunes the HTTP API: requests per client per minute (by client certificate, else IP), and per IP
 	// on the public routes (OCSP, CRL, TSA). Zero keeps the defaults (600 and 6000).
 	API struct {
 		RateLimit       int `yaml:"rate_limit"`
 		PublicRateLimit int `yaml:"public_rate_limit"`
+		// SignRateLimit and SignGlobalRateLimit bound the signing routes (the TSA; OCSP when it signs on
+		// request) per IP and for all callers, per minute (defaults 120 and 3000). AuthFailLimit is how many
+		// rejected credentials one address may present per minute (default 10).
+		SignRateLimit       int `yaml:"sign_rate_limit"`
+		SignGlobalRateLimit int `yaml:"sign_global_rate_limit"`
+		AuthFailLimit       int `yaml:"auth_fail_limit"`
+		// RateWindow is the window of every limit above (default 1m).
+		RateWindow ca.Duration `yaml:"rate_window"`
 	} `yaml:"api"`
+	// Archive schedules archive-timestamp renewal of stored prescriptions (docs/signing.md "Archive timestamps").
+	Archive struct {
+		// RenewWindow: a prescription's archive timestamp is renewed this long before the TSA certificate it
+		// relies on expires (default 90 days).
+		RenewWindow ca.Duration `yaml:"renew_window"`
+		// Interval between renewal passes in mohr serve (default 1 hour).
+		Interval ca.Duration `yaml:"interval"`
+	} `yaml:"archive"`
 	HSM struct {
 		// Module is the default PKCS#11 module for pkcs11: URIs without module-path.
 		Module string `yaml:"module"`
@@ -108,6 +130,8 @@ func defaultConfig(dataDir string) *Config {
 	c.ShutdownTimeout = ca.Duration(10 * time.Second)
 	c.Audit.Name = "mohr"
 	c.Audit.CheckpointInterval = ca.Duration(time.Minute)
+	c.Archive.RenewWindow = ca.Duration(90 * 24 * time.Hour)
+	c.Archive.Interval = ca.Duration(time.Hour)
 	return c
 }
 
@@ -195,6 +219,9 @@ func (c *Config) validate() error {
 	}
 	if c.Audit.CheckpointInterval < ca.Duration(time.Second) {
 		return errors.New("audit.checkpoint_interval must be at least 1s")
+	}
+	if c.Archive.RenewWindow <= 0 || c.Archive.Interval < ca.Duration(time.Second) {
+		return errors.New("archive.renew_window must be positive and archive.interval at least 1s")
 	}
 	return c.CA.Issuance.Validate()
 }

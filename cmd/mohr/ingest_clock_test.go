@@ -321,3 +321,100 @@ func checkEmbeddedFresh(t *testing.T, der []byte, signer, issuer *x509.Certifica
 		}
 	}
 }
+
+// TestArchiveRenewalJob runs the node's renewal pass (what mohr serve runs every archive.interval and
+// `mohr archive renew` runs once) with the server clock over six years: nothing is due after ingestion; once the
+// TSA certificate is within the window the pass refuses to renew with it (the TSA must be rotated first); after
+// rotation every stored prescription gets an archive-time-stamp-v3, verifies at B-LTA, is read back through
+// GET /v1/prescriptions/{id} with its sealed report, and is due again before the new TSA certificate expires.
+// A second rotation renews over the first archive timestamp.
+func TestArchiveRenewalJob(t *testing.T) {
+	ctx := context.Background()
+	clk := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
+	n := clockNode(t, clk)
+	gen := rxgen.New(9)
+	gen.Now = clk.Now
+	d := newDoctor(t, n, gen, clk.Now())
+	c, url := ingestClient(t, n, d)
+	var ids []string
+	for i := 0; i < 3; i++ {
+		code, m := submit(t, c, url, n, gen, d, clk)
+		if code != http.StatusCreated {
+			t.Fatalf("ingest: %d %v", code, m)
+		}
+		ids = append(ids, m["report"].(map[string]any)["contentSha256"].(string))
+	}
+	window := time.Duration(n.cfg.Archive.RenewWindow)
+	get := func(id string) (int, map[string]any) {
+		resp, err := c.Get(url + "/v1/prescriptions/" + id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	level := func(id string) string {
+		code, m := get(id)
+		if code != http.StatusOK || m["sealedReport"] == nil {
+			t.Fatalf("GET %s: %d %v", id, code, m)
+		}
+		sig, _ := jsonBytes(m["signature"])
+		r := n.vs.Load().v.Verify(ctx, sig)
+		if !r.Passed() {
+			t.Fatalf("stored %s: %s", id, r.Summary())
+		}
+		return r.Level
+	}
+	rotateTSA := func() {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		cert, err := issueFor(ctx, n.ca, key, ca.Request{Profile: ca.ProfileTSA, CommonName: "Mohr Time-Stamping Authority"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain := n.ca.Issuer().Chain
+		if n.tsa, err = signing.NewTSA(key, append([]*x509.Certificate{cert}, chain[:len(chain)-1]...),
+			signing.TSAConfig{Policy: []int{2, 999, 1742, 5, 1}, Accuracy: time.Second, Now: clk.Now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if done, failed, err := n.renewArchives(ctx); err != nil || done+failed != 0 {
+		t.Fatalf("right after ingestion: %d done, %d failed, %v", done, failed, err)
+	}
+	rec, _ := n.st.Prescription(ctx, ids[0])
+	if rec.ArchiveDue.IsZero() || !rec.ArchiveDue.Equal(n.tsa.Certificate().NotAfter.Add(-window).Truncate(time.Microsecond)) {
+		t.Fatalf("archive due %s, TSA certificate until %s", rec.ArchiveDue, n.tsa.Certificate().NotAfter)
+	}
+	if level(ids[0]) != "B-LT" {
+		t.Fatal("not B-LT at ingestion")
+	}
+	start := clk.Now()
+	for round := 1; round <= 2; round++ {
+		rec, _ := n.st.Prescription(ctx, ids[0])
+		clk.Add(rec.ArchiveDue.Sub(clk.Now()) + time.Hour)
+		if done, failed, _ := n.renewArchives(ctx); done != 0 || failed != 3 {
+			t.Fatalf("round %d with a TSA certificate inside the window: %d done, %d failed", round, done, failed)
+		}
+		rotateTSA()
+		if done, failed, err := n.renewArchives(ctx); err != nil || done != 3 || failed != 0 {
+			t.Fatalf("round %d: %d done, %d failed, %v", round, done, failed, err)
+		}
+		for _, id := range ids {
+			if l := level(id); l != "B-LTA" {
+				t.Fatalf("round %d: %s at %s", round, id, l)
+			}
+			rec, _ := n.st.Prescription(ctx, id)
+			if !rec.ArchiveDue.After(clk.Now()) {
+				t.Fatalf("round %d: still due", round)
+			}
+		}
+		if done, _, _ := n.renewArchives(ctx); done != 0 {
+			t.Fatalf("round %d: renewed twice", round)
+		}
+	}
+	rec, _ = n.st.Prescription(ctx, ids[0])
+	if st, err := signing.ArchiveStatus(rec.Signature); err != nil || st.Count != 2 || clk.Now().Sub(start) < 5*365*24*time.Hour {
+		t.Fatalf("after %s: %+v %v", clk.Now().Sub(start), st, err)
+	}
+}

@@ -162,6 +162,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	}
 	n.ocsp, err = revocation.NewResponder(revocation.ResponderConfig{Issuer: is, Store: n.st, Key: ocspKey,
 		Shards: cfg.CA.Issuance.CRLShards, Now: cfg.clock(), OnError: func(err error) { log.Error("OCSP", "err", err) },
+		SignNonces: cfg.Services.OCSPSignNonces, SignUnknown: cfg.Services.OCSPSignUnknown,
 		Issue: func(ctx context.Context, _ crypto.PublicKey, _, notAfter time.Time) (*x509.Certificate, error) {
 			return issueFor(ctx, n.ca, ocspKey, ca.Request{Profile: ca.ProfileOCSPResponder, CommonName: "Mohr OCSP Responder", ValidUntil: notAfter})
 		}})
@@ -229,7 +230,7 @@ func (n *node) apiServer() (*api.Server, error) {
 	} else if created {
 		n.log.Info("created the local admin credential (loopback only)", "file", adminFile)
 	}
-	ta := tokenAPI{svc: n.tokens, st: n.ts, now: time.Now}
+	ta := tokenAPI{svc: n.tokens, st: n.ts, now: time.Now, chain: func() []*x509.Certificate { return n.ca.Issuer().Chain }}
 	pages, err := web.New(web.Config{Verifier: func() *signing.Verifier { return n.vs.Load().v }, Registry: physicianRegistry{n.ts}, Seal: &n.seal,
 		OnError: func(r *http.Request, ref string, err error) {
 			n.log.Error("verification page", "ref", ref, "err", err)
@@ -238,23 +239,27 @@ func (n *node) apiServer() (*api.Server, error) {
 		return nil, err
 	}
 	return api.New(api.Config{ClientCAs: clientCAs, AdminTokenFile: adminFile, Logger: n.log,
-		RateLimit: n.cfg.API.RateLimit, PublicRateLimit: n.cfg.API.PublicRateLimit}, api.Services{
-		Certs:      certService{ca: n.ca, st: n.st, rev: n.rev},
-		CRL:        n.crl,
-		OCSP:       n.ocsp,
-		TSA:        n.tsa,
-		Ingestor:   liveIngestor{n},
-		Verifier:   liveVerifier{n},
-		Batch:      liveBatch{n},
-		Tokens:     ta,
-		Registry:   ta,
-		Audit:      auditAPI{st: n.st, vkeys: n.vkeys},
-		Auditor:    n.st,
-		Revocation: clientRevocation{n.st},
-		Ready:      &readiness{st: n.st, holder: n.id},
-		CAAdmin:    caAdmin{n},
-		Approvals:  approvalStore{n.st},
-		Pages:      pages,
+		RateLimit: n.cfg.API.RateLimit, PublicRateLimit: n.cfg.API.PublicRateLimit,
+		RateWindow: time.Duration(n.cfg.API.RateWindow), SignRateLimit: n.cfg.API.SignRateLimit, SignGlobalRateLimit: n.cfg.API.SignGlobalRateLimit, AuthFailLimit: n.cfg.API.AuthFailLimit,
+		OCSPSignsOnDemand: n.cfg.Services.OCSPSignNonces || n.cfg.Services.OCSPSignUnknown}, api.Services{
+		Certs:         certService{ca: n.ca, st: n.st, rev: n.rev},
+		CRL:           n.crl,
+		OCSP:          n.ocsp,
+		TSA:           n.tsa,
+		Ingestor:      liveIngestor{n},
+		Verifier:      liveVerifier{n},
+		Batch:         liveBatch{n},
+		Upgrader:      upgrader{n},
+		Prescriptions: prescriptionReader{n.st},
+		Tokens:        ta,
+		Registry:      ta,
+		Audit:         auditAPI{st: n.st, vkeys: n.vkeys},
+		Auditor:       n.st,
+		Revocation:    clientRevocation{n.st},
+		Ready:         &readiness{st: n.st, holder: n.id},
+		CAAdmin:       caAdmin{n},
+		Approvals:     approvalStore{n.st},
+		Pages:         pages,
 	})
 }
 
@@ -277,7 +282,15 @@ func publicOnly(next http.Handler) http.Handler {
 func (n *node) caFiles(next http.Handler) http.Handler {
 	is := n.ca.Issuer()
 	files := map[string][]byte{"/ca/intermediate.crt": is.Cert.Raw, "/ca/root.crt": is.Root().Raw}
+	// PEM copies for people: a facility's --ca-bundle is /ca/root.pem; /ca/chain.pem is intermediate then root.
+	pems := map[string][]byte{"/ca/root.pem": encodeChain(is.Root()), "/ca/chain.pem": encodeChain(is.Chain...)}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b, ok := pems[r.URL.Path]; ok && r.Method == http.MethodGet {
+			w.Header().Set("Content-Type", "application/x-pem-file")
+			w.Header().Set("Cache-Control", "public, max-age=86400")
+			w.Write(b)
+			return
+		}
 		if b, ok := files[r.URL.Path]; ok && r.Method == http.MethodGet {
 			w.Header().Set("Content-Type", "application/pkix-cert")
 			w.Header().Set("Cache-Control", "public, max-age=86400")
@@ -353,6 +366,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	goRun("ocsp", n.ocsp.Run)
 	goRun("audit checkpoints", n.checkpointLoop)
 	goRun("change feed", n.changeFeed)
+	goRun("archive renewal", n.archiveLoop)
 	goRun("token outbox", n.outboxLoop)
 	goRun("registry sync", func(ctx context.Context) error {
 		return n.tokens.RunSync(ctx, n.ts, time.Minute, "system:sync", func(r tokens.SyncReport, err error) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/mohr-hix/mohr/signing"
 	"github.com/mohr-hix/mohr/signing/pades"
@@ -21,9 +22,9 @@ func newSignCmd() *cobra.Command {
 	var keyURI, certFile, chainFile, in, out, tsa string
 	var timeout time.Duration
 	var pdf, ocspOnline bool
-	var crls []string
+	var crls, ocsps []string
 	cmd := &cobra.Command{
-		Use:   "sign --key URI --cert FILE [--chain FILE] --in FILE --out FILE [--tsa URL] [--pdf [--ocsp] [--crl FILE]]",
+		Use:   "sign --key URI --cert FILE [--chain FILE] --in FILE --out FILE [--tsa URL] [--pdf [--ocsp] [--crl FILE] [--ocsp-response FILE]]",
 		Short: "Sign a FHIR prescription (HIX-Rx-CAdES B-B, or B-T with --tsa), or its PDF printout as PAdES (--pdf)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -52,7 +53,7 @@ func newSignCmd() *cobra.Command {
 				return fmt.Errorf("sign: open key: %w", err)
 			}
 			if pdf {
-				return signPDF(cmd, content, key, chain, out, tsa, timeout, ocspOnline, crls)
+				return signPDF(cmd, content, key, chain, out, tsa, timeout, ocspOnline, crls, ocsps)
 			}
 			der, err := signing.Sign(ctx, content, signing.SignOptions{Signer: key, Chain: chain})
 			if err != nil {
@@ -80,11 +81,12 @@ func newSignCmd() *cobra.Command {
 	f.BoolVar(&pdf, "pdf", false, "sign a PDF (--in) as PAdES baseline: B-B, B-T with --tsa, B-LT with --tsa and --ocsp or --crl")
 	f.BoolVar(&ocspOnline, "ocsp", false, "with --pdf and --tsa: fetch OCSP responses from the responders the certificates name into the DSS (B-LT)")
 	f.StringArrayVar(&crls, "crl", nil, "with --pdf and --tsa: a DER CRL file to add to the DSS (B-LT; repeatable)")
+	f.StringArrayVar(&ocsps, "ocsp-response", nil, "with --pdf and --tsa: a DER OCSP response file to add to the DSS (B-LT; repeatable)")
 	return cmd
 }
 
 // signPDF signs a PDF as PAdES baseline (signing/pades.Sign) and writes it to out.
-func signPDF(cmd *cobra.Command, in []byte, key crypto.Signer, chain []*x509.Certificate, out, tsa string, timeout time.Duration, ocspOnline bool, crlFiles []string) error {
+func signPDF(cmd *cobra.Command, in []byte, key crypto.Signer, chain []*x509.Certificate, out, tsa string, timeout time.Duration, ocspOnline bool, crlFiles, ocspFiles []string) error {
 	o := pades.Options{Signer: key, Chain: chain, Name: chain[0].Subject.CommonName}
 	if tsa != "" {
 		o.Timestamper = &signing.HTTPTimestamper{URL: tsa, Timeout: timeout}
@@ -101,6 +103,16 @@ func signPDF(cmd *cobra.Command, in []byte, key crypto.Signer, chain []*x509.Cer
 			return fmt.Errorf("sign: --crl %s: %w", f, err)
 		}
 		o.CRLs = append(o.CRLs, b)
+	}
+	for _, f := range ocspFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("sign: --ocsp-response: %w", err)
+		}
+		if _, err := ocsp.ParseResponse(b, nil); err != nil {
+			return fmt.Errorf("sign: --ocsp-response %s: %w", f, err)
+		}
+		o.OCSPs = append(o.OCSPs, b)
 	}
 	signed, level, err := pades.Sign(cmd.Context(), in, o)
 	if err != nil {

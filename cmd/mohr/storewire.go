@@ -22,6 +22,8 @@ type appStore interface {
 	SavePrescription(ctx context.Context, rec store.PrescriptionRecord, ev audit.Event) error
 	AppendAuditTx(ctx context.Context, tx *sql.Tx, ev audit.Event) error
 	Prescription(ctx context.Context, id string) (store.PrescriptionRecord, error)
+	PrescriptionsDue(ctx context.Context, t time.Time, limit int) ([]store.PrescriptionRecord, error)
+	UpdatePrescriptionSignature(ctx context.Context, id string, old, sig []byte, due time.Time, ev audit.Event) error
 	Close() error
 }
 

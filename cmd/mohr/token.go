@@ -36,10 +36,11 @@ func newTokenCmd() *cobra.Command {
   RA officer:  mohr token code --siam SIAM-1001            (hand the code to the facility out of band)
   facility:    mohr token keygen --siam SIAM-1001 --pkcs11 'pkcs11:token=HIX;object=adapter?pin-source=file:pin' --csr-out adapter.csr
            or  mohr token keygen --siam SIAM-1001 --key-out adapter.key --password-file pw --csr-out adapter.csr
-  RA:          mohr token enrol --code HIX-... --csr adapter.csr --kind pkcs11 --chain-out chain.pem
+  facility:    mohr token redeem --server https://HIX:8443 --ca-bundle root.pem --code HIX-... --csr adapter.csr --kind pkcs11 --chain-out chain.pem
+           (or, at the RA desk on the CA's own database: mohr token enrol --code HIX-... --csr adapter.csr --kind pkcs11 --chain-out chain.pem)
   facility:    mohr token install --chain chain.pem (--pkcs11 URI | --key adapter.key --password-file pw --out token.pem [--p12 token.p12])`,
 	}
-	cmd.AddCommand(newTokenCodeCmd(), newTokenKeygenCmd(), newTokenEnrolCmd(), newTokenInstallCmd(), newTokenListCmd(), newTokenRevokeCmd())
+	cmd.AddCommand(newTokenCodeCmd(), newTokenKeygenCmd(), newTokenRedeemCmd(), newTokenEnrolCmd(), newTokenInstallCmd(), newTokenListCmd(), newTokenRevokeCmd())
 	return cmd
 }
 
@@ -123,7 +124,15 @@ func newTokenKeygenCmd() *cobra.Command {
 					return err
 				}
 			}
-			return os.WriteFile(csrOut, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr.Raw}), 0o644)
+			if err := os.WriteFile(csrOut, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr.Raw}), 0o644); err != nil {
+				return err
+			}
+			where := uri
+			if where == "" {
+				where = keyOut + " (encrypted PKCS#8)"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "generated an EC P-256 key: %s\nwrote the certificate request for %s to %s\n", where, siam, csrOut)
+			return nil
 		},
 	}
 	c.Flags().StringVar(&siam, "siam", "", "SIAM ID of the facility (the CSR's subject serialNumber)")
@@ -169,22 +178,15 @@ func encodeChain(certs ...*x509.Certificate) []byte {
 }
 
 func newTokenEnrolCmd() *cobra.Command {
-	var codeFile, csrPath, kind, out, actor string
+	var codeArg, codeFile, csrPath, kind, out, actor string
 	c := &cobra.Command{
 		Use:   "enrol",
 		Short: "Redeem an enrolment code: check the facility and issue its adapter certificate from the CSR (RA)",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			code := os.Getenv("MOHR_ENROLMENT_CODE")
-			if codeFile != "" {
-				b, err := os.ReadFile(codeFile)
-				if err != nil {
-					return err
-				}
-				code = strings.TrimSpace(string(b))
-			}
-			if code == "" {
-				return errors.New("enrolment code: use --code-file or set MOHR_ENROLMENT_CODE")
+			code, err := readCode(codeArg, codeFile)
+			if err != nil {
+				return err
 			}
 			csr, err := readCSR(csrPath)
 			if err != nil {
@@ -205,7 +207,8 @@ func newTokenEnrolCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&codeFile, "code-file", "", "file holding the enrolment code (or env MOHR_ENROLMENT_CODE)")
+	c.Flags().StringVar(&codeArg, "code", "", "the enrolment code HIX-... (or --code-file, or env MOHR_ENROLMENT_CODE)")
+	c.Flags().StringVar(&codeFile, "code-file", "", "file holding the enrolment code")
 	c.Flags().StringVar(&csrPath, "csr", "adapter.csr", "the facility's PKCS#10 request (PEM or DER)")
 	c.Flags().StringVar(&kind, "kind", string(tokens.KindPhysical), "token kind: pkcs11 or software")
 	c.Flags().StringVar(&out, "chain-out", "chain.pem", "write the certificate and its chain here")
@@ -225,7 +228,11 @@ func newTokenInstallCmd() *cobra.Command {
 				return err
 			}
 			if uri != "" {
-				return hsmOpener().StoreCertificate(ctx, uri, chain[0])
+				if err := hsmOpener().StoreCertificate(ctx, uri, chain[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "stored certificate %x (%s) beside the key %s\n", chain[0].SerialNumber, chain[0].Subject.SerialNumber, uri)
+				return nil
 			}
 			pw, err := readPassword(pwFile, passwordEnv)
 			if err != nil {
@@ -252,7 +259,11 @@ func newTokenInstallCmd() *cobra.Command {
 					return err
 				}
 			}
-			return writeNew(out, ks)
+			if err := writeNew(out, ks); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote the software token %s (key and certificate %x of %s)\n", out, chain[0].SerialNumber, chain[0].Subject.SerialNumber)
+			return nil
 		},
 	}
 	c.Flags().StringVar(&chainPath, "chain", "chain.pem", "certificate chain from enrolment")
@@ -302,7 +313,11 @@ func newTokenRevokeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return svc.Revoke(cmd.Context(), strings.ToLower(args[0]), reason, actor)
+			if err := svc.Revoke(cmd.Context(), strings.ToLower(args[0]), reason, actor); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked token %s (reason %d)\n", strings.ToLower(args[0]), reason)
+			return nil
 		},
 	}
 	c.Flags().IntVar(&reason, "reason", tokens.ReasonCodeUnspecified, "RFC 5280 CRLReason (0 unspecified, 1 keyCompromise, 3 affiliationChanged, 4 superseded, 5 cessationOfOperation)")

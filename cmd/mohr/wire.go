@@ -199,6 +199,8 @@ type prescriptionStore struct {
 		SavePrescription(context.Context, store.PrescriptionRecord, audit.Event) error
 	}
 	actor string
+	// window is how long before its TSA certificate expires a prescription's archive timestamp is due.
+	window time.Duration
 }
 
 func (p prescriptionStore) SavePrescription(ctx context.Context, rx signing.Prescription) error {
@@ -210,14 +212,15 @@ func (p prescriptionStore) SavePrescription(ctx context.Context, rx signing.Pres
 		"council": rx.CouncilNumber, "indication": ind, "signing_time": rx.SigningTime})
 	return p.st.SavePrescription(ctx, store.PrescriptionRecord{ID: rx.ID, ReceivedAt: rx.ReceivedAt, SigningTime: rx.SigningTime,
 		PrescriberCode: rx.PrescriberNationalCode, CouncilNumber: rx.CouncilNumber, PatientCode: rx.PatientNationalCode,
-		Indication: ind, Signature: rx.Signature, SealedReport: rx.SealedReport}, ev)
+		Indication: ind, Signature: rx.Signature, SealedReport: rx.SealedReport, Submitter: rx.Submitter,
+		ArchiveDue: archiveDue(rx.Signature, p.window)}, ev)
 }
 
 // ingestor implements api.PrescriptionIngestor.
 type ingestor struct{ in *signing.Ingestor }
 
 func (i ingestor) Ingest(ctx context.Context, der []byte, caller api.Identity) ([]byte, []byte, error) {
-	res, err := i.in.Ingest(ctx, der)
+	res, err := i.in.IngestAs(ctx, der, api.SubmitterOf(caller))
 	if errors.Is(err, signing.ErrRejected) && res != nil && res.Report != nil {
 		js, jerr := json.Marshal(res.Report)
 		if jerr != nil {
@@ -261,6 +264,8 @@ type tokenAPI struct {
 	svc *tokens.Service
 	st  *sqlstore.Store
 	now func() time.Time
+	// chain returns the issuing CA's chain (intermediates, then the root) for enrolment answers.
+	chain func() []*x509.Certificate
 }
 
 func (t tokenAPI) CreateEnrolmentCode(ctx context.Context, siamID, actor string) (string, time.Time, error) {
@@ -272,18 +277,38 @@ func (t tokenAPI) Enrol(ctx context.Context, code string, csrDER []byte, kind st
 	if err != nil {
 		return api.Token{}, invalid(err)
 	}
-	iss, err := t.svc.Enrol(ctx, tokens.EnrolRequest{Code: code, CSR: csr, Kind: tokens.TokenKind(kind), Actor: "enrolment"})
+	k := tokens.KindSoftware
+	if kind == "physical" { // the API's name for a key generated on the facility's PKCS#11 device
+		k = tokens.KindPhysical
+	}
+	iss, err := t.svc.Enrol(ctx, tokens.EnrolRequest{Code: code, CSR: csr, Kind: k, Actor: "enrolment"})
 	if err != nil {
 		if errors.Is(err, tokens.ErrBadCSR) || errors.Is(err, tokens.ErrInvalidInput) {
 			return api.Token{}, invalid(err)
 		}
+		// api gives each refusal its own problem type (it knows the tokens sentinels); deniedError keeps any
+		// it does not know a 403.
 		if errors.Is(err, tokens.ErrCodeUsed) || errors.Is(err, tokens.ErrCodeExpired) || errors.Is(err, tokens.ErrWrongSIAM) ||
 			errors.Is(err, tokens.ErrNotEligible) || errors.Is(err, tokens.ErrCodeUnknown) {
 			return api.Token{}, deniedError{err}
 		}
 		return api.Token{}, err
 	}
-	return toAPIToken(iss.Token, iss.Cert.Raw), nil
+	return t.withChain(toAPIToken(iss.Token, iss.Cert.Raw), iss.Cert), nil
+}
+
+// withChain adds the whole chain (intermediates and root) to an issued token's answer.
+func (t tokenAPI) withChain(tok api.Token, leaf *x509.Certificate) api.Token {
+	if t.chain == nil {
+		return tok
+	}
+	up := t.chain()
+	all := append([]*x509.Certificate{leaf}, up...)
+	for _, c := range up {
+		tok.Chain = append(tok.Chain, c.Raw)
+	}
+	tok.ChainPEM = string(encodeChain(all...))
+	return tok
 }
 
 func (t tokenAPI) Tokens(ctx context.Context, siamID string) ([]api.Token, error) {
@@ -310,7 +335,7 @@ func (t tokenAPI) RevokeToken(ctx context.Context, siamID, tokenID, actor string
 }
 
 func toAPIToken(t tokens.Token, der []byte) api.Token {
-	return api.Token{ID: t.Serial, SIAMID: t.SIAMID, Kind: string(t.Kind), Serial: t.Serial, Status: string(t.Status), NotAfter: t.NotAfter, CertDER: der}
+	return api.Token{ID: t.Serial, SIAMID: t.SIAMID, Kind: apiKind(t.Kind), Serial: t.Serial, Status: string(t.Status), NotAfter: t.NotAfter, CertDER: der}
 }
 
 // deniedError marks a refusal the API answers with 403.
@@ -503,4 +528,12 @@ func init() {
 		svc.Revoker = tokenRevoker{&revocation.Service{Store: st}}
 		return svc, nil
 	}
+}
+
+// apiKind names a token kind as the API does ("physical" or "software").
+func apiKind(k tokens.TokenKind) string {
+	if k == tokens.KindPhysical {
+		return "physical"
+	}
+	return string(k)
 }

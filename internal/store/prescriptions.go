@@ -22,6 +22,10 @@ type PrescriptionRecord struct {
 	Indication     string
 	Signature      []byte
 	SealedReport   []byte
+	// Submitter is the API identity that submitted it ("<role>:<subject>"); read access depends on it.
+	Submitter string
+	// ArchiveDue is when its archive timestamp is next to be renewed; zero: never.
+	ArchiveDue time.Time
 }
 
 // SavePrescription stores rec and appends ev in the same transaction. Saving the same ID again is
@@ -32,9 +36,9 @@ func (c *core) SavePrescription(ctx context.Context, rec PrescriptionRecord, ev 
 	}
 	return c.change(ctx, "save prescription", ev, func(q querier) (bool, error) {
 		_, err := q.exec(ctx, `INSERT INTO prescriptions (id, received_us, signing_us, prescriber_code, council_number,
-	patient_code, indication, signature, sealed_report) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	patient_code, indication, signature, sealed_report, submitter, archive_due_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			rec.ID, toUS(rec.ReceivedAt), toUS(rec.SigningTime), rec.PrescriberCode, rec.CouncilNumber,
-			rec.PatientCode, rec.Indication, rec.Signature, rec.SealedReport)
+			rec.PatientCode, rec.Indication, rec.Signature, rec.SealedReport, rec.Submitter, dueUS(rec.ArchiveDue))
 		if err != nil && c.b.isUniqueViolation(err) {
 			return false, fmt.Errorf("%w: prescription %s already stored", ca.ErrConflict, rec.ID)
 		}
@@ -44,17 +48,77 @@ func (c *core) SavePrescription(ctx context.Context, rec PrescriptionRecord, ev 
 
 // Prescription returns one stored prescription, or an error wrapping ca.ErrNotFound.
 func (c *core) Prescription(ctx context.Context, id string) (PrescriptionRecord, error) {
-	var r PrescriptionRecord
-	var recv, sign int64
-	err := c.b.reader().queryRow(ctx, `SELECT id, received_us, signing_us, prescriber_code, council_number, patient_code,
-	indication, signature, sealed_report FROM prescriptions WHERE id = ?`, id).Scan(&r.ID, &recv, &sign,
-		&r.PrescriberCode, &r.CouncilNumber, &r.PatientCode, &r.Indication, &r.Signature, &r.SealedReport)
+	r, err := scanPrescription(c.b.reader().queryRow(ctx, `SELECT `+prescriptionColumns+` FROM prescriptions WHERE id = ?`, id))
 	if err != nil {
 		if errors.Is(err, errNoRows) {
 			return r, fmt.Errorf("store: prescription %s: %w", id, ca.ErrNotFound)
 		}
 		return r, opError("prescription", err)
 	}
-	r.ReceivedAt, r.SigningTime = fromUS(recv), fromUS(sign)
 	return r, nil
+}
+
+const prescriptionColumns = `id, received_us, signing_us, prescriber_code, council_number, patient_code,
+	indication, signature, sealed_report, submitter, archive_due_us`
+
+func scanPrescription(row interface{ Scan(...any) error }) (PrescriptionRecord, error) {
+	var r PrescriptionRecord
+	var recv, sign, due int64
+	err := row.Scan(&r.ID, &recv, &sign, &r.PrescriberCode, &r.CouncilNumber, &r.PatientCode, &r.Indication,
+		&r.Signature, &r.SealedReport, &r.Submitter, &due)
+	r.ReceivedAt, r.SigningTime = fromUS(recv), fromUS(sign)
+	if due > 0 {
+		r.ArchiveDue = fromUS(due)
+	}
+	return r, err
+}
+
+func dueUS(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return toUS(t)
+}
+
+// PrescriptionsDue returns up to limit prescriptions whose archive timestamp is due at or before t, the most
+// overdue first.
+func (c *core) PrescriptionsDue(ctx context.Context, t time.Time, limit int) ([]PrescriptionRecord, error) {
+	rs, err := c.b.reader().query(ctx, `SELECT `+prescriptionColumns+` FROM prescriptions
+	WHERE archive_due_us > 0 AND archive_due_us <= ? ORDER BY archive_due_us, id LIMIT ?`, toUS(t), limit)
+	if err != nil {
+		return nil, opError("prescriptions due", err)
+	}
+	defer rs.Close()
+	var out []PrescriptionRecord
+	for rs.Next() {
+		r, err := scanPrescription(rs)
+		if err != nil {
+			return nil, opError("prescriptions due", err)
+		}
+		out = append(out, r)
+	}
+	return out, opError("prescriptions due", rs.Err())
+}
+
+// ErrStaleSignature: UpdatePrescriptionSignature found another signature than the one it was to replace
+// (another node renewed it first).
+var ErrStaleSignature = errors.New("store: prescription signature changed meanwhile")
+
+// UpdatePrescriptionSignature replaces the stored signature of id (an archive-timestamp renewal) if it is still
+// old, sets the next due time, and appends ev in the same transaction.
+func (c *core) UpdatePrescriptionSignature(ctx context.Context, id string, old, sig []byte, due time.Time, ev audit.Event) error {
+	if len(sig) == 0 {
+		return errors.New("store: update prescription: empty signature")
+	}
+	return c.change(ctx, "update prescription", ev, func(q querier) (bool, error) {
+		n, err := q.exec(ctx, `UPDATE prescriptions SET signature = ?, archive_due_us = ? WHERE id = ? AND signature = ?`,
+			sig, dueUS(due), id, old)
+		if err != nil {
+			return false, err
+		}
+		if n == 0 {
+			return false, fmt.Errorf("%w: %s", ErrStaleSignature, id)
+		}
+		return true, nil
+	})
 }

@@ -43,3 +43,46 @@ func testPrescriptions(t *testing.T, st prescriptionStore) {
 
 func TestPrescriptionsSQLite(t *testing.T)   { testPrescriptions(t, OpenTestSQLite(t)) }
 func TestPrescriptionsPostgres(t *testing.T) { testPrescriptions(t, OpenTestPostgres(t)) }
+
+// TestPrescriptionArchiveColumns: submitter and archive due time are kept; PrescriptionsDue lists only what is
+// due; UpdatePrescriptionSignature replaces only the signature it was given (another node's renewal wins).
+func TestPrescriptionArchiveColumns(t *testing.T) {
+	for name, st := range map[string]interface {
+		prescriptionStore
+		PrescriptionsDue(context.Context, time.Time, int) ([]PrescriptionRecord, error)
+		UpdatePrescriptionSignature(context.Context, string, []byte, []byte, time.Time, audit.Event) error
+	}{"sqlite": OpenTestSQLite(t), "postgres": OpenTestPostgres(t)} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+			for i, due := range []time.Time{now.AddDate(1, 0, 0), now.AddDate(2, 0, 0), {}} {
+				rec := PrescriptionRecord{ID: string(rune('a' + i)), ReceivedAt: now, SigningTime: now, Indication: "TOTAL_PASSED",
+					Signature: []byte{byte(i)}, SealedReport: []byte{4}, Submitter: "facility:SIAM-1", ArchiveDue: due}
+				if err := st.SavePrescription(ctx, rec, audit.Event{Time: now, Kind: "rx.ingested", Actor: "test", Subject: rec.ID}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := st.Prescription(ctx, "a")
+			if err != nil || got.Submitter != "facility:SIAM-1" || !got.ArchiveDue.Equal(now.AddDate(1, 0, 0)) {
+				t.Fatalf("%+v %v", got, err)
+			}
+			due, err := st.PrescriptionsDue(ctx, now.AddDate(1, 6, 0), 10)
+			if err != nil || len(due) != 1 || due[0].ID != "a" {
+				t.Fatalf("due: %v %v", due, err)
+			}
+			ev := audit.Event{Time: now, Kind: "rx.archived", Actor: "test", Subject: "a"}
+			if err := st.UpdatePrescriptionSignature(ctx, "a", []byte{9}, []byte{7}, now.AddDate(3, 0, 0), ev); !errors.Is(err, ErrStaleSignature) {
+				t.Fatalf("stale update: %v", err)
+			}
+			if err := st.UpdatePrescriptionSignature(ctx, "a", []byte{0}, []byte{7}, now.AddDate(3, 0, 0), ev); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := st.Prescription(ctx, "a"); string(got.Signature) != "\x07" || !got.ArchiveDue.Equal(now.AddDate(3, 0, 0)) {
+				t.Fatalf("after update: %+v", got)
+			}
+			if due, _ := st.PrescriptionsDue(ctx, now.AddDate(1, 6, 0), 10); len(due) != 0 {
+				t.Fatalf("still due: %v", due)
+			}
+		})
+	}
+}

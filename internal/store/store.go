@@ -85,5 +85,5 @@ func opError(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("store: %s: %w", op, err)
+	return fmt.Errorf("store: %s: %w", op, markUnavailable(err))
 }

@@ -43,8 +43,9 @@ type Options struct {
 	// signer's chain and of the TSA's chain except the trust anchor, written with the certificates into the
 	// document security store (EN 319 142-1 §5.4, §6.3). pdfsign never fetches anything itself.
 	Revocation signing.RevocationSource
-	// CRLs are added to the DSS as they are (B-LT).
-	CRLs [][]byte
+	// CRLs and OCSPs (DER CRLs and OCSPResponses obtained beforehand, for example by the exchange) are added
+	// to the DSS as they are (B-LT).
+	CRLs, OCSPs [][]byte
 	// ExtraCerts are added to the DSS /Certs (for example the OCSP responder's chain).
 	ExtraCerts             []*x509.Certificate
 	Name, Location, Reason string
@@ -61,13 +62,15 @@ var (
 	ErrNoRoom = errors.New("pades: signature larger than its /Contents reservation")
 	// ErrLevel: B-LT was asked for without a timestamp (B-LT builds on B-T).
 	ErrLevel = errors.New("pades: B-LT needs a signature timestamp")
+	// ErrNotPrescriber: the signing certificate is not a physician-signing certificate.
+	ErrNotPrescriber = errors.New("pades: the signing certificate is not a prescriber's (physician-signing profile)")
 	// ErrChangedAfterSigning: content other than validation data was appended after the last signature.
 	ErrChangedAfterSigning = errors.New("pades: the document was changed after the last signature")
 )
 
 // Sign signs pdfBytes as a PAdES baseline signature (ETSI EN 319 142-1): SubFilter ETSI.CAdES.detached, a
 // CMS with signing-certificate-v2 and no signing-time (the time is in /M), B-T when o.Timestamper is set and
-// B-LT (a DSS dictionary with VRI) when o.Revocation or o.CRLs are set as well.
+// B-LT (a DSS dictionary with VRI) when o.Revocation, o.CRLs or o.OCSPs are set as well.
 //
 // digitorus/pdfsign lays out the incremental update (signature field and widget, AcroForm, signature
 // dictionary, xref) and reserves /Contents; Mohr then writes the CMS itself with signing.Sign, because
@@ -79,8 +82,12 @@ func Sign(ctx context.Context, pdfBytes []byte, o Options) ([]byte, Level, error
 	if o.Signer == nil || len(o.Chain) == 0 {
 		return nil, "", signing.ErrNoChain
 	}
-	if (o.Revocation != nil || len(o.CRLs) > 0) && o.Timestamper == nil {
+	blt := o.Revocation != nil || len(o.CRLs) > 0 || len(o.OCSPs) > 0
+	if blt && o.Timestamper == nil {
 		return nil, "", ErrLevel
+	}
+	if err := checkPrescriber(o.Chain[0]); err != nil {
+		return nil, "", err
 	}
 	now := time.Now
 	if o.Now != nil {
@@ -135,7 +142,7 @@ func Sign(ctx context.Context, pdfBytes []byte, o Options) ([]byte, Level, error
 	for j := br[1] + 1 + int64(len(h)); j < br[2]-1; j++ {
 		out[j] = '0'
 	}
-	if o.Revocation != nil || len(o.CRLs) > 0 {
+	if blt {
 		vd, err := collect(ctx, rec.token, o)
 		if err != nil {
 			return nil, "", err
@@ -242,6 +249,7 @@ func collect(ctx context.Context, token []byte, o Options) (ValidationValues, er
 		}
 	}
 	vd.CRLs = append(vd.CRLs, o.CRLs...)
+	vd.OCSPs = append(vd.OCSPs, o.OCSPs...)
 	return vd, nil
 }
 
@@ -250,6 +258,20 @@ func issuerOf(c *x509.Certificate, pool []*x509.Certificate) *x509.Certificate {
 		if p != c && bytes.Equal(p.RawSubject, c.RawIssuer) && c.CheckSignatureFrom(p) == nil {
 			return p
 		}
+	}
+	return nil
+}
+
+// checkPrescriber refuses, before the key is used, a certificate that could not sign a prescription printout:
+// one without the physician-signing profile's key usage (contentCommitment), with an extended key usage
+// (TLS, OCSP, time-stamping, adapters), or without a council number in the admission extension. The
+// verifier's signer constraints (the one validation pipeline in package signing) remain the authority.
+func checkPrescriber(c *x509.Certificate) error {
+	if c.KeyUsage&x509.KeyUsageContentCommitment == 0 || len(c.ExtKeyUsage) > 0 || len(c.UnknownExtKeyUsage) > 0 {
+		return ErrNotPrescriber
+	}
+	if p, err := PrescriberFromCertificate(c); err != nil || p.CouncilNumber == "" {
+		return ErrNotPrescriber
 	}
 	return nil
 }

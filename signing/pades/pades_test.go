@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/asn1"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -39,7 +40,7 @@ type fixture struct {
 }
 
 // The PKI runs on the wall clock here: pdfsig has no way to validate at a pinned time.
-func setup(t *testing.T) *fixture {
+func setup(t testing.TB) *fixture {
 	now := time.Now().UTC().Truncate(time.Second)
 	p, err := testpki.New(now)
 	if err != nil {
@@ -69,7 +70,7 @@ func setup(t *testing.T) *fixture {
 	return &fixture{p: p, doc: doc, bundle: bundle, tsa: tsa, tsaURL: srv.URL, v: v, ocsp: ocspFn}
 }
 
-func (f *fixture) crl(t *testing.T) []byte {
+func (f *fixture) crl(t testing.TB) []byte {
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
 		Number: big.NewInt(1), ThisUpdate: f.p.Clock.Now().Add(-time.Minute), NextUpdate: f.p.Clock.Now().Add(24 * time.Hour),
 	}, f.p.Intermediate, f.p.InterKey)
@@ -79,7 +80,7 @@ func (f *fixture) crl(t *testing.T) []byte {
 	return der
 }
 
-func (f *fixture) sign(t *testing.T, level Level) []byte {
+func (f *fixture) sign(t testing.TB, level Level) []byte {
 	t.Helper()
 	plain, err := Render(f.bundle, f.doc.Cert)
 	if err != nil {
@@ -150,11 +151,7 @@ func TestPAdESBaselineLevels(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := "B-T"
-			if level == LevelBB {
-				want = "B-B"
-			}
-			if len(reports) != 1 || !reports[0].Passed() || !strings.HasPrefix(reports[0].Level, want) {
+			if len(reports) != 1 || !reports[0].Passed() || reports[0].Level != string(level) {
 				t.Fatalf("%s: %s (level %s)", level, reports[0].Summary(), reports[0].Level)
 			}
 
@@ -291,6 +288,26 @@ func TestCatalogChangedAfterSignature(t *testing.T) {
 	}
 }
 
+// TestDSSIsUsed: a verifier with no revocation source of its own validates B-LT from the DSS alone, and
+// cannot validate B-T (no revocation data anywhere).
+func TestDSSIsUsed(t *testing.T) {
+	f := setup(t)
+	roots := x509.NewCertPool()
+	roots.AddCert(f.p.Root)
+	offline, err := signing.NewVerifier(signing.VerifierConfig{Roots: roots, Now: f.p.Clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Verify(context.Background(), f.sign(t, LevelBLT), offline)
+	if err != nil || !rs[0].Passed() || rs[0].Level != "B-LT" {
+		t.Fatalf("B-LT offline: %v %s", err, rs[0].Summary())
+	}
+	rs, err = Verify(context.Background(), f.sign(t, LevelBT), offline)
+	if err != nil || rs[0].Indication != signing.Indeterminate {
+		t.Fatalf("B-T offline: %v %s", err, rs[0].Summary())
+	}
+}
+
 // TestAddDSSTwice: a second DSS update keeps the first one's values and this signature's VRI entry.
 func TestAddDSSTwice(t *testing.T) {
 	f := setup(t)
@@ -316,6 +333,20 @@ func TestAddDSSTwice(t *testing.T) {
 	}
 	qpdfCheck(t, more)
 	pdfsigValidTrusted(t, f.p, more)
+}
+
+func TestSignRefusesNonPrescribers(t *testing.T) {
+	f := setup(t)
+	plain, _ := Render(f.bundle, nil)
+	for _, pr := range []testpki.Profile{testpki.OrganisationSeal, testpki.FacilityAdapter, testpki.OCSPResponder, testpki.TSA} {
+		l, err := f.p.Issue(pr, testpki.LeafOptions{CommonName: "not a prescriber", SIAMID: "SIAM-10001", Licence: "LIC/1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := Sign(context.Background(), plain, Options{Signer: l.Key, Chain: l.Chain}); !errors.Is(err, ErrNotPrescriber) {
+			t.Errorf("profile %d: %v", pr, err)
+		}
+	}
 }
 
 func TestSignRefusesBLTWithoutTimestamp(t *testing.T) {

@@ -62,7 +62,8 @@ func writePDF(ts *typesetter, pg page, title, created string) ([]byte, error) {
 		w.Close()
 		return add(fmt.Sprintf("<< %s /Filter /FlateDecode /Length %d >>\nstream\n%s\nendstream", dict, z.Len(), z.Bytes()))
 	}
-	add("<< /Type /Catalog /Pages 2 0 R /Lang (fa-IR) /ViewerPreferences << /Direction /R2L >> >>")
+	// ESIC extension level 5: the PAdES document security store (ETSI EN 319 142-1 §5.4) in a PDF 1.7 file.
+	add("<< /Type /Catalog /Pages 2 0 R /Lang (fa-IR) /ViewerPreferences << /Direction /R2L >> /Extensions << /ESIC << /BaseVersion /1.7 /ExtensionLevel 5 >> >> >>")
 	add("") // pages, below
 	add("") // page, below
 	contentRef := stream("", content.Bytes())

@@ -32,7 +32,8 @@ func persianBundle(t *testing.T, ph rxgen.Physician) ([]byte, []string) {
 	b["timestamp"] = "2026-12-03T08:30:00Z"
 	meds := []struct{ name, dose string }{
 		{"آموکسی‌سیلین ۵۰۰ میلی‌گرم کپسول", "هر ۸ ساعت یک کپسول، به مدت ۷ روز"},
-		{"Paracetamol 500 mg tablet", "در صورت درد، هر ۶ ساعت یک قرص"},
+		{"کلاریترومایسین ۲۵۰ میلی‌گرم قرص", "هر ۱۲ ساعت یک قرص"},
+		{"Paracetamol 500 mg tablet", "در صورت درد، هر ۶ ساعت یک قرص؛ بیش از چهار قرص در روز مصرف نشود و در صورت ادامهٔ تب بیش از سه روز یا بروز حساسیت پوستی، مصرف را قطع کرده و به پزشک مراجعه کنید"},
 	}
 	var entries []any
 	var tmpl []byte
@@ -40,7 +41,7 @@ func persianBundle(t *testing.T, ph rxgen.Physician) ([]byte, []string) {
 		r := e.(map[string]any)["resource"].(map[string]any)
 		switch r["resourceType"] {
 		case "Patient":
-			r["name"] = []any{map[string]any{"family": "کاظمی", "given": []any{"نرگس"}}}
+			r["name"] = []any{map[string]any{"family": "کاظمی", "given": []any{"لاله"}}}
 			r["birthDate"] = "1990-03-21"
 		case "Practitioner":
 			r["name"] = []any{map[string]any{"family": "Someone Else", "given": []any{"Not"}}} // never printed
@@ -60,7 +61,11 @@ func persianBundle(t *testing.T, ph rxgen.Physician) ([]byte, []string) {
 	}
 	b["entry"] = entries
 	out, _ := json.Marshal(b)
-	return out, []string{"نرگس کاظمی", meds[0].name, meds[0].dose, meds[1].name, meds[1].dose}
+	want := []string{"لاله کاظمی"}
+	for _, m := range meds {
+		want = append(want, m.name, m.dose)
+	}
+	return out, want
 }
 
 // normalise makes extracted and source text comparable: compatibility forms (Arabic presentation forms) to
@@ -127,7 +132,7 @@ func TestRenderPersian(t *testing.T) {
 	}
 
 	png := filepath.Join(dir, "page")
-	if out, err := exec.Command(tool(t, "pdftoppm"), "-png", "-r", "80", "-singlefile", f, png).CombinedOutput(); err != nil {
+	if out, err := exec.Command(tool(t, "pdftoppm"), "-png", "-r", "110", "-singlefile", f, png).CombinedOutput(); err != nil {
 		t.Fatalf("pdftoppm: %v\n%s", err, out)
 	}
 	if st, err := os.Stat(png + ".png"); err != nil || st.Size() < 10<<10 {

@@ -177,7 +177,17 @@ func (ts *typesetter) shape(text string, size float64, bold, ltr bool) line {
 		for i, g := range out.Glyphs {
 			text := ""
 			if carrier[g.TextIndex()] == i {
-				text = string(runes[g.TextIndex() : g.TextIndex()+g.RunesCount()])
+				cl := append([]rune(nil), runes[g.TextIndex():g.TextIndex()+g.RunesCount()]...)
+				if r.Direction == di.DirectionRTL {
+					// Extractors (poppler, pdf.js) read a right-to-left line in visual order and reverse it
+					// character by character, the characters of a multi-character mapping included: a
+					// cluster such as heh with hamza above, or the lam-alef ligature, is mapped reversed so
+					// that it comes out in logical order.
+					for a, b := 0, len(cl)-1; a < b; a, b = a+1, b-1 {
+						cl[a], cl[b] = cl[b], cl[a]
+					}
+				}
+				text = string(cl)
 			}
 			ln.glyphs = append(ln.glyphs, glyph{f: pf, gid: uint16(g.GlyphID), text: text, x: x + fx(g.XOffset), y: fx(g.YOffset)})
 			x += fx(g.Advance)

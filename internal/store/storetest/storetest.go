@@ -43,6 +43,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AuditLog", testAuditLog},
 		{"AuditConcurrent", testAuditConcurrent},
 		{"Rollback", testRollback},
+		{"Leases", testLeases},
+		{"Approvals", testApprovals},
+		{"SignCRL", testSignCRL},
+		{"OCSPResponses", testOCSPResponses},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
