@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -224,8 +225,8 @@ func TestPAdESRefusesChanges(t *testing.T) {
 		b.WriteString("3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>\nendobj\n")
 		x := b.Len()
 		b.WriteString("xref\n3 1\n")
-		b.WriteString(strings.Repeat("0", 10-len(itoa(off))) + itoa(off) + " 00000 n \n")
-		b.WriteString("trailer\n<< /Size 100 /Root " + root + " 0 R /Prev " + string(rdr[1]) + " >>\nstartxref\n" + itoa(x) + "\n%%EOF\n")
+		b.WriteString(strings.Repeat("0", 10-len(strconv.Itoa(off))) + strconv.Itoa(off) + " 00000 n \n")
+		b.WriteString("trailer\n<< /Size 100 /Root " + root + " 0 R /Prev " + string(rdr[1]) + " >>\nstartxref\n" + strconv.Itoa(x) + "\n%%EOF\n")
 		return b.Bytes()
 	}
 	cases := []struct {
