@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha1"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -165,7 +167,7 @@ func TestPAdESBaselineLevels(t *testing.T) {
 					t.Fatal("DSS below B-LT")
 				}
 			} else {
-				checkDSS(t, f, s, dss)
+				checkDSS(t, f, s, dss, signed)
 			}
 			pdfsigValidTrusted(t, f.p, signed)
 			qpdfCheck(t, signed)
@@ -173,7 +175,7 @@ func TestPAdESBaselineLevels(t *testing.T) {
 	}
 }
 
-func checkDSS(t *testing.T, f *fixture, s Signature, dss *DSS) {
+func checkDSS(t *testing.T, f *fixture, s Signature, dss *DSS, signedPDF []byte) {
 	t.Helper()
 	if dss == nil {
 		t.Fatal("B-LT without a DSS")
@@ -197,6 +199,13 @@ func checkDSS(t *testing.T, f *fixture, s Signature, dss *DSS) {
 		if _, err := x509.ParseRevocationList(c); err != nil {
 			t.Fatalf("DSS CRL: %v", err)
 		}
+	}
+	// The VRI key computed independently: SHA-1 of the /Contents hex string's bytes, upper-case hex.
+	m := regexp.MustCompile(`/Contents<([0-9a-fA-F]+)>`).FindSubmatch(signedPDF)
+	raw, _ := hex.DecodeString(string(m[1]))
+	sum := sha1.Sum(raw)
+	if _, ok := dss.VRI[strings.ToUpper(hex.EncodeToString(sum[:]))]; !ok {
+		t.Fatalf("no VRI entry under the SHA-1 of /Contents; keys %v", dss.VRI)
 	}
 	vri, ok := dss.VRI[VRIKey(s.Contents)]
 	if !ok || !s.HasVRI || len(vri.OCSPs) != 2 || len(vri.Certs) != len(dss.Certs) || len(vri.CRLs) != 1 {
