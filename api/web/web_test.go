@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/mohr-hix/mohr/internal/testenv"
@@ -53,6 +54,14 @@ func visible(page string) string {
 
 func TestResults(t *testing.T) {
 	f := newFixture(t)
+	seen := map[string]int{}
+	var mu sync.Mutex
+	f.h.Observe(func(ind string) { mu.Lock(); seen[ind]++; mu.Unlock() })
+	t.Cleanup(func() {
+		if seen["TOTAL_PASSED"] != 4 || seen["TOTAL_FAILED"] != 2 || seen["INDETERMINATE"] != 2 {
+			t.Errorf("observed %v", seen)
+		}
+	})
 	srv := f.server(t)
 	for _, tc := range []struct {
 		name    string
