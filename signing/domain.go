@@ -90,6 +90,13 @@ func (v *Verifier) checkDomain(ctx context.Context, content []byte, signer *cert
 	if cn, err := ids.CouncilNumber(practitioner.Find(rx.SystemCouncilNumber)); err != nil || cn != signer.council {
 		return SigConstraintsFailure, "practitioner's council number is not the signer's"
 	}
+	return v.checkRegistration(ctx, signer, best, r)
+}
+
+// checkRegistration asks the registry, when one is configured, whether the prescriber's council registration
+// was valid at best (docs/signature-policy.md §5.9); PDF printouts get the same check as prescriptions.
+func (v *Verifier) checkRegistration(ctx context.Context, signer *certEntry, best time.Time, r *Report) (SubIndication, string) {
+	p := r.Prescriber
 	if v.cfg.Registry == nil {
 		return "", ""
 	}

@@ -307,10 +307,14 @@ func (v *Verifier) run(ctx context.Context, der, detached []byte, vd *Validation
 	}
 
 	// Health-domain checks (docs/signature-policy.md §5).
-	if kind == docPrescription {
-		if sub, why := v.checkDomain(ctx, sd.content, signer, best, r); sub != "" {
-			return r.fail(sub, "%s", why)
+	check := v.checkDomain
+	if kind == docDetached { // a printout: no FHIR content, but the same prescriber standing
+		check = func(ctx context.Context, _ []byte, signer *certEntry, best time.Time, r *Report) (SubIndication, string) {
+			return v.checkRegistration(ctx, signer, best, r)
 		}
+	}
+	if sub, why := check(ctx, sd.content, signer, best, r); sub != "" {
+		return r.fail(sub, "%s", why)
 	}
 	r.Indication = TotalPassed
 	return r
