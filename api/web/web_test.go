@@ -99,6 +99,14 @@ func TestResults(t *testing.T) {
 						t.Errorf("%s: page lacks %q", lang, w)
 					}
 				}
+				// Only a signature that passed lends the registry's name and standing to the signer.
+				if tc.verdict != "passed" {
+					for _, w := range []string{doctorFa, "بله، عضو فعال", "Yes, in good standing"} {
+						if strings.Contains(text, w) {
+							t.Errorf("%s: a %s signature shows %q", lang, tc.verdict, w)
+						}
+					}
+				}
 				if !strings.Contains(page, `<html lang="`+lang+`" dir="`+dirOf(lang)+`">`) {
 					t.Errorf("%s: html lang/dir wrong", lang)
 				}
