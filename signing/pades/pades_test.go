@@ -365,6 +365,27 @@ func TestSignRefusesNonPrescribers(t *testing.T) {
 	}
 }
 
+// TestVerifyRefusesNonPrescriberPDF: a printout signed (bypassing Sign's own check) with a certificate that
+// is not a prescriber's does not pass verification (issue 12 item 4: the detached path checks the signer).
+func TestVerifyRefusesNonPrescriberPDF(t *testing.T) {
+	f := setup(t)
+	plain, _ := Render(f.bundle, nil)
+	for _, pr := range []testpki.Profile{testpki.OrganisationSeal, testpki.FacilityAdapter, testpki.OCSPResponder} {
+		l, err := f.p.Issue(pr, testpki.LeafOptions{CommonName: "not a prescriber", SIAMID: "SIAM-10001", Licence: "LIC/1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed, _, err := signUnchecked(context.Background(), plain, Options{Signer: l.Key, Chain: l.Chain, Timestamper: f.tsa}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := Verify(context.Background(), signed, f.v)
+		if err != nil || rs[0].Passed() {
+			t.Errorf("profile %d: %v %s", pr, err, rs[0].Summary())
+		}
+	}
+}
+
 func TestSignRefusesBLTWithoutTimestamp(t *testing.T) {
 	f := setup(t)
 	plain, _ := Render(f.bundle, f.doc.Cert)
