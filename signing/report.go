@@ -121,8 +121,9 @@ type Report struct {
 	Revocation         []RevocationInfo `json:"revocation,omitempty"`
 	Timestamps         []TimestampInfo  `json:"timestamps,omitempty"`
 	Prescriber         *Prescriber      `json:"prescriber,omitempty"`
-	// Used is the validation data (certificates, OCSP responses, CRLs) the validation relied on, so that an
-	// upgrade to B-LT embeds exactly that (EN 319 122-1 §5.5.1). Not part of the JSON report.
+	// Used is the validation data the validation fetched and relied on (OCSP responses, CRLs; what was
+	// embedded is in the signature already), so that an upgrade to B-LT embeds exactly that (EN 319 122-1
+	// §5.5.1). Not part of the JSON report.
 	Used *ValidationData `json:"-"`
 }
 

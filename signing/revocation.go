@@ -400,10 +400,11 @@ func (c *crlCache) put(url string, der []byte, next time.Time) {
 	c.m[url] = cachedCRL{der: der, next: next}
 }
 
-// certStatus establishes the status of cert (issued by issuer) at time at from in, else by fetching. Data
+// certStatus establishes the status of cert (issued by issuer) at time at from in, else by fetching (what
+// it fetches and uses is added to r.Used, for an upgrade to embed). Data
 // counts when issued at or after at minus the clock skew (a "revoked" answer counts whenever it was issued). It
 // returns nil when no usable data was found.
-func (v *Verifier) certStatus(ctx context.Context, in *revInput, cert, issuer *certEntry, at time.Time, used *ValidationData) *status {
+func (v *Verifier) certStatus(ctx context.Context, in *revInput, cert, issuer *certEntry, at time.Time, r *Report) *status {
 	skewed := at.Add(-v.cfg.ClockSkew)
 	now := v.cfg.Now()
 	// fresh: embedded data must be issued at or after the time it speaks for (minus the skew); data fetched now
@@ -467,25 +468,16 @@ func (v *Verifier) certStatus(ctx context.Context, in *revInput, cert, issuer *c
 	}
 	for _, b := range in.basics {
 		if st := fromOCSP(v.checkOCSP(b, issuer, true), "embedded"); st != nil {
-			if used != nil {
-				used.OCSPs = append(used.OCSPs, wrapBasicOCSP(b))
-			}
 			return st
 		}
 	}
 	for _, o := range in.ocsps {
 		if st := fromOCSP(v.checkOCSP(o, issuer, false), "embedded"); st != nil {
-			if used != nil {
-				used.OCSPs = append(used.OCSPs, o)
-			}
 			return st
 		}
 	}
 	for _, c := range in.crls {
 		if st := fromCRL(v.checkCRL(c, issuer), "embedded"); st != nil {
-			if used != nil {
-				used.CRLs = append(used.CRLs, c)
-			}
 			return st
 		}
 	}
@@ -495,9 +487,7 @@ func (v *Verifier) certStatus(ctx context.Context, in *revInput, cert, issuer *c
 	if v.cfg.Revocation != nil {
 		if der, err := v.cfg.Revocation.OCSP(ctx, cert.cert, issuer.cert); err == nil {
 			if st := fromOCSP(v.checkOCSP(der, issuer, false), "fetched"); st != nil {
-				if used != nil {
-					used.OCSPs = append(used.OCSPs, der)
-				}
+				r.used().OCSPs = append(r.used().OCSPs, der)
 				return st
 			}
 		}
@@ -516,9 +506,7 @@ func (v *Verifier) certStatus(ctx context.Context, in *revInput, cert, issuer *c
 				v.fetchedCRLs.put(url, der, res.list.NextUpdate)
 			}
 			if st := fromCRL(res, "fetched"); st != nil {
-				if used != nil {
-					used.CRLs = append(used.CRLs, der)
-				}
+				r.used().CRLs = append(r.used().CRLs, der)
 				return st
 			}
 		}

@@ -254,7 +254,7 @@ func (v *Verifier) signatureTimestamps(ctx context.Context, si *signerInfo, cert
 			return false, r.fail(NoPOE, "signature timestamp not accepted: %v", err)
 		}
 		for k := 0; k+1 < len(tsaChain); k++ {
-			st := v.certStatus(ctx, in, tsaChain[k], tsaChain[k+1], gen, r.used())
+			st := v.certStatus(ctx, in, tsaChain[k], tsaChain[k+1], gen, r)
 			if st == nil {
 				ti.Detail = "revocation status of the TSA unavailable"
 				r.Timestamps = append(r.Timestamps, ti)

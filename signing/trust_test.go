@@ -235,8 +235,13 @@ func TestVerifyDetachedWithDSS(t *testing.T) {
 		t.Fatalf("without DSS: %s", r.Summary())
 	}
 	r := offline.VerifyDetachedWith(context.Background(), der, pdf, &ValidationData{OCSPs: [][]byte{ocspDoc}, CRLs: [][]byte{crl}})
-	if !r.Passed() || r.Used == nil || len(r.Used.OCSPs) != 1 || len(r.Used.CRLs) != 1 {
-		t.Fatalf("with DSS: %s (used %+v)", r.Summary(), r.Used)
+	if !r.Passed() || r.Used != nil {
+		t.Fatalf("with DSS: %s (fetched %+v)", r.Summary(), r.Used)
+	}
+	// Online, Used lists what was fetched: the signer's OCSP response and the root's CRL.
+	online := f.verifier(t, nil)
+	if r := online.VerifyDetachedWith(context.Background(), der, pdf, nil); !r.Passed() || r.Used == nil || len(r.Used.OCSPs) != 1 || len(r.Used.CRLs) != 1 {
+		t.Fatalf("online: %s (used %+v)", r.Summary(), r.Used)
 	}
 	if r.Prescriber == nil || r.Prescriber.Name != f.doc.Cert.Subject.CommonName {
 		t.Fatalf("prescriber not from the certificate: %+v", r.Prescriber)

@@ -338,7 +338,7 @@ func (r *Report) signerStatus() RevocationInfo {
 func (v *Verifier) chainRevocation(ctx context.Context, in *revInput, chain []*certEntry, best time.Time, poe bool, r *Report) (SubIndication, string) {
 	for i := 0; i+1 < len(chain); i++ {
 		c := chain[i]
-		st := v.certStatus(ctx, in, c, chain[i+1], best, r.used())
+		st := v.certStatus(ctx, in, c, chain[i+1], best, r)
 		if st == nil {
 			if i == 0 {
 				return TryLater, "no revocation information for the signing certificate issued after the best signature time"
