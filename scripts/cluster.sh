@@ -158,12 +158,16 @@ backend api
 frontend public
   bind 127.0.0.1:$LB_PUB
   mode http
+  option http-keep-alive
+  # HAProxy's own 503 (no node ready) tells clients when to come back, as the nodes' do.
+  http-after-response set-header Retry-After 2 if { status 503 } !{ res.hdr(Retry-After) -m found }
   default_backend public
 backend public
   mode http
   balance roundrobin
   option httpchk GET /readyz
   retry-on conn-failure empty-response response-timeout 503
+  http-reuse always
   default-server inter 500ms fall 2 rise 2
   server node1 127.0.0.1:$PUB1 check
   server node2 127.0.0.1:$PUB2 check
