@@ -63,10 +63,14 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if !json.Valid(report) {
+	var ind struct {
+		Indication string `json:"indication"`
+	}
+	if json.Unmarshal(report, &ind) != nil {
 		s.fail(w, r, errBadReport)
 		return
 	}
+	s.metrics.verified("api", ind.Indication)
 	writeBytes(w, http.StatusOK, ctJSON, report)
 }
 

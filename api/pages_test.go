@@ -90,8 +90,12 @@ func TestPagesLimits(t *testing.T) {
 	if r := e.do(string(RoleInsurer), "POST", "/verify", ct2, big); r.status != 413 || !strings.Contains(string(r.body), "بزرگ‌تر از") {
 		t.Errorf("huge: %d", r.status)
 	}
+	if r := e.do(string(RolePharmacy), "POST", "/v1/verify", ctCMS, []byte{0x30, 0x00}); r.status != 200 {
+		t.Fatalf("verify: %d", r.status)
+	}
 	m := e.do(callerAdmin, "GET", "/metrics", "", nil)
-	if !strings.Contains(string(m.body), `mohr_api_requests_total{code="429",method="POST",route="/verify"}`) {
+	if !strings.Contains(string(m.body), `mohr_api_requests_total{code="429",method="POST",route="/verify"}`) ||
+		!strings.Contains(string(m.body), `mohr_verifications_total{indication="TOTAL_PASSED",source="api"} 1`) {
 		t.Errorf("metrics lack the page's route")
 	}
 }

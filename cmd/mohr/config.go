@@ -50,6 +50,9 @@ type Config struct {
 		OCSPKey string `yaml:"ocsp_key"`
 		SealKey string `yaml:"seal_key"`
 		TLSKey  string `yaml:"tls_key"`
+		// TrustBundleKey is the Ministry's seal of the offline trust bundle (GET /trust-bundle); verifiers pin
+		// its public key, written to <data-dir>/services/trust-bundle-seal.pub.
+		TrustBundleKey string `yaml:"trust_bundle_key"`
 		// TLSNames are the DNS names and IP addresses of the API's server certificate.
 		TLSNames []string `yaml:"tls_names"`
 		// OCSPSignNonces honours OCSP request nonces with a response signed on request (RFC 8954);

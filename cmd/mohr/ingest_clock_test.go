@@ -17,6 +17,8 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -416,5 +418,61 @@ func TestArchiveRenewalJob(t *testing.T) {
 	rec, _ = n.st.Prescription(ctx, ids[0])
 	if st, err := signing.ArchiveStatus(rec.Signature); err != nil || st.Count != 2 || clk.Now().Sub(start) < 5*365*24*time.Hour {
 		t.Fatalf("after %s: %+v %v", clk.Now().Sub(start), st, err)
+	}
+}
+
+// TestUpgradeEndpoint: POST /v1/signatures/upgrade on the real node takes a B-B to B-T, B-LT and B-LTA (each
+// verified at that level, the B-LTA also by openssl cms -verify), and answers 422 for a signature that does not
+// validate and 400 for an unknown level.
+func TestUpgradeEndpoint(t *testing.T) {
+	ctx := context.Background()
+	clk := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
+	n := clockNode(t, clk)
+	gen := rxgen.New(10)
+	gen.Now = clk.Now
+	d := newDoctor(t, n, gen, clk.Now())
+	c, url := ingestClient(t, n, d)
+	body, _ := gen.Prescription(d.phy)
+	chain := n.ca.Issuer().Chain
+	bb, err := signing.Sign(ctx, body, signing.SignOptions{Signer: d.key, Chain: append([]*x509.Certificate{d.cert}, chain[:len(chain)-1]...), Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(10 * time.Minute)
+	post := func(level string, der []byte) (int, []byte) {
+		resp, err := c.Post(url+"/v1/signatures/upgrade?level="+level, "application/cms", bytes.NewReader(der))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	var lta []byte
+	for _, level := range []string{"B-T", "B-LT", "B-LTA"} {
+		code, out := post(level, bb)
+		if code != http.StatusOK {
+			t.Fatalf("%s: %d %s", level, code, out)
+		}
+		if r := n.vs.Load().v.Verify(ctx, out); !r.Passed() || r.Level != level {
+			t.Fatalf("%s: %s", level, r.Summary())
+		}
+		lta = out
+	}
+	bad := bytes.Clone(bb)
+	bad[len(bad)-10] ^= 1 // the signature value
+	if code, out := post("B-LT", bad); code != http.StatusUnprocessableEntity {
+		t.Fatalf("tampered: %d %s", code, out)
+	}
+	if code, _ := post("B-X", bb); code != http.StatusBadRequest {
+		t.Fatalf("bad level: %d", code)
+	}
+	dir := t.TempDir()
+	in := dir + "/lta.p7s"
+	os.WriteFile(in, lta, 0o600)
+	out, err := exec.Command("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", in, "-CAfile",
+		n.cfg.CA.Root, "-purpose", "any", "-out", "/dev/null").CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl cms -verify B-LTA: %v\n%s", err, out)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/mohr-hix/mohr/internal/audit"
 	"github.com/mohr-hix/mohr/internal/hixext"
 	"github.com/mohr-hix/mohr/signing"
+	"github.com/mohr-hix/mohr/signing/offline"
 	"github.com/mohr-hix/mohr/tokens"
 	"github.com/mohr-hix/mohr/tokens/sqlstore"
 )
@@ -82,6 +83,7 @@ type node struct {
 	id       string   // this process, in leases
 	vs       atomic.Pointer[verifiers]
 	seal     signing.Seal
+	bundle   *offline.Publisher
 	closers  []func() error
 }
 
@@ -202,6 +204,9 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 		return fail(err)
 	}
 	n.verifier = n.vs.Load().v
+	if n.bundle, err = n.trustBundlePublisher(ctx); err != nil {
+		return fail(err)
+	}
 	return n, nil
 }
 
@@ -260,11 +265,12 @@ func (n *node) apiServer() (*api.Server, error) {
 		CAAdmin:       caAdmin{n},
 		Approvals:     approvalStore{n.st},
 		Pages:         pages,
+		Offline:       n.bundle,
 	})
 }
 
 // publicPaths are the routes of the plain-HTTP listener: what relying parties fetch without credentials.
-var publicPaths = []string{"/healthz", "/readyz", "/crl/", "/ocsp", "/tsa", "/ca/", "/verify"}
+var publicPaths = []string{"/healthz", "/readyz", "/crl/", "/ocsp", "/tsa", "/ca/", "/verify", "/trust-bundle"}
 
 func publicOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -19,13 +19,13 @@ func init() { rootCmd.AddCommand(newSignCmd()) }
 
 // newSignCmd is "mohr sign": an HIX-Rx-CAdES B-B signature (B-T with --tsa) over a FHIR prescription.
 func newSignCmd() *cobra.Command {
-	var keyURI, certFile, chainFile, in, out, tsa string
+	var keyURI, certFile, chainFile, in, out, tsa, qrOut, qrText string
 	var timeout time.Duration
 	var pdf, ocspOnline bool
 	var crls, ocsps []string
 	cmd := &cobra.Command{
-		Use:   "sign --key URI --cert FILE [--chain FILE] --in FILE --out FILE [--tsa URL] [--pdf [--ocsp] [--crl FILE] [--ocsp-response FILE]]",
-		Short: "Sign a FHIR prescription (HIX-Rx-CAdES B-B, or B-T with --tsa), or its PDF printout as PAdES (--pdf)",
+		Use:   "sign --key URI --cert FILE [--chain FILE] --in FILE --out FILE [--tsa URL] [--qr-out FILE.png] [--pdf [--ocsp] [--crl FILE] [--ocsp-response FILE]]",
+		Short: "Sign a FHIR prescription (HIX-Rx-CAdES B-B, or B-T with --tsa; --qr-out adds the offline QR code), or its PDF printout as PAdES (--pdf)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if keyURI == "" || certFile == "" || in == "" || out == "" {
@@ -59,6 +59,12 @@ func newSignCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if qrOut != "" || qrText != "" {
+				// The offline QR code: the same key signs the payload that names this CAdES signature.
+				if err := writeQR(ctx, content, der, key, chain, qrOut, qrText); err != nil {
+					return err
+				}
+			}
 			if tsa != "" {
 				if der, err = signing.AddSignatureTimestamp(ctx, der, &signing.HTTPTimestamper{URL: tsa, Timeout: timeout}); err != nil {
 					return err
@@ -77,6 +83,8 @@ func newSignCmd() *cobra.Command {
 	f.StringVar(&in, "in", "", "FHIR Bundle to sign (JSON)")
 	f.StringVar(&out, "out", "", "output CMS signature (DER)")
 	f.StringVar(&tsa, "tsa", "", "RFC 3161 time-stamping URL: add a signature timestamp (B-T)")
+	f.StringVar(&qrOut, "qr-out", "", "also write the offline QR code (PNG) of the prescription, signed with the same key")
+	f.StringVar(&qrText, "qr-text", "", "also write the offline QR code's text (RX1:...)")
 	f.DurationVar(&timeout, "tsa-timeout", 10*time.Second, "time-stamping request timeout")
 	f.BoolVar(&pdf, "pdf", false, "sign a PDF (--in) as PAdES baseline: B-B, B-T with --tsa, B-LT with --tsa and --ocsp or --crl")
 	f.BoolVar(&ocspOnline, "ocsp", false, "with --pdf and --tsa: fetch OCSP responses from the responders the certificates name into the DSS (B-LT)")

@@ -245,6 +245,15 @@ func ReadDSS(pdfBytes []byte) (*DSS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pades: read PDF: %w", err)
 	}
+	return readDSS(rdr)
+}
+
+func readDSS(rdr *pdf.Reader) (_ *DSS, err error) {
+	defer func() { // digitorus/pdf panics on some malformed files
+		if r := recover(); r != nil {
+			err = fmt.Errorf("pades: malformed DSS: %v", r)
+		}
+	}()
 	d := rdr.Trailer().Key("Root").Key("DSS")
 	if d.IsNull() {
 		return nil, nil

@@ -49,16 +49,19 @@ func Signatures(pdfBytes []byte) (sigs []Signature, err error) {
 	if fields.Len() > maxSignatures {
 		return nil, errors.New("pades: too many form fields")
 	}
-	dss, err := ReadDSS(pdfBytes)
+	dss, err := readDSS(rdr)
 	if err != nil {
 		return nil, err
 	}
 	for i := 0; i < fields.Len(); i++ {
 		f := fields.Index(i)
-		if f.Key("FT").Name() != "Sig" || f.Key("V").Kind() != pdf.Dict {
+		if f.Key("FT").Name() != "Sig" {
 			continue
 		}
-		v := f.Key("V")
+		v := f.Key("V") // resolved once: it holds the whole /Contents
+		if v.Kind() != pdf.Dict {
+			continue
+		}
 		s, err := signatureAt(pdfBytes, v)
 		if err != nil {
 			return nil, err

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha1"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +43,7 @@ type fixture struct {
 }
 
 // The PKI runs on the wall clock here: pdfsig has no way to validate at a pinned time.
-func setup(t *testing.T) *fixture {
+func setup(t testing.TB) *fixture {
 	now := time.Now().UTC().Truncate(time.Second)
 	p, err := testpki.New(now)
 	if err != nil {
@@ -70,7 +73,7 @@ func setup(t *testing.T) *fixture {
 	return &fixture{p: p, doc: doc, bundle: bundle, tsa: tsa, tsaURL: srv.URL, v: v, ocsp: ocspFn}
 }
 
-func (f *fixture) crl(t *testing.T) []byte {
+func (f *fixture) crl(t testing.TB) []byte {
 	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
 		Number: big.NewInt(1), ThisUpdate: f.p.Clock.Now().Add(-time.Minute), NextUpdate: f.p.Clock.Now().Add(24 * time.Hour),
 	}, f.p.Intermediate, f.p.InterKey)
@@ -80,7 +83,7 @@ func (f *fixture) crl(t *testing.T) []byte {
 	return der
 }
 
-func (f *fixture) sign(t *testing.T, level Level) []byte {
+func (f *fixture) sign(t testing.TB, level Level) []byte {
 	t.Helper()
 	plain, err := Render(f.bundle, f.doc.Cert)
 	if err != nil {
@@ -164,7 +167,7 @@ func TestPAdESBaselineLevels(t *testing.T) {
 					t.Fatal("DSS below B-LT")
 				}
 			} else {
-				checkDSS(t, f, s, dss)
+				checkDSS(t, f, s, dss, signed)
 			}
 			pdfsigValidTrusted(t, f.p, signed)
 			qpdfCheck(t, signed)
@@ -172,7 +175,7 @@ func TestPAdESBaselineLevels(t *testing.T) {
 	}
 }
 
-func checkDSS(t *testing.T, f *fixture, s Signature, dss *DSS) {
+func checkDSS(t *testing.T, f *fixture, s Signature, dss *DSS, signedPDF []byte) {
 	t.Helper()
 	if dss == nil {
 		t.Fatal("B-LT without a DSS")
@@ -196,6 +199,13 @@ func checkDSS(t *testing.T, f *fixture, s Signature, dss *DSS) {
 		if _, err := x509.ParseRevocationList(c); err != nil {
 			t.Fatalf("DSS CRL: %v", err)
 		}
+	}
+	// The VRI key computed independently: SHA-1 of the /Contents hex string's bytes, upper-case hex.
+	m := regexp.MustCompile(`/Contents<([0-9a-fA-F]+)>`).FindSubmatch(signedPDF)
+	raw, _ := hex.DecodeString(string(m[1]))
+	sum := sha1.Sum(raw)
+	if _, ok := dss.VRI[strings.ToUpper(hex.EncodeToString(sum[:]))]; !ok {
+		t.Fatalf("no VRI entry under the SHA-1 of /Contents; keys %v", dss.VRI)
 	}
 	vri, ok := dss.VRI[VRIKey(s.Contents)]
 	if !ok || !s.HasVRI || len(vri.OCSPs) != 2 || len(vri.Certs) != len(dss.Certs) || len(vri.CRLs) != 1 {
@@ -224,8 +234,8 @@ func TestPAdESRefusesChanges(t *testing.T) {
 		b.WriteString("3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>\nendobj\n")
 		x := b.Len()
 		b.WriteString("xref\n3 1\n")
-		b.WriteString(strings.Repeat("0", 10-len(itoa(off))) + itoa(off) + " 00000 n \n")
-		b.WriteString("trailer\n<< /Size 100 /Root " + root + " 0 R /Prev " + string(rdr[1]) + " >>\nstartxref\n" + itoa(x) + "\n%%EOF\n")
+		b.WriteString(strings.Repeat("0", 10-len(strconv.Itoa(off))) + strconv.Itoa(off) + " 00000 n \n")
+		b.WriteString("trailer\n<< /Size 100 /Root " + root + " 0 R /Prev " + string(rdr[1]) + " >>\nstartxref\n" + strconv.Itoa(x) + "\n%%EOF\n")
 		return b.Bytes()
 	}
 	cases := []struct {

@@ -14,7 +14,6 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/mohr-hix/mohr/internal/testpki"
-	"github.com/mohr-hix/mohr/signing/internal/rx"
 	"github.com/mohr-hix/mohr/signing/rxgen"
 )
 
@@ -159,19 +158,16 @@ func TestRenderRefusesOtherPrescriber(t *testing.T) {
 	}
 }
 
-func TestJalali(t *testing.T) {
-	for _, c := range []struct {
-		g       string
-		y, m, d int
-	}{
-		{"2024-03-20", 1403, 1, 1}, {"2025-03-21", 1404, 1, 1}, {"2026-03-21", 1405, 1, 1},
-		{"2026-12-03", 1405, 9, 12}, {"1990-03-21", 1369, 1, 1}, {"2025-03-20", 1403, 12, 30},
+// TestDateFa: the issue date is the day in Iran (UTC+03:30), in both calendars.
+func TestDateFa(t *testing.T) {
+	for _, c := range []struct{ utc, want string }{
+		{"2026-12-03T08:30:00Z", "۱۲ آذر ۱۴۰۵ خورشیدی (December 3, 2026)"},
+		{"2026-12-03T21:00:00Z", "۱۳ آذر ۱۴۰۵ خورشیدی (December 4, 2026)"}, // 00:30 in Tehran
+		{"2026-03-20T21:00:00Z", "۱ فروردین ۱۴۰۵ خورشیدی (March 21, 2026)"},
 	} {
-		tm, _ := time.Parse("2006-01-02", c.g)
-		if y, m, d := jalali(tm); y != c.y || m != c.m || d != c.d {
-			t.Errorf("%s: %d-%d-%d, want %d-%d-%d", c.g, y, m, d, c.y, c.m, c.d)
+		tm, _ := time.Parse(time.RFC3339, c.utc)
+		if got := dateFa(tm.In(tehran)); got != c.want {
+			t.Errorf("%s: %s, want %s", c.utc, got, c.want)
 		}
 	}
 }
-
-var _ = rx.SystemNationalCode
