@@ -54,10 +54,14 @@ wait_http() { # wait_http URL SECONDS
   return 1
 }
 
+alive() { # alive PID: running, not a zombie waiting to be reaped
+  [ -n "$1" ] && kill -0 "$1" 2>/dev/null && ! awk '{ exit !($3 == "Z") }' "/proc/$1/stat" 2>/dev/null
+}
+
 node_up() { # node_up N API PUB
   local n=$1 api=$2 pub=$3 d="$W/node$1"
   mkdir -p "$d"
-  if [ -f "$d/pid" ] && kill -0 "$(cat "$d/pid")" 2>/dev/null; then return 0; fi
+  if [ -f "$d/pid" ] && alive "$(cat "$d/pid")"; then return 0; fi
   nohup "$MOHR" --data-dir "$d" --config "$W/shared/mohr.yaml" serve \
     --listen "127.0.0.1:$api" --public-listen "127.0.0.1:$pub" >>"$d/serve.log" 2>&1 &
   echo $! >"$d/pid"
@@ -178,7 +182,7 @@ frontend stats
   stats enable
   stats uri /
 EOF
-  if ! { [ -f "$W/haproxy.pid" ] && kill -0 "$(cat "$W/haproxy.pid")" 2>/dev/null; }; then
+  if ! { [ -f "$W/haproxy.pid" ] && alive "$(cat "$W/haproxy.pid")"; }; then
     haproxy -f "$W/haproxy.cfg" -D -p "$W/haproxy.pid"
   fi
   wait_http "http://127.0.0.1:$LB_PUB/readyz" 30 || { log "HAProxy does not answer"; exit 1; }
@@ -189,9 +193,9 @@ stop_pid() { # stop_pid FILE
   [ -f "$1" ] || return 0
   local pid
   pid=$(cat "$1")
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$1"
