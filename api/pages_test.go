@@ -3,11 +3,14 @@ package api
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/asn1"
 	"mime/multipart"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mohr-hix/mohr/api/web"
+	"github.com/mohr-hix/mohr/internal/testpki"
 	"github.com/mohr-hix/mohr/signing"
 )
 
@@ -15,8 +18,12 @@ func pagesEnv(t *testing.T) *testEnv {
 	t.Helper()
 	return newEnv(t, func(c *Config, s *Services) {
 		c.PageRateLimit = 3
-		roots := x509.NewCertPool()
-		v, err := signing.NewVerifier(signing.VerifierConfig{Roots: roots})
+		p, err := testpki.New(time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := signing.NewVerifier(signing.VerifierConfig{Trust: &signing.TrustPolicy{Anchors: []*x509.Certificate{p.Root},
+			SignerCAs: []*x509.Certificate{p.Intermediate}, PrescriberPolicies: []asn1.ObjectIdentifier{testpki.OIDPhysicianSigningPolicy}}})
 		if err != nil {
 			t.Fatal(err)
 		}
