@@ -540,6 +540,9 @@ func generateCorpus(t *testing.T) *gen {
 	rrT2.ExtKeyUsage = nil
 	noEKU := g.issue(&rrT2, rrKey, nil, nil)
 	rogueResp("ocsp-responder-no-eku", "a 'good' answer from a certificate of the issuing CA without id-kp-OCSPSigning", noEKU.Cert, rrKey)
+	rrT3 := *rrT // OCSPSigning from the issuing CA, but no id-pkix-ocsp-nocheck: its own status is unknown
+	noCheck := g.issue(&rrT3, rrKey, nil, nil)
+	rogueResp("ocsp-responder-no-nocheck", "a 'good' answer from a delegated responder without id-pkix-ocsp-nocheck", noCheck.Cert, rrKey)
 	sealResp := must(f.pki.Issue(testpki.OrganisationSeal, testpki.LeafOptions{CommonName: "Seal as responder"}))
 	rogueResp("ocsp-responder-seal", "a 'good' answer signed with a seal certificate", sealResp.Cert, sealResp.Key)
 

@@ -137,6 +137,10 @@ func (v *Verifier) checkOCSP(der []byte, issuer *certEntry, basic bool) *ocspRes
 		r.err = errors.New("OCSP responder certificate not issued by the certificate's issuer (RFC 6960 §4.2.2.2)")
 	case resp.Certificate != nil && !hasEKU(resp.Certificate, x509.ExtKeyUsageOCSPSigning):
 		r.err = errors.New("OCSP responder certificate lacks id-kp-OCSPSigning (RFC 6960 §4.2.2.2)")
+	case resp.Certificate != nil && !hasExt(resp.Certificate, oidOCSPNoCheck):
+		// Without id-pkix-ocsp-nocheck the responder's own status would have to be checked (RFC 6960
+		// §4.2.2.2.1); Mohr's responders carry it and are short-lived, so one without it is not relied upon.
+		r.err = errors.New("delegated OCSP responder certificate lacks id-pkix-ocsp-nocheck")
 	case resp.Certificate != nil && (resp.ProducedAt.Before(resp.Certificate.NotBefore) || resp.ProducedAt.After(resp.Certificate.NotAfter)):
 		r.err = errors.New("OCSP responder certificate not valid when the response was produced")
 	default:
