@@ -112,6 +112,15 @@ func (f fakeCRL) CRL(shard int) ([]byte, time.Time, time.Time, bool) {
 	return []byte("crl-der"), testNow.Add(-time.Hour), testNow.Add(6 * time.Hour), true
 }
 
+type fakeTrustBundle struct{ r *recorder }
+
+func (f fakeTrustBundle) Bundle(context.Context) ([]byte, time.Time, time.Time, error) {
+	if err := f.r.rec("TrustBundle"); err != nil {
+		return nil, time.Time{}, time.Time{}, err
+	}
+	return []byte("cose-sign1"), testNow.Add(-time.Hour), testNow.Add(7 * 24 * time.Hour), nil
+}
+
 type fakeOCSP struct{ r *recorder }
 
 func (f fakeOCSP) Respond(context.Context, []byte) ([]byte, error) {
@@ -287,5 +296,6 @@ func fakeServices(r *recorder) (Services, *fakeRevocation, *fakeCAAdmin, *fakeAu
 		Certs: fakeCerts{r}, CRL: fakeCRL{r}, OCSP: fakeOCSP{r}, TSA: fakeTSA{r}, Ingestor: fakeIngest{r},
 		Verifier: fakeVerifier{r}, Batch: fakeBatch{r}, Upgrader: fakeUpgrader{r}, Prescriptions: fakePrescriptions{r}, Tokens: fakeTokens{r}, Renewal: fakeTokens{r},
 		Registry: fakeRegistry{r}, Audit: fakeAudit{r}, CAAdmin: adm, Auditor: aud, Revocation: rev,
+		Offline: fakeTrustBundle{r},
 	}, rev, adm, aud
 }

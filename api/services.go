@@ -246,4 +246,6 @@ type Services struct {
 	Approvals ApprovalStore
 	// Pages, if set, is the people-facing verification page, mounted under web.Prefix (pages.go).
 	Pages *web.Handler
+	// Offline serves GET /trust-bundle, the signed trust bundle of offline verification.
+	Offline TrustBundleSource
 }

@@ -50,6 +50,9 @@ type Config struct {
 		OCSPKey string `yaml:"ocsp_key"`
 		SealKey string `yaml:"seal_key"`
 		TLSKey  string `yaml:"tls_key"`
+		// TrustBundleKey is the Ministry's seal of the offline trust bundle (GET /trust-bundle); verifiers pin
+		// its public key, written to <data-dir>/services/trust-bundle-seal.pub.
+		TrustBundleKey string `yaml:"trust_bundle_key"`
 		// TLSNames are the DNS names and IP addresses of the API's server certificate.
 		TLSNames []string `yaml:"tls_names"`
 		// OCSPSignNonces honours OCSP request nonces with a response signed on request (RFC 8954);
@@ -100,6 +103,8 @@ type Config struct {
 		// often while the log grows. Default one minute.
 		CheckpointInterval ca.Duration `yaml:"checkpoint_interval"`
 	} `yaml:"audit"`
+	// Validation is the trust policy of the verifiers (cmd/mohr/trust.go).
+	Validation ValidationConfig `yaml:"validation"`
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout ca.Duration `yaml:"shutdown_timeout"`
 

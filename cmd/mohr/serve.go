@@ -28,6 +28,7 @@ import (
 	"github.com/mohr-hix/mohr/internal/audit"
 	"github.com/mohr-hix/mohr/internal/hixext"
 	"github.com/mohr-hix/mohr/signing"
+	"github.com/mohr-hix/mohr/signing/offline"
 	"github.com/mohr-hix/mohr/tokens"
 	"github.com/mohr-hix/mohr/tokens/sqlstore"
 )
@@ -66,15 +67,18 @@ func newServeCmd() *cobra.Command {
 
 // node is one running Mohr: every service, wired.
 type node struct {
-	cfg      *Config
-	log      *slog.Logger
-	st       appStore
-	ts       *sqlstore.Store
-	ca       *ca.CA
-	crl      *revocation.CRLPublisher
-	ocsp     *revocation.Responder
-	rev      *revocation.Service
-	tsa      *signing.TSA
+	cfg  *Config
+	log  *slog.Logger
+	st   appStore
+	ts   *sqlstore.Store
+	ca   *ca.CA
+	crl  *revocation.CRLPublisher
+	ocsp *revocation.Responder
+	rev  *revocation.Service
+	tsa  *signing.TSA
+	// tsaCerts are the TSA certificates this node has stamped with, newest last: the default TSA trust list
+	// trusts their keys (a rotation to a new key appends; an old key must stay trusted for old timestamps).
+	tsaCerts []*x509.Certificate
 	verifier *signing.Verifier
 	tokens   *tokens.Service
 	cp       *audit.Checkpointer
@@ -82,6 +86,7 @@ type node struct {
 	id       string   // this process, in leases
 	vs       atomic.Pointer[verifiers]
 	seal     signing.Seal
+	bundle   *offline.Publisher
 	closers  []func() error
 }
 
@@ -180,6 +185,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	if err != nil {
 		return fail(err)
 	}
+	n.tsaCerts = []*x509.Certificate{tsaCert}
 	chain := is.Chain[:len(is.Chain)-1]
 	if n.tsa, err = signing.NewTSA(tsaKey, append([]*x509.Certificate{tsaCert}, chain...), signing.TSAConfig{
 		Policy: append(append([]int{}, hixext.Arc...), 5, 1), Accuracy: time.Second, Now: cfg.clock()}); err != nil {
@@ -202,6 +208,9 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 		return fail(err)
 	}
 	n.verifier = n.vs.Load().v
+	if n.bundle, err = n.trustBundlePublisher(ctx); err != nil {
+		return fail(err)
+	}
 	return n, nil
 }
 
@@ -261,11 +270,12 @@ func (n *node) apiServer() (*api.Server, error) {
 		CAAdmin:       caAdmin{n},
 		Approvals:     approvalStore{n.st},
 		Pages:         pages,
+		Offline:       n.bundle,
 	})
 }
 
 // publicPaths are the routes of the plain-HTTP listener: what relying parties fetch without credentials.
-var publicPaths = []string{"/healthz", "/readyz", "/crl/", "/ocsp", "/tsa", "/ca/", "/verify"}
+var publicPaths = []string{"/healthz", "/readyz", "/crl/", "/ocsp", "/tsa", "/ca/", "/verify", "/trust-bundle"}
 
 func publicOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -14,6 +14,7 @@ import (
 type page struct {
 	items []placedLine
 	rules [][4]float64 // x1 y1 x2 y2, points
+	marks [][4]float64 // filled black rectangles x y w h, points (the QR code's modules)
 }
 
 type placedLine struct {
@@ -30,6 +31,13 @@ func writePDF(ts *typesetter, pg page, title, created string) ([]byte, error) {
 	content.WriteString("0.4 w 0.55 0.55 0.55 RG\n")
 	for _, r := range pg.rules {
 		fmt.Fprintf(&content, "%.2f %.2f m %.2f %.2f l S\n", r[0], r[1], r[2], r[3])
+	}
+	if len(pg.marks) > 0 {
+		content.WriteString("0 g\n")
+		for _, m := range pg.marks {
+			fmt.Fprintf(&content, "%.3f %.3f %.3f %.3f re\n", m[0], m[1], m[2], m[3])
+		}
+		content.WriteString("f\n")
 	}
 	used := map[*pdfFont]map[uint16]bool{}
 	for _, it := range pg.items {

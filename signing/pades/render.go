@@ -86,6 +86,16 @@ func PrescriberFromCertificate(c *x509.Certificate) (Prescriber, error) {
 // line says the signature names the prescriber. When signer is given, the Bundle's Practitioner must carry
 // the certificate's council number and national code (ErrPrescriberMismatch).
 func Render(bundleJSON []byte, signer *x509.Certificate) ([]byte, error) {
+	return RenderQR(bundleJSON, signer, nil)
+}
+
+// ErrNoRoomForQR: the prescription is too long for the offline QR code to fit below it on one page.
+var ErrNoRoomForQR = errors.New("pades: no room for the QR code on the page")
+
+// RenderQR is Render with the offline verification QR code (signing/offline: offline.NewQR(text).Modules,
+// [row][column], true for dark) drawn as vector modules at the bottom left, about 70 mm wide with its quiet
+// zone. A nil qr draws none.
+func RenderQR(bundleJSON []byte, signer *x509.Certificate, qr [][]bool) ([]byte, error) {
 	var b bundle
 	if err := json.Unmarshal(bundleJSON, &b); err != nil {
 		return nil, fmt.Errorf("pades: prescription: %w", err)
@@ -188,6 +198,23 @@ func Render(bundleJSON []byte, signer *x509.Certificate) ([]byte, error) {
 	put("این فایل PDF را در صفحه بررسی نسخه سامانه بارگذاری کنید، یا فرمان mohr verify --roots root.pem rx.pdf را اجرا کنید.", 9, false, 3)
 	putDir("Signed electronically (PAdES). Verify before dispensing: upload this PDF to the HIX verification page or run mohr verify.", 8, false, true, 5)
 
+	if len(qr) > 0 {
+		const size = 200.0 // points (70 mm), quiet zone included
+		mod := size / float64(len(qr)+8)
+		top := y - 8
+		if top-size < 28 {
+			return nil, ErrNoRoomForQR
+		}
+		for r, row := range qr {
+			for c, dark := range row {
+				if dark {
+					pg.marks = append(pg.marks, [4]float64{left + float64(c+4)*mod, top - float64(r+5)*mod, mod, mod})
+				}
+			}
+		}
+		y = top - size
+		putDir("Offline check: mohr qr verify", 7, false, true, 2)
+	}
 	created := time.Now().UTC().Format("20060102150405Z")
 	if terr == nil {
 		created = when.UTC().Format("20060102150405Z")
