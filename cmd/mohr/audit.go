@@ -160,6 +160,19 @@ func newAuditVerifyCmd() *cobra.Command {
 				}
 				out := cmd.OutOrStdout()
 				fmt.Fprintf(out, "audit log intact: %d entries, root %v\n", res.Size, res.Root)
+				if as, ok := st.(appStore); ok {
+					n, bad, err := crossCheckCertificates(cmd.Context(), as)
+					if err != nil {
+						return err
+					}
+					if len(bad) > 0 {
+						for _, m := range bad {
+							fmt.Fprintln(cmd.ErrOrStderr(), m)
+						}
+						return &exitError{code: exitAuditBad, err: fmt.Errorf("the certificate table does NOT match the audit log: %d discrepancies", len(bad))}
+					}
+					fmt.Fprintf(out, "certificate table matches the audit log: %d certificates\n", n)
+				}
 				if res.Checkpoints == 0 {
 					fmt.Fprintln(out, "no signed checkpoints (run `mohr audit checkpoint`)")
 				} else {

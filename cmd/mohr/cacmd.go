@@ -249,6 +249,9 @@ func caInitDev(ctx context.Context, cfg *Config, alg string, force bool) error {
 	if err := auditCAEvent(ctx, cfg, "ca.init", map[string]any{"dev": true, "intermediate": ca.SerialHex(inter.SerialNumber), "root": ca.SerialHex(root.SerialNumber)}); err != nil {
 		return err
 	}
+	if err := ensureAuditKeyAtInit(ctx, cfg); err != nil {
+		return err
+	}
 	fmt.Fprintf(os.Stderr, "created a DEVELOPMENT root and intermediate in %s\n", caDir(cfg))
 	return nil
 }
@@ -270,6 +273,9 @@ func caInitCSR(ctx context.Context, cfg *Config, alg string, name pkix.Name, out
 		return err
 	}
 	if err := rememberKeyURI(cfg, uri); err != nil {
+		return err
+	}
+	if err := ensureAuditKeyAtInit(ctx, cfg); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s: have the national root sign it, then run mohr ca import --cert FILE --root FILE\n", out)
@@ -420,4 +426,18 @@ func loadIssuer(ctx context.Context, cfg *Config) (*ca.Issuer, error) {
 		return nil, fmt.Errorf("the intermediate key does not match %s: %w", cfg.CA.Cert, err)
 	}
 	return &ca.Issuer{Cert: chain[0], Signer: key, Chain: chain}, nil
+}
+
+// ensureAuditKeyAtInit creates the audit checkpoint key (<data-dir>/audit.skey, audit.vkey) at the CA's setup
+// when the configuration names none, so `mohr audit verify` works right after `mohr ca init`, before any
+// `mohr serve`: the key ceremony makes every key the CA needs. A configured key (audit.key) is left to its
+// owner (`mohr audit keygen`, an HSM).
+func ensureAuditKeyAtInit(ctx context.Context, cfg *Config) error {
+	if cfg.Audit.Key != "" {
+		return nil
+	}
+	if _, err := loadAuditIdentity(ctx, cfg); err != nil {
+		return fmt.Errorf("audit key: %w", err)
+	}
+	return nil
 }

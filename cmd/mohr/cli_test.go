@@ -105,7 +105,10 @@ func TestCLIIssueAndRefuse(t *testing.T) {
 	dd := t.TempDir()
 	dir := t.TempDir()
 	mustMohr(t, dd, "ca", "init", "--dev")
-	mustMohr(t, dd, "audit", "keygen")
+	// The audit log verifies right after the CA's setup, before any mohr serve (issue 13 item 7).
+	if out := mustMohr(t, dd, "audit", "verify"); !strings.Contains(out, "audit log intact") {
+		t.Fatalf("audit verify after ca init: %s", out)
+	}
 	chain := mustMohr(t, dd, "ca", "chain")
 	if strings.Count(chain, "BEGIN CERTIFICATE") != 2 {
 		t.Fatalf("ca chain: %q", chain)
@@ -300,7 +303,7 @@ func TestPostgresConfig(t *testing.T) {
 	dd := t.TempDir()
 	os.WriteFile(filepath.Join(dd, "mohr.yaml"), []byte("database:\n  driver: postgres\n  dsn: "+u.String()+"\n"), 0o600)
 	mustMohr(t, dd, "ca", "init", "--dev")
-	mustMohr(t, dd, "audit", "keygen")
+	mustMohr(t, dd, "audit", "verify")
 	mustMohr(t, dd, "cert", "issue", "--profile", "tsa", "--csr", writeCSR(t, t.TempDir(), "tsa", newP256(t)), "--name", "TSA")
 	if out := mustMohr(t, dd, "cert", "list"); !strings.Contains(out, "tsa") {
 		t.Fatalf("list: %s", out)
