@@ -265,9 +265,7 @@ func TestClusterFailures(t *testing.T) {
 		t.Skip("runs a cluster")
 	}
 	testenv.PostgresDSN(t) // the server binaries are there
-	if _, err := exec.LookPath("haproxy"); err != nil {
-		testenv.Missing(t, "haproxy")
-	}
+	testenv.Tool(t, "haproxy")
 	root, _ := filepath.Abs("../..")
 	dir, err := os.MkdirTemp("/tmp", "mohr-failover-")
 	if err != nil {
