@@ -158,7 +158,20 @@ func TestRenewalEndToEnd(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("no renewal within 60 s")
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Connections opened after the renewal carry the new certificate; kept-alive ones finish on the old one.
+	// Wait (bounded) until the facility's requests are answered as the new token.
+	newWant := fmt.Sprintf("cert:%x", next.Leaf().SerialNumber)
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		seen := false
+		for s := range subjects {
+			seen = seen || strings.Contains(s, newWant)
+		}
+		mu.Unlock()
+		if seen {
+			break
+		}
+	}
 	close(stop)
 	wg.Wait()
 
