@@ -192,6 +192,10 @@ func (f fakeTokens) RevokeToken(context.Context, string, string, string) error {
 	return f.r.rec("Tokens.RevokeToken")
 }
 
+func (f fakeTokens) RenewToken(_ context.Context, cur *x509.Certificate, _ []byte) ([]*x509.Certificate, error) {
+	return []*x509.Certificate{cur}, f.r.rec("Tokens.RenewToken")
+}
+
 type fakeRegistry struct{ r *recorder }
 
 func (f fakeRegistry) ImportFacilities(_ context.Context, recs []FacilityRecord, _ string) (ImportResult, error) {
@@ -290,7 +294,7 @@ func fakeServices(r *recorder) (Services, *fakeRevocation, *fakeCAAdmin, *fakeAu
 	aud := &fakeAuditor{r: r}
 	return Services{
 		Certs: fakeCerts{r}, CRL: fakeCRL{r}, OCSP: fakeOCSP{r}, TSA: fakeTSA{r}, Ingestor: fakeIngest{r},
-		Verifier: fakeVerifier{r}, Batch: fakeBatch{r}, Upgrader: fakeUpgrader{r}, Prescriptions: fakePrescriptions{r}, Tokens: fakeTokens{r},
+		Verifier: fakeVerifier{r}, Batch: fakeBatch{r}, Upgrader: fakeUpgrader{r}, Prescriptions: fakePrescriptions{r}, Tokens: fakeTokens{r}, Renewal: fakeTokens{r},
 		Registry: fakeRegistry{r}, Audit: fakeAudit{r}, CAAdmin: adm, Auditor: aud, Revocation: rev,
 		Offline: fakeTrustBundle{r},
 	}, rev, adm, aud

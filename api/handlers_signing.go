@@ -63,10 +63,14 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if !json.Valid(report) {
+	var ind struct {
+		Indication string `json:"indication"`
+	}
+	if json.Unmarshal(report, &ind) != nil {
 		s.fail(w, r, errBadReport)
 		return
 	}
+	s.metrics.verified("api", ind.Indication)
 	writeBytes(w, http.StatusOK, ctJSON, report)
 }
 
@@ -108,6 +112,13 @@ func (s *Server) handleVerifyBatch(w http.ResponseWriter, r *http.Request) {
 		return n, err
 	}), 32*kib)
 	err := s.svc.Batch.VerifyNDJSON(r.Context(), r.Body, fw)
+	if err != nil && !fw.started && errors.Is(err, bufio.ErrTooLong) {
+		// One NDJSON line is longer than the batch verifier reads (a whole signature per line): the request,
+		// not the server, is at fault (RFC 9110 §15.5.14).
+		s.noteError(r, err, "")
+		s.problem(w, probTooLarge, "an NDJSON line is longer than the batch verifier accepts")
+		return
+	}
 	if err != nil && !fw.started {
 		s.fail(w, r, err)
 		return

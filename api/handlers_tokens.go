@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"encoding/pem"
 	"net/http"
 	"time"
 
@@ -115,4 +117,34 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"siamId": siam, "id": tokenID, "status": "revoked"})
+}
+
+func (s *Server) handleRenewal(w http.ResponseWriter, r *http.Request) {
+	id, _ := IdentityFrom(r.Context())
+	if id.Cert == nil {
+		s.fail(w, r, &requestError{probUnauthenticated, "renewal is authenticated by the adapter's current token"})
+		return
+	}
+	body, err := readAll(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if _, err := parseCSR(body); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	chain, err := s.svc.Renewal.RenewToken(r.Context(), id.Cert, body)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var buf bytes.Buffer
+	for _, c := range chain {
+		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	w.Header().Set("Content-Type", ctPEMChain)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf.Bytes())
 }

@@ -35,6 +35,8 @@ const (
 	ctCMS        = "application/cms"
 	ctPKCS7      = "application/pkcs7-mime"
 	ctOCSPReq    = "application/ocsp-request"
+	ctPKCS10     = "application/pkcs10"
+	ctPEMChain   = "application/pem-certificate-chain"
 	ctOCSPResp   = "application/ocsp-response"
 	ctTSQuery    = "application/timestamp-query"
 	ctTSReply    = "application/timestamp-reply"
@@ -158,6 +160,11 @@ var routes = []*route{
 	{method: "POST", pattern: "/v1/enrolment-codes", op: "createEnrolmentCode", summary: "Create a one-time enrolment code for a facility", tag: "tokens",
 		roles: roles(caStaff...), body: jsonBody, reqTypes: []string{ctJSON}, respType: ctJSON, okStatus: 201,
 		needs: func(s *Services) bool { return s.Tokens != nil }, handle: (*Server).handleEnrolmentCode},
+	// Renewal is authenticated by the adapter's current token (mTLS): the new certificate is for the same
+	// facility, and the current token must be active.
+	{method: "POST", pattern: "/v1/renewal", op: "renewToken", summary: "Renew the calling adapter's token from a PKCS#10 request (RFC 5967); answers the new chain (RFC 8555 §9.1)", tag: "tokens",
+		roles: roles(RoleFacility), body: cmsBody, reqTypes: []string{ctPKCS10}, respType: ctPEMChain, okStatus: 200,
+		needs: func(s *Services) bool { return s.Renewal != nil }, handle: (*Server).handleRenewal},
 	{method: "GET", pattern: "/v1/facilities/{siamID}/tokens", op: "listTokens", summary: "A facility's adapter tokens", tag: "tokens",
 		roles: with(roles(caReaders...), RoleFacility, own), ownParam: "siamID", respType: ctJSON, okStatus: 200,
 		needs: func(s *Services) bool { return s.Tokens != nil }, handle: (*Server).handleListTokens},

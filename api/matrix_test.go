@@ -46,7 +46,10 @@ func validCalls(t testing.TB, e *testEnv) map[string]func() call {
 		"releaseCertificate":  plain("POST", "/v1/certificates/1a2b/release"),
 		"createEnrolmentCode": j("POST", "/v1/enrolment-codes", `{"siamId":"SIAM-1001"}`),
 		"listTokens":          plain("GET", "/v1/facilities/"+testSIAM+"/tokens"),
-		"revokeToken":         plain("POST", "/v1/facilities/"+testSIAM+"/tokens/tok1/revoke"),
+		"renewToken": func() call {
+			return call{"POST", "/v1/renewal", ctPKCS10, testCSR(t)}
+		},
+		"revokeToken": plain("POST", "/v1/facilities/"+testSIAM+"/tokens/tok1/revoke"),
 		"importFacilities": j("POST", "/v1/registry/facilities", `{"facilities":[{"siamId":"SIAM-1001","name":"Clinic",`+
 			`"licenceNumber":"L-1","licenceNotAfter":"2027-01-01T00:00:00Z","licenceStatus":"active"}]}`),
 		"importPhysicians": j("POST", "/v1/registry/physicians", `{"physicians":[{"nationalCode":"0499370899",`+

@@ -16,7 +16,10 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	inflight prometheus.Gauge
-	handler  http.Handler
+	// verifications counts validation outcomes by where they were asked for ("api": POST /v1/verify,
+	// "page": the verification page) and ETSI EN 319 102-1 indication.
+	verifications *prometheus.CounterVec
+	handler       http.Handler
 }
 
 func newMetrics() *metrics {
@@ -33,7 +36,10 @@ func newMetrics() *metrics {
 			Name: "mohr_api_requests_in_flight", Help: "HTTP requests being served.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.inflight,
+	m.verifications = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mohr_verifications_total", Help: "Signature validations by source (api, page) and indication.",
+	}, []string{"source", "indication"})
+	m.reg.MustRegister(m.requests, m.duration, m.inflight, m.verifications,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return m
@@ -52,4 +58,14 @@ func (m *metrics) observe(method, route string, status int, d time.Duration) {
 
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	s.metrics.handler.ServeHTTP(w, r)
+}
+
+// verified counts one validation outcome. Unknown indications are counted as "other" (bounded labels).
+func (m *metrics) verified(source, indication string) {
+	switch indication {
+	case "TOTAL_PASSED", "TOTAL_FAILED", "INDETERMINATE":
+	default:
+		indication = "other"
+	}
+	m.verifications.WithLabelValues(source, indication).Inc()
 }

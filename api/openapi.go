@@ -31,6 +31,7 @@ var bodyTypes = map[string][2]any{
 		Tokens []Token `json:"tokens"`
 	}{}},
 	"revokeToken":        {nil, map[string]string{}},
+	"renewToken":         {nil, nil},
 	"importFacilities":   {facilityImport{}, ImportResult{}},
 	"importPhysicians":   {physicianImport{}, ImportResult{}},
 	"facilityStanding":   {nil, Standing{}},

@@ -36,6 +36,7 @@ func (s *Server) mountPages(api http.Handler) {
 			s.noteError(r, err, "")
 			p.Refuse(w, r, http.StatusInternalServerError)
 		}))
+	p.Observe(func(indication string) { s.metrics.verified("page", indication) })
 	pr := chi.NewRouter()
 	pr.Use(s.observe)
 	guarded := s.guardPage(p)

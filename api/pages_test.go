@@ -3,11 +3,14 @@ package api
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/asn1"
 	"mime/multipart"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mohr-hix/mohr/api/web"
+	"github.com/mohr-hix/mohr/internal/testpki"
 	"github.com/mohr-hix/mohr/signing"
 )
 
@@ -15,8 +18,12 @@ func pagesEnv(t *testing.T) *testEnv {
 	t.Helper()
 	return newEnv(t, func(c *Config, s *Services) {
 		c.PageRateLimit = 3
-		roots := x509.NewCertPool()
-		v, err := signing.NewVerifier(signing.VerifierConfig{Roots: roots})
+		p, err := testpki.New(time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := signing.NewVerifier(signing.VerifierConfig{Trust: &signing.TrustPolicy{Anchors: []*x509.Certificate{p.Root},
+			SignerCAs: []*x509.Certificate{p.Intermediate}, PrescriberPolicies: []asn1.ObjectIdentifier{testpki.OIDPhysicianSigningPolicy}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,8 +97,12 @@ func TestPagesLimits(t *testing.T) {
 	if r := e.do(string(RoleInsurer), "POST", "/verify", ct2, big); r.status != 413 || !strings.Contains(string(r.body), "بزرگ‌تر از") {
 		t.Errorf("huge: %d", r.status)
 	}
+	if r := e.do(string(RolePharmacy), "POST", "/v1/verify", ctCMS, []byte{0x30, 0x00}); r.status != 200 {
+		t.Fatalf("verify: %d", r.status)
+	}
 	m := e.do(callerAdmin, "GET", "/metrics", "", nil)
-	if !strings.Contains(string(m.body), `mohr_api_requests_total{code="429",method="POST",route="/verify"}`) {
+	if !strings.Contains(string(m.body), `mohr_api_requests_total{code="429",method="POST",route="/verify"}`) ||
+		!strings.Contains(string(m.body), `mohr_verifications_total{indication="TOTAL_PASSED",source="api"} 1`) {
 		t.Errorf("metrics lack the page's route")
 	}
 }

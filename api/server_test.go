@@ -453,3 +453,14 @@ func TestIngestRejectedKeepsReport(t *testing.T) {
 		t.Fatalf("rejected ingest: %d %s", r.status, r.body)
 	}
 }
+
+// TestBatchLineTooLong: an NDJSON line longer than the batch verifier reads is the client's fault, 413 with a
+// problem document (it was 500).
+func TestBatchLineTooLong(t *testing.T) {
+	e := newEnv(t, nil)
+	in := "{\"cms\":\"" + strings.Repeat("A", 100<<10) + "\"}\n"
+	p := checkProblem(t, e.do(string(RoleInsurer), "POST", "/v1/verify/batch", ctNDJSON, []byte(in)), 413)
+	if p.Status != 413 {
+		t.Fatalf("problem %+v", p)
+	}
+}

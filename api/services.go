@@ -124,6 +124,12 @@ type TokenService interface {
 	RevokeToken(ctx context.Context, siamID, tokenID, actor string) error
 }
 
+// TokenRenewer renews a facility's adapter token: current is the caller's verified client certificate (its
+// current token), csrDER the new request. It returns the new chain, leaf first, up to and including the root.
+type TokenRenewer interface {
+	RenewToken(ctx context.Context, current *x509.Certificate, csrDER []byte) ([]*x509.Certificate, error)
+}
+
 // FacilityRecord is one facility of the national facility registry, as imported.
 type FacilityRecord struct {
 	SIAMID             string    `json:"siamId"`
@@ -229,6 +235,7 @@ type Services struct {
 	// Prescriptions reads stored prescriptions (GET /v1/prescriptions/{id}).
 	Prescriptions PrescriptionReader
 	Tokens        TokenService
+	Renewal       TokenRenewer
 	Registry      RegistryService
 	Audit         AuditService
 	CAAdmin       CAAdmin

@@ -4,7 +4,8 @@
 set -euo pipefail
 
 PKGS=(softhsm2 opensc pcscd libpcsclite-dev pkg-config vsmartcard-vpcd pcsc-tools
-      poppler-utils qpdf libnss3-tools postgresql-15 openssl ca-certificates gcc)
+      poppler-utils qpdf libnss3-tools postgresql-15 openssl ca-certificates gcc
+      chromium fonts-noto-core haproxy curl)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -48,6 +48,7 @@ var (
 type atsHashIndex struct {
 	raw                 []byte // the SEQUENCE TLV, as it goes into the imprint
 	hash                crypto.Hash
+	explicitAlg         bool // hashIndAlgorithm encoded (other implementations may spell out SHA-256)
 	certs, crls, values [][]byte
 }
 
@@ -124,6 +125,7 @@ func parseHashIndex(raw []byte) (*atsHashIndex, error) {
 		var alg, oid cryptobyte.String
 		seq.ReadASN1(&alg, cbasn1.SEQUENCE)
 		alg.ReadASN1(&oid, cbasn1.OBJECT_IDENTIFIER)
+		idx.explicitAlg = true
 		if idx.hash = hashFromDER(oid); idx.hash == 0 {
 			return nil, errors.New("ats-hash-index-v3: hash algorithm not allowed")
 		}

@@ -224,6 +224,7 @@ func TestArchiveRenewalOverYears(t *testing.T) {
 	f := newFixture(t)
 	der := f.toBLT(t, f.toBT(t, f.signBB(t, f.doc, f.physician)), f.doc)
 	v := f.verifier(t, func(c *VerifierConfig) { c.Revocation = nil })
+	tsas := v.Trust().TSAs
 	const window = 60 * 24 * time.Hour
 	start := f.pki.Clock.Now()
 	tsaUntil := f.tsaLeaf.Cert.NotAfter
@@ -241,6 +242,8 @@ func TestArchiveRenewalOverYears(t *testing.T) {
 				t.Fatal(err)
 			}
 			f.tsaLeaf, tsaUntil = leaf, leaf.Cert.NotAfter
+			tsas = append(tsas, TrustedTSA{Cert: leaf.Cert}) // the rotated TSA joins the trust list
+			v = f.verifier(t, func(c *VerifierConfig) { c.Revocation = nil; c.Trust.TSAs = tsas })
 		}
 		due, st, err := RenewalDue(der, now, window)
 		if err != nil {

@@ -49,8 +49,17 @@ func buildCorpus(tb testing.TB, n, physicians int) *corpus {
 		ocsps[i] = r
 	}
 	c := &corpus{f: f, now: f.pki.Clock.Now().Add(time.Minute)}
+	tsaResp, err := f.pki.OCSP(f.tsaLeaf.Cert) // the TSA's status and the intermediate's (root CRL): B-LT carries the whole chain's
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rootCRL, err := f.pki.RootCRL()
+	if err != nil {
+		tb.Fatal(err)
+	}
 	for i, bt := range bts {
-		blt, err := AddValidationData(bt, ValidationData{OCSPs: [][]byte{ocsps[i%physicians]}, Certs: [][]byte{f.pki.Responder.Cert.Raw, f.tsaLeaf.Cert.Raw}})
+		blt, err := AddValidationData(bt, ValidationData{OCSPs: [][]byte{ocsps[i%physicians], tsaResp}, CRLs: [][]byte{rootCRL},
+			Certs: [][]byte{f.pki.Responder.Cert.Raw, f.tsaLeaf.Cert.Raw}})
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -103,8 +103,16 @@ func (a *rawAttr) parse(s *cryptobyte.String) bool {
 	return true
 }
 
+// maxParsed bounds every list the parser reads (attributes, certificates, CRLs, SignerInfos): a verifier's
+// policy limits are lower, and the bound keeps a 1 MiB document of tiny elements from costing more than a few
+// microseconds before it is refused.
+const maxParsed = 64
+
 func parseAttrs(set cryptobyte.String, dst []rawAttr) ([]rawAttr, bool) {
-	for !set.Empty() {
+	for n := 0; !set.Empty(); n++ {
+		if n == maxParsed {
+			return nil, false
+		}
 		var a rawAttr
 		if !a.parse(&set) {
 			return nil, false
@@ -246,6 +254,9 @@ func parseSignedData(der []byte, sd *signedData) error {
 		body.ReadASN1(&set, tagImplicit0)
 		for !set.Empty() {
 			var c cryptobyte.String
+			if len(sd.certs) == maxParsed {
+				return formatErr("too many certificates")
+			}
 			if !set.ReadASN1Element(&c, cbasn1.SEQUENCE) {
 				return formatErr("certificates (only X.509 certificates are accepted)")
 			}
@@ -257,6 +268,9 @@ func parseSignedData(der []byte, sd *signedData) error {
 		body.ReadASN1(&set, tagImplicit1)
 		for !set.Empty() {
 			var c cryptobyte.String
+			if len(sd.crls) == maxParsed {
+				return formatErr("too many CRLs")
+			}
 			if !set.ReadAnyASN1Element(&c, nil) {
 				return formatErr("crls")
 			}
@@ -268,6 +282,9 @@ func parseSignedData(der []byte, sd *signedData) error {
 		return formatErr("signerInfos")
 	}
 	for !sis.Empty() {
+		if len(sd.signers) == 8 {
+			return formatErr("too many SignerInfos")
+		}
 		var si signerInfo
 		buf, ubuf := sd.signedAttrsBuf[:0], sd.unsignedBuf[:0]
 		if len(sd.signers) > 0 {

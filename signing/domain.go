@@ -9,6 +9,43 @@ import (
 	"github.com/mohr-hix/mohr/signing/internal/rx"
 )
 
+// Registration is a physician's standing in the medical council's registry.
+type Registration struct {
+	CouncilNumber string
+	NationalCode  string
+	Name          string
+	Specialty     string
+	// Status is "active", "suspended" or "expired" as of now; ValidFrom/ValidUntil bound the registration.
+	Status     string
+	ValidFrom  time.Time
+	ValidUntil time.Time
+	// SuspendedFrom, if set, is when a suspension began (a registration suspended after the signing time was
+	// valid at signing time).
+	SuspendedFrom time.Time
+}
+
+// ActiveAt reports whether the registration was valid at t.
+func (r Registration) ActiveAt(t time.Time) bool {
+	if t.Before(r.ValidFrom) || (!r.ValidUntil.IsZero() && !t.Before(r.ValidUntil)) {
+		return false
+	}
+	switch r.Status {
+	case "active", "expired":
+		return true
+	case "suspended":
+		return !r.SuspendedFrom.IsZero() && t.Before(r.SuspendedFrom)
+	}
+	return false
+}
+
+// ErrUnknownPhysician is returned by a PhysicianRegistry for a council number it does not know.
+var ErrUnknownPhysician = errors.New("signing: unknown medical-council number")
+
+// PhysicianRegistry looks a prescriber up in the medical council's registry.
+type PhysicianRegistry interface {
+	Registration(ctx context.Context, councilNumber string) (Registration, error)
+}
+
 // checkDomain applies the health-domain checks of HIX-Rx-CAdES (docs/signature-policy.md §5): the content is a
 // FHIR R4 Bundle with a Patient and a Practitioner whose national codes are well formed; the Practitioner's
 // national code and council number are the signing certificate's; and, when a registry is configured, the
@@ -53,6 +90,13 @@ func (v *Verifier) checkDomain(ctx context.Context, content []byte, signer *cert
 	if cn, err := ids.CouncilNumber(practitioner.Find(rx.SystemCouncilNumber)); err != nil || cn != signer.council {
 		return SigConstraintsFailure, "practitioner's council number is not the signer's"
 	}
+	return v.checkRegistration(ctx, signer, best, r)
+}
+
+// checkRegistration asks the registry, when one is configured, whether the prescriber's council registration
+// was valid at best (docs/signature-policy.md §5.9); PDF printouts get the same check as prescriptions.
+func (v *Verifier) checkRegistration(ctx context.Context, signer *certEntry, best time.Time, r *Report) (SubIndication, string) {
+	p := r.Prescriber
 	if v.cfg.Registry == nil {
 		return "", ""
 	}

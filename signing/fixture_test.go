@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/asn1"
+	"errors"
 	"github.com/mohr-hix/mohr/internal/testenv"
 	"io"
 	"net/http"
@@ -76,9 +77,26 @@ func (f *fixture) issuePhysician(t testing.TB, ph rxgen.Physician, o testpki.Lea
 	return l
 }
 
+// trust is the fixture's trust policy: its root, its intermediate as the signer CA, testpki's physician
+// policy and its TSA.
+func (f *fixture) trust() *TrustPolicy {
+	return &TrustPolicy{Anchors: []*x509.Certificate{f.pki.Root}, SignerCAs: []*x509.Certificate{f.pki.Intermediate},
+		PrescriberPolicies: []asn1.ObjectIdentifier{testpki.OIDPhysicianSigningPolicy}, TSAs: []TrustedTSA{{Cert: f.tsaLeaf.Cert}}}
+}
+
+// crls serves the test PKI's CRLs by distribution point.
+func (f *fixture) crls() CRLSource {
+	return CRLFunc(func(_ context.Context, url string) ([]byte, error) {
+		if url == testpki.RootCRLURL {
+			return f.pki.RootCRL()
+		}
+		return nil, errors.New("no CRL at " + url)
+	})
+}
+
 func (f *fixture) verifier(t testing.TB, mod func(*VerifierConfig)) *Verifier {
 	t.Helper()
-	cfg := VerifierConfig{Roots: f.roots, Registry: f.registry, Now: f.pki.Clock.Now,
+	cfg := VerifierConfig{Trust: f.trust(), Registry: f.registry, Now: f.pki.Clock.Now, CRLs: f.crls(),
 		Revocation: RevocationFunc(func(_ context.Context, c, _ *x509.Certificate) ([]byte, error) { return f.pki.OCSP(c) })}
 	if mod != nil {
 		mod(&cfg)
@@ -119,7 +137,15 @@ func (f *fixture) toBLT(t testing.TB, der []byte, leaf *testpki.Leaf) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := AddValidationData(der, ValidationData{OCSPs: [][]byte{resp}, Certs: [][]byte{f.pki.Responder.Cert.Raw, f.tsaLeaf.Cert.Raw}})
+	tsaResp, err := f.pki.OCSP(f.tsaLeaf.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl, err := f.pki.RootCRL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := AddValidationData(der, ValidationData{OCSPs: [][]byte{resp, tsaResp}, CRLs: [][]byte{crl}, Certs: [][]byte{f.pki.Responder.Cert.Raw, f.tsaLeaf.Cert.Raw}})
 	if err != nil {
 		t.Fatal(err)
 	}

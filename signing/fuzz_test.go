@@ -77,7 +77,15 @@ func FuzzVerify(f *testing.F) {
 	bb := fx.signBB(f, fx.doc, fx.physician)
 	add(bb)
 	add(fx.toBLT(f, fx.toBT(f, bb), fx.doc))
-	v, err := NewVerifier(VerifierConfig{Roots: roots, Now: func() time.Time { return seedTime.Add(10 * time.Minute) },
+	trust := fx.trust()
+	if b, err := os.ReadFile(filepath.Join(seedDir, "root.pem")); err == nil {
+		if blk, _ := pem.Decode(b); blk != nil {
+			if c, err := x509.ParseCertificate(blk.Bytes); err == nil {
+				trust.Anchors = append(trust.Anchors, c)
+			}
+		}
+	}
+	v, err := NewVerifier(VerifierConfig{Trust: trust, CRLs: fx.crls(), Now: func() time.Time { return seedTime.Add(10 * time.Minute) },
 		Revocation: RevocationFunc(func(_ context.Context, c, _ *x509.Certificate) ([]byte, error) { return fx.pki.OCSP(c) })})
 	if err != nil {
 		f.Fatal(err)

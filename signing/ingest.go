@@ -172,6 +172,17 @@ func (in *Ingestor) addRevocation(ctx context.Context, bt []byte) ([]byte, error
 		return nil, err
 	}
 	vd := ValidationData{OCSPs: [][]byte{resp}}
+	// The status of the rest of the chain and of the TSA, as the verifier established it for the B-T
+	// signature (Report.Used), goes in too, so the B-LT verifies later without asking anyone.
+	if rbt := in.Verifier.Verify(ctx, bt); rbt.Used != nil {
+		for _, o := range rbt.Used.OCSPs {
+			// The signer's own status is the fresh response above, never one produced before the timestamp.
+			if r, err := ocsp.ParseResponse(o, nil); err == nil && r.SerialNumber.Cmp(signer.SerialNumber) != 0 {
+				vd.OCSPs = append(vd.OCSPs, o)
+			}
+		}
+		vd.CRLs = append(vd.CRLs, rbt.Used.CRLs...)
+	}
 	if tsaCerts, err := timestampCerts(bt); err == nil {
 		for _, c := range tsaCerts {
 			vd.Certs = append(vd.Certs, c.Raw)

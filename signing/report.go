@@ -42,6 +42,9 @@ const (
 	NoPOE                          SubIndication = "NO_POE"
 	TryLater                       SubIndication = "TRY_LATER"
 	SignedDataNotFound             SubIndication = "SIGNED_DATA_NOT_FOUND"
+	RevokedCANoPOE                 SubIndication = "REVOKED_CA_NO_POE"
+	CryptoConstraintsFailureNoPOE  SubIndication = "CRYPTO_CONSTRAINTS_FAILURE_NO_POE"
+	SignaturePolicyNotAvailable    SubIndication = "SIGNATURE_POLICY_NOT_AVAILABLE"
 )
 
 // Indication returns the indication a sub-indication belongs to (EN 319 102-1 Table 5): FORMAT_FAILURE,
@@ -69,8 +72,10 @@ type CertInfo struct {
 // RevocationInfo is the revocation evidence used for one certificate (RFC 6960).
 type RevocationInfo struct {
 	Serial         string     `json:"serial"`
-	Source         string     `json:"source"` // "embedded" or "fetched"
-	Status         string     `json:"status"` // "good", "revoked", "unknown"
+	Subject        string     `json:"subject,omitempty"`
+	Type           string     `json:"type,omitempty"` // "ocsp" or "crl"
+	Source         string     `json:"source"`         // "embedded" or "fetched"
+	Status         string     `json:"status"`         // "good", "revoked", "on hold"
 	ProducedAt     time.Time  `json:"producedAt"`
 	ThisUpdate     time.Time  `json:"thisUpdate"`
 	RevokedAt      *time.Time `json:"revokedAt,omitempty"`
@@ -116,6 +121,18 @@ type Report struct {
 	Revocation         []RevocationInfo `json:"revocation,omitempty"`
 	Timestamps         []TimestampInfo  `json:"timestamps,omitempty"`
 	Prescriber         *Prescriber      `json:"prescriber,omitempty"`
+	// Used is the validation data the validation fetched and relied on (OCSP responses, CRLs; what was
+	// embedded is in the signature already), so that an upgrade to B-LT embeds exactly that (EN 319 122-1
+	// §5.5.1). Not part of the JSON report.
+	Used *ValidationData `json:"-"`
+}
+
+// used returns r.Used, allocating it on first use.
+func (r *Report) used() *ValidationData {
+	if r.Used == nil {
+		r.Used = &ValidationData{}
+	}
+	return r.Used
 }
 
 // Passed reports whether the indication is TOTAL_PASSED.

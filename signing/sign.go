@@ -25,7 +25,7 @@ const MIMEFHIRJSON = "application/fhir+json"
 // RxPolicyHashHex is the SHA-256 of docs/signature-policy.md as Mohr publishes it; the
 // signature-policy-identifier attribute (ETSI EN 319 122-1 §5.2.9) carries it. A test keeps the two in step:
 // changing the policy document means a new hash, which old signatures keep referring to.
-const RxPolicyHashHex = "4112f4d07b7b528c1c95309121227bf7da79bd140a21fc37162423938a3b0e3a"
+const RxPolicyHashHex = "73ba909fbb0353cf0442bfcbd1a1139389d792e590b26bf7f51b45ee011264eb"
 
 // RxPolicyURI is where the policy document is published (a signature-policy qualifier, EN 319 122-1 §5.2.9.1).
 const RxPolicyURI = "urn:oid:2.999.1742.3.1"

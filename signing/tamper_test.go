@@ -80,8 +80,6 @@ func TestTampering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	foreignRoots := x509.NewCertPool()
-	foreignRoots.AddCert(foreign.Root)
 
 	// An organisation seal is not a physician-signing certificate.
 	seal, _ := f.pki.Issue(testpki.OrganisationSeal, testpki.LeafOptions{CommonName: "Some Pharmacy"})
@@ -119,7 +117,7 @@ func TestTampering(t *testing.T) {
 		{"signature byte changed", flip(t, bb, sig, len(sig)-3), now, nil, SigCryptoFailure},
 		{"truncated", bb[:len(bb)-1], now, nil, FormatFailure},
 		{"certificate swapped", swap(t, bb, f.doc.Cert.Raw, other.Cert.Raw), now, nil, NoSigningCertificateFound},
-		{"untrusted root", bb, now, func(c *VerifierConfig) { c.Roots = foreignRoots }, NoCertificateChainFound},
+		{"untrusted root", bb, now, func(c *VerifierConfig) { c.Trust.Anchors = []*x509.Certificate{foreign.Root} }, NoCertificateChainFound},
 		{"revoked signer, no POE", revokedBB, now, nil, RevokedNoPOE},
 		{"revoked before timestamp", revokedBT, now, nil, Revoked},
 		{"revoked after timestamp stands", laterBLT, now.Add(2 * time.Hour), func(c *VerifierConfig) { c.Revocation = nil }, ""},

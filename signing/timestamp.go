@@ -2,6 +2,7 @@ package signing
 
 import (
 	"bytes"
+	"context"
 	"encoding/asn1"
 	"encoding/hex"
 	"errors"
@@ -147,33 +148,44 @@ func pow10(e int) int {
 
 var errTimestampImprint = errors.New("message imprint does not match the signature")
 
-// checkTimestamp validates an RFC 3161 TimeStampToken over data (for a signature timestamp, the SignerInfo
-// signature value: RFC 3161 Appendix A, EN 319 122-1 §5.3): the token's CMS signature and ESS signing
-// certificate, the TSA certificate's chain to the TSA trust anchors with a critical timeStamping EKU
-// (RFC 3161 §2.3), the message imprint, and the TSA certificate's validity at genTime. It returns genTime.
+// checkTimestamp validates an RFC 3161 TimeStampToken over data (see checkTimestampChain) and returns genTime.
 func (v *Verifier) checkTimestamp(tok []byte, outerCerts [][]byte, data []byte, ti *TimestampInfo) (time.Time, error) {
+	gen, _, err := v.checkTimestampChain(tok, outerCerts, data, ti)
+	return gen, err
+}
+
+// checkTimestampChain validates an RFC 3161 TimeStampToken over data (for a signature timestamp, the SignerInfo
+// signature value: RFC 3161 Appendix A, EN 319 122-1 §5.3): the token's CMS signature and ESS signing
+// certificate, the TSA certificate's chain to the trust anchors with a critical timeStamping EKU (RFC 3161
+// §2.3), the TSA trust list of the policy at genTime, acceptable algorithms at genTime, the message imprint,
+// and the TSA certificate's validity at genTime. It returns genTime and the TSA's chain (for revocation
+// checking by the caller).
+func (v *Verifier) checkTimestampChain(tok []byte, outerCerts [][]byte, data []byte, ti *TimestampInfo) (time.Time, []*certEntry, error) {
 	sd := v.sds.Get().(*signedData)
 	defer v.sds.Put(sd)
 	if err := parseSignedData(tok, sd); err != nil {
-		return time.Time{}, err
+		return time.Time{}, nil, err
 	}
 	if len(sd.signers) != 1 || !sd.hasContent || !bytes.Equal(sd.eContentType, dTSTInfo) {
-		return time.Time{}, formatErr("not a TimeStampToken")
+		return time.Time{}, nil, formatErr("not a TimeStampToken")
+	}
+	if len(sd.certs)+len(outerCerts) > v.limits.Certs || len(sd.signers[0].signedAttrs) > v.limits.SignedAttrs {
+		return time.Time{}, nil, formatErr("timestamp token over the policy's limits")
 	}
 	info, err := parseTSTInfo(sd.content)
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, nil, err
 	}
 	ti.GenTime = info.genTime
 	ti.Serial = hex.EncodeToString(bytes.TrimLeft(info.serial, "\x00"))
 	ti.Policy = v.oidString(info.policy)
-	var certBuf [6]*certEntry
+	var certBuf [8]*certEntry
 	certs := certBuf[:0]
 	for _, set := range [][][]byte{sd.certs, outerCerts} {
 		for _, c := range set {
 			e, err := v.cert(c)
 			if err != nil {
-				return time.Time{}, fmt.Errorf("timestamp certificate: %w", err)
+				return time.Time{}, nil, fmt.Errorf("timestamp certificate: %w", err)
 			}
 			certs = append(certs, e)
 		}
@@ -181,27 +193,94 @@ func (v *Verifier) checkTimestamp(tok []byte, outerCerts [][]byte, data []byte, 
 	si := &sd.signers[0]
 	tsaCert := findSigner(si, certs)
 	if tsaCert == nil {
-		return time.Time{}, errors.New("TSA certificate not found")
+		return time.Time{}, nil, errors.New("TSA certificate not found")
 	}
 	ti.TSA = tsaCert.info.Subject
-	if sub, why := checkSignerInfo(si, dTSTInfo, sd.content, tsaCert, needESS); sub != "" {
-		return time.Time{}, fmt.Errorf("%s: %s", sub, why)
+	if sub, why := checkSignerInfo(si, dTSTInfo, sd.content, tsaCert, needESS, v.trust, info.genTime); sub != "" {
+		return time.Time{}, nil, fmt.Errorf("%s: %s", sub, why)
 	}
 	h := hashFromDER(info.hashOID)
-	if h == 0 {
-		return time.Time{}, errors.New("timestamp hash algorithm not allowed")
+	if h == 0 || v.trust.algorithm(hashName(h), 0, info.genTime) != algOK {
+		return time.Time{}, nil, errors.New("timestamp hash algorithm not allowed")
 	}
 	sum, n := digestOf(h, data)
 	got := sum[:n]
 	if !bytes.Equal(got, info.imprint) {
-		return time.Time{}, errTimestampImprint
+		return time.Time{}, nil, errTimestampImprint
 	}
-	ch := v.chain(tsaCert, certs, true)
+	ch := v.chain(tsaCert, certs, chainTSA)
 	if ch.sub != "" {
-		return time.Time{}, fmt.Errorf("TSA %s: %s", ch.sub, ch.reason)
+		return time.Time{}, nil, fmt.Errorf("TSA %s: %s", ch.sub, ch.reason)
+	}
+	if err := v.trust.trustedTSA(tsaCert.cert, info.genTime); err != nil {
+		return time.Time{}, nil, err
+	}
+	if sub, why := v.trust.chainAlgorithms(ch.chain, info.genTime); sub != "" {
+		return time.Time{}, nil, fmt.Errorf("TSA %s: %s", sub, why)
 	}
 	if c := outOfBounds(ch.chain, info.genTime); c != nil {
-		return time.Time{}, fmt.Errorf("TSA certificate %q not valid at genTime", c.info.Subject)
+		return time.Time{}, nil, fmt.Errorf("TSA certificate %q not valid at genTime", c.info.Subject)
 	}
-	return info.genTime, nil
+	return info.genTime, ch.chain, nil
+}
+
+// signatureTimestamps checks every signature timestamp of si (EN 319 102-1 §5.4), including the revocation
+// status of each TSA's chain at its genTime, records them in r, sets r.Level and r.BestSignatureTime (the
+// earliest accepted one), and reports whether there is a proof of existence. A non-nil report is the failure
+// to return: a malformed attribute is FORMAT_FAILURE, a timestamp that is not accepted NO_POE, a TSA whose
+// status cannot be established TRY_LATER.
+func (v *Verifier) signatureTimestamps(ctx context.Context, si *signerInfo, certs [][]byte, in *revInput, r *Report) (poe bool, failed *Report) {
+	r.Level = "B-B"
+	if _, n := findAttr(si.unsignedAttrs, dSigTimeStamp); n > v.limits.Timestamps {
+		return false, r.fail(FormatFailure, "%d signature timestamps; the policy allows %d", n, v.limits.Timestamps)
+	}
+	for i := range si.unsignedAttrs {
+		a := &si.unsignedAttrs[i]
+		if !bytes.Equal(a.oid, dSigTimeStamp) {
+			continue
+		}
+		tok, ok := a.single()
+		if !ok { // EN 319 122-1 §5.3: the attribute has exactly one value (a TimeStampToken)
+			return false, r.fail(FormatFailure, "signature-time-stamp attribute must have one value")
+		}
+		ti := TimestampInfo{Type: "signature"}
+		gen, tsaChain, err := v.checkTimestampChain(tok, certs, si.signature, &ti)
+		if err != nil {
+			ti.Detail = err.Error()
+			r.Timestamps = append(r.Timestamps, ti)
+			if errors.Is(err, errFormat) {
+				return false, r.fail(FormatFailure, "signature timestamp: %v", err)
+			}
+			return false, r.fail(NoPOE, "signature timestamp not accepted: %v", err)
+		}
+		for k := 0; k+1 < len(tsaChain); k++ {
+			st := v.certStatus(ctx, in, tsaChain[k], tsaChain[k+1], gen, r)
+			if st == nil {
+				ti.Detail = "revocation status of the TSA unavailable"
+				r.Timestamps = append(r.Timestamps, ti)
+				return false, r.fail(TryLater, "no revocation information for TSA certificate %q at the timestamp's time", tsaChain[k].info.Subject)
+			}
+			r.Revocation = append(r.Revocation, st.info)
+			if st.revoked && !st.at.After(gen) {
+				ti.Detail = "TSA certificate revoked"
+				r.Timestamps = append(r.Timestamps, ti)
+				if k > 0 { // a CA of the TSA's chain: EN 319 102-1 §5.2.6 reports it as such
+					return false, r.fail(RevokedCANoPOE, "CA certificate %q was revoked at %s, before the timestamp", tsaChain[k].info.Subject, st.at.Format(time.RFC3339))
+				}
+				return false, r.fail(NoPOE, "TSA certificate %q was revoked at %s, before the timestamp", tsaChain[k].info.Subject, st.at.Format(time.RFC3339))
+			}
+		}
+		ti.Valid = true
+		r.Timestamps = append(r.Timestamps, ti)
+		if !poe || gen.Before(r.BestSignatureTime) {
+			r.BestSignatureTime = gen
+		}
+		poe = true
+		r.Level = "B-T"
+	}
+	if poe && r.ClaimedSigningTime != nil && r.ClaimedSigningTime.After(r.BestSignatureTime.Add(v.cfg.ClockSkew)) {
+		return poe, r.fail(TimestampOrderFailure, "signing-time %s is after the signature timestamp %s",
+			r.ClaimedSigningTime.Format(time.RFC3339), r.BestSignatureTime.Format(time.RFC3339))
+	}
+	return poe, nil
 }

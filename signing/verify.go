@@ -1,120 +1,33 @@
 package signing
 
+// The validation pipeline (ETSI EN 319 102-1 §5): one for CAdES prescriptions and for PAdES signatures, which
+// differ only in where the signed bytes are (enveloped, or the PDF's /ByteRange) and in the prescription's
+// policy attributes and health-domain checks. The rules live in their own files: attributes.go (signed
+// attributes and cryptography), chain.go (X.509 paths), timestamp.go (signature timestamps, POE),
+// revocation.go (OCSP and CRL), constraints.go (the trust policy) and domain.go (health-domain checks).
+
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"math/big"
 	"sync"
 	"time"
-
-	"golang.org/x/crypto/cryptobyte"
-	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
-	"golang.org/x/crypto/ocsp"
-
-	"github.com/mohr-hix/mohr/internal/hixext"
-	"github.com/mohr-hix/mohr/internal/ids"
 )
 
-var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-// digestOf hashes the concatenation of parts with h. For SHA-256 (the policy's hash) it returns the digest by
-// value through sha256.Sum256 and a pooled scratch buffer, so the hot path allocates nothing here.
-func digestOf(h crypto.Hash, parts ...[]byte) (out [64]byte, n int) {
-	if h == crypto.SHA256 {
-		var s [32]byte
-		if len(parts) == 1 {
-			s = sha256.Sum256(parts[0])
-		} else {
-			bp := scratchPool.Get().(*[]byte)
-			b := (*bp)[:0]
-			for _, p := range parts {
-				b = append(b, p...)
-			}
-			s = sha256.Sum256(b)
-			*bp = b[:0]
-			scratchPool.Put(bp)
-		}
-		copy(out[:], s[:])
-		return out, 32
-	}
-	d := h.New()
-	for _, p := range parts {
-		d.Write(p)
-	}
-	return out, copy(out[:], d.Sum(nil))
-}
-
-var setTag = []byte{0x31}
-
-// RevocationSource fetches a DER OCSPResponse (RFC 6960 §4.2.1) for cert, issued by issuer. The verifier calls
-// it when a signature embeds no usable revocation data; the Ingestor calls it to build B-LT.
-type RevocationSource interface {
-	OCSP(ctx context.Context, cert, issuer *x509.Certificate) ([]byte, error)
-}
-
-// RevocationFunc adapts a function to RevocationSource.
-type RevocationFunc func(ctx context.Context, cert, issuer *x509.Certificate) ([]byte, error)
-
-// OCSP calls f.
-func (f RevocationFunc) OCSP(ctx context.Context, cert, issuer *x509.Certificate) ([]byte, error) {
-	return f(ctx, cert, issuer)
-}
-
-// Registration is a physician's standing in the medical council's registry.
-type Registration struct {
-	CouncilNumber string
-	NationalCode  string
-	Name          string
-	Specialty     string
-	// Status is "active", "suspended" or "expired" as of now; ValidFrom/ValidUntil bound the registration.
-	Status     string
-	ValidFrom  time.Time
-	ValidUntil time.Time
-	// SuspendedFrom, if set, is when a suspension began (a registration suspended after the signing time was
-	// valid at signing time).
-	SuspendedFrom time.Time
-}
-
-// ActiveAt reports whether the registration was valid at t.
-func (r Registration) ActiveAt(t time.Time) bool {
-	if t.Before(r.ValidFrom) || (!r.ValidUntil.IsZero() && !t.Before(r.ValidUntil)) {
-		return false
-	}
-	switch r.Status {
-	case "active", "expired":
-		return true
-	case "suspended":
-		return !r.SuspendedFrom.IsZero() && t.Before(r.SuspendedFrom)
-	}
-	return false
-}
-
-// ErrUnknownPhysician is returned by a PhysicianRegistry for a council number it does not know.
-var ErrUnknownPhysician = errors.New("signing: unknown medical-council number")
-
-// PhysicianRegistry looks a prescriber up in the medical council's registry.
-type PhysicianRegistry interface {
-	Registration(ctx context.Context, councilNumber string) (Registration, error)
-}
-
-// VerifierConfig configures a Verifier. Roots is required.
+// VerifierConfig configures a Verifier. Trust is required.
 type VerifierConfig struct {
-	// Roots are the trust anchors for signing certificates (the national root).
-	Roots *x509.CertPool
-	// TSARoots are the trust anchors for time-stamping authorities; Roots when nil.
-	TSARoots *x509.CertPool
-	// Revocation is asked when no usable revocation data is embedded; without it such signatures are
-	// INDETERMINATE/TRY_LATER.
+	// Trust is the trust policy: anchors, signer CAs, prescriber policy, TSA trust list, algorithms, limits.
+	Trust *TrustPolicy
+	// Roots and TSARoots are no longer used: trust comes from Trust only. They are kept so that old callers
+	// compile, and NewVerifier refuses a configuration that sets them without Trust.
+	Roots, TSARoots *x509.CertPool
+	// Revocation is asked for OCSP when no usable revocation data is embedded; CRLs fetches CRLs from the
+	// distribution points when OCSP gave nothing. Without both, such signatures are INDETERMINATE/TRY_LATER.
 	Revocation RevocationSource
+	CRLs       CRLSource
 	// Registry checks the prescriber's council registration; when nil the check is reported "not checked".
 	Registry PhysicianRegistry
 	// Now is the validation clock; time.Now when nil.
@@ -127,55 +40,29 @@ type VerifierConfig struct {
 	MaxCache int
 }
 
-// Verifier validates HIX-Rx-CAdES signatures after ETSI EN 319 102-1 §5 (basic validation, validation with
-// time and long-term validation with the POE a timestamp gives). It caches certificate parsing, chain
-// validation and OCSP-response checks by fingerprint, so a batch signed by few physicians costs little more than
-// the signature verifications themselves. It is safe for concurrent use.
+// Verifier validates HIX-Rx-CAdES signatures and PAdES signatures after ETSI EN 319 102-1 §5 (basic validation,
+// validation with time and long-term validation with the POE a timestamp gives), under a TrustPolicy. It caches
+// certificate parsing, chain validation, OCSP-response and CRL checks by fingerprint, so a batch signed by few
+// physicians costs little more than the signature verifications themselves. It is safe for concurrent use.
 type Verifier struct {
-	cfg    VerifierConfig
-	policy SignaturePolicy
-	certs  certCache
-	chains *boundedCache[chainKey, *chainResult]
-	oids   *boundedCache[string, string]
-	ocsps  *boundedCache[ocspKey, *ocspResult]
-	sds    sync.Pool
+	cfg         VerifierConfig
+	trust       *TrustPolicy
+	limits      Limits
+	anchors     *x509.CertPool
+	policy      SignaturePolicy
+	certs       certCache
+	chains      *boundedCache[chainKey, *chainResult]
+	oids        *boundedCache[string, string]
+	ocsps       *boundedCache[ocspKey, *ocspResult]
+	crlChecks   *boundedCache[crlKey, *crlResult]
+	fetchedCRLs crlCache
+	sds         sync.Pool
 }
 
-type certEntry struct {
-	cert *x509.Certificate
-	fp   [32]byte
-	info CertInfo
-	// The physician-signing profile, read once.
-	nationalCode, council, profession string
-	profileErr                        string
-}
-
-type chainKey struct {
-	leaf, rest [32]byte
-	tsa        bool
-}
-
-type chainResult struct {
-	chain  []*certEntry // leaf first, root last
-	sub    SubIndication
-	reason string
-}
-
-type ocspKey struct{ resp, issuer [32]byte }
-
-type ocspResult struct {
-	resp *ocsp.Response
-	err  error
-	fp   string
-}
-
-// NewVerifier returns a Verifier.
+// NewVerifier returns a Verifier, or an error wrapping ErrTrustPolicy when cfg.Trust is missing or incomplete.
 func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
-	if cfg.Roots == nil {
-		return nil, errors.New("signing: verifier needs trust anchors")
-	}
-	if cfg.TSARoots == nil {
-		cfg.TSARoots = cfg.Roots
+	if err := cfg.Trust.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -186,8 +73,13 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.MaxCache == 0 {
 		cfg.MaxCache = 100000
 	}
-	v := &Verifier{cfg: cfg, policy: RxPolicy(),
-		chains: newCache[chainKey, *chainResult](cfg.MaxCache), oids: newCache[string, string](1000), ocsps: newCache[ocspKey, *ocspResult](cfg.MaxCache)}
+	tp := *cfg.Trust
+	v := &Verifier{cfg: cfg, trust: &tp, limits: tp.Limits.withDefaults(), policy: RxPolicy(), anchors: x509.NewCertPool(),
+		chains: newCache[chainKey, *chainResult](cfg.MaxCache), oids: newCache[string, string](1000),
+		ocsps: newCache[ocspKey, *ocspResult](cfg.MaxCache), crlChecks: newCache[crlKey, *crlResult](cfg.MaxCache)}
+	for _, a := range tp.Anchors {
+		v.anchors.AddCert(a)
+	}
 	v.certs.max = cfg.MaxCache
 	if cfg.Policy != nil {
 		v.policy = *cfg.Policy
@@ -196,387 +88,60 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	return v, nil
 }
 
-// cert returns the cached entry for der, parsing it the first time.
-func (v *Verifier) cert(der []byte) (*certEntry, error) {
-	if e, ok := v.certs.get(der); ok {
-		if e.cert == nil {
-			return nil, errors.New(e.profileErr)
-		}
-		return e, nil
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		v.certs.put(der, &certEntry{profileErr: "signing: " + err.Error()})
-		return nil, err
-	}
-	e := &certEntry{cert: c, fp: sha256.Sum256(der)}
-	e.info = CertInfo{Subject: c.Subject.String(), Issuer: c.Issuer.String(), Serial: fmt.Sprintf("%x", c.SerialNumber),
-		SHA256: hex.EncodeToString(e.fp[:]), NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC()}
-	e.profileErr = physicianProfile(e)
-	v.certs.put(der, e)
-	return e, nil
-}
-
-// physicianProfile checks the physician-signing profile (ARCHITECTURE.md): keyUsage contentCommitment only, a
-// well-formed national code in subject serialNumber "IDCIR-<code>" (EN 319 412-1 §5.1.3) and an admission
-// extension with a council number. It returns "" when the profile holds.
-func physicianProfile(e *certEntry) string {
-	c := e.cert
-	if c.KeyUsage != x509.KeyUsageContentCommitment {
-		return "signing certificate keyUsage must be contentCommitment only"
-	}
-	code, err := hixext.NationalCodeFromSubject(c)
-	if err != nil {
-		return "signing certificate has no national code in subject serialNumber"
-	}
-	if e.nationalCode, err = ids.NationalCode(code); err != nil {
-		return "national code in signing certificate: " + err.Error()
-	}
-	adm, err := hixext.ParseAdmission(c)
-	if err != nil {
-		return "signing certificate: admission extension: " + err.Error()
-	}
-	if e.council, err = ids.CouncilNumber(adm.RegistrationNumber); err != nil {
-		return "council number in signing certificate: " + err.Error()
-	}
-	e.profession = adm.Profession
-	return ""
-}
-
-// findSigner returns the certificate the SignerIdentifier names (RFC 5652 §5.3) among certs.
-func findSigner(si *signerInfo, certs []*certEntry) *certEntry {
-	for _, c := range certs {
-		if si.sidSKI != nil {
-			if bytes.Equal(c.cert.SubjectKeyId, si.sidSKI) {
-				return c
-			}
-			continue
-		}
-		if bytes.Equal(c.cert.RawIssuer, si.sidIssuer) && serialEqual(c.cert.SerialNumber, si.sidSerial) {
-			return c
-		}
-	}
-	return nil
-}
-
-func serialEqual(n *big.Int, der []byte) bool {
-	if len(der) == 0 || n.Sign() < 0 || der[0]&0x80 != 0 { // Mohr's certificates have positive serials
-		return false
-	}
-	if len(der) > 1 && der[0] == 0 {
-		der = der[1:]
-	}
-	if (n.BitLen()+7)/8 != len(der) || len(der) > 64 {
-		return n.Sign() == 0 && len(der) == 1 && der[0] == 0
-	}
-	var buf [64]byte
-	return bytes.Equal(n.FillBytes(buf[:len(der)]), der)
-}
-
-// siNeeds says which optional signed attributes a profile requires.
-type siNeeds int
-
-const (
-	needESS           siNeeds = 1 << iota // signing-certificate-v2 (RFC 5035)
-	needAlgProtection                     // CMS algorithm protection (RFC 6211)
-)
-
-// checkSignerInfo verifies a SignerInfo over content per RFC 5652 §5.4 and §5.6: content-type matches
-// eContentType, message-digest matches, signing-certificate-v2 (RFC 5035) names the certificate, the signature
-// verifies, and CMS algorithm protection (RFC 6211 §3) matches when present (required is true for
-// HIX-Rx-CAdES signatures).
-func checkSignerInfo(si *signerInfo, eContentType, content []byte, signer *certEntry, need siNeeds) (SubIndication, string) {
-	algProtRequired := need&needAlgProtection != 0
-	h := hashFromDER(si.digestOID)
-	if h == 0 {
-		return CryptoConstraintsFailure, "digest algorithm not allowed"
-	}
-	if si.signedAttrsRaw == nil {
-		return FormatFailure, "no signed attributes"
-	}
-	for i := range si.signedAttrs { // RFC 5652 §5.3 / EN 319 122-1: each signed attribute at most once
-		for j := i + 1; j < len(si.signedAttrs); j++ {
-			if bytes.Equal(si.signedAttrs[i].oid, si.signedAttrs[j].oid) {
-				return FormatFailure, "duplicate signed attribute"
-			}
-		}
-	}
-	ct, _ := findAttr(si.signedAttrs, dContentType)
-	mdA, _ := findAttr(si.signedAttrs, dMessageDigest)
-	if ct == nil || mdA == nil {
-		return FormatFailure, "content-type or message-digest attribute missing"
-	}
-	v, ok := ct.single()
-	var oid cryptobyte.String
-	if !ok || !v.ReadASN1(&oid, cbasn1.OBJECT_IDENTIFIER) || !bytes.Equal(oid, eContentType) {
-		return FormatFailure, "content-type attribute does not match eContentType"
-	}
-	v, ok = mdA.single()
-	var md cryptobyte.String
-	if !ok || !v.ReadASN1(&md, cbasn1.OCTET_STRING) {
-		return FormatFailure, "malformed message-digest attribute"
-	}
-	if sum, n := digestOf(h, content); !bytes.Equal(sum[:n], md) {
-		return HashFailure, "message digest does not match the content"
-	}
-	if _, n := findAttr(si.signedAttrs, dSigningCertV2); n > 0 || need&needESS != 0 {
-		if sub, why := checkSigningCertV2(si, signer); sub != "" {
-			return sub, why
-		}
-	}
-	family, sigHash := sigAlgFromDER(si.sigAlgOID)
-	if family == "" || (sigHash != 0 && sigHash != h) {
-		return CryptoConstraintsFailure, "signature algorithm not allowed"
-	}
-	sum, n := digestOf(h, setTag, si.signedAttrsRaw[1:])
-	digest := sum[:n]
-	switch pub := signer.cert.PublicKey.(type) {
-	case *ecdsa.PublicKey:
-		if family != "ecdsa" || !ecdsa.VerifyASN1(pub, digest, si.signature) {
-			return SigCryptoFailure, "signature does not verify"
-		}
-	case *rsa.PublicKey:
-		if family != "rsa" || rsa.VerifyPKCS1v15(pub, h, digest, si.signature) != nil {
-			return SigCryptoFailure, "signature does not verify"
-		}
-	default:
-		return CryptoConstraintsFailure, "public key algorithm not allowed"
-	}
-	ap, _ := findAttr(si.signedAttrs, dAlgProtection)
-	if ap == nil {
-		if algProtRequired {
-			return FormatFailure, "CMS algorithm protection attribute missing"
-		}
-		return "", ""
-	}
-	// CMSAlgorithmProtection ::= SEQUENCE { digestAlgorithm, signatureAlgorithm [1] IMPLICIT OPTIONAL, ... }
-	v, ok = ap.single()
-	var seq, dAlg, sAlg cryptobyte.String
-	if !ok || !v.ReadASN1(&seq, cbasn1.SEQUENCE) || !seq.ReadASN1Element(&dAlg, cbasn1.SEQUENCE) ||
-		!seq.ReadASN1(&sAlg, cbasn1.Tag(1).ContextSpecific().Constructed()) {
-		return SigCryptoFailure, "malformed CMS algorithm protection attribute"
-	}
-	var siSig cryptobyte.String = si.sigAlgRaw
-	var siSigContent cryptobyte.String
-	siSig.ReadASN1(&siSigContent, cbasn1.SEQUENCE)
-	if !bytes.Equal(dAlg, si.digestAlgRaw) || !bytes.Equal(sAlg, siSigContent) {
-		return SigCryptoFailure, "CMS algorithm protection does not match the algorithms used (RFC 6211)"
-	}
-	return "", ""
-}
-
-// checkSigningCertV2 checks that signing-certificate-v2 (RFC 5035 §3) is present and its first ESSCertIDv2
-// hashes to the signer's certificate.
-func checkSigningCertV2(si *signerInfo, signer *certEntry) (SubIndication, string) {
-	a, n := findAttr(si.signedAttrs, dSigningCertV2)
-	if a == nil || n != 1 {
-		return FormatFailure, "signing-certificate-v2 attribute missing"
-	}
-	v, ok := a.single()
-	var scv2, certs, id, hashV cryptobyte.String
-	if !ok || !v.ReadASN1(&scv2, cbasn1.SEQUENCE) || !scv2.ReadASN1(&certs, cbasn1.SEQUENCE) || !certs.ReadASN1(&id, cbasn1.SEQUENCE) {
-		return FormatFailure, "malformed signing-certificate-v2"
-	}
-	h := crypto.SHA256
-	if id.PeekASN1Tag(cbasn1.SEQUENCE) {
-		var alg, oid cryptobyte.String
-		if !id.ReadASN1(&alg, cbasn1.SEQUENCE) || !alg.ReadASN1(&oid, cbasn1.OBJECT_IDENTIFIER) {
-			return FormatFailure, "malformed signing-certificate-v2"
-		}
-		if h = hashFromDER(oid); h == 0 {
-			return CryptoConstraintsFailure, "signing-certificate-v2 hash not allowed"
-		}
-	}
-	if !id.ReadASN1(&hashV, cbasn1.OCTET_STRING) {
-		return FormatFailure, "malformed signing-certificate-v2"
-	}
-	var got []byte
-	if h == crypto.SHA256 {
-		got = signer.fp[:]
-	} else {
-		d := h.New()
-		d.Write(signer.cert.Raw)
-		got = d.Sum(nil)
-	}
-	if !bytes.Equal(got, hashV) {
-		return NoSigningCertificateFound, "signing-certificate-v2 does not name the certificate that signed"
-	}
-	return "", ""
-}
-
-// chain validates leaf to the trust anchors (RFC 5280 §6 via crypto/x509) and caches the result by the
-// fingerprints of the leaf and of the other certificates offered. The path is built once at a time all its
-// certificates are valid; validity at the best signature time is checked per signature by the caller.
-func (v *Verifier) chain(leaf *certEntry, others []*certEntry, tsa bool) *chainResult {
-	key := chainKey{leaf: leaf.fp, tsa: tsa}
-	var buf [16 * 32]byte
-	n := 0
-	for _, o := range others {
-		if n+32 > len(buf) {
-			break // beyond 16: a cached chain is valid whatever else a signature carries
-		}
-		n += copy(buf[n:], o.fp[:])
-	}
-	key.rest = sha256.Sum256(buf[:n])
-	if r, ok := v.chains.get(key); ok {
-		return r
-	}
-	inter := x509.NewCertPool()
-	t := leaf.cert.NotBefore
-	for _, o := range others {
-		if o != leaf && o.cert.IsCA {
-			inter.AddCert(o.cert)
-			if o.cert.NotBefore.After(t) && o.cert.NotBefore.Before(leaf.cert.NotAfter) {
-				t = o.cert.NotBefore
-			}
-		}
-	}
-	roots := v.cfg.Roots
-	eku := []x509.ExtKeyUsage{x509.ExtKeyUsageAny}
-	if tsa {
-		roots, eku = v.cfg.TSARoots, []x509.ExtKeyUsage{x509.ExtKeyUsageTimeStamping}
-	}
-	res := &chainResult{}
-	chains, err := leaf.cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: t.Add(time.Second), KeyUsages: eku})
-	if err != nil {
-		var ua x509.UnknownAuthorityError
-		if errors.As(err, &ua) {
-			res.sub, res.reason = NoCertificateChainFound, "no chain to a trust anchor: "+err.Error()
-		} else {
-			res.sub, res.reason = CertificateChainGeneralFailure, err.Error()
-		}
-	} else {
-		for _, c := range chains[0] {
-			e, err := v.cert(c.Raw)
-			if err != nil {
-				res.sub, res.reason = CertificateChainGeneralFailure, err.Error()
-				break
-			}
-			res.chain = append(res.chain, e)
-		}
-		if tsa && res.sub == "" {
-			if err := checkTSACert(leaf.cert); err != nil {
-				res.sub, res.reason = CertificateChainGeneralFailure, err.Error()
-			}
-		}
-	}
-	v.chains.put(key, res)
-	return res
-}
-
-// outOfBounds returns the first certificate of chain not valid at t.
-func outOfBounds(chain []*certEntry, t time.Time) *certEntry {
-	for _, c := range chain {
-		if t.Before(c.cert.NotBefore) || t.After(c.cert.NotAfter) {
-			return c
-		}
-	}
-	return nil
-}
-
-// checkOCSP parses and verifies an OCSPResponse for cert from issuer (RFC 6960 §3.2), caching by fingerprint.
-// When basic is true, der is a BasicOCSPResponse (as embedded) rather than an OCSPResponse.
-func (v *Verifier) checkOCSP(der []byte, issuer *certEntry, basic bool) *ocspResult {
-	key := ocspKey{resp: sha256.Sum256(der), issuer: issuer.fp}
-	if r, ok := v.ocsps.get(key); ok {
-		return r
-	}
-	r := &ocspResult{fp: hex.EncodeToString(key.resp[:])}
-	if basic {
-		der = wrapBasicOCSP(der)
-	}
-	resp, err := ocsp.ParseResponse(der, issuer.cert)
-	switch {
-	case err != nil:
-		r.err = err
-	case resp.Certificate != nil && !hasEKU(resp.Certificate, x509.ExtKeyUsageOCSPSigning):
-		r.err = errors.New("OCSP responder certificate lacks id-kp-OCSPSigning (RFC 6960 §4.2.2.2)")
-	case resp.Certificate != nil && (resp.ProducedAt.Before(resp.Certificate.NotBefore) || resp.ProducedAt.After(resp.Certificate.NotAfter)):
-		r.err = errors.New("OCSP responder certificate not valid when the response was produced")
-	default:
-		r.resp = resp
-	}
-	v.ocsps.put(key, r)
-	return r
-}
-
-func hasEKU(c *x509.Certificate, eku x509.ExtKeyUsage) bool {
-	for _, e := range c.ExtKeyUsage {
-		if e == eku {
-			return true
-		}
-	}
-	return false
-}
-
-// wrapBasicOCSP turns a BasicOCSPResponse (as the revocation-values attribute stores it, EN 319 122-1 §A.1.2)
-// into an OCSPResponse (RFC 6960 §4.2.1) with status successful.
-func wrapBasicOCSP(basic []byte) []byte {
-	var b cryptobyte.Builder
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddASN1Enum(0)
-		b.AddASN1(tagExplicit0, func(b *cryptobyte.Builder) {
-			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-				b.AddASN1ObjectIdentifier(oidOCSPBasic)
-				b.AddASN1OctetString(basic)
-			})
-		})
-	})
-	return b.BytesOrPanic()
-}
-
-// embeddedOCSP returns the BasicOCSPResponses of the revocation-values attribute.
-func embeddedOCSP(si *signerInfo) ([][]byte, error) {
-	var out [][]byte
-	for i := range si.unsignedAttrs {
-		a := &si.unsignedAttrs[i]
-		if !bytes.Equal(a.oid, dRevocationVals) {
-			continue
-		}
-		v, ok := a.single()
-		var rv cryptobyte.String
-		if !ok || !v.ReadASN1(&rv, cbasn1.SEQUENCE) {
-			return nil, formatErr("revocation-values")
-		}
-		for !rv.Empty() {
-			var tag cbasn1.Tag
-			var body cryptobyte.String
-			if !rv.ReadAnyASN1(&body, &tag) {
-				return nil, formatErr("revocation-values")
-			}
-			if tag != tagExplicit1 { // ocspVals [1]; crlVals and otherRevVals are not used by Mohr
-				continue
-			}
-			var seq cryptobyte.String
-			if !body.ReadASN1(&seq, cbasn1.SEQUENCE) {
-				return nil, formatErr("ocspVals")
-			}
-			for !seq.Empty() {
-				var basic cryptobyte.String
-				if !seq.ReadASN1Element(&basic, cbasn1.SEQUENCE) {
-					return nil, formatErr("BasicOCSPResponse")
-				}
-				out = append(out, basic)
-			}
-		}
-	}
-	return out, nil
-}
-
-// timeAttr reads a signing-time value (UTCTime or GeneralizedTime).
-func readTime(v cryptobyte.String) (time.Time, bool) {
-	var t time.Time
-	if v.PeekASN1Tag(cbasn1.UTCTime) {
-		return t, v.ReadASN1UTCTime(&t) && v.Empty()
-	}
-	return t, v.ReadASN1GeneralizedTime(&t) && v.Empty()
-}
+// Trust returns the verifier's trust policy (a copy of what it was configured with).
+func (v *Verifier) Trust() TrustPolicy { return *v.trust }
 
 // Verify validates der, an HIX-Rx-CAdES signature at any level, and returns its report. It never panics on
 // malformed input and never returns nil.
 func (v *Verifier) Verify(ctx context.Context, der []byte) *Report {
+	return v.run(ctx, der, nil, nil, docPrescription)
+}
+
+// VerifyDetached validates a detached CMS signature over content, as PDF signatures are (ETSI EN 319 142-1
+// PAdES baseline; ISO 32000-1 §12.8), through the same pipeline as Verify: the signer constraints of the trust
+// policy, signing-certificate-v2, the chain, signature timestamps as POE, validity at the best signature time
+// and revocation. The prescription's policy attributes and health-domain checks do not apply to a printout.
+func (v *Verifier) VerifyDetached(ctx context.Context, der, content []byte) *Report {
+	return v.VerifyDetachedWith(ctx, der, content, nil)
+}
+
+// VerifyDetachedWith is VerifyDetached with validation data found outside the CMS, such as a PDF's document
+// security store (ETSI EN 319 142-1 §5.4): its certificates join those of the SignedData for path building
+// and its OCSP responses and CRLs are candidates for revocation checking. vd may be nil.
+func (v *Verifier) VerifyDetachedWith(ctx context.Context, der, content []byte, vd *ValidationData) *Report {
+	if content == nil {
+		content = []byte{}
+	}
+	return v.run(ctx, der, content, vd, docDetached)
+}
+
+type docKind uint8
+
+const (
+	docPrescription docKind = iota // enveloped FHIR Bundle, HIX-Rx-CAdES policy
+	docDetached                    // detached over given bytes (PAdES)
+)
+
+// errBudget: the document took longer than the policy's time budget.
+var errBudget = errors.New("signing: validation time budget exceeded")
+
+// run is the pipeline, in the order of docs/signature-policy.md §5.
+func (v *Verifier) run(ctx context.Context, der, detached []byte, vd *ValidationData, kind docKind) *Report {
 	now := v.cfg.Now().UTC()
 	r := &Report{ValidationTime: now, BestSignatureTime: now}
+	deadline := time.Now().Add(v.limits.Budget)
+	stop := func() *Report {
+		if err := ctx.Err(); err != nil {
+			return r.fail(TryLater, "validation stopped: %v", err)
+		}
+		if time.Now().After(deadline) {
+			return r.fail(TryLater, "%v", errBudget)
+		}
+		return nil
+	}
+	if f := stop(); f != nil {
+		return f
+	}
 	sd := v.sds.Get().(*signedData)
 	defer v.sds.Put(sd)
 	if err := parseSignedData(der, sd); err != nil {
@@ -585,20 +150,66 @@ func (v *Verifier) Verify(ctx context.Context, der []byte) *Report {
 	if len(sd.signers) != 1 {
 		return r.fail(FormatFailure, "exactly one SignerInfo is required, found %d", len(sd.signers))
 	}
-	if !sd.hasContent {
-		return r.fail(SignedDataNotFound, "the prescription is not enveloped in the signature")
-	}
-	if !bytes.Equal(sd.eContentType, dData) {
-		return r.fail(FormatFailure, "eContentType must be id-data")
-	}
 	si := &sd.signers[0]
-	cs := sha256.Sum256(sd.content)
+	// Bounds before any expensive work (item: one request must not burn minutes of CPU).
+	nCerts, nCRLs, nOCSPs := len(sd.certs), len(sd.crls), 0
+	if vd != nil {
+		nCerts, nCRLs, nOCSPs = nCerts+len(vd.Certs), nCRLs+len(vd.CRLs), len(vd.OCSPs)
+	}
+	switch {
+	case len(si.signedAttrs) > v.limits.SignedAttrs:
+		return r.fail(FormatFailure, "%d signed attributes; the policy allows %d", len(si.signedAttrs), v.limits.SignedAttrs)
+	case len(si.unsignedAttrs) > v.limits.UnsignedAttrs:
+		return r.fail(FormatFailure, "%d unsigned attributes; the policy allows %d", len(si.unsignedAttrs), v.limits.UnsignedAttrs)
+	case nCerts > v.limits.Certs:
+		return r.fail(FormatFailure, "%d certificates; the policy allows %d", nCerts, v.limits.Certs)
+	case nCRLs > v.limits.CRLs:
+		return r.fail(FormatFailure, "%d CRLs; the policy allows %d", nCRLs, v.limits.CRLs)
+	case nOCSPs > v.limits.OCSPs:
+		return r.fail(FormatFailure, "%d OCSP responses; the policy allows %d", nOCSPs, v.limits.OCSPs)
+	}
+	var content []byte
+	need := needESS
+	switch kind {
+	case docPrescription:
+		if !sd.hasContent {
+			return r.fail(SignedDataNotFound, "the prescription is not enveloped in the signature")
+		}
+		if !bytes.Equal(sd.eContentType, dData) {
+			return r.fail(FormatFailure, "eContentType must be id-data")
+		}
+		content = sd.content
+		need |= needAlgProtection
+	case docDetached:
+		if sd.hasContent {
+			return r.fail(FormatFailure, "a detached signature is required")
+		}
+		content = detached
+	}
+	cs := sha256.Sum256(content)
 	r.ContentSHA256 = hex.EncodeToString(cs[:])
+
+	// Revocation material: embedded in the signature, and given (a PDF's DSS).
+	in := &revInput{crls: sd.crls}
+	var err error
+	if in.basics, in.crls, err = embeddedRevocation(si, nil, in.crls); err != nil {
+		return r.fail(FormatFailure, "%v", err)
+	}
+	in.ocsps = adbeOCSP(si)
+	certDERs := sd.certs
+	if vd != nil {
+		certDERs = append(append([][]byte(nil), sd.certs...), vd.Certs...)
+		in.ocsps = append(in.ocsps, vd.OCSPs...)
+		in.crls = append(in.crls, vd.CRLs...)
+	}
+	if len(in.basics)+len(in.ocsps) > v.limits.OCSPs || len(in.crls) > v.limits.CRLs {
+		return r.fail(FormatFailure, "more revocation data than the policy allows")
+	}
 
 	// Certificates: parsed once per distinct certificate (cached).
 	var certBuf [8]*certEntry
 	certs := certBuf[:0]
-	for _, c := range sd.certs {
+	for _, c := range certDERs {
 		e, err := v.cert(c)
 		if err != nil {
 			return r.fail(FormatFailure, "certificate: %v", err)
@@ -611,26 +222,31 @@ func (v *Verifier) Verify(ctx context.Context, der []byte) *Report {
 	}
 	info := signer.info
 	r.Signer = &info
-	if sub, why := checkSignerInfo(si, sd.eContentType, sd.content, signer, needESS|needAlgProtection); sub != "" {
+	if sub, why := checkSignerInfo(si, sd.eContentType, content, signer, need, v.trust, now); sub != "" {
 		return r.fail(sub, "%s", why)
 	}
 	if st, n := findAttr(si.signedAttrs, dSigningTime); st != nil && n == 1 {
 		val, _ := st.single()
-		if t, ok := readTime(val); ok {
-			r.ClaimedSigningTime = &t
-		} else {
+		t, ok := readTime(val)
+		if !ok {
 			return r.fail(FormatFailure, "malformed signing-time")
 		}
-	} else {
+		if kind == docDetached { // EN 319 142-1 §5.2.1: the claimed time is the PDF's /M, not a CMS attribute
+			return r.fail(FormatFailure, "a PAdES signature must not carry signing-time")
+		}
+		r.ClaimedSigningTime = &t
+	} else if kind == docPrescription {
 		return r.fail(FormatFailure, "signing-time attribute missing")
 	}
-	if sub, why := v.checkPolicyAttrs(si); sub != "" {
-		return r.fail(sub, "%s", why)
+	if kind == docPrescription {
+		if sub, why := v.checkPolicyAttrs(si); sub != "" {
+			return r.fail(sub, "%s", why)
+		}
+		r.Policy = v.policy.OID.String()
 	}
-	r.Policy = v.policy.OID.String()
 
-	// X.509 validation (EN 319 102-1 §5.2.6), cached by fingerprints.
-	ch := v.chain(signer, certs, false)
+	// X.509 validation (EN 319 102-1 §5.2.6) under the signer constraints, cached by fingerprints.
+	ch := v.chain(signer, certs, chainSigner)
 	if ch.sub != "" {
 		return r.fail(ch.sub, "%s", ch.reason)
 	}
@@ -642,28 +258,39 @@ func (v *Verifier) Verify(ctx context.Context, der []byte) *Report {
 		return r.fail(ChainConstraintsFailure, "%s", signer.profileErr)
 	}
 	r.Prescriber = &Prescriber{NationalCode: signer.nationalCode, CouncilNumber: signer.council, Name: signer.cert.Subject.CommonName, Registration: "not checked"}
+	if f := stop(); f != nil {
+		return f
+	}
 
 	// Signature timestamps give a proof of existence (EN 319 102-1 §5.4, §5.6.2.3).
-	poe, failed := v.signatureTimestamps(si, sd.certs, r)
+	poe, failed := v.signatureTimestamps(ctx, si, certDERs, in, r)
 	if failed != nil {
 		return failed
 	}
 	best := r.BestSignatureTime
 
+	// Cryptographic constraints at the best signature time (EN 319 102-1 §5.2.8).
+	h := hashFromDER(si.digestOID)
+	if st := v.trust.algorithm(hashName(h), 0, best); st != algOK {
+		return r.fail(algSub(st), "digest algorithm %s is not acceptable at %s", hashName(h), best.Format(time.RFC3339))
+	}
+	if sub, why := v.trust.chainAlgorithms(ch.chain, best); sub != "" {
+		return r.fail(sub, "%s", why)
+	}
+
 	// Validity of the chain at the best signature time (EN 319 102-1 §5.2.6, §5.6.2.4).
 	if failed := chainBounds(ch.chain, best, poe, r); failed != nil {
 		return failed
 	}
-
-	// Revocation of the signing certificate at the best signature time (RFC 6960; EN 319 102-1 §5.2.5).
-	if len(ch.chain) < 2 {
-		return r.fail(CertificateChainGeneralFailure, "the signing certificate is a trust anchor")
+	if f := stop(); f != nil {
+		return f
 	}
-	issuer := ch.chain[1]
-	if sub, why := v.checkRevocation(ctx, si, nil, signer, issuer, best, poe, r); sub != "" {
+
+	// Revocation of every certificate of the chain but the anchor (RFC 6960, RFC 5280; EN 319 102-1 §5.2.5).
+	if sub, why := v.chainRevocation(ctx, in, ch.chain, best, poe, r); sub != "" {
 		return r.fail(sub, "%s", why)
 	}
-	if r.Level == "B-T" && len(r.Revocation) > 0 && r.Revocation[0].Source == "embedded" {
+	if r.Level == "B-T" && len(r.Revocation) > 0 && r.signerStatus().Source == "embedded" {
 		r.Level = "B-LT"
 	}
 	if _, n := findAttr(si.unsignedAttrs, dArchiveTS); n > 0 {
@@ -675,176 +302,62 @@ func (v *Verifier) Verify(ctx context.Context, der []byte) *Report {
 		}
 		r.Level = "B-LTA"
 	}
+	if f := stop(); f != nil {
+		return f
+	}
 
 	// Health-domain checks (docs/signature-policy.md §5).
-	if sub, why := v.checkDomain(ctx, sd.content, signer, best, r); sub != "" {
+	check := v.checkDomain
+	if kind == docDetached { // a printout: no FHIR content, but the same prescriber standing
+		check = func(ctx context.Context, _ []byte, signer *certEntry, best time.Time, r *Report) (SubIndication, string) {
+			return v.checkRegistration(ctx, signer, best, r)
+		}
+	}
+	if sub, why := check(ctx, sd.content, signer, best, r); sub != "" {
 		return r.fail(sub, "%s", why)
 	}
 	r.Indication = TotalPassed
 	return r
 }
 
-// checkPolicyAttrs checks the HIX-Rx-CAdES signed attributes: mime-type, commitment-type-indication (proof of
-// origin) and signature-policy-identifier with the expected OID and hash (EN 319 122-1 §5.2.3, §5.2.4, §5.2.9).
-func (v *Verifier) checkPolicyAttrs(si *signerInfo) (SubIndication, string) {
-	a, n := findAttr(si.signedAttrs, dMimeType)
-	if a == nil || n != 1 {
-		return SigConstraintsFailure, "mime-type attribute missing"
+// signerStatus returns the revocation entry of the signing certificate (the last one added for its serial).
+func (r *Report) signerStatus() RevocationInfo {
+	for i := len(r.Revocation) - 1; i >= 0; i-- {
+		if r.Signer != nil && r.Revocation[i].Serial == r.Signer.Serial && r.Revocation[i].Subject == r.Signer.Subject {
+			return r.Revocation[i]
+		}
 	}
-	val, ok := a.single()
-	var mt cryptobyte.String
-	if !ok || !val.ReadASN1(&mt, cbasn1.UTF8String) || string(mt) != MIMEFHIRJSON {
-		return SigConstraintsFailure, "mime-type must be " + MIMEFHIRJSON
-	}
-	a, n = findAttr(si.signedAttrs, dCommitmentType)
-	var seq, oid cryptobyte.String
-	if a == nil || n != 1 {
-		return SigConstraintsFailure, "commitment-type-indication missing"
-	}
-	if val, ok = a.single(); !ok || !val.ReadASN1(&seq, cbasn1.SEQUENCE) || !seq.ReadASN1(&oid, cbasn1.OBJECT_IDENTIFIER) || !bytes.Equal(oid, dCommitOrigin) {
-		return SigConstraintsFailure, "commitment type must be proof of origin"
-	}
-	a, n = findAttr(si.signedAttrs, dSigPolicyID)
-	if a == nil || n != 1 {
-		return SigConstraintsFailure, "signature-policy-identifier missing"
-	}
-	var spid, hav, alg, halg, hv cryptobyte.String
-	var pol asn1.ObjectIdentifier
-	if val, ok = a.single(); !ok || !val.ReadASN1(&spid, cbasn1.SEQUENCE) || !spid.ReadASN1ObjectIdentifier(&pol) ||
-		!spid.ReadASN1(&hav, cbasn1.SEQUENCE) || !hav.ReadASN1(&alg, cbasn1.SEQUENCE) || !alg.ReadASN1(&halg, cbasn1.OBJECT_IDENTIFIER) ||
-		!hav.ReadASN1(&hv, cbasn1.OCTET_STRING) {
-		return SigConstraintsFailure, "malformed signature-policy-identifier"
-	}
-	if !pol.Equal(v.policy.OID) {
-		return SigConstraintsFailure, "signature policy " + pol.String() + " is not " + v.policy.OID.String()
-	}
-	if !bytes.Equal(halg, dSHA256) || !bytes.Equal(hv, v.policy.Hash) {
-		return SigConstraintsFailure, "signature policy hash does not match the published policy"
+	return RevocationInfo{}
+}
+
+// chainRevocation establishes the status of each certificate of chain (leaf first, anchor last, which is not
+// checked) at best. The signer: revoked at or before a timestamped best signature time is REVOKED, revoked
+// without a timestamp REVOKED_NO_POE, revoked after the timestamp leaves the signature standing (EN 319 102-1
+// §5.6.2.4). A CA certificate revoked and not covered by a proof of existence before its revocation is
+// REVOKED_CA_NO_POE. No usable status is TRY_LATER.
+func (v *Verifier) chainRevocation(ctx context.Context, in *revInput, chain []*certEntry, best time.Time, poe bool, r *Report) (SubIndication, string) {
+	for i := 0; i+1 < len(chain); i++ {
+		c := chain[i]
+		st := v.certStatus(ctx, in, c, chain[i+1], best, r)
+		if st == nil {
+			if i == 0 {
+				return TryLater, "no revocation information for the signing certificate issued after the best signature time"
+			}
+			return TryLater, "no revocation information for CA certificate " + c.info.Subject
+		}
+		r.Revocation = append(r.Revocation, st.info)
+		if !st.revoked || (poe && st.at.After(best)) {
+			continue
+		}
+		when := st.at.Format(time.RFC3339)
+		switch {
+		case i > 0:
+			return RevokedCANoPOE, "CA certificate " + c.info.Subject + " revoked at " + when
+		case poe:
+			return Revoked, "signing certificate " + st.info.Status + " at " + when + ", before the signature timestamp"
+		default:
+			return RevokedNoPOE, "signing certificate " + st.info.Status + " at " + when + " and no proof the signature existed before"
+		}
 	}
 	return "", ""
-}
-
-// checkRevocation establishes the status of signer at best from embedded OCSP responses issued at or after
-// best (EN 319 122-1 B-LT), else from the RevocationSource.
-func (v *Verifier) checkRevocation(ctx context.Context, si *signerInfo, extra [][]byte, signer, issuer *certEntry, best time.Time, poe bool, r *Report) (SubIndication, string) {
-	basics, err := embeddedOCSP(si)
-	if err != nil {
-		return FormatFailure, err.Error()
-	}
-	var res *ocspResult
-	source := "embedded"
-	adbe := append(adbeOCSP(si), extra...)
-	for k := 0; k < len(basics)+len(adbe); k++ {
-		var cand *ocspResult
-		if k < len(basics) {
-			cand = v.checkOCSP(basics[k], issuer, true)
-		} else {
-			cand = v.checkOCSP(adbe[k-len(basics)], issuer, false)
-		}
-		if cand.err != nil || cand.resp.SerialNumber.Cmp(signer.cert.SerialNumber) != 0 {
-			continue
-		}
-		if cand.resp.ThisUpdate.Before(best.Add(-v.cfg.ClockSkew)) && cand.resp.Status != ocsp.Revoked {
-			continue // not fresh: issued before the best signature time
-		}
-		res = cand
-		break
-	}
-	if res == nil {
-		if v.cfg.Revocation == nil {
-			return TryLater, "no revocation information for the signing certificate issued after the best signature time"
-		}
-		der, err := v.cfg.Revocation.OCSP(ctx, signer.cert, issuer.cert)
-		if err != nil {
-			return TryLater, "revocation status unavailable: " + err.Error()
-		}
-		res = v.checkOCSP(der, issuer, false)
-		source = "fetched"
-		if res.err != nil {
-			return TryLater, "OCSP response not usable: " + res.err.Error()
-		}
-		if res.resp.SerialNumber.Cmp(signer.cert.SerialNumber) != 0 {
-			return TryLater, "OCSP response is for another certificate"
-		}
-	}
-	ri := RevocationInfo{Serial: signer.info.Serial, Source: source, ProducedAt: res.resp.ProducedAt.UTC(),
-		ThisUpdate: res.resp.ThisUpdate.UTC(), ResponseSHA256: res.fp}
-	if res.resp.Certificate != nil {
-		ri.Responder = res.resp.Certificate.Subject.CommonName
-	}
-	switch res.resp.Status {
-	case ocsp.Good:
-		ri.Status = "good"
-	case ocsp.Revoked:
-		ri.Status = "revoked"
-		t := res.resp.RevokedAt.UTC()
-		ri.RevokedAt = &t
-	default:
-		ri.Status = "unknown"
-	}
-	r.Revocation = append(r.Revocation, ri)
-	switch res.resp.Status {
-	case ocsp.Good:
-		return "", ""
-	case ocsp.Revoked:
-		if res.resp.RevokedAt.After(best) && poe {
-			return "", "" // revoked after a proven signing time: the signature stands (EN 319 102-1 §5.6.2.4)
-		}
-		if poe {
-			return Revoked, fmt.Sprintf("signing certificate revoked at %s, before the signature timestamp", res.resp.RevokedAt.UTC().Format(time.RFC3339))
-		}
-		return RevokedNoPOE, fmt.Sprintf("signing certificate revoked at %s and no proof the signature existed before", res.resp.RevokedAt.UTC().Format(time.RFC3339))
-	}
-	return TryLater, "OCSP status unknown"
-}
-
-// signatureTimestamps checks every signature timestamp of si (EN 319 102-1 §5.4), records it in r, sets r.Level
-// and r.BestSignatureTime (the earliest accepted one), and reports whether there is a proof of existence. A
-// non-nil report is the failure to return.
-func (v *Verifier) signatureTimestamps(si *signerInfo, certs [][]byte, r *Report) (poe bool, failed *Report) {
-	r.Level = "B-B"
-	for i := range si.unsignedAttrs {
-		a := &si.unsignedAttrs[i]
-		if !bytes.Equal(a.oid, dSigTimeStamp) {
-			continue
-		}
-		tok, ok := a.single()
-		ti := TimestampInfo{Type: "signature"}
-		gen, err := v.checkTimestamp(tok, certs, si.signature, &ti)
-		if err != nil {
-			ti.Detail = err.Error()
-			r.Timestamps = append(r.Timestamps, ti)
-			return false, r.fail(NoPOE, "signature timestamp not accepted: %v", err)
-		}
-		if !ok {
-			return false, r.fail(FormatFailure, "signature-time-stamp attribute must have one value")
-		}
-		ti.Valid = true
-		r.Timestamps = append(r.Timestamps, ti)
-		if !poe || gen.Before(r.BestSignatureTime) {
-			r.BestSignatureTime = gen
-		}
-		poe = true
-		r.Level = "B-T"
-	}
-	if poe && r.ClaimedSigningTime != nil && r.ClaimedSigningTime.After(r.BestSignatureTime.Add(v.cfg.ClockSkew)) {
-		return poe, r.fail(TimestampOrderFailure, "signing-time %s is after the signature timestamp %s",
-			r.ClaimedSigningTime.Format(time.RFC3339), r.BestSignatureTime.Format(time.RFC3339))
-	}
-	return poe, nil
-}
-
-// chainBounds checks that every certificate of the chain was valid at best (EN 319 102-1 §5.2.6, §5.6.2.4).
-func chainBounds(chain []*certEntry, best time.Time, poe bool, r *Report) *Report {
-	c := outOfBounds(chain, best)
-	if c == nil {
-		return nil
-	}
-	if !poe {
-		return r.fail(OutOfBoundsNoPOE, "certificate %q is not valid at %s and there is no proof of existence before", c.info.Subject, best.Format(time.RFC3339))
-	}
-	if best.Before(c.cert.NotBefore) {
-		return r.fail(NotYetValid, "certificate %q was not yet valid at the timestamp", c.info.Subject)
-	}
-	return r.fail(Expired, "certificate %q had expired at the timestamp %s", c.info.Subject, best.Format(time.RFC3339))
 }

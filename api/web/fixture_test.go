@@ -151,7 +151,10 @@ func newFixture(t testing.TB) *fixture {
 	}
 
 	p.Clock.Set(t0)
-	v, err := signing.NewVerifier(signing.VerifierConfig{Roots: f.roots, Registry: reg, Now: p.Clock.Now,
+	trust := &signing.TrustPolicy{Anchors: []*x509.Certificate{p.Root}, SignerCAs: []*x509.Certificate{p.Intermediate},
+		PrescriberPolicies: []asn1.ObjectIdentifier{testpki.OIDPhysicianSigningPolicy}, TSAs: []signing.TrustedTSA{{Cert: tsaLeaf.Cert}}}
+	v, err := signing.NewVerifier(signing.VerifierConfig{Trust: trust, Registry: reg, Now: p.Clock.Now,
+		CRLs:       signing.CRLFunc(func(context.Context, string) ([]byte, error) { return p.RootCRL() }),
 		Revocation: signing.RevocationFunc(func(_ context.Context, c, _ *x509.Certificate) ([]byte, error) { return p.OCSP(c) })})
 	if err != nil {
 		t.Fatal(err)

@@ -94,6 +94,9 @@ var errDuplicateKey = errors.New("web: prescription repeats a JSON member")
 // parsePrescription reads the Bundle for display. It refuses a document with a repeated member anywhere, so
 // what the page shows is what every JSON reader, the verifier's included, reads.
 func parsePrescription(b []byte) (*prescription, error) {
+	if !json.Valid(b) {
+		return nil, errors.New("web: prescription is not one JSON value")
+	}
 	if err := noDuplicateKeys(b); err != nil {
 		return nil, err
 	}

@@ -89,6 +89,7 @@ var texts = map[string]map[string]string{
 		"standing.mismatch":    "با اطلاعات سامانهٔ نظام پزشکی هم‌خوانی ندارد",
 		"standing.unavailable": "سامانهٔ نظام پزشکی در دسترس نبود",
 		"standing.notchecked":  "بررسی نشد",
+		"standing.na":          "معلوم نیست؛ امضا تأیید نشد و هویت امضاکننده ثابت نشده است",
 
 		"chain":              "زنجیرهٔ گواهی",
 		"chain.desc":         "هر گواهی را گواهیِ بالای آن صادر کرده است.",
@@ -96,6 +97,7 @@ var texts = map[string]map[string]string{
 		"chain.intermediate": "مرجع میانی صدور گواهی سلامت",
 		"chain.root":         "ریشهٔ مورد اعتماد",
 		"chain.unknown":      "صادرکنندهٔ ناشناخته",
+		"chain.unchecked":    "صادرکننده (بررسی نشد)",
 		"download":           "دریافت گزارش اعتبارسنجی مهرشده",
 		"download.hint":      "این گزارش را سامانه با مهر سازمانی امضا کرده است و می‌توانید آن را بایگانی کنید.",
 		"download.failed":    "گزارش مهرشده اکنون آماده نشد. شمارهٔ پیگیری:",
@@ -196,6 +198,7 @@ var texts = map[string]map[string]string{
 		"standing.mismatch":    "Does not match the medical council's registry",
 		"standing.unavailable": "The medical council's registry could not be reached",
 		"standing.notchecked":  "Not checked",
+		"standing.na":          "Not established: the signature did not pass, so who signed is not proven",
 
 		"chain":              "Certificate chain",
 		"chain.desc":         "Each certificate was issued by the one above it.",
@@ -203,6 +206,7 @@ var texts = map[string]map[string]string{
 		"chain.intermediate": "Health intermediate CA",
 		"chain.root":         "Trusted root",
 		"chain.unknown":      "Unknown issuer",
+		"chain.unchecked":    "Issuer (not checked)",
 		"download":           "Download the sealed validation report",
 		"download.hint":      "The exchange signed this report with its organisation seal; keep it as evidence.",
 		"download.failed":    "The sealed report could not be made right now. Reference:",

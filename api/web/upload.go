@@ -80,6 +80,9 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 		h.render(w, r, http.StatusUnprocessableEntity, h.page(r, lang, nil, msg))
 		return
 	}
+	if h.observe != nil {
+		h.observe(string(res.report.Indication))
+	}
 	if h.cfg.Seal != nil {
 		sealed, err := signing.SealReport(r.Context(), res.report, *h.cfg.Seal, h.cfg.Now)
 		if err != nil {

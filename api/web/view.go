@@ -217,12 +217,18 @@ func (h *Handler) result(lang string, c *checked) *resultView {
 			}
 		}
 	}
-	if c.reg != nil && c.reg.Name != "" {
-		rv.SignerName = c.reg.Name
-	}
 	rv.SignerSpecialty = c.profession
-	if c.reg != nil && c.reg.Specialty != "" {
-		rv.SignerSpecialty = c.reg.Specialty
+	if rv.Verdict == "passed" {
+		if c.reg != nil && c.reg.Name != "" {
+			rv.SignerName = c.reg.Name
+		}
+		if c.reg != nil && c.reg.Specialty != "" {
+			rv.SignerSpecialty = c.reg.Specialty
+		}
+	} else {
+		// A signature that did not pass does not establish who signed: show only what the certificate
+		// claims, and no standing from the registry, which would lend the claim the registry's authority.
+		rv.Standing, rv.StandingClass = t["standing.na"], "unknown"
 	}
 
 	// When.
@@ -338,9 +344,14 @@ func chainPicture(t map[string]string, rep *signing.Report) ([]chainBox, int) {
 	}
 	var boxes []chainBox
 	top := certs[len(certs)-1]
-	if top.Subject != top.Issuer || chainProblem[rep.SubIndication] {
+	switch {
+	case chainProblem[rep.SubIndication]:
 		// No trusted root was reached: draw the missing issuer as unknown.
 		boxes = append(boxes, chainBox{Role: t["chain.unknown"], Name: commonName(top.Issuer), Class: "unknown", Icon: "?"})
+	case top.Subject != top.Issuer:
+		// The validation stopped before the chain was built (the signature itself failed): its issuer was
+		// not checked.
+		boxes = append(boxes, chainBox{Role: t["chain.unchecked"], Name: commonName(top.Issuer), Class: "unknown", Icon: "?"})
 	}
 	for i := len(certs) - 1; i >= 0; i-- {
 		c := certs[i]

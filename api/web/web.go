@@ -58,10 +58,11 @@ type Config struct {
 
 // Handler serves the page (GET and POST Prefix) and its static files (GET Prefix/static/...).
 type Handler struct {
-	cfg    Config
-	tmpl   *template.Template
-	static http.Handler
-	teh    *time.Location
+	cfg     Config
+	observe func(indication string)
+	tmpl    *template.Template
+	static  http.Handler
+	teh     *time.Location
 }
 
 // New checks cfg and parses the templates.
@@ -85,6 +86,10 @@ func New(cfg Config) (*Handler, error) {
 	}
 	return &Handler{cfg: cfg, tmpl: t, static: http.StripPrefix(staticPath, http.FileServerFS(sub)), teh: tehran()}, nil
 }
+
+// Observe sets a function called with the indication of every verification the page makes (for metrics).
+// Call it before serving.
+func (h *Handler) Observe(f func(indication string)) { h.observe = f }
 
 // MaxUpload is the configured upload limit in bytes.
 func (h *Handler) MaxUpload() int64 { return h.cfg.MaxUpload }

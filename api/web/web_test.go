@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/mohr-hix/mohr/internal/testenv"
@@ -53,6 +54,14 @@ func visible(page string) string {
 
 func TestResults(t *testing.T) {
 	f := newFixture(t)
+	seen := map[string]int{}
+	var mu sync.Mutex
+	f.h.Observe(func(ind string) { mu.Lock(); seen[ind]++; mu.Unlock() })
+	t.Cleanup(func() {
+		if seen["TOTAL_PASSED"] != 4 || seen["TOTAL_FAILED"] != 2 || seen["INDETERMINATE"] != 2 {
+			t.Errorf("observed %v", seen)
+		}
+	})
 	srv := f.server(t)
 	for _, tc := range []struct {
 		name    string
@@ -88,6 +97,14 @@ func TestResults(t *testing.T) {
 				for _, w := range want {
 					if !strings.Contains(text, w) {
 						t.Errorf("%s: page lacks %q", lang, w)
+					}
+				}
+				// Only a signature that passed lends the registry's name and standing to the signer.
+				if tc.verdict != "passed" {
+					for _, w := range []string{doctorFa, "بله، عضو فعال", "Yes, in good standing"} {
+						if strings.Contains(text, w) {
+							t.Errorf("%s: a %s signature shows %q", lang, tc.verdict, w)
+						}
 					}
 				}
 				if !strings.Contains(page, `<html lang="`+lang+`" dir="`+dirOf(lang)+`">`) {

@@ -149,3 +149,10 @@ func (r *Responder) adopt(ctx context.Context, d *delegate, rec ca.CertRecord, k
 	r.install(key, e)
 	return true
 }
+
+// storeUnavailable reports whether err says the store cannot answer now (unreachable, failing over,
+// read-only), as internal/store marks such errors: OCSP then answers tryLater rather than internalError.
+func storeUnavailable(err error) bool {
+	var u interface{ Unavailable() bool }
+	return errors.As(err, &u) && u.Unavailable()
+}

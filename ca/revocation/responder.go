@@ -407,6 +407,9 @@ func (r *Responder) Handle(ctx context.Context, reqDER []byte) (Response, error)
 		seq := r.seq.Add(1)
 		rec, found, err := r.lookup(ctx, id)
 		if err != nil {
+			if storeUnavailable(err) { // the database is failing over: ask the client to retry (RFC 6960 §4.2.1)
+				return Response{DER: tryLaterResponse}, fmt.Errorf("%w: %w", ErrNotReady, err)
+			}
 			return Response{DER: internalResponse}, fmt.Errorf("%w: %w", ErrInternal, err)
 		}
 		if !r.cfg.SignUnknown && (!found || !cacheable(rec, now)) {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -38,20 +39,29 @@ func certPoolFromFile(path string) (*x509.CertPool, error) {
 func newAdapterCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "adapter", Short: "The facility-side HIX adapter"}
 	var exchange, listen, caBundle, keystore, pwFile, uri, chainPath, renewURL string
+	var systemRoots bool
 	run := &cobra.Command{
 		Use:   "run",
 		Short: "Serve the facility's system on a loopback address and forward to the exchange over mTLS with the token",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			ex, err := url.Parse(exchange)
-			if err != nil {
-				return fmt.Errorf("--exchange: %w", err)
+			if err != nil || ex.Scheme != "https" || ex.Host == "" {
+				return fmt.Errorf("--exchange %q is not an https:// address of the exchange (for example https://hix.example:8443)", exchange)
+			}
+			// Refuse a listen address off loopback before binding anything: the facility's system talks plain
+			// HTTP to the adapter, which acts with the facility's token.
+			if err := loopbackOnly(listen); err != nil {
+				return err
 			}
 			var roots *x509.CertPool
-			if caBundle != "" {
+			switch {
+			case caBundle != "":
 				if roots, err = certPoolFromFile(caBundle); err != nil {
-					return err
+					return fmt.Errorf("--ca-bundle %s: %v; it must be the exchange's root in PEM (http://EXCHANGE:8080/ca/root.pem)", caBundle, err)
 				}
+			case !systemRoots:
+				return errors.New("no --ca-bundle: fetch the exchange's root first (curl -o root.pem http://EXCHANGE:8080/ca/root.pem), check its fingerprint with the RA and pass --ca-bundle root.pem (or --system-roots if the exchange's certificate is from a public CA)")
 			}
 			var cred *adapter.Credential
 			var onRenew func(context.Context, *adapter.Credential) error
@@ -104,9 +114,15 @@ func newAdapterCmd() *cobra.Command {
 			a.RootCAs = roots
 			a.OnRenew = onRenew
 			a.OnError = func(err error) { fmt.Fprintln(cmd.ErrOrStderr(), "adapter:", err) }
-			if renewURL != "" {
+			// Renewal at two thirds of the token's life, authenticated by the current token, at the exchange's
+			// POST /v1/renewal unless --renew-url says otherwise ("off" disables it).
+			if renewURL == "" {
+				renewURL = strings.TrimRight(exchange, "/") + "/v1/renewal"
+			}
+			if renewURL != "off" {
 				a.Renewer = &adapter.HTTPRenewer{URL: renewURL, RootCAs: roots}
 				go a.RunRenewal(ctx)
+				fmt.Fprintf(cmd.OutOrStdout(), "renewal at %s, from %s\n", renewURL, a.RenewalTime().UTC().Format(time.RFC3339))
 			}
 			l, err := net.Listen("tcp", listen)
 			if err != nil {
@@ -120,12 +136,13 @@ func newAdapterCmd() *cobra.Command {
 	f := run.Flags()
 	f.StringVar(&exchange, "exchange", "", "gateway base URL (https)")
 	f.StringVar(&listen, "listen", "127.0.0.1:8780", "loopback address for the facility's system")
-	f.StringVar(&caBundle, "ca-bundle", "", "PEM roots that verify the exchange's server certificate (default: system roots)")
+	f.StringVar(&caBundle, "ca-bundle", "", "the exchange's root, PEM (from http://EXCHANGE:8080/ca/root.pem); required unless --system-roots")
+	f.BoolVar(&systemRoots, "system-roots", false, "verify the exchange with this machine's trusted roots instead of --ca-bundle")
 	f.StringVar(&keystore, "keystore", "", "software token: keystore from 'mohr token install'")
 	f.StringVar(&pwFile, "password-file", "", "software token: keystore password file (or env "+passwordEnv+")")
 	f.StringVar(&uri, "pkcs11", "", "physical token: RFC 7512 URI of the token key")
 	f.StringVar(&chainPath, "chain", "chain.pem", "physical token: certificate chain")
-	f.StringVar(&renewURL, "renew-url", "", "renewal endpoint; when set, renew at 2/3 of the lifetime")
+	f.StringVar(&renewURL, "renew-url", "", "renewal endpoint (default: <exchange>/v1/renewal; off: no renewal); renews at 2/3 of the lifetime")
 	run.MarkFlagRequired("exchange")
 	cmd.AddCommand(run)
 	return cmd
@@ -205,4 +222,19 @@ func newGatewayCmd() *cobra.Command {
 	}
 	cmd.AddCommand(run)
 	return cmd
+}
+
+// loopbackOnly refuses a listen address whose host is not a loopback address (or localhost).
+func loopbackOnly(listen string) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: give HOST:PORT on loopback, for example 127.0.0.1:8780", listen)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("--listen %q is not a loopback address: the adapter acts with the facility's token for whoever can reach it, so it listens on 127.0.0.1 only (put the facility's system on the same machine, or behind its own authenticated proxy)", listen)
 }

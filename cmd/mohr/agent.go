@@ -44,6 +44,9 @@ type agentConfig struct {
 	AllowedOrigins []string    `yaml:"allowed_origins"`
 	MaxSignatures  int         `yaml:"max_signatures"`
 	MaxDuration    ca.Duration `yaml:"max_duration"`
+	// PINEntry is "terminal" (default) or "web" (the PIN page, agentpin.go); PINOpenBrowser opens it.
+	PINEntry       string `yaml:"pin_entry"`
+	PINOpenBrowser bool   `yaml:"pin_open_browser"`
 	Submit         struct {
 		// URL of the exchange's POST /v1/prescriptions; empty: sign only.
 		URL     string      `yaml:"url"`
@@ -291,17 +294,22 @@ func runAgent(ctx context.Context) error {
 	}
 	defer audit.Close()
 	m := agent.NewMetrics()
-	a, err := agent.New(agent.Config{Key: key, PIN: ttyPIN, Submitter: sub, Audit: audit, Metrics: m,
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	pinFn, pinPage, err := agentPIN(c, ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(agent.Config{Key: key, PIN: pinFn, Submitter: sub, Audit: audit, Metrics: m,
 		MaxSignatures: c.MaxSignatures, MaxDuration: time.Duration(c.MaxDuration)})
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	h, err := agent.NewServer(agent.ServerConfig{Agent: a, Token: tok, AllowedOrigins: c.AllowedOrigins, Metrics: m})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", c.Listen)
+	h, err := agent.NewServer(agent.ServerConfig{Agent: a, Token: tok, AllowedOrigins: c.AllowedOrigins, Metrics: m, PINPage: pinPage})
 	if err != nil {
 		return err
 	}

@@ -302,30 +302,27 @@ const eventTrustAnchors = "trust-anchors.changed"
 
 // loadTrustAnchors returns the roots signatures are verified against: those set under dual control (in the
 // database), else <data-dir>/trust-anchors.pem (older versions kept them there), else the CA's own root.
-func loadTrustAnchors(ctx context.Context, cfg *Config, st appStore, root *x509.Certificate) (*x509.CertPool, error) {
-	pool := x509.NewCertPool()
+func loadTrustAnchors(ctx context.Context, cfg *Config, st appStore, root *x509.Certificate) ([]*x509.Certificate, error) {
 	b, err := st.GetBlob(ctx, trustAnchorsBlob)
 	switch {
 	case err == nil:
-		if !pool.AppendCertsFromPEM(b) {
+		as, perr := parsePEMCerts(b)
+		if perr != nil || len(as) == 0 {
 			return nil, errors.New("trust anchors in the database do not parse")
 		}
-		return pool, nil
+		return as, nil
 	case !errors.Is(err, ca.ErrNotFound):
 		return nil, err
 	}
 	anchors, err := readCerts(trustAnchorsFile(cfg))
 	switch {
 	case err == nil:
-		for _, a := range anchors {
-			pool.AddCert(a)
-		}
+		return anchors, nil
 	case errors.Is(err, os.ErrNotExist):
-		pool.AddCert(root)
+		return []*x509.Certificate{root}, nil
 	default:
 		return nil, fmt.Errorf("trust anchors: %w", err)
 	}
-	return pool, nil
 }
 
 // verifiers are the node's verification services over one set of trust anchors; the node swaps the whole set
@@ -337,8 +334,15 @@ type verifiers struct {
 }
 
 // buildVerifiers makes the verification services over roots.
-func (n *node) buildVerifiers(roots *x509.CertPool) (*verifiers, error) {
-	v, err := signing.NewVerifier(signing.VerifierConfig{Roots: roots, Revocation: localOCSP(n.ocsp),
+func (n *node) buildVerifiers(roots []*x509.Certificate) (*verifiers, error) {
+	// The configured trust policy; by default the anchors set under dual control, this CA's intermediate as
+	// signer CA (and anchor) and this node's TSA key.
+	trust, err := n.cfg.Validation.trustPolicy(n.cfg, trustDefaults{anchors: roots, intermediate: n.ca.Issuer().Cert, tsas: n.tsaCerts})
+	if err != nil {
+		return nil, err
+	}
+	v, err := signing.NewVerifier(signing.VerifierConfig{Trust: trust, Revocation: localOCSP(n.ocsp),
+		CRLs:     &signing.HTTPCRLs{Timeout: 5 * time.Second},
 		Registry: physicianRegistry{n.ts}, Now: n.cfg.clock()})
 	if err != nil {
 		return nil, err

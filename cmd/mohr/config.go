@@ -103,6 +103,8 @@ type Config struct {
 		// often while the log grows. Default one minute.
 		CheckpointInterval ca.Duration `yaml:"checkpoint_interval"`
 	} `yaml:"audit"`
+	// Validation is the trust policy of the verifiers (cmd/mohr/trust.go).
+	Validation ValidationConfig `yaml:"validation"`
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout ca.Duration `yaml:"shutdown_timeout"`
 

@@ -17,6 +17,8 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -293,6 +295,12 @@ func checkEmbeddedFresh(t *testing.T, der []byte, signer, issuer *x509.Certifica
 	if len(genTimes) == 0 || len(basics) == 0 {
 		t.Fatalf("B-LT has %d timestamps and %d OCSP responses", len(genTimes), len(basics))
 	}
+	signerResponses := 0
+	defer func() {
+		if signerResponses == 0 {
+			t.Fatal("no embedded OCSP response for the signer")
+		}
+	}()
 	for _, b := range basics {
 		full, err := asn1.Marshal(struct {
 			Status asn1.Enumerated
@@ -307,6 +315,10 @@ func checkEmbeddedFresh(t *testing.T, der []byte, signer, issuer *x509.Certifica
 		if err != nil {
 			t.Fatal(err)
 		}
+		if r, err := ocsp.ParseResponse(full, nil); err == nil && r.SerialNumber.Cmp(signer.SerialNumber) != 0 {
+			continue // the TSA's status (B-LT embeds the whole chain's and the TSA's revocation data)
+		}
+		signerResponses++
 		r, err := ocsp.ParseResponseForCert(full, signer, issuer)
 		if err != nil {
 			t.Fatalf("embedded OCSP: %v", err)
@@ -378,6 +390,10 @@ func TestArchiveRenewalJob(t *testing.T) {
 			signing.TSAConfig{Policy: []int{2, 999, 1742, 5, 1}, Accuracy: time.Second, Now: clk.Now}); err != nil {
 			t.Fatal(err)
 		}
+		n.tsaCerts = append(n.tsaCerts, cert) // the new key joins the TSA trust list; the old stays
+		if err := n.reloadTrustAnchors(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if done, failed, err := n.renewArchives(ctx); err != nil || done+failed != 0 {
 		t.Fatalf("right after ingestion: %d done, %d failed, %v", done, failed, err)
@@ -416,5 +432,61 @@ func TestArchiveRenewalJob(t *testing.T) {
 	rec, _ = n.st.Prescription(ctx, ids[0])
 	if st, err := signing.ArchiveStatus(rec.Signature); err != nil || st.Count != 2 || clk.Now().Sub(start) < 5*365*24*time.Hour {
 		t.Fatalf("after %s: %+v %v", clk.Now().Sub(start), st, err)
+	}
+}
+
+// TestUpgradeEndpoint: POST /v1/signatures/upgrade on the real node takes a B-B to B-T, B-LT and B-LTA (each
+// verified at that level, the B-LTA also by openssl cms -verify), and answers 422 for a signature that does not
+// validate and 400 for an unknown level.
+func TestUpgradeEndpoint(t *testing.T) {
+	ctx := context.Background()
+	clk := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
+	n := clockNode(t, clk)
+	gen := rxgen.New(10)
+	gen.Now = clk.Now
+	d := newDoctor(t, n, gen, clk.Now())
+	c, url := ingestClient(t, n, d)
+	body, _ := gen.Prescription(d.phy)
+	chain := n.ca.Issuer().Chain
+	bb, err := signing.Sign(ctx, body, signing.SignOptions{Signer: d.key, Chain: append([]*x509.Certificate{d.cert}, chain[:len(chain)-1]...), Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(10 * time.Minute)
+	post := func(level string, der []byte) (int, []byte) {
+		resp, err := c.Post(url+"/v1/signatures/upgrade?level="+level, "application/cms", bytes.NewReader(der))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	var lta []byte
+	for _, level := range []string{"B-T", "B-LT", "B-LTA"} {
+		code, out := post(level, bb)
+		if code != http.StatusOK {
+			t.Fatalf("%s: %d %s", level, code, out)
+		}
+		if r := n.vs.Load().v.Verify(ctx, out); !r.Passed() || r.Level != level {
+			t.Fatalf("%s: %s", level, r.Summary())
+		}
+		lta = out
+	}
+	bad := bytes.Clone(bb)
+	bad[len(bad)-10] ^= 1 // the signature value
+	if code, out := post("B-LT", bad); code != http.StatusUnprocessableEntity {
+		t.Fatalf("tampered: %d %s", code, out)
+	}
+	if code, _ := post("B-X", bb); code != http.StatusBadRequest {
+		t.Fatalf("bad level: %d", code)
+	}
+	dir := t.TempDir()
+	in := dir + "/lta.p7s"
+	os.WriteFile(in, lta, 0o600)
+	out, err := exec.Command("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", in, "-CAfile",
+		n.cfg.CA.Root, "-purpose", "any", "-out", "/dev/null").CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl cms -verify B-LTA: %v\n%s", err, out)
 	}
 }

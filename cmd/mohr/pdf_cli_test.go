@@ -66,6 +66,7 @@ func TestRxRenderSignVerifyPDF(t *testing.T) {
 	for _, err := range []error{
 		testpki.WriteCerts(in("dr.pem"), doc.Cert), testpki.WriteKey(in("dr-key.pem"), doc.Key),
 		testpki.WriteCerts(in("seal.pem"), seal.Cert), testpki.WriteKey(in("seal-key.pem"), seal.Key),
+		testpki.WriteCerts(in("tsa.pem"), tsaLeaf.Cert),
 		os.WriteFile(in("intermediate.crl"), crl, 0o644),
 		os.WriteFile(in("dr.ocsp"), ocspDER, 0o644),
 	} {
@@ -92,7 +93,10 @@ func TestRxRenderSignVerifyPDF(t *testing.T) {
 	if code != 0 || !strings.Contains(errOut, "PAdES B-LT") {
 		t.Fatalf("sign --pdf: exit %d: %s", code, errOut)
 	}
-	out, errOut, code := mohr(t, dd, "verify", "--roots", root, "--format", "json", in("rx-signed.pdf"))
+	// The trust policy: the intermediate as anchor and signer CA (its CRL in the DSS covers the signer and the
+	// TSA), the test TSA on the trust list.
+	out, errOut, code := mohr(t, dd, "verify", "--roots", in("chain.pem"), "--signer-cas", in("intermediate.pem"), "--tsa-cert", in("tsa.pem"),
+		"--format", "json", in("rx-signed.pdf"))
 	if code != 0 || !strings.Contains(out, `"indication":"TOTAL_PASSED"`) || !strings.Contains(out, `"level":"B-LT"`) {
 		t.Fatalf("verify: exit %d\n%s\n%s", code, out, errOut)
 	}

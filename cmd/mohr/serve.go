@@ -67,15 +67,18 @@ func newServeCmd() *cobra.Command {
 
 // node is one running Mohr: every service, wired.
 type node struct {
-	cfg      *Config
-	log      *slog.Logger
-	st       appStore
-	ts       *sqlstore.Store
-	ca       *ca.CA
-	crl      *revocation.CRLPublisher
-	ocsp     *revocation.Responder
-	rev      *revocation.Service
-	tsa      *signing.TSA
+	cfg  *Config
+	log  *slog.Logger
+	st   appStore
+	ts   *sqlstore.Store
+	ca   *ca.CA
+	crl  *revocation.CRLPublisher
+	ocsp *revocation.Responder
+	rev  *revocation.Service
+	tsa  *signing.TSA
+	// tsaCerts are the TSA certificates this node has stamped with, newest last: the default TSA trust list
+	// trusts their keys (a rotation to a new key appends; an old key must stay trusted for old timestamps).
+	tsaCerts []*x509.Certificate
 	verifier *signing.Verifier
 	tokens   *tokens.Service
 	cp       *audit.Checkpointer
@@ -182,6 +185,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	if err != nil {
 		return fail(err)
 	}
+	n.tsaCerts = []*x509.Certificate{tsaCert}
 	chain := is.Chain[:len(is.Chain)-1]
 	if n.tsa, err = signing.NewTSA(tsaKey, append([]*x509.Certificate{tsaCert}, chain...), signing.TSAConfig{
 		Policy: append(append([]int{}, hixext.Arc...), 5, 1), Accuracy: time.Second, Now: cfg.clock()}); err != nil {
@@ -257,6 +261,7 @@ func (n *node) apiServer() (*api.Server, error) {
 		Upgrader:      upgrader{n},
 		Prescriptions: prescriptionReader{n.st},
 		Tokens:        ta,
+		Renewal:       ta,
 		Registry:      ta,
 		Audit:         auditAPI{st: n.st, vkeys: n.vkeys},
 		Auditor:       n.st,

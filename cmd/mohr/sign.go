@@ -22,7 +22,7 @@ func newSignCmd() *cobra.Command {
 	var keyURI, certFile, chainFile, in, out, tsa, qrOut, qrText string
 	var timeout time.Duration
 	var pdf, ocspOnline bool
-	var crls, ocsps []string
+	var crls, ocsps, signerCAs, policies []string
 	cmd := &cobra.Command{
 		Use:   "sign --key URI --cert FILE [--chain FILE] --in FILE --out FILE [--tsa URL] [--qr-out FILE.png] [--pdf [--ocsp] [--crl FILE] [--ocsp-response FILE]]",
 		Short: "Sign a FHIR prescription (HIX-Rx-CAdES B-B, or B-T with --tsa; --qr-out adds the offline QR code), or its PDF printout as PAdES (--pdf)",
@@ -47,6 +47,11 @@ func newSignCmd() *cobra.Command {
 			content, err := os.ReadFile(in)
 			if err != nil {
 				return fmt.Errorf("sign: %w", err)
+			}
+			// Refuse, before the key or card is touched, a certificate the validation policy would not accept
+			// as a prescriber's (a TSA, seal, facility or TLS certificate; a revoked one when --ocsp can tell).
+			if err := checkPrescriberCert(cmd, chain, signerCAs, policies, ocspOnline, timeout); err != nil {
+				return err
 			}
 			key, err := newKeyResolver().Signer(ctx, keyURI)
 			if err != nil {
@@ -87,7 +92,9 @@ func newSignCmd() *cobra.Command {
 	f.StringVar(&qrText, "qr-text", "", "also write the offline QR code's text (RX1:...)")
 	f.DurationVar(&timeout, "tsa-timeout", 10*time.Second, "time-stamping request timeout")
 	f.BoolVar(&pdf, "pdf", false, "sign a PDF (--in) as PAdES baseline: B-B, B-T with --tsa, B-LT with --tsa and --ocsp or --crl")
-	f.BoolVar(&ocspOnline, "ocsp", false, "with --pdf and --tsa: fetch OCSP responses from the responders the certificates name into the DSS (B-LT)")
+	f.BoolVar(&ocspOnline, "ocsp", false, "ask the certificate's OCSP responder and refuse a revoked certificate; with --pdf and --tsa also embed the responses in the DSS (B-LT)")
+	f.StringSliceVar(&signerCAs, "signer-cas", nil, "CAs allowed to issue prescribers' certificates (PEM; default: validation.signer_cas, else the data directory's intermediate)")
+	f.StringSliceVar(&policies, "prescriber-policy", nil, "physician-signing certificate policy OID (default: validation.prescriber_policies, else the CA profile's)")
 	f.StringArrayVar(&crls, "crl", nil, "with --pdf and --tsa: a DER CRL file to add to the DSS (B-LT; repeatable)")
 	f.StringArrayVar(&ocsps, "ocsp-response", nil, "with --pdf and --tsa: a DER OCSP response file to add to the DSS (B-LT; repeatable)")
 	return cmd
@@ -130,5 +137,51 @@ func signPDF(cmd *cobra.Command, in []byte, key crypto.Signer, chain []*x509.Cer
 		return fmt.Errorf("sign: %w", err)
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "signed %s as PAdES %s\n", out, level)
+	return nil
+}
+
+// checkPrescriberCert applies the trust policy's signer constraints (signing.TrustPolicy.CheckPrescriber) to
+// chain[0], and with ocsp its revocation status at the responder it names.
+func checkPrescriberCert(cmd *cobra.Command, chain []*x509.Certificate, signerCAs, policies []string, ocsp bool, timeout time.Duration) error {
+	conf, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	vc := conf.Validation
+	if len(signerCAs) > 0 {
+		vc.SignerCAs = signerCAs
+	}
+	if len(policies) > 0 {
+		vc.PrescriberPolicies = policies
+	}
+	d := dataDirTrustDefaults(conf)
+	if len(vc.SignerCAs) == 0 && d.intermediate == nil && len(chain) > 1 {
+		// Nothing configured on this machine (a physician's workstation): the issuer given with --chain stands
+		// in for the signer CA here. This check is the signer's guard against the wrong certificate; whether
+		// the issuer may make prescribers is the verifier's decision under its own trust policy.
+		d.intermediate = chain[1]
+	}
+	tp, err := vc.prescriberPolicy(conf, d)
+	if err != nil {
+		return fmt.Errorf("sign: %w (give --signer-cas)", err)
+	}
+	if err := tp.CheckPrescriber(chain[0], chain[1:]); err != nil {
+		return fmt.Errorf("sign: refusing to sign with %q: %w", chain[0].Subject.CommonName, err)
+	}
+	if ocsp && len(chain[0].OCSPServer) > 0 {
+		var issuer *x509.Certificate
+		for _, c := range chain[1:] {
+			if chain[0].CheckSignatureFrom(c) == nil {
+				issuer = c
+			}
+		}
+		st, err := signing.CertificateStatus(cmd.Context(), &signing.HTTPRevocation{Timeout: timeout}, chain[0], issuer)
+		if err != nil {
+			return fmt.Errorf("sign: revocation status of the signing certificate: %w", err)
+		}
+		if st != "good" {
+			return fmt.Errorf("sign: refusing to sign: the signing certificate is %s (%w)", st, signing.ErrNotPrescriber)
+		}
+	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/csv"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -27,31 +26,58 @@ func init() { rootCmd.AddCommand(newVerifyCmd()) }
 // newVerifyCmd is "mohr verify": bulk verification of HIX-Rx-CAdES signatures for insurers and auditors.
 func newVerifyCmd() *cobra.Command {
 	var roots, tsaRoots, format string
+	var signerCAs, tsaCerts, policies []string
 	var workers, gogc int
 	var ocspOnline bool
+	var at string
 	cmd := &cobra.Command{
-		Use:   "verify --roots FILE [--tsa-roots FILE] [--format json|csv|text] FILES|DIRS|-",
+		Use:   "verify [--roots FILE] [--signer-cas FILE] [--tsa-cert FILE]... [--format json|csv|text] FILES|DIRS|-",
 		Short: "Verify signed prescriptions and signed PDF printouts (files, directories, or NDJSON on stdin with -)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if roots == "" {
-				return errors.New("verify: --roots is required")
-			}
 			if format != "json" && format != "csv" && format != "text" {
 				return fmt.Errorf("verify: --format must be json, csv or text, not %q", format)
 			}
-			cfg := signing.VerifierConfig{}
-			var err error
-			if cfg.Roots, err = verifyPool(roots); err != nil {
+			// The trust policy: the configuration's validation section over the data directory's CA and
+			// TSA, with the flags replacing what they name.
+			conf, err := loadConfig()
+			if err != nil {
 				return err
 			}
+			vc := conf.Validation
+			if roots != "" {
+				vc.TrustAnchors = []string{roots}
+			}
 			if tsaRoots != "" {
-				if cfg.TSARoots, err = verifyPool(tsaRoots); err != nil {
-					return err
+				vc.TrustAnchors = append(vc.TrustAnchors, tsaRoots)
+			}
+			if len(signerCAs) > 0 {
+				vc.SignerCAs = signerCAs
+			}
+			if len(policies) > 0 {
+				vc.PrescriberPolicies = policies
+			}
+			if len(tsaCerts) > 0 {
+				vc.TSAs = nil
+				for _, f := range tsaCerts {
+					vc.TSAs = append(vc.TSAs, TSAConfigEntry{Cert: f})
 				}
+			}
+			trust, err := vc.trustPolicy(conf, dataDirTrustDefaults(conf))
+			if err != nil {
+				return fmt.Errorf("verify: %w (flags --roots, --signer-cas, --prescriber-policy, --tsa-cert)", err)
+			}
+			cfg := signing.VerifierConfig{Trust: trust}
+			if at != "" { // validate as of a past time (an auditor's question: "was it valid then?")
+				t, err := time.Parse(time.RFC3339, at)
+				if err != nil {
+					return fmt.Errorf("verify: --at must be an RFC 3339 time: %w", err)
+				}
+				cfg.Now = func() time.Time { return t }
 			}
 			if ocspOnline {
 				cfg.Revocation = &signing.HTTPRevocation{Timeout: 10 * time.Second}
+				cfg.CRLs = &signing.HTTPCRLs{Timeout: 10 * time.Second}
 			}
 			if gogc != 0 {
 				debug.SetGCPercent(gogc)
@@ -110,12 +136,16 @@ func newVerifyCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&roots, "roots", "", "trust anchors for signers (PEM)")
-	f.StringVar(&tsaRoots, "tsa-roots", "", "trust anchors for time-stamping authorities (PEM; default --roots)")
+	f.StringVar(&roots, "roots", "", "trust anchors (PEM; default: validation.trust_anchors, else the data directory's CA)")
+	f.StringVar(&tsaRoots, "tsa-roots", "", "more trust anchors, for time-stamping authorities (PEM)")
+	f.StringSliceVar(&signerCAs, "signer-cas", nil, "CAs allowed to issue prescribers' certificates (PEM; default: validation.signer_cas, else the data directory's intermediate)")
+	f.StringSliceVar(&tsaCerts, "tsa-cert", nil, "trusted TSA certificate (PEM; repeatable; default: validation.tsas, else the data directory's TSA)")
+	f.StringSliceVar(&policies, "prescriber-policy", nil, "physician-signing certificate policy OID (default: validation.prescriber_policies, else the CA profile's)")
 	f.StringVar(&format, "format", "text", "output: json (one report per line), csv or text")
+	f.StringVar(&at, "at", "", "validation time (RFC 3339; default now)")
 	f.IntVar(&workers, "workers", 0, "verification workers (default: one per core)")
 	f.IntVar(&gogc, "gogc", 400, "garbage-collector target percentage for the run (see docs/signing.md)")
-	f.BoolVar(&ocspOnline, "ocsp", false, "ask OCSP responders when a signature embeds no revocation data")
+	f.BoolVar(&ocspOnline, "ocsp", false, "ask OCSP responders and CRL distribution points when a signature embeds no usable revocation data")
 	return cmd
 }
 

@@ -297,6 +297,33 @@ func (t tokenAPI) Enrol(ctx context.Context, code string, csrDER []byte, kind st
 	return t.withChain(toAPIToken(iss.Token, iss.Cert.Raw), iss.Cert), nil
 }
 
+// RenewToken renews the caller's adapter token (api.TokenRenewer): current is the client certificate the API
+// verified, and it must be an active token. The answer is the new chain up to and including the root.
+func (t tokenAPI) RenewToken(ctx context.Context, current *x509.Certificate, csrDER []byte) ([]*x509.Certificate, error) {
+	csr, err := ca.ParseCSR(csrDER)
+	if err != nil {
+		return nil, invalid(err)
+	}
+	iss, err := t.svc.Renew(ctx, current, csr, "renewal:"+fmt.Sprintf("%x", current.SerialNumber))
+	switch {
+	case err == nil:
+	case errors.Is(err, tokens.ErrBadCSR), errors.Is(err, tokens.ErrInvalidInput):
+		return nil, invalid(err)
+	case errors.Is(err, tokens.ErrNotFound), errors.Is(err, tokens.ErrConflict):
+		// Not a recorded token, or one already superseded or revoked: only the newest active token renews.
+		return nil, deniedError{err}
+	default:
+		return nil, err
+	}
+	out := append([]*x509.Certificate{iss.Cert}, iss.Chain...)
+	if t.chain != nil {
+		if up := t.chain(); len(up) > 0 {
+			out = append([]*x509.Certificate{iss.Cert}, up...)
+		}
+	}
+	return out, nil
+}
+
 // withChain adds the whole chain (intermediates and root) to an issued token's answer.
 func (t tokenAPI) withChain(tok api.Token, leaf *x509.Certificate) api.Token {
 	if t.chain == nil {

@@ -106,6 +106,13 @@ type revocation struct {
 	reason int
 }
 
+// OIDPhysicianSigningPolicy is the certificate policy testpki puts in physician-signing certificates: the
+// development OID of ca.DefaultConfig for that profile (hixext.OIDPolicyBase.3).
+var OIDPhysicianSigningPolicy = asn1.ObjectIdentifier{2, 999, 1742, 2, 3}
+
+// RootCRLURL is the CRL distribution point of the intermediate; RootCRL answers for it.
+const RootCRLURL = "http://crl.testpki.invalid/root.crl"
+
 var (
 	oidEKUTimeStamping = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 8}
 	oidExtKeyUsage     = asn1.ObjectIdentifier{2, 5, 29, 37}
@@ -136,7 +143,7 @@ func New(now time.Time) (*PKI, error) {
 	interT := &x509.Certificate{
 		SerialNumber: p.nextSerial(), Subject: pkix.Name{CommonName: "Mohr Test Health Intermediate CA", Organization: []string{"Mohr Test"}, Country: []string{"IR"}},
 		NotBefore: nb, NotAfter: na, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
+		BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true, CRLDistributionPoints: []string{RootCRLURL},
 	}
 	if p.Intermediate, err = create(interT, p.Root, &p.InterKey.PublicKey, p.RootKey); err != nil {
 		return nil, err
@@ -194,6 +201,11 @@ func (p *PKI) Issue(profile Profile, o LeafOptions) (*Leaf, error) {
 		}
 		t.Subject.SerialNumber = hixext.NationalCodePrefix + o.NationalCode
 		t.KeyUsage = x509.KeyUsageContentCommitment
+		pol, err := x509.OIDFromInts([]uint64{2, 999, 1742, 2, 3})
+		if err != nil {
+			return nil, err
+		}
+		t.Policies = []x509.OID{pol}
 		ext, err := hixext.Admission{Authority: "Iran Medical Council", Profession: prof, RegistrationNumber: o.CouncilNumber}.Extension()
 		if err != nil {
 			return nil, err
@@ -256,6 +268,36 @@ func (p *PKI) OCSP(cert *x509.Certificate) ([]byte, error) {
 	der, err := ocsp.CreateResponse(p.Intermediate, p.Responder.Cert, tmpl, p.Responder.Key)
 	if err != nil {
 		return nil, fmt.Errorf("testpki: ocsp: %w", err)
+	}
+	return der, nil
+}
+
+// RootCRL returns a CRL (RFC 5280 §5) of the root at the clock's time, valid for a day, listing the
+// intermediate if it was revoked at or before then (Revoke with its serial).
+func (p *PKI) RootCRL() ([]byte, error) {
+	return p.crl(p.Root, p.RootKey, func(serial string) bool { return serial == p.Intermediate.SerialNumber.String() })
+}
+
+// IntermediateCRL returns a full CRL of the intermediate at the clock's time, valid for a day, listing the
+// end-entity certificates revoked at or before then.
+func (p *PKI) IntermediateCRL() ([]byte, error) {
+	return p.crl(p.Intermediate, p.InterKey, func(serial string) bool { return serial != p.Intermediate.SerialNumber.String() })
+}
+
+func (p *PKI) crl(issuer *x509.Certificate, key crypto.Signer, include func(string) bool) ([]byte, error) {
+	now := p.Clock.Now()
+	tmpl := &x509.RevocationList{Number: big.NewInt(now.Unix()), ThisUpdate: now, NextUpdate: now.Add(24 * time.Hour)}
+	p.mu.Lock()
+	for s, r := range p.revoked {
+		if include(s) && !r.at.After(now) {
+			n, _ := new(big.Int).SetString(s, 10)
+			tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{SerialNumber: n, RevocationTime: r.at, ReasonCode: r.reason})
+		}
+	}
+	p.mu.Unlock()
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, issuer, key)
+	if err != nil {
+		return nil, fmt.Errorf("testpki: crl: %w", err)
 	}
 	return der, nil
 }

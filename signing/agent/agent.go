@@ -138,7 +138,8 @@ func (a *Agent) openSession(ctx context.Context, o SessionOptions, comfort bool)
 		return nil, fmt.Errorf("%w: key without signer or certificate", ErrCard)
 	}
 	t0 := time.Now()
-	pin, err := a.cfg.PIN(ctx, "PIN of the signing card of "+key.Chain[0].Subject.CommonName)
+	pctx, pinOutcome := pinContext(ctx, o.MaxSignatures, o.Duration, key.Chain[0].Subject.CommonName) // pinrequest.go
+	pin, err := a.cfg.PIN(pctx, "PIN of the signing card of "+key.Chain[0].Subject.CommonName)
 	a.cfg.Metrics.observe(StagePINEntry, time.Since(t0))
 	if err != nil || len(pin) == 0 || len(pin) > maxPIN {
 		clear(pin)
@@ -154,6 +155,7 @@ func (a *Agent) openSession(ctx context.Context, o SessionOptions, comfort bool)
 		err = key.CheckPIN(ctx, pin)
 	}
 	clear(pin)
+	pinOutcome(err)
 	if err == nil && key.ComfortLimit != nil {
 		var n int
 		if n, err = key.ComfortLimit(ctx); err == nil {
@@ -433,7 +435,7 @@ func (a *Agent) SignBatch(ctx context.Context, docs []Document, o SignOptions, e
 			return sum, ErrNoSession
 		}
 		var err error
-		if s, err = a.openSession(ctx, SessionOptions{MaxSignatures: len(docs)}, false); err != nil {
+		if s, err = a.openSession(withDocuments(ctx, docs), SessionOptions{MaxSignatures: len(docs)}, false); err != nil {
 			return sum, err
 		}
 		ephemeral = true

@@ -116,6 +116,11 @@ func physicianCert(t testing.TB, p *testpki.PKI, pub crypto.PublicKey) *x509.Cer
 		KeyUsage: x509.KeyUsageContentCommitment, BasicConstraintsValid: true,
 		ExtraExtensions: []pkix.Extension{adm},
 	}
+	pol, err := x509.OIDFromInts([]uint64{2, 999, 1742, 2, 3}) // testpki.OIDPhysicianSigningPolicy
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.Policies = []x509.OID{pol}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.Intermediate, pub, p.InterKey)
 	if err != nil {
 		t.Fatal(err)

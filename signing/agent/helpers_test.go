@@ -77,15 +77,15 @@ func newExchange(t testing.TB, p *testpki.PKI) *exchange {
 	roots.AddCert(p.Root)
 	ocspFn := signing.RevocationFunc(func(_ context.Context, c, _ *x509.Certificate) ([]byte, error) { return p.OCSP(c) })
 	x := &exchange{pki: p}
-	v, err := signing.NewVerifier(signing.VerifierConfig{Roots: roots, Registry: registry{&x.struckOff}, Revocation: ocspFn, Now: p.Clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
 	tsaLeaf, err := p.Issue(testpki.TSA, testpki.LeafOptions{CommonName: "Mohr Test TSA"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tsa, err := signing.NewTSA(tsaLeaf.Key, tsaLeaf.Chain, signing.TSAConfig{Policy: asn1.ObjectIdentifier{2, 999, 1742, 9, 1}, Accuracy: time.Second, Now: p.Clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := signing.NewVerifier(signing.VerifierConfig{Trust: testTrust(p, tsaLeaf.Cert), CRLs: testCRLs(p), Registry: registry{&x.struckOff}, Revocation: ocspFn, Now: p.Clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -522,6 +522,18 @@ func countEvents(recs []agent.AuditRecord, ev string) int {
 		}
 	}
 	return n
+}
+
+// testTrust is the trust policy of the test PKI: its root, its intermediate as signer CA, testpki's
+// physician-signing policy and the TSA.
+func testTrust(p *testpki.PKI, tsa *x509.Certificate) *signing.TrustPolicy {
+	return &signing.TrustPolicy{Anchors: []*x509.Certificate{p.Root}, SignerCAs: []*x509.Certificate{p.Intermediate},
+		PrescriberPolicies: []asn1.ObjectIdentifier{testpki.OIDPhysicianSigningPolicy}, TSAs: []signing.TrustedTSA{{Cert: tsa}}}
+}
+
+// testCRLs serves the root's CRL for the intermediate.
+func testCRLs(p *testpki.PKI) signing.CRLSource {
+	return signing.CRLFunc(func(_ context.Context, url string) ([]byte, error) { return p.RootCRL() })
 }
 
 // pkiStart is the test PKI's clock start: two minutes behind the wall clock. x/crypto/ocsp stamps every

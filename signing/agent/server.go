@@ -34,6 +34,8 @@ type ServerConfig struct {
 	Metrics *Metrics
 	// MaxDocument bounds one document (1 MiB when zero).
 	MaxDocument int64
+	// PINPage, if set, is served under /pin/ (pinpage.go), and GET /v1/pin tells the EMR its URL.
+	PINPage *PINPage
 }
 
 // Server is the agent's local HTTP API (docs/agent.md). Serve it on 127.0.0.1 only.
@@ -70,6 +72,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	m.HandleFunc("DELETE /v1/session", s.handleEndSession)
 	m.HandleFunc("POST /v1/sign", s.handleSign)
 	m.HandleFunc("POST /v1/batch", s.handleBatch)
+	if cfg.PINPage != nil {
+		m.HandleFunc("GET /v1/pin", s.handlePIN)
+	}
 	if cfg.Metrics != nil {
 		h := cfg.Metrics.Handler()
 		m.HandleFunc("GET /metrics", h.ServeHTTP)
@@ -90,6 +95,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !localHost(r.Host) {
 		// DNS rebinding: a page on a hostile name that resolves to 127.0.0.1 still sends its own Host.
 		writeProblem(rw, http.StatusMisdirectedRequest, "bad_host", "requests must address 127.0.0.1 or localhost", nil)
+		return
+	}
+	if s.cfg.PINPage != nil && strings.HasPrefix(r.URL.Path, pinPrefix) {
+		// The PIN page is for the physician's browser, which has no token: its secret URL and its own
+		// same-origin check protect it (pinpage.go).
+		s.cfg.PINPage.serve(rw, r)
 		return
 	}
 	if origin := r.Header.Get("Origin"); origin != "" {
@@ -497,4 +508,14 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 	_ = enc.Encode(end)
 	_ = bw.Flush()
 	_ = rc.Flush()
+}
+
+// handlePIN tells the EMR where the PIN entry waiting for the physician is, so it can show the page.
+func (s *Server) handlePIN(w http.ResponseWriter, r *http.Request) {
+	u, ok := s.cfg.PINPage.URL()
+	if !ok {
+		writeProblem(w, http.StatusNotFound, "no_pin_request", "no PIN entry is waiting", nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"url": u})
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"image/jpeg"
 	"image/png"
 	"strings"
 	"testing"
@@ -437,6 +438,13 @@ func TestReadQRFromScaledImage(t *testing.T) {
 	got, err := ReadQRFile(buf.Bytes())
 	if err != nil || got != text {
 		t.Fatalf("photo: %v", err)
+	}
+	buf.Reset()
+	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 80}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ReadQRFile(buf.Bytes()); err != nil || got != text {
+		t.Fatalf("JPEG photo: %v", err)
 	}
 }
 

@@ -89,6 +89,11 @@ func Sign(ctx context.Context, pdfBytes []byte, o Options) ([]byte, Level, error
 	if err := checkPrescriber(o.Chain[0]); err != nil {
 		return nil, "", err
 	}
+	return signUnchecked(ctx, pdfBytes, o, blt)
+}
+
+// signUnchecked is Sign after its checks of the options and the certificate.
+func signUnchecked(ctx context.Context, pdfBytes []byte, o Options, blt bool) ([]byte, Level, error) {
 	now := time.Now
 	if o.Now != nil {
 		now = o.Now

@@ -66,7 +66,10 @@ func setup(t testing.TB) *fixture {
 	roots := x509.NewCertPool()
 	roots.AddCert(p.Root)
 	ocspFn := signing.RevocationFunc(func(_ context.Context, c, _ *x509.Certificate) ([]byte, error) { return p.OCSP(c) })
-	v, err := signing.NewVerifier(signing.VerifierConfig{Roots: roots, Now: p.Clock.Now, Revocation: ocspFn})
+	v, err := signing.NewVerifier(signing.VerifierConfig{Now: p.Clock.Now, Revocation: ocspFn,
+		Trust: &signing.TrustPolicy{Anchors: []*x509.Certificate{p.Root}, SignerCAs: []*x509.Certificate{p.Intermediate},
+			PrescriberPolicies: []asn1.ObjectIdentifier{testpki.OIDPhysicianSigningPolicy}, TSAs: []signing.TrustedTSA{{Cert: tsaLeaf.Cert}}},
+		CRLs: signing.CRLFunc(func(context.Context, string) ([]byte, error) { return p.RootCRL() })})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +96,11 @@ func (f *fixture) sign(t testing.TB, level Level) []byte {
 	switch level {
 	case LevelBLT:
 		o.Revocation = f.ocsp
-		o.CRLs = [][]byte{f.crl(t)}
+		rootCRL, err := f.p.RootCRL() // the intermediate's status, for the TSA's and the signer's chains
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.CRLs = [][]byte{f.crl(t), rootCRL}
 		fallthrough
 	case LevelBT:
 		o.Timestamper = &signing.HTTPTimestamper{URL: f.tsaURL}
@@ -188,7 +195,7 @@ func checkDSS(t *testing.T, f *fixture, s Signature, dss *DSS, signedPDF []byte)
 		}
 		return false
 	}
-	if !has(dss.Certs, f.doc.Cert.Raw) || !has(dss.Certs, f.tsa.Certificate().Raw) || len(dss.CRLs) != 1 {
+	if !has(dss.Certs, f.doc.Cert.Raw) || !has(dss.Certs, f.tsa.Certificate().Raw) || len(dss.CRLs) != 2 { // the intermediate's and the root's
 		t.Fatalf("DSS: %d certs, %d CRLs", len(dss.Certs), len(dss.CRLs))
 	}
 	// One OCSP response for the signer and one for the TSA (the intermediate's issuer, the root, was not given).
@@ -208,7 +215,7 @@ func checkDSS(t *testing.T, f *fixture, s Signature, dss *DSS, signedPDF []byte)
 		t.Fatalf("no VRI entry under the SHA-1 of /Contents; keys %v", dss.VRI)
 	}
 	vri, ok := dss.VRI[VRIKey(s.Contents)]
-	if !ok || !s.HasVRI || len(vri.OCSPs) != 2 || len(vri.Certs) != len(dss.Certs) || len(vri.CRLs) != 1 {
+	if !ok || !s.HasVRI || len(vri.OCSPs) != 2 || len(vri.Certs) != len(dss.Certs) || len(vri.CRLs) != 2 {
 		t.Fatalf("VRI for %s: %v %+v", VRIKey(s.Contents), ok, len(vri.OCSPs))
 	}
 	if len(s.Validation.OCSPs) != 2 || len(s.Validation.Certs) != len(dss.Certs) {
@@ -302,9 +309,8 @@ func TestCatalogChangedAfterSignature(t *testing.T) {
 // cannot validate B-T (no revocation data anywhere).
 func TestDSSIsUsed(t *testing.T) {
 	f := setup(t)
-	roots := x509.NewCertPool()
-	roots.AddCert(f.p.Root)
-	offline, err := signing.NewVerifier(signing.VerifierConfig{Roots: roots, Now: f.p.Clock.Now})
+	trust := f.v.Trust()
+	offline, err := signing.NewVerifier(signing.VerifierConfig{Trust: &trust, Now: f.p.Clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +339,7 @@ func TestAddDSSTwice(t *testing.T) {
 	}
 	sigs, _ := Signatures(more)
 	vri := after.VRI[VRIKey(sigs[0].Contents)]
-	if len(after.Certs) != len(before.Certs)+1 || len(after.OCSPs) != len(before.OCSPs) || len(after.CRLs) != 1 ||
+	if len(after.Certs) != len(before.Certs)+1 || len(after.OCSPs) != len(before.OCSPs) || len(after.CRLs) != len(before.CRLs) ||
 		len(vri.Certs) != len(before.Certs)+1 || len(vri.OCSPs) != 2 {
 		t.Fatalf("second DSS: %d certs (was %d), %d OCSPs, VRI %d certs %d OCSPs", len(after.Certs), len(before.Certs), len(after.OCSPs), len(vri.Certs), len(vri.OCSPs))
 	}
@@ -355,6 +361,27 @@ func TestSignRefusesNonPrescribers(t *testing.T) {
 		}
 		if _, _, err := Sign(context.Background(), plain, Options{Signer: l.Key, Chain: l.Chain}); !errors.Is(err, ErrNotPrescriber) {
 			t.Errorf("profile %d: %v", pr, err)
+		}
+	}
+}
+
+// TestVerifyRefusesNonPrescriberPDF: a printout signed (bypassing Sign's own check) with a certificate that
+// is not a prescriber's does not pass verification (issue 12 item 4: the detached path checks the signer).
+func TestVerifyRefusesNonPrescriberPDF(t *testing.T) {
+	f := setup(t)
+	plain, _ := Render(f.bundle, nil)
+	for _, pr := range []testpki.Profile{testpki.OrganisationSeal, testpki.FacilityAdapter, testpki.OCSPResponder} {
+		l, err := f.p.Issue(pr, testpki.LeafOptions{CommonName: "not a prescriber", SIAMID: "SIAM-10001", Licence: "LIC/1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed, _, err := signUnchecked(context.Background(), plain, Options{Signer: l.Key, Chain: l.Chain, Timestamper: f.tsa}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := Verify(context.Background(), signed, f.v)
+		if err != nil || rs[0].Passed() {
+			t.Errorf("profile %d: %v %s", pr, err, rs[0].Summary())
 		}
 	}
 }

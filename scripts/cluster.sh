@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# cluster.sh runs Mohr as a small cluster on this machine, for tests, demos and the failure suite:
+#
+#   PostgreSQL 15 primary (127.0.0.1:$PG1) with a synchronous streaming-replication standby ($PG2)
+#   three `mohr serve` nodes sharing one configuration (API ports $API1..3, public ports $PUB1..3)
+#   HAProxy in front: API (TLS passed through, mTLS ends at the nodes) on $LB_API, public HTTP on $LB_PUB,
+#   both health-checked on each node's /readyz
+#
+# Usage: scripts/cluster.sh up|down|status|env|promote
+#   up       builds mohr (unless MOHR_BIN is set), starts everything, waits until HAProxy answers
+#   down     stops everything it started (by the pids it recorded) and keeps the data directory
+#   status   one line per component
+#   env      prints the addresses as shell variables (eval "$(scripts/cluster.sh env)")
+#   promote  promotes the standby (after the primary was lost); the nodes find it through the DSN's host list
+#
+# Everything lives under $MOHR_CLUSTER_DIR (default /tmp/mohr-cluster) and listens on loopback only.
+set -euo pipefail
+W=${MOHR_CLUSTER_DIR:-/tmp/mohr-cluster}
+BASE=${MOHR_CLUSTER_PORT:-55400}
+PG1=$((BASE + 32)) PG2=$((BASE + 33))
+API1=$((BASE + 41)) API2=$((BASE + 42)) API3=$((BASE + 43))
+PUB1=$((BASE + 81)) PUB2=$((BASE + 82)) PUB3=$((BASE + 83))
+LB_API=$((BASE + 40)) LB_PUB=$((BASE + 80)) LB_STATS=$((BASE + 90))
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PGBIN=$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+RUN=""
+[ "$(id -u)" -eq 0 ] && RUN="runuser -u postgres --"
+DSN="postgres://postgres@127.0.0.1:$PG1,127.0.0.1:$PG2/mohr?sslmode=disable&target_session_attrs=read-write&connect_timeout=10"
+
+log() { echo "cluster: $*" >&2; }
+
+pg() { # pg NAME ARGS...: pg_ctl on one server's data directory
+  local name=$1; shift
+  $RUN "$PGBIN/pg_ctl" -D "$W/$name/data" "$@"
+}
+
+pg_up() { # pg_up NAME PORT [EXTRA OPTIONS]
+  local name=$1 port=$2 extra=${3:-}
+  pg "$name" status >/dev/null 2>&1 && return 0
+  pg "$name" -l "$W/$name/log" -w -t 60 \
+    -o "-p $port -k $W/$name -c listen_addresses=127.0.0.1 -c max_connections=200 $extra" start >/dev/null
+}
+
+psql_on() { # psql_on PORT SQL
+  psql "postgres://postgres@127.0.0.1:$1/postgres?sslmode=disable" -Atqc "$2"
+}
+
+wait_http() { # wait_http URL SECONDS
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$1" 2>/dev/null)" = 200 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+alive() { # alive PID: running, not a zombie waiting to be reaped
+  [ -n "$1" ] && kill -0 "$1" 2>/dev/null && ! awk '{ exit !($3 == "Z") }' "/proc/$1/stat" 2>/dev/null
+}
+
+node_up() { # node_up N API PUB
+  local n=$1 api=$2 pub=$3 d="$W/node$1"
+  mkdir -p "$d"
+  if [ -f "$d/pid" ] && alive "$(cat "$d/pid")"; then return 0; fi
+  nohup "$MOHR" --data-dir "$d" --config "$W/shared/mohr.yaml" serve \
+    --listen "127.0.0.1:$api" --public-listen "127.0.0.1:$pub" >>"$d/serve.log" 2>&1 &
+  echo $! >"$d/pid"
+  wait_http "http://127.0.0.1:$pub/readyz" 60 || { tail -20 "$d/serve.log" >&2; log "node$n did not come up"; exit 1; }
+  log "node$n up (api $api, public $pub, pid $(cat "$d/pid"))"
+}
+
+up() {
+  [ -n "$PGBIN" ] || { log "PostgreSQL 15 not installed (scripts/install-deps.sh)"; exit 1; }
+  command -v haproxy >/dev/null || { log "haproxy not installed (scripts/install-deps.sh)"; exit 1; }
+  install -d -m 0755 "$W" "$W/pg1" "$W/pg2"
+  [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$W/pg1" "$W/pg2"
+  MOHR=${MOHR_BIN:-$W/mohr}
+  if [ -z "${MOHR_BIN:-}" ]; then
+    (cd "$ROOT" && CGO_ENABLED=1 go build -o "$W/mohr" ./cmd/mohr)
+  fi
+
+  # Primary: synchronous_standby_names is given on its command line only, so that a promoted standby (whose
+  # data directory is a copy) does not wait for a standby it does not have.
+  if ! [ -f "$W/pg1/data/PG_VERSION" ]; then
+    $RUN "$PGBIN/initdb" -D "$W/pg1/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$W/pg1/initdb.log" 2>&1
+    cat >>"$W/pg1/data/postgresql.conf" <<EOF
+wal_level = replica
+max_wal_senders = 10
+wal_keep_size = 256MB
+hot_standby = on
+synchronous_commit = on
+EOF
+    echo "host replication postgres 127.0.0.1/32 trust" >>"$W/pg1/data/pg_hba.conf"
+  fi
+  pg_up pg1 "$PG1" "-c synchronous_standby_names=standby1"
+  if ! [ -f "$W/pg2/data/PG_VERSION" ]; then
+    $RUN "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PG1" -U postgres -D "$W/pg2/data" -R -X stream \
+      -d "application_name=standby1" >"$W/pg2/basebackup.log" 2>&1
+  fi
+  pg_up pg2 "$PG2"
+  for i in $(seq 1 100); do
+    [ "$(psql_on "$PG1" "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'standby1' AND sync_state = 'sync'" 2>/dev/null)" = 1 ] && break
+    sleep 0.1
+  done
+  [ "$(psql_on "$PG1" "SELECT 1 FROM pg_database WHERE datname = 'mohr'")" = 1 ] || psql_on "$PG1" "CREATE DATABASE mohr"
+  log "PostgreSQL primary :$PG1, synchronous standby :$PG2"
+
+  # One configuration and one set of keys for every node.
+  local S="$W/shared"
+  mkdir -p "$S"
+  if ! [ -f "$S/mohr.yaml" ]; then
+    cat >"$S/mohr.yaml" <<EOF
+# The cluster's one configuration: every node runs with it (they differ only in --listen/--public-listen).
+public_url: http://127.0.0.1:$LB_PUB
+database:
+  driver: postgres
+  dsn: $DSN
+ca:
+  key: file:$S/ca/intermediate.key
+  cert: $S/ca/intermediate.pem
+  root: $S/ca/root.pem
+services:
+  tls_names: [127.0.0.1, localhost]
+api:
+  rate_limit: 1000000
+  public_rate_limit: 1000000
+audit:
+  key: file:$S/audit.skey
+  vkeys: $S/audit.vkey
+  checkpoint_interval: ${MOHR_CHECKPOINT_INTERVAL:-10s}
+EOF
+    chmod 600 "$S/mohr.yaml"
+    "$MOHR" --data-dir "$S" ca init --dev >/dev/null
+    "$MOHR" --data-dir "$S" audit keygen >/dev/null
+  fi
+  node_up 1 "$API1" "$PUB1"
+  node_up 2 "$API2" "$PUB2"
+  node_up 3 "$API3" "$PUB3"
+
+  cat >"$W/haproxy.cfg" <<EOF
+global
+  maxconn 4096
+defaults
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  retries 2
+  option redispatch
+# The API is mTLS end to end: HAProxy passes TLS through and checks each node's /readyz on its public port.
+frontend api
+  bind 127.0.0.1:$LB_API
+  mode tcp
+  default_backend api
+backend api
+  mode tcp
+  balance roundrobin
+  option httpchk GET /readyz
+  default-server inter 500ms fall 2 rise 2 on-marked-down shutdown-sessions
+  server node1 127.0.0.1:$API1 check port $PUB1
+  server node2 127.0.0.1:$API2 check port $PUB2
+  server node3 127.0.0.1:$API3 check port $PUB3
+frontend public
+  bind 127.0.0.1:$LB_PUB
+  mode http
+  option http-keep-alive
+  # HAProxy's own 503 (no node ready) tells clients when to come back, as the nodes' do.
+  http-after-response set-header Retry-After 2 if { status 503 } !{ res.hdr(Retry-After) -m found }
+  default_backend public
+backend public
+  mode http
+  balance roundrobin
+  option httpchk GET /readyz
+  retry-on conn-failure empty-response response-timeout 503
+  http-reuse always
+  default-server inter 500ms fall 2 rise 2
+  server node1 127.0.0.1:$PUB1 check
+  server node2 127.0.0.1:$PUB2 check
+  server node3 127.0.0.1:$PUB3 check
+frontend stats
+  bind 127.0.0.1:$LB_STATS
+  mode http
+  stats enable
+  stats uri /
+EOF
+  if ! { [ -f "$W/haproxy.pid" ] && alive "$(cat "$W/haproxy.pid")"; }; then
+    haproxy -f "$W/haproxy.cfg" -D -p "$W/haproxy.pid"
+  fi
+  wait_http "http://127.0.0.1:$LB_PUB/readyz" 30 || { log "HAProxy does not answer"; exit 1; }
+  log "HAProxy: API https://127.0.0.1:$LB_API, public http://127.0.0.1:$LB_PUB, stats http://127.0.0.1:$LB_STATS"
+}
+
+stop_pid() { # stop_pid FILE
+  [ -f "$1" ] || return 0
+  local pid
+  pid=$(cat "$1")
+  if alive "$pid"; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$1"
+}
+
+down() {
+  stop_pid "$W/haproxy.pid"
+  for n in 1 2 3; do stop_pid "$W/node$n/pid"; done
+  for s in pg2 pg1; do
+    [ -f "$W/$s/data/PG_VERSION" ] && pg "$s" -m fast stop >/dev/null 2>&1 || true
+  done
+  log "stopped (data kept in $W; rm -rf it for a fresh cluster)"
+}
+
+status() {
+  for s in pg1:$PG1 pg2:$PG2; do
+    local name=${s%%:*} port=${s##*:} role
+    role=$(psql_on "$port" "SELECT CASE WHEN pg_is_in_recovery() THEN 'standby' ELSE 'primary' END" 2>/dev/null || echo down)
+    echo "$name :$port $role"
+  done
+  for n in 1 2 3; do
+    local pub=$((BASE + 80 + n)) code
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$pub/readyz" 2>/dev/null || true)
+    echo "node$n public :$pub readyz ${code:-000}"
+  done
+  echo "haproxy :$LB_API/:$LB_PUB readyz $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$LB_PUB/readyz" 2>/dev/null || true)"
+}
+
+env_vars() {
+  cat <<EOF
+MOHR_CLUSTER_DIR=$W
+MOHR_CLUSTER_API=https://127.0.0.1:$LB_API
+MOHR_CLUSTER_PUBLIC=http://127.0.0.1:$LB_PUB
+MOHR_CLUSTER_NODES_API="https://127.0.0.1:$API1 https://127.0.0.1:$API2 https://127.0.0.1:$API3"
+MOHR_CLUSTER_NODES_PUBLIC="http://127.0.0.1:$PUB1 http://127.0.0.1:$PUB2 http://127.0.0.1:$PUB3"
+MOHR_CLUSTER_PG="$PG1 $PG2"
+MOHR_CLUSTER_DSN="$DSN"
+EOF
+}
+
+case "${1:-}" in
+up) up ;;
+down) down ;;
+status) status ;;
+env) env_vars ;;
+promote) pg pg2 promote -w >/dev/null && log "standby promoted" ;;
+*) echo "usage: $0 up|down|status|env|promote" >&2; exit 2 ;;
+esac
