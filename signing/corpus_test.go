@@ -1,9 +1,11 @@
 package signing
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"flag"
@@ -11,6 +13,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/cryptotest"
 	"time"
@@ -86,7 +90,12 @@ func TestCorpus(t *testing.T) {
 		t.Fatal(err)
 	}
 	openssl := testenv.Tool(t, "openssl")
+	tsChecked.Store(0)
+	passed := 0
 	for _, e := range entries {
+		if e.Indication == TotalPassed {
+			passed++
+		}
 		t.Run(e.File, func(t *testing.T) {
 			der, err := os.ReadFile(filepath.Join(corpusDir, e.File))
 			if err != nil {
@@ -114,10 +123,86 @@ func TestCorpus(t *testing.T) {
 				if out, err := exec.Command(openssl, args...).CombinedOutput(); err != nil {
 					t.Fatalf("openssl cms -verify refuses %s: %v\n%s", e.File, err, out)
 				}
+				opensslTSVerify(t, openssl, der)
 			}
 		})
 	}
+	if passed > 0 && tsChecked.Load() == 0 && !t.Failed() {
+		t.Fatal("no corpus file expected to pass carries a signature timestamp: openssl ts -verify checked nothing")
+	}
+	t.Logf("openssl ts -verify accepted the signature timestamps of %d of the %d files expected to pass", tsChecked.Load(), passed)
 }
+
+// opensslTSVerify is the outside check of every signature timestamp of der (a corpus file expected to pass):
+// `openssl ts -verify` accepts the token over the imprint of the signature value, computed here (not read from
+// the token), with the corpus root and intermediate as the trust store, at the token's genTime; and refuses it
+// over a changed imprint. The TSA's certificate is in the token or in tsa.pem (-untrusted).
+func opensslTSVerify(t *testing.T, openssl string, der []byte) {
+	t.Helper()
+	sd, err := parseOne(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	var pems []byte
+	for _, n := range []string{"root.pem", "intermediate.pem"} {
+		b, err := os.ReadFile(filepath.Join(corpusDir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pems = append(pems, b...)
+	}
+	if err := os.WriteFile(ca, pems, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, a := range sd.signers[0].unsignedAttrs {
+		if !bytes.Equal(a.oid, dSigTimeStamp) {
+			continue
+		}
+		tok, ok := a.single()
+		if !ok {
+			t.Fatal("signature-time-stamp attribute without exactly one value")
+		}
+		var tsd signedData
+		if err := parseSignedData(tok, &tsd); err != nil || !tsd.hasContent {
+			t.Fatalf("signature timestamp token: %v", err)
+		}
+		info, err := parseTSTInfo(tsd.content)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := hashFromDER(info.hashOID)
+		if h == 0 {
+			t.Fatal("signature timestamp: unknown imprint hash")
+		}
+		hh := h.New()
+		hh.Write(sd.signers[0].signature)
+		sum := hh.Sum(nil)
+		tokFile := writeFile(t, dir, "token.der", tok)
+		args := func(imprint []byte) []string {
+			return []string{"ts", "-verify", "-digest", hex.EncodeToString(imprint), "-token_in", "-in", tokFile,
+				"-CAfile", ca, "-untrusted", filepath.Join(corpusDir, "tsa.pem"), "-attime", strconv.FormatInt(info.genTime.Unix(), 10)}
+		}
+		out, err := exec.Command(openssl, args(sum)...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Verification: OK") {
+			t.Fatalf("openssl ts -verify refuses signature timestamp %d: %v\n%s", n+1, err, out)
+		}
+		sum[len(sum)-1] ^= 1
+		out, err = exec.Command(openssl, args(sum)...).CombinedOutput()
+		if err == nil && strings.Contains(string(out), "Verification: OK") {
+			t.Fatalf("openssl ts -verify accepts signature timestamp %d over a wrong imprint", n+1)
+		}
+		n++
+	}
+	if n > 0 {
+		tsChecked.Add(1)
+	}
+}
+
+// tsChecked counts corpus files whose signature timestamps openssl ts -verify accepted.
+var tsChecked atomic.Int64
 
 // pemBlocks returns the DER of every PEM block of b.
 func pemBlocks(b []byte) [][]byte {
