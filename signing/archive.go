@@ -302,6 +302,9 @@ type ArchiveState struct {
 	// Newest is the genTime of the newest one; TSANotAfter is when its TSA certificate expires (with no archive
 	// timestamp: the earliest expiry among the signature timestamps' TSA certificates).
 	Newest, TSANotAfter time.Time
+	// AlgorithmsNotAfter is the earliest end date, in the trust policy's AlgorithmRules, of the algorithms
+	// the newest archive timestamp (the signature timestamps) relies on; zero when none ends. Set by RenewalDue.
+	AlgorithmsNotAfter time.Time
 }
 
 // ArchiveStatus reads the archive timestamps of der (without validating them: the Verifier does that).
@@ -340,13 +343,101 @@ func ArchiveStatus(der []byte) (ArchiveState, error) {
 	return st, nil
 }
 
-// RenewalDue reports whether der needs a (new) archive timestamp at now: the TSA certificate of the newest
-// archive timestamp (of the signature timestamp when there is none yet) expires within window (docs/signature-policy.md §4: a new archive timestamp before the last
-// one's TSA certificate expires).
-func RenewalDue(der []byte, now time.Time, window time.Duration) (bool, ArchiveState, error) {
+// RenewalDue reports whether der needs a (new) archive timestamp at now under the trust policy p: the TSA
+// certificate of the newest archive timestamp (of the signature timestamps when there is none yet) expires
+// within window, or an algorithm that timestamp relies on (its imprint digest, its signature's digest, the TSA's
+// key type and size, the digest of the signature on the TSA certificate) reaches the end date of its
+// AlgorithmRule in p within window (docs/signature-policy.md §4; EN 319 102-1 §5.6.2.5: renew before the
+// algorithms protecting the evidence weaken). An algorithm no rule of p admits makes renewal due at once. A nil
+// p means DefaultAlgorithms. st.AlgorithmsNotAfter says which end date applied.
+func RenewalDue(der []byte, now time.Time, window time.Duration, p *TrustPolicy) (bool, ArchiveState, error) {
 	st, err := ArchiveStatus(der)
 	if err != nil {
 		return false, st, err
 	}
-	return !now.Add(window).Before(st.TSANotAfter), st, nil
+	rules := DefaultAlgorithms()
+	if p != nil {
+		rules = p.algorithms()
+	}
+	sd, err := parseOne(der)
+	if err != nil {
+		return false, st, err
+	}
+	var toks [][]byte
+	if ats, err := archiveTimestamps(sd); err == nil && len(ats) > 0 {
+		toks = [][]byte{ats[len(ats)-1].token}
+	} else {
+		for _, a := range sd.signers[0].unsignedAttrs {
+			if tok, ok := a.single(); ok && bytes.Equal(a.oid, dSigTimeStamp) {
+				toks = append(toks, tok)
+			}
+		}
+	}
+	for _, tok := range toks {
+		end, err := tokenAlgorithmsEnd(tok, rules)
+		if err != nil {
+			return false, st, err
+		}
+		if !end.IsZero() && (st.AlgorithmsNotAfter.IsZero() || end.Before(st.AlgorithmsNotAfter)) {
+			st.AlgorithmsNotAfter = end
+		}
+	}
+	due := !now.Add(window).Before(st.TSANotAfter) ||
+		(!st.AlgorithmsNotAfter.IsZero() && !now.Add(window).Before(st.AlgorithmsNotAfter))
+	return due, st, nil
+}
+
+// tokenAlgorithmsEnd returns the earliest end date, under rules, of the algorithms a TimeStampToken relies on:
+// its imprint digest, its SignerInfo's digest, the TSA's key (type and size) and the digest of the signature
+// on the TSA certificate. Zero when no rule that admits them ends; the token's genTime when one is admitted by
+// no rule (renewal due at once).
+func tokenAlgorithmsEnd(tok []byte, rules []AlgorithmRule) (time.Time, error) {
+	var tsd signedData
+	if err := parseSignedData(tok, &tsd); err != nil || !tsd.hasContent || len(tsd.signers) != 1 {
+		return time.Time{}, formatErr("timestamp token")
+	}
+	info, err := parseTSTInfo(tsd.content)
+	if err != nil {
+		return time.Time{}, err
+	}
+	type use struct {
+		name string
+		bits int
+	}
+	uses := []use{{hashName(hashFromDER(info.hashOID)), 0}, {hashName(hashFromDER(tsd.signers[0].digestOID)), 0}}
+	for _, c := range tsd.certs {
+		if x, err := x509.ParseCertificate(c); err == nil && findSigner(&tsd.signers[0], []*certEntry{{cert: x}}) != nil {
+			name, bits := keyName(x.PublicKey)
+			uses = append(uses, use{name, bits}, use{hashName(sigHash(x.SignatureAlgorithm)), 0})
+		}
+	}
+	var end time.Time
+	for _, u := range uses {
+		e, ok := algorithmEnd(rules, u.name, u.bits)
+		if !ok {
+			return info.genTime, nil
+		}
+		if !e.IsZero() && (end.IsZero() || e.Before(end)) {
+			end = e
+		}
+	}
+	return end, nil
+}
+
+// algorithmEnd is the end date of the rules admitting name (with bits for RSA): the latest NotAfter among them,
+// zero when one has none; ok is false when no rule admits it.
+func algorithmEnd(rules []AlgorithmRule, name string, bits int) (end time.Time, ok bool) {
+	for _, r := range rules {
+		if r.Name != name || bits < r.MinBits {
+			continue
+		}
+		if r.NotAfter.IsZero() {
+			return time.Time{}, true
+		}
+		if r.NotAfter.After(end) {
+			end = r.NotAfter
+		}
+		ok = true
+	}
+	return end, ok
 }

@@ -245,7 +245,7 @@ func TestArchiveRenewalOverYears(t *testing.T) {
 			tsas = append(tsas, TrustedTSA{Cert: leaf.Cert}) // the rotated TSA joins the trust list
 			v = f.verifier(t, func(c *VerifierConfig) { c.Revocation = nil; c.Trust.TSAs = tsas })
 		}
-		due, st, err := RenewalDue(der, now, window)
+		due, st, err := RenewalDue(der, now, window, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,7 +258,7 @@ func TestArchiveRenewalOverYears(t *testing.T) {
 			}
 			renewals++
 			history = append(history, der)
-			if due, _, _ := RenewalDue(der, now, window); due {
+			if due, _, _ := RenewalDue(der, now, window, nil); due {
 				t.Fatal("still due right after renewal")
 			}
 		}
@@ -285,5 +285,66 @@ func TestArchiveRenewalOverYears(t *testing.T) {
 	}
 	if r := v.Verify(ctx, late); r.Passed() || r.SubIndication != NoPOE {
 		t.Fatalf("renewal after expiry: %s", r.Summary())
+	}
+}
+
+// TestRenewalDueAlgorithmSunset: renewal is also due when an algorithm the newest archive timestamp relies on
+// (its SHA-256 imprint and signature digest, the TSA's P-256 key) reaches the end date of its AlgorithmRule
+// minus the window, long before the TSA certificate expires; an algorithm no rule admits makes it due at once.
+// The clock is the test PKI's, advanced day by day.
+func TestRenewalDueAlgorithmSunset(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	der := f.toBLT(t, f.toBT(t, f.signBB(t, f.doc, f.physician)), f.doc)
+	var err error
+	if der, err = AddArchiveTimestamp(ctx, der, f.tsa); err != nil {
+		t.Fatal(err)
+	}
+	const window = 60 * 24 * time.Hour
+	start := f.pki.Clock.Now()
+	sunset := start.AddDate(0, 0, 200)
+	if !f.tsaLeaf.Cert.NotAfter.After(sunset.Add(window)) {
+		t.Fatalf("the TSA certificate (until %s) must outlive the sunset for this test", f.tsaLeaf.Cert.NotAfter)
+	}
+	open := []AlgorithmRule{{Name: "sha256"}, {Name: "sha384"}, {Name: "ecdsa-p256"}, {Name: "ecdsa-p384"}}
+	with := func(rules ...AlgorithmRule) *TrustPolicy {
+		p := f.trust()
+		p.Algorithms = rules
+		return p
+	}
+	for _, c := range []struct {
+		name   string
+		policy *TrustPolicy
+		end    time.Time // zero: never due before the TSA certificate's expiry
+	}{
+		{"no sunset", with(open...), time.Time{}},
+		{"default algorithms", nil, time.Time{}},
+		{"sha256 digest ends", with(AlgorithmRule{Name: "sha256", NotAfter: sunset}, open[1], open[2], open[3]), sunset},
+		{"p256 key ends", with(open[0], open[1], AlgorithmRule{Name: "ecdsa-p256", NotAfter: sunset}, open[3]), sunset},
+		{"latest rule counts", with(AlgorithmRule{Name: "sha256", NotAfter: sunset}, AlgorithmRule{Name: "sha256", NotAfter: sunset.AddDate(0, 0, 40)}, open[1], open[2], open[3]), sunset.AddDate(0, 0, 40)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f.pki.Clock.Set(start)
+			for f.pki.Clock.Now().Before(start.AddDate(2, 0, 0)) && f.pki.Clock.Now().Add(window).Before(f.tsaLeaf.Cert.NotAfter) {
+				now := f.pki.Clock.Now()
+				due, st, err := RenewalDue(der, now, window, c.policy)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := !c.end.IsZero() && !now.Add(window).Before(c.end)
+				if due != want {
+					t.Fatalf("at %s: due %v, want %v (algorithms until %s)", now.Format(time.DateOnly), due, want, st.AlgorithmsNotAfter)
+				}
+				if !st.AlgorithmsNotAfter.Equal(c.end) {
+					t.Fatalf("AlgorithmsNotAfter %s, want %s", st.AlgorithmsNotAfter, c.end)
+				}
+				f.pki.Clock.Advance(24 * time.Hour)
+			}
+		})
+	}
+	// Fail closed: a key type no rule admits (P-256 dropped) makes renewal due now.
+	due, _, err := RenewalDue(der, start, window, with(open[0], open[1], open[3]))
+	if err != nil || !due {
+		t.Fatalf("P-256 not admitted: due %v, %v", due, err)
 	}
 }
