@@ -355,13 +355,24 @@ func RenewalDue(der []byte, now time.Time, window time.Duration, p *TrustPolicy)
 	if err != nil {
 		return false, st, err
 	}
+	if st.AlgorithmsNotAfter, err = archiveAlgorithmsEnd(der, p); err != nil {
+		return false, st, err
+	}
+	due := !now.Add(window).Before(st.TSANotAfter) ||
+		(!st.AlgorithmsNotAfter.IsZero() && !now.Add(window).Before(st.AlgorithmsNotAfter))
+	return due, st, nil
+}
+
+// archiveAlgorithmsEnd is the earliest end date under p (DefaultAlgorithms when nil) of the algorithms the
+// newest archive timestamp of der relies on (of its signature timestamps when it has none); zero when none ends.
+func archiveAlgorithmsEnd(der []byte, p *TrustPolicy) (time.Time, error) {
 	rules := DefaultAlgorithms()
 	if p != nil {
 		rules = p.algorithms()
 	}
 	sd, err := parseOne(der)
 	if err != nil {
-		return false, st, err
+		return time.Time{}, err
 	}
 	var toks [][]byte
 	if ats, err := archiveTimestamps(sd); err == nil && len(ats) > 0 {
@@ -373,18 +384,17 @@ func RenewalDue(der []byte, now time.Time, window time.Duration, p *TrustPolicy)
 			}
 		}
 	}
+	var first time.Time
 	for _, tok := range toks {
 		end, err := tokenAlgorithmsEnd(tok, rules)
 		if err != nil {
-			return false, st, err
+			return time.Time{}, err
 		}
-		if !end.IsZero() && (st.AlgorithmsNotAfter.IsZero() || end.Before(st.AlgorithmsNotAfter)) {
-			st.AlgorithmsNotAfter = end
+		if !end.IsZero() && (first.IsZero() || end.Before(first)) {
+			first = end
 		}
 	}
-	due := !now.Add(window).Before(st.TSANotAfter) ||
-		(!st.AlgorithmsNotAfter.IsZero() && !now.Add(window).Before(st.AlgorithmsNotAfter))
-	return due, st, nil
+	return first, nil
 }
 
 // tokenAlgorithmsEnd returns the earliest end date, under rules, of the algorithms a TimeStampToken relies on:

@@ -324,6 +324,13 @@ func TestRenewalDueAlgorithmSunset(t *testing.T) {
 		{"latest rule counts", with(AlgorithmRule{Name: "sha256", NotAfter: sunset}, AlgorithmRule{Name: "sha256", NotAfter: sunset.AddDate(0, 0, 40)}, open[1], open[2], open[3]), sunset.AddDate(0, 0, 40)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			wantNext := f.tsaLeaf.Cert.NotAfter.Add(-window)
+			if !c.end.IsZero() {
+				wantNext = c.end.Add(-window)
+			}
+			if next, err := NextArchiveDueUnder(der, window, c.policy); err != nil || !next.Equal(wantNext) {
+				t.Fatalf("NextArchiveDueUnder %s, %v; want %s", next, err, wantNext)
+			}
 			f.pki.Clock.Set(start)
 			for f.pki.Clock.Now().Before(start.AddDate(2, 0, 0)) && f.pki.Clock.Now().Add(window).Before(f.tsaLeaf.Cert.NotAfter) {
 				now := f.pki.Clock.Now()
@@ -346,5 +353,8 @@ func TestRenewalDueAlgorithmSunset(t *testing.T) {
 	due, _, err := RenewalDue(der, start, window, with(open[0], open[1], open[3]))
 	if err != nil || !due {
 		t.Fatalf("P-256 not admitted: due %v, %v", due, err)
+	}
+	if next, err := NextArchiveDueUnder(der, window, with(open[0], open[1], open[3])); err != nil || next.After(start) {
+		t.Fatalf("P-256 not admitted: next due %s, %v", next, err)
 	}
 }

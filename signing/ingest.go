@@ -319,11 +319,25 @@ func (in *Ingestor) Upgrade(ctx context.Context, der []byte, level string) ([]by
 }
 
 // NextArchiveDue is when der's archive timestamp (its signature timestamp when it has none) must be renewed:
-// window before the TSA certificate it relies on expires.
+// window before the TSA certificate it relies on expires, or before an algorithm it relies on reaches the end
+// of its rule in DefaultAlgorithms (NextArchiveDueUnder for a configured policy).
 func NextArchiveDue(der []byte, window time.Duration) (time.Time, error) {
+	return NextArchiveDueUnder(der, window, nil)
+}
+
+// NextArchiveDueUnder is NextArchiveDue under the trust policy p's AlgorithmRules (RenewalDue's rule as a date).
+func NextArchiveDueUnder(der []byte, window time.Duration, p *TrustPolicy) (time.Time, error) {
 	st, err := ArchiveStatus(der)
 	if err != nil {
 		return time.Time{}, err
 	}
-	return st.TSANotAfter.Add(-window), nil
+	end := st.TSANotAfter
+	alg, err := archiveAlgorithmsEnd(der, p)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if !alg.IsZero() && alg.Before(end) {
+		end = alg
+	}
+	return end.Add(-window), nil
 }

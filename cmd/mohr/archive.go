@@ -52,8 +52,8 @@ func newArchiveCmd() *cobra.Command {
 
 // archiveDue is when sig's archive timestamp must next be renewed; zero when it cannot be read (such a record
 // is never picked up, and the verifier reports on it).
-func archiveDue(sig []byte, window time.Duration) time.Time {
-	t, err := signing.NextArchiveDue(sig, window)
+func archiveDue(sig []byte, window time.Duration, trust *signing.TrustPolicy) time.Time {
+	t, err := signing.NextArchiveDueUnder(sig, window, trust)
 	if err != nil {
 		return time.Time{}
 	}
@@ -103,12 +103,13 @@ func (n *node) renewOne(ctx context.Context, rec store.PrescriptionRecord, windo
 	if !r.Passed() || r.Level != "B-LTA" {
 		return fmt.Errorf("renewed signature does not verify: %s", r.Summary())
 	}
-	due, err := signing.NextArchiveDue(out, window)
+	trust := n.vs.Load().v.Trust()
+	due, err := signing.NextArchiveDueUnder(out, window, &trust)
 	if err != nil {
 		return err
 	}
 	if !due.After(n.cfg.clock()()) {
-		return fmt.Errorf("the TSA certificate expires within the renewal window (%s): renew it first", due.Format(time.RFC3339))
+		return fmt.Errorf("the TSA certificate expires, or an algorithm it uses ends, within the renewal window (%s): renew it first", due.Format(time.RFC3339))
 	}
 	ev := newEvent("rx.archived", "system:archive", rec.ID, map[string]any{"archive_timestamps": len(r.Timestamps), "next_due": due})
 	err = n.st.UpdatePrescriptionSignature(ctx, rec.ID, rec.Signature, out, due, ev)

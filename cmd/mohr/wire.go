@@ -201,6 +201,8 @@ type prescriptionStore struct {
 	actor string
 	// window is how long before its TSA certificate expires a prescription's archive timestamp is due.
 	window time.Duration
+	// trust gives the AlgorithmRules whose end dates also make it due (DefaultAlgorithms when nil).
+	trust *signing.TrustPolicy
 }
 
 func (p prescriptionStore) SavePrescription(ctx context.Context, rx signing.Prescription) error {
@@ -213,7 +215,7 @@ func (p prescriptionStore) SavePrescription(ctx context.Context, rx signing.Pres
 	return p.st.SavePrescription(ctx, store.PrescriptionRecord{ID: rx.ID, ReceivedAt: rx.ReceivedAt, SigningTime: rx.SigningTime,
 		PrescriberCode: rx.PrescriberNationalCode, CouncilNumber: rx.CouncilNumber, PatientCode: rx.PatientNationalCode,
 		Indication: ind, Signature: rx.Signature, SealedReport: rx.SealedReport, Submitter: rx.Submitter,
-		ArchiveDue: archiveDue(rx.Signature, p.window)}, ev)
+		ArchiveDue: archiveDue(rx.Signature, p.window, p.trust)}, ev)
 }
 
 // ingestor implements api.PrescriptionIngestor.
