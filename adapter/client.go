@@ -70,8 +70,7 @@ type Adapter struct {
 	mu        sync.RWMutex
 	cred      *Credential
 	renewMu   sync.Mutex
-	transport *http.Transport
-	onceT     sync.Once
+	transport *http.Transport // the current generation's transport, under mu
 }
 
 // NewAdapter returns an Adapter holding cred.
@@ -99,26 +98,47 @@ func (a *Adapter) now() time.Time {
 	return time.Now()
 }
 
-// Transport returns the mutual-TLS transport to the exchange. It presents the current credential on every new
-// connection; after a renewal idle connections are closed so new ones use the new certificate.
+// Transport returns the mutual-TLS transport to the exchange for the current credential. Each credential has
+// its own transport: after a renewal new requests go through a new one (new connections, new certificate) and
+// the old one's connections are closed once idle. Closing idle connections on a shared transport is not enough:
+// HTTP/2 multiplexes every request onto one connection that, under steady traffic, is never idle.
 func (a *Adapter) Transport() *http.Transport {
-	a.onceT.Do(func() {
-		a.transport = &http.Transport{
-			Proxy: nil,
-			TLSClientConfig: &tls.Config{
-				MinVersion: tls.VersionTLS13,
-				RootCAs:    a.RootCAs,
-				GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-					return a.Credential().tlsCertificate(), nil
-				},
-			},
-			ForceAttemptHTTP2:   true,
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     90 * time.Second,
-			TLSHandshakeTimeout: 10 * time.Second,
-		}
-	})
+	a.mu.RLock()
+	t := a.transport
+	a.mu.RUnlock()
+	if t != nil {
+		return t
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.transport == nil {
+		a.transport = a.newTransport(a.cred)
+	}
 	return a.transport
+}
+
+func (a *Adapter) newTransport(cred *Credential) *http.Transport {
+	return &http.Transport{
+		Proxy: nil,
+		TLSClientConfig: &tls.Config{
+			MinVersion: tls.VersionTLS13,
+			RootCAs:    a.RootCAs,
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				return cred.tlsCertificate(), nil
+			},
+		},
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+	}
+}
+
+// roundTripper sends each request through the current credential's transport.
+type roundTripper struct{ a *Adapter }
+
+func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	return rt.a.Transport().RoundTrip(r)
 }
 
 // Handler returns the local endpoint: a reverse proxy to the exchange. Any X-HIX-SIAM-ID header from the local
@@ -131,7 +151,7 @@ func (a *Adapter) Handler() http.Handler {
 			pr.Out.Host = target.Host
 			pr.Out.Header.Del(HeaderSIAMID)
 		},
-		Transport: a.Transport(),
+		Transport: roundTripper{a},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if a.OnError != nil {
 				a.OnError(fmt.Errorf("adapter: forward: %w", err))
@@ -225,9 +245,14 @@ func (a *Adapter) Renew(ctx context.Context, rekey bool) error {
 	}
 	a.mu.Lock()
 	a.cred = next
+	prev := a.transport
+	a.transport = a.newTransport(next)
 	a.mu.Unlock()
-	if a.transport != nil {
-		a.transport.CloseIdleConnections()
+	if prev != nil {
+		// Requests in flight finish on the old connections; those then close as idle (now, or after
+		// IdleConnTimeout at the latest, since nothing new is sent through prev).
+		prev.CloseIdleConnections()
+		time.AfterFunc(5*time.Second, prev.CloseIdleConnections)
 	}
 	return nil
 }
