@@ -101,6 +101,10 @@ type Prescriber struct {
 	CouncilNumber string `json:"councilNumber,omitempty"`
 	Registration  string `json:"registration,omitempty"` // e.g. "active", "not checked"
 	PatientCode   string `json:"patientNationalCode,omitempty"`
+	// RemoteSigningPolicy is the remote-signing certificate policy OID the signing certificate asserts
+	// (hixext.OIDPolicyRemoteSigning): the key is held in the signing centre's HSM and was activated by the
+	// physician under EN 419 241-1 SCAL2 (docs/remote-signing.md), not on a council card. Empty otherwise.
+	RemoteSigningPolicy string `json:"remoteSigningPolicy,omitempty"`
 }
 
 // Report is the validation report of one signature, after ETSI EN 319 102-1 §5 (the indication and
