@@ -426,6 +426,20 @@ func TestClusterTwoNodes(t *testing.T) {
 			t.Errorf("%s ready on a read-only database", n.pub())
 		}
 	}
+	// A token-store write on a read-only database is a 503 with Retry-After, as for the other stores.
+	req, _ := http.NewRequest("POST", a.api()+"/v1/registry/facilities", strings.NewReader(`{"facilities":[{"siamId":"SIAM-1001",`+
+		`"name":"Clinic","licenceNumber":"L-1","licenceNotAfter":"2099-01-01T00:00:00Z","licenceStatus":"active"}]}`))
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := op1.Do(req); err != nil {
+		t.Errorf("registry import on a read-only database: %v", err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("registry import on a read-only database: %d (Retry-After %q) %s, want 503 with Retry-After",
+				resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+	}
 	c.psqlOn(c.admin, `ALTER DATABASE `+c.db+` SET default_transaction_read_only = off`)
 	c.psqlOn(c.admin, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '`+c.db+`' `)
 	for _, n := range []*testNode{a, b} {
