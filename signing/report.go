@@ -99,8 +99,15 @@ type Prescriber struct {
 	Name          string `json:"name,omitempty"`
 	NationalCode  string `json:"nationalCode,omitempty"`
 	CouncilNumber string `json:"councilNumber,omitempty"`
-	Registration  string `json:"registration,omitempty"` // e.g. "active", "not checked"
-	PatientCode   string `json:"patientNationalCode,omitempty"`
+	Registration  string `json:"registration,omitempty"` // at the best signature time, e.g. "active", "not checked"
+	// RegistrationNow is today's status when it differs from the one at the best signature time (a physician
+	// suspended after signing: "active" then, "suspended" now).
+	RegistrationNow string `json:"registrationNow,omitempty"`
+	PatientCode     string `json:"patientNationalCode,omitempty"`
+	// RemoteSigningPolicy is the remote-signing certificate policy OID the signing certificate asserts
+	// (hixext.OIDPolicyRemoteSigning): the key is held in the signing centre's HSM and was activated by the
+	// physician under EN 419 241-1 SCAL2 (docs/remote-signing.md), not on a council card. Empty otherwise.
+	RemoteSigningPolicy string `json:"remoteSigningPolicy,omitempty"`
 }
 
 // Report is the validation report of one signature, after ETSI EN 319 102-1 §5 (the indication and
