@@ -79,9 +79,9 @@ func readSealKey(path string) (crypto.PublicKey, error) {
 // newQRCmd is "mohr qr": the offline QR code of signed prescriptions.
 func newQRCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "qr", Short: "Offline verification of the QR code on printed prescriptions"}
-	var bundlePath, sealKey, format string
+	var bundlePath, sealKey, format, at string
 	verify := &cobra.Command{
-		Use:   "verify --bundle FILE --seal-key FILE [--format text|json] IMAGE|TEXT|-",
+		Use:   "verify --bundle FILE --seal-key FILE [--at RFC3339] [--format text|json] IMAGE|TEXT|-",
 		Short: "Check a prescription's QR code offline against a trust bundle (PNG or JPEG image, RX1: text, or - for stdin)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -99,7 +99,10 @@ func newQRCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("qr verify: %w", err)
 			}
-			now := time.Now()
+			now, err := checkTime(at)
+			if err != nil {
+				return fmt.Errorf("qr verify: %w", err)
+			}
 			b, err := offline.OpenBundle(signed, pub, now)
 			if err != nil {
 				return fmt.Errorf("qr verify: %w", err)
@@ -129,8 +132,23 @@ func newQRCmd() *cobra.Command {
 	f.StringVar(&bundlePath, "bundle", "", "trust bundle (from mohr trust-bundle fetch)")
 	f.StringVar(&sealKey, "seal-key", "", "the pinned public key of the Ministry's trust-bundle seal (PEM)")
 	f.StringVar(&format, "format", "text", "output: text or json")
+	f.StringVar(&at, "at", "", "check as of this time (RFC 3339, e.g. 2026-12-03T10:00:00Z) instead of now: the bundle's dates and the certificates' validity")
 	cmd.AddCommand(verify)
 	return cmd
+}
+
+// checkTime is the time an offline check is made at: at (RFC 3339) if given, else the clock. Passing it in
+// lets an auditor ask "would this paper have passed on that day" and tests walk across a bundle's next update
+// and a certificate's expiry.
+func checkTime(at string) (time.Time, error) {
+	if at == "" {
+		return time.Now(), nil
+	}
+	t, err := time.Parse(time.RFC3339, at)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--at %q is not an RFC 3339 time (e.g. 2026-12-03T10:00:00Z)", at)
+	}
+	return t, nil
 }
 
 // qrInput returns the QR text from arg: "-" reads stdin; an existing file is an image (PNG, JPEG) or holds
@@ -227,9 +245,9 @@ func newTrustBundleCmd() *cobra.Command {
 	ff.StringVar(&sealKey, "seal-key", "", "the pinned public key of the Ministry's trust-bundle seal (PEM)")
 	ff.StringVar(&out, "out", "", "where to save the bundle")
 	ff.DurationVar(&timeout, "timeout", 30*time.Second, "download timeout")
-	var showKey string
+	var showKey, showAt string
 	show := &cobra.Command{
-		Use:   "show --seal-key FILE FILE",
+		Use:   "show --seal-key FILE [--at RFC3339] FILE",
 		Short: "Check a saved trust bundle's signature and say what it holds and how old it is",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -245,7 +263,10 @@ func newTrustBundleCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("trust-bundle show: %w", err)
 			}
-			now := time.Now()
+			now, err := checkTime(showAt)
+			if err != nil {
+				return fmt.Errorf("trust-bundle show: %w", err)
+			}
 			printBundle(cmd.OutOrStdout(), b, now)
 			if _, err := offline.OpenBundle(signed, pub, now); err != nil {
 				return fmt.Errorf("trust-bundle show: %w", err)
@@ -254,6 +275,7 @@ func newTrustBundleCmd() *cobra.Command {
 		},
 	}
 	show.Flags().StringVar(&showKey, "seal-key", "", "the pinned public key of the Ministry's trust-bundle seal (PEM)")
+	show.Flags().StringVar(&showAt, "at", "", "say the bundle's age and validity as of this time (RFC 3339) instead of now")
 	cmd.AddCommand(fetch, show)
 	return cmd
 }
