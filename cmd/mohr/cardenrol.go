@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -390,15 +391,27 @@ func physicianSigningPolicy() asn1.ObjectIdentifier {
 	if !ok || len(pc.Policies) == 0 {
 		return nil
 	}
+	oid, err := parseOID(pc.Policies[0])
+	if err != nil {
+		return nil
+	}
+	return oid
+}
+
+// parseOID parses a dotted object identifier.
+func parseOID(s string) (asn1.ObjectIdentifier, error) {
 	var oid asn1.ObjectIdentifier
-	for _, part := range strings.Split(pc.Policies[0], ".") {
-		var n int
-		if _, err := fmt.Sscan(part, &n); err != nil {
-			return nil
+	for _, part := range strings.Split(s, ".") {
+		n, err := strconv.Atoi(part)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("not a dotted OID: %q", s)
 		}
 		oid = append(oid, n)
 	}
-	return oid
+	if len(oid) < 2 {
+		return nil, fmt.Errorf("not a dotted OID: %q", s)
+	}
+	return oid, nil
 }
 
 func newCardShowCmd() *cobra.Command {
