@@ -40,6 +40,8 @@ type Config struct {
 	MaxBatch int
 	// SubmitWorkers is how many submissions run while the card signs the next documents; 4 when zero.
 	SubmitWorkers int
+	// Notify, if set, is told when a session opens and ends (the terminal prompt shows it). It must not block.
+	Notify func(SessionEvent)
 	// CheckSigner, if set, checks the key's chain (signing certificate first) when a session opens, before
 	// the PIN is asked: SignerPolicy.Check. A refusal (ErrSignerRefused) opens no session.
 	CheckSigner func(chain []*x509.Certificate, now time.Time) error
@@ -161,6 +163,12 @@ func (a *Agent) openSession(ctx context.Context, o SessionOptions, comfort bool)
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, fmt.Errorf("%w: %w", ErrPINCancelled, ctxErr)
 		}
+		switch {
+		case errors.Is(err, ErrPINUnavailable):
+			return nil, ErrPINUnavailable
+		case errors.Is(err, ErrPINTimeout):
+			return nil, ErrPINTimeout
+		}
 		return nil, ErrPINCancelled
 	}
 	// The PIN goes to the card once (VERIFY) and is wiped at once; the session relies on the card's
@@ -204,6 +212,9 @@ func (a *Agent) openSession(ctx context.Context, o SessionOptions, comfort bool)
 		return nil, err
 	}
 	a.cfg.Metrics.sessionState(s.max)
+	if a.cfg.Notify != nil && comfort {
+		a.cfg.Notify(SessionEvent{Event: EventSessionOpened, Session: s.id, Max: s.max, Expires: s.expires})
+	}
 	// The removal watcher and the expiry timer; if the session already ended meanwhile, neither starts.
 	s.mu.Lock()
 	if s.ended == nil {
@@ -318,6 +329,9 @@ func (a *Agent) end(s *session, reason string, cause error) {
 	s.mu.Unlock()
 	_ = a.cfg.Audit.Append(AuditRecord{Event: "session-end", Session: s.id, Signer: hex.EncodeToString(s.signerFP[:]), Count: used, Reason: reason})
 	a.cfg.Metrics.sessionEnded(reason)
+	if a.cfg.Notify != nil && s.comfort {
+		a.cfg.Notify(SessionEvent{Event: EventSessionEnded, Session: s.id, Reason: reason, Used: used, Max: s.max, Expires: s.expires})
+	}
 	s.closeIfIdle()
 }
 
@@ -673,4 +687,20 @@ func (t *Timings) UnmarshalJSON(b []byte) error {
 	*t = Timings{CardIO: d("cardIoMs"), CardSign: d("cardSignMs"), CMSBuild: d("cmsBuildMs"), Submit: d("submitMs"),
 		Network: d("networkMs"), Ingestion: d("ingestionMs"), Total: d("totalMs")}
 	return nil
+}
+
+// Session events for Config.Notify.
+const (
+	EventSessionOpened = "opened"
+	EventSessionEnded  = "ended"
+)
+
+// SessionEvent is a comfort session opening or ending.
+type SessionEvent struct {
+	Event   string // EventSessionOpened or EventSessionEnded
+	Session string
+	Reason  string // why it ended (the End* reasons)
+	Used    int
+	Max     int
+	Expires time.Time
 }

@@ -247,6 +247,13 @@ func problemFor(err error) (int, *Problem) {
 	case errors.Is(err, ErrSessionActive):
 		status = http.StatusConflict
 		set("session_active", "a signing session is already open")
+	case errors.Is(err, ErrPINUnavailable):
+		status = http.StatusServiceUnavailable
+		set("pin_unavailable", "the agent cannot ask for the PIN")
+		p.Detail = "the agent has no terminal to ask the PIN on: run it in a terminal, or set pin_entry: web"
+	case errors.Is(err, ErrPINTimeout):
+		status = http.StatusConflict
+		set("pin_timeout", "nobody entered the PIN in time")
 	case errors.Is(err, ErrPINCancelled):
 		status = http.StatusConflict
 		set("pin_cancelled", "the physician did not enter the PIN")
