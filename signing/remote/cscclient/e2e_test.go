@@ -183,7 +183,9 @@ func (w *world) ceremony(ctx context.Context, fn string, options []byte) ([]byte
 	return []byte(s), nil
 }
 
-func (w *world) activator(ctx context.Context, options []byte) ([]byte, error) { return w.ceremony(ctx, "get", options) }
+func (w *world) activator(ctx context.Context, options []byte) ([]byte, error) {
+	return w.ceremony(ctx, "get", options)
+}
 
 // enrol enrols the physician and registers a passkey in Chromium's virtual authenticator.
 func (w *world) enrol(t *testing.T) remote.Credential {
@@ -217,7 +219,10 @@ func (registry) Registration(_ context.Context, council string) (signing.Registr
 
 type memStore struct{ n *atomic.Int64 }
 
-func (m memStore) SavePrescription(context.Context, signing.Prescription) error { m.n.Add(1); return nil }
+func (m memStore) SavePrescription(context.Context, signing.Prescription) error {
+	m.n.Add(1)
+	return nil
+}
 
 // newExchange is an in-process ingestion endpoint (signing.Ingestor: validation, B-T, B-LT, sealed report)
 // answering POST /v1/prescriptions as package api does.
