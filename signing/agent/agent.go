@@ -631,7 +631,11 @@ func (a *Agent) signOneQR(ctx context.Context, s *session, content []byte, diges
 
 	ts := &timedSigner{Signer: s.key.Signer}
 	t0 := time.Now()
-	cms, err := signing.Sign(ctx, content, signing.SignOptions{Signer: ts, Chain: s.key.Chain, Now: a.now})
+	now := a.now
+	if s.key.SigningTime != nil { // a remote key whose activation covers data to be signed made at that time
+		now = s.key.SigningTime
+	}
+	cms, err := signing.Sign(ctx, content, signing.SignOptions{Signer: ts, Chain: s.key.Chain, Now: now})
 	build := time.Since(t0)
 	t.CardIO = ts.d
 	if s.key.CardTime != nil {
