@@ -88,6 +88,12 @@ type fixture struct {
 	module string
 	pin    string
 	ra     remote.Caller
+	revoke func(context.Context, *x509.Certificate, int, string) error
+}
+
+// setRevoke makes fn the CA revocation the service calls.
+func (f *fixture) setRevoke(fn func(context.Context, *x509.Certificate, int, string) error) {
+	f.revoke = fn
 }
 
 // physician is a test physician with a valid national code.
@@ -186,6 +192,7 @@ func newFixture(t *testing.T, dialect string) *fixture {
 	op := hsm.NewOpener(module)
 	t.Cleanup(func() { op.Close() })
 	keys := &countingKeys{Opener: op}
+	f := &fixture{}
 	svc, err := remote.New(remote.Config{
 		Store: st, Keys: keys, KeyToken: "pkcs11:token=" + tokenLabel + "?pin-source=file:" + pinFile,
 		Issue: func(ctx context.Context, r remote.IssueRequest) ([]*x509.Certificate, error) {
@@ -197,12 +204,19 @@ func newFixture(t *testing.T, dialect string) *fixture {
 			return []*x509.Certificate{cert, p.Intermediate}, nil
 		},
 		RPID: rpID, RPOrigins: []string{origin}, MaxHashes: 20, Now: clock.Now,
+		Revoke: func(ctx context.Context, cert *x509.Certificate, reason int, actor string) error {
+			if f.revoke == nil {
+				return nil
+			}
+			return f.revoke(ctx, cert, reason, actor)
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, svc: svc, st: st, keys: keys, clock: clock, pki: p, ca: c, module: module, pin: pin,
+	*f = fixture{t: t, svc: svc, st: st, keys: keys, clock: clock, pki: p, ca: c, module: module, pin: pin,
 		ra: remote.Caller{Role: remote.RoleRAOfficer, Actor: "api:ra-officer:ra1"}}
+	return f
 }
 
 // enrol enrols p and registers a soft passkey; it returns the active credential and the authenticator.
