@@ -146,6 +146,17 @@ func (f *gatewayFixture) waitStatus(t *testing.T, c *http.Client, want int, what
 	}
 }
 
+// waitLog waits (bounded) until the gateway's output holds want: the child's output arrives through a pipe,
+// after the answer the test already has.
+func (f *gatewayFixture) waitLog(t *testing.T, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(f.gwOut.String(), want); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway's output does not say %q:\n%s", want, f.gwOut.String())
+		}
+	}
+}
+
 // TestGatewayRevocationEndToEnd runs `mohr serve` and `mohr gateway run` as a facility's adapter meets them:
 // the gateway states where it reads standing, revocations and renewals from; an adapter token passes; it
 // renews through the gateway's POST /v1/renewal and the new certificate passes at once; a revocation by the RA
@@ -197,17 +208,13 @@ func TestGatewayRevocationEndToEnd(t *testing.T) {
 	if took > 30*time.Second {
 		t.Fatalf("the gateway took %v to refuse a revoked token", took)
 	}
-	if !strings.Contains(f.gwOut.String(), "certificate revoked (reason 1)") {
-		t.Fatalf("the gateway's log does not say why it refused:\n%s", f.gwOut.String())
-	}
+	f.waitLog(t, "certificate revoked (reason 1)")
 
 	// Fail closed: the exchange stops; the feed is silent; the gateway refuses the still-valid old token.
 	f.serve.Process.Signal(syscall.SIGTERM)
 	f.serve.Wait()
 	f.waitStatus(t, c, http.StatusServiceUnavailable, "exchange down")
-	if !strings.Contains(f.gwOut.String(), "cannot read the revocation feed") {
-		t.Fatalf("the gateway does not say the feed is unreachable:\n%s", f.gwOut.String())
-	}
+	f.waitLog(t, "cannot read the revocation feed")
 }
 
 // mohrIn runs the binary in dir with no --data-dir and no MOHR_DATA_DIR: as a person who forgot them.
