@@ -78,7 +78,7 @@ func (k *countingKeys) OpenSigner(ctx context.Context, uri string) (crypto.Signe
 }
 
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	svc    *remote.Service
 	st     *remote.SQLStore
 	keys   *countingKeys
@@ -110,7 +110,7 @@ func (p physician) caller() remote.Caller {
 	return remote.Caller{Role: remote.RolePhysician, CouncilNumber: p.council, Actor: "api:physician:" + p.council}
 }
 
-func openSQLite(t *testing.T, name string) *sql.DB {
+func openSQLite(t testing.TB, name string) *sql.DB {
 	t.Helper()
 	dsn := "file:" + filepath.Join(t.TempDir(), name) + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
 	db, err := sql.Open("sqlite", dsn)
@@ -122,7 +122,7 @@ func openSQLite(t *testing.T, name string) *sql.DB {
 }
 
 // freshPostgres creates a database of its own on the throwaway cluster and drops it when t ends.
-func freshPostgres(t *testing.T) *sql.DB {
+func freshPostgres(t testing.TB) *sql.DB {
 	t.Helper()
 	dsn := testenv.PostgresDSN(t)
 	admin, err := sql.Open("pgx", dsn)
@@ -154,7 +154,7 @@ func freshPostgres(t *testing.T) *sql.DB {
 
 // newFixture builds the service on SoftHSM2, a real CA (package ca, certificates in a SQLite store) and the
 // remote store on dialect ("sqlite" or "postgres").
-func newFixture(t *testing.T, dialect string) *fixture {
+func newFixture(t testing.TB, dialect string) *fixture {
 	t.Helper()
 	module, pin := testenv.SoftHSM(t, tokenLabel)
 	ctx := context.Background()
