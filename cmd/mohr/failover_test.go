@@ -14,6 +14,7 @@ import (
 	"io"
 	"math/big"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -186,7 +187,13 @@ func (c *clusterEnv) run(args ...string) string {
 	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		c.t.Fatalf("cluster.sh %v: %v\n%s", args, err, out)
+		var logs []byte
+		for _, name := range []string{"pg1", "pg2"} {
+			if b, rerr := os.ReadFile(filepath.Join(c.dir, name, "log")); rerr == nil {
+				logs = append(logs, fmt.Sprintf("--- %s log:\n%s", name, b[max(0, len(b)-2000):])...)
+			}
+		}
+		c.t.Fatalf("cluster.sh %v: %v\n%s\n%s", args, err, out, logs)
 	}
 	return string(out)
 }
@@ -383,6 +390,29 @@ func ocspRequestFor(t *testing.T, issuer *x509.Certificate, serial string) []byt
 	return req
 }
 
+// freeClusterBase picks a port base for cluster.sh whose every port (PostgreSQL +32/+33, HAProxy +40/+80/+90,
+// nodes +41..43/+81..83) is free now: other tests of the machine take ports of their own meanwhile.
+func freeClusterBase(t *testing.T) int {
+	offsets := []int{32, 33, 40, 41, 42, 43, 80, 81, 82, 83, 90}
+	for try := 0; try < 200; try++ {
+		base := 20000 + ((os.Getpid()+try*37)%100)*100 // below the ephemeral range (32768-)
+		free := true
+		for _, o := range offsets {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+o))
+			if err != nil {
+				free = false
+				break
+			}
+			ln.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatal("no free port range for the cluster")
+	return 0
+}
+
 // TestClusterFailures is the failure suite (README "Cluster"): it needs haproxy and PostgreSQL 15.
 func TestClusterFailures(t *testing.T) {
 	if testing.Short() {
@@ -396,7 +426,7 @@ func TestClusterFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Chmod(dir, 0o755) // PostgreSQL runs as postgres
-	base := 20000 + (os.Getpid()%400)*100
+	base := freeClusterBase(t)
 	c := &clusterEnv{t: t, script: filepath.Join(root, "scripts", "cluster.sh"), dir: dir,
 		env: map[string]string{"MOHR_BIN": mohrBin, "MOHR_CLUSTER_DIR": dir, "MOHR_CLUSTER_PORT": strconv.Itoa(base),
 			"MOHR_CHECKPOINT_INTERVAL": "2s"}}
