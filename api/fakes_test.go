@@ -207,6 +207,10 @@ func (f fakeRegistry) ImportPhysicians(_ context.Context, recs []PhysicianRecord
 func (f fakeRegistry) FacilityStanding(_ context.Context, id string) (Standing, error) {
 	return Standing{ID: id, Status: "good", CheckedAt: testNow}, f.r.rec("Registry.FacilityStanding")
 }
+func (f fakeRegistry) PhysicianHistory(_ context.Context, id string) (RegistrationHistory, error) {
+	return RegistrationHistory{CouncilNumber: id, Status: "active", CheckedAt: testNow}, f.r.rec("Registry.PhysicianHistory")
+}
+
 func (f fakeRegistry) PhysicianStanding(_ context.Context, id string) (Standing, error) {
 	return Standing{ID: id, Status: "good", CheckedAt: testNow}, f.r.rec("Registry.PhysicianStanding")
 }

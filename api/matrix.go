@@ -186,6 +186,13 @@ var routes = []*route{
 		roles: with(roles(RoleOperator, RoleRAOfficer, RoleAuditor, RolePharmacy), RolePhysician, own), ownParam: "councilNumber",
 		respType: ctJSON, okStatus: 200,
 		needs: func(s *Services) bool { return s.Registry != nil }, handle: (*Server).handlePhysicianStanding},
+	// The standing history, for verifiers outside the exchange (mohr verify --registry): who may verify a
+	// prescription may learn whether its prescriber was registered when it was signed.
+	{method: "GET", pattern: "/v1/registry/physicians/{councilNumber}/history", op: "physicianHistory",
+		summary: "A physician's registration with every standing change and its effective time", tag: "registry",
+		roles: with(roles(RoleOperator, RoleRAOfficer, RoleAuditor, RolePharmacy, RoleInsurer), RolePhysician, own), ownParam: "councilNumber",
+		respType: ctJSON, okStatus: 200,
+		needs: func(s *Services) bool { return s.Registry != nil }, handle: (*Server).handlePhysicianHistory},
 
 	// Signing, ingestion, verification.
 	{method: "POST", pattern: "/v1/prescriptions", op: "ingestPrescription", summary: "Submit a signed prescription (HIX-Rx-CAdES)", tag: "signing",

@@ -150,6 +150,9 @@ type PhysicianRecord struct {
 	Specialty       string    `json:"specialty,omitempty"`
 	Status          string    `json:"status"`
 	RegisteredUntil time.Time `json:"registeredUntil"`
+	// StatusSince is when Status took effect (optional; default: the import, or the registration's start for
+	// a physician's first record). It becomes the effective time of the standing change in the history.
+	StatusSince time.Time `json:"statusSince,omitzero"`
 }
 
 // ImportResult counts what an import changed.
@@ -173,6 +176,31 @@ type RegistryService interface {
 	ImportPhysicians(ctx context.Context, recs []PhysicianRecord, actor string) (ImportResult, error)
 	FacilityStanding(ctx context.Context, siamID string) (Standing, error)
 	PhysicianStanding(ctx context.Context, councilNumber string) (Standing, error)
+	// PhysicianHistory returns a physician's registration with every standing change and its effective time
+	// (a verifier judges a signature by the standing at its best signature time); unknown: a NotFound error.
+	PhysicianHistory(ctx context.Context, councilNumber string) (RegistrationHistory, error)
+}
+
+// RegistrationHistory is a physician's council registration today and every standing it had, oldest first.
+type RegistrationHistory struct {
+	CouncilNumber string          `json:"councilNumber"`
+	NationalCode  string          `json:"nationalCode"`
+	Name          string          `json:"name,omitempty"`
+	Specialty     string          `json:"specialty,omitempty"`
+	Status        string          `json:"status"`
+	ValidFrom     time.Time       `json:"validFrom"`
+	ValidUntil    time.Time       `json:"validUntil"`
+	History       []StandingEntry `json:"history"`
+	CheckedAt     time.Time       `json:"checkedAt"`
+}
+
+// StandingEntry is one standing of a registration: in force from EffectiveAt until the next entry's.
+type StandingEntry struct {
+	EffectiveAt time.Time `json:"effectiveAt"`
+	Status      string    `json:"status"`
+	ValidFrom   time.Time `json:"validFrom"`
+	ValidUntil  time.Time `json:"validUntil"`
+	RecordedAt  time.Time `json:"recordedAt"`
 }
 
 // AuditVerification is the result of checking the whole audit log.

@@ -9,11 +9,17 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net/http"
+	"net"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -35,12 +41,28 @@ type insurerEnv struct {
 	insurerC *http.Client
 	insCert  *x509.Certificate
 	insKey   *ecdsa.PrivateKey
+	tlsRoot  *x509.Certificate // the test server's TLS certificate (self-signed by httptest)
 }
 
 func newInsurerEnv(t *testing.T) *insurerEnv {
 	t.Helper()
 	e := &insurerEnv{clk: &fakeClock{t: time.Now().UTC().Truncate(time.Second)}}
-	e.n = clockNode(t, e.clk)
+	// The public listener (OCSP, CRLs) on a port of its own, named in the certificates, so that mohr verify
+	// --ocsp reaches it as a relying party would.
+	pub, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.n = clockNodeWith(t, e.clk, func(c *Config) { c.PublicListen = pub.Addr().String() })
+	ps := &http.Server{Handler: publicOnly(e.n.caFiles(func() http.Handler {
+		srv, err := e.n.apiServer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv.Handler()
+	}()))}
+	go ps.Serve(pub)
+	t.Cleanup(func() { ps.Close() })
 	e.gen = rxgen.New(20)
 	e.gen.Now = e.clk.Now
 	e.doc = newDoctor(t, e.n, e.gen, e.clk.Now())
@@ -53,6 +75,7 @@ func newInsurerEnv(t *testing.T) *insurerEnv {
 	hs.StartTLS()
 	t.Cleanup(hs.Close)
 	e.url = hs.URL
+	e.tlsRoot = hs.Certificate()
 	client := func(req ca.Request) (*http.Client, *x509.Certificate, *ecdsa.PrivateKey) {
 		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		cert, err := issueFor(context.Background(), e.n.ca, key, req)
@@ -261,9 +284,109 @@ func TestSuspensionJudgedAtSigningTime(t *testing.T) {
 	if len(got) != len(before)+len(after) {
 		t.Errorf("batch gave %d results", len(got))
 	}
+	// The CLI, consulting the exchange's registry with the insurer's credential, agrees with the server.
+	e.cliAgrees(t, map[string][]byte{"before-0.p7s": before[0], "before-1.p7s": before[1], "before-2.p7s": before[2],
+		"after-0.p7s": after[0], "after-1.p7s": after[1]})
 	// The history is in the database and the change in the audit log.
 	hist, err := e.n.ts.PhysicianHistory(context.Background(), e.doc.phy.NationalCode)
 	if err != nil || len(hist) != 2 || hist[1].Status != tokens.StatusSuspended {
 		t.Fatalf("history %+v %v", hist, err)
+	}
+}
+
+// credFiles writes the insurer's credential and the server's TLS root for the CLI.
+func (e *insurerEnv) credFiles(t *testing.T) (dir, cert, key, bundle string) {
+	t.Helper()
+	dir = t.TempDir()
+	cert, key, bundle = filepath.Join(dir, "insurer.pem"), filepath.Join(dir, "insurer.key"), filepath.Join(dir, "root.pem")
+	writePEM(t, cert, "CERTIFICATE", e.insCert.Raw)
+	der, err := x509.MarshalPKCS8PrivateKey(e.insKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, key, "PRIVATE KEY", der)
+	writePEM(t, bundle, "CERTIFICATE", e.tlsRoot.Raw)
+	return dir, cert, key, bundle
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cliAgrees runs mohr verify on docs (file name -> DER) with the exchange's registry, without a registry, and
+// with --no-registry, and compares with /v1/verify.
+func (e *insurerEnv) cliAgrees(t *testing.T, docs map[string][]byte) {
+	t.Helper()
+	dir, cert, key, bundle := e.credFiles(t)
+	rxDir := filepath.Join(dir, "rx")
+	os.Mkdir(rxDir, 0o700)
+	for name, der := range docs {
+		if err := os.WriteFile(filepath.Join(rxDir, name), der, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dd := e.n.cfg.dataDir
+	at := e.clk.Now().Format(time.RFC3339)
+	parse := func(out string) map[string]verdict {
+		got := map[string]verdict{}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			var v verdict
+			if err := json.Unmarshal([]byte(line), &v); err != nil {
+				t.Fatalf("CLI line %q: %v", line, err)
+			}
+			got[filepath.Base(v.Name)] = v
+		}
+		return got
+	}
+	// With the registry: the same verdict as the server for every document.
+	out, errOut, code := mohr(t, dd, "verify", "--ocsp", "--registry", e.url, "--cert", cert, "--key", key, "--ca-bundle", bundle,
+		"--at", at, "--format", "json", rxDir)
+	if code != 2 {
+		t.Fatalf("verify --registry: exit %d\n%s\n%s", code, out, errOut)
+	}
+	got := parse(out)
+	for name, der := range docs {
+		api := e.verifyAPI(t, der)
+		cli := got[name]
+		if cli.Indication != api.Indication || cli.SubIndication != api.SubIndication || cli.Prescriber == nil ||
+			cli.Prescriber.Registration != api.Prescriber.Registration {
+			t.Errorf("%s: CLI %+v %+v, server %+v %+v", name, cli, cli.Prescriber, api, api.Prescriber)
+		}
+	}
+	// Without a registry: incomplete, never TOTAL_PASSED, and said so.
+	out, errOut, code = mohr(t, dd, "verify", "--ocsp", "--at", at, "--format", "json", rxDir)
+	if code != 2 || !strings.Contains(errOut, "--registry") {
+		t.Fatalf("verify without registry: exit %d\n%s", code, errOut)
+	}
+	for name, v := range parse(out) {
+		if v.Indication != "INDETERMINATE" || v.SubIndication != "TRY_LATER" || v.Prescriber.Registration != "not consulted" {
+			t.Errorf("%s without registry: %+v %+v", name, v, v.Prescriber)
+		}
+	}
+	// --no-registry: the user accepts an unchecked registration, and the report says "not checked".
+	out, errOut, _ = mohr(t, dd, "verify", "--ocsp", "--no-registry", "--at", at, "--format", "json", rxDir)
+	if !strings.Contains(errOut, "NOT checked") {
+		t.Errorf("--no-registry gave no warning: %s", errOut)
+	}
+	for name, v := range parse(out) {
+		if v.Prescriber == nil || v.Prescriber.Registration != "not checked" {
+			t.Errorf("%s --no-registry: %+v", name, v)
+		}
+	}
+	// A credential the exchange refuses fails the command; it does not turn into TRY_LATER documents.
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	self := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "not an insurer"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	sd, _ := x509.CreateCertificate(rand.Reader, self, self, &other.PublicKey, other)
+	kd, _ := x509.MarshalPKCS8PrivateKey(other)
+	writePEM(t, filepath.Join(dir, "bad.pem"), "CERTIFICATE", sd)
+	writePEM(t, filepath.Join(dir, "bad.key"), "PRIVATE KEY", kd)
+	_, errOut, code = mohr(t, dd, "verify", "--registry", e.url, "--cert", filepath.Join(dir, "bad.pem"), "--key", filepath.Join(dir, "bad.key"),
+		"--ca-bundle", bundle, "--at", at, rxDir)
+	if code == 0 || code == 2 || !strings.Contains(errOut, "refused the credential") {
+		t.Errorf("refused credential: exit %d %s", code, errOut)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"crypto/x509"
 	"encoding/csv"
 	"encoding/json"
@@ -28,8 +29,8 @@ func newVerifyCmd() *cobra.Command {
 	var roots, tsaRoots, format string
 	var signerCAs, tsaCerts, policies []string
 	var workers, gogc int
-	var ocspOnline bool
-	var at string
+	var ocspOnline, noRegistry bool
+	var at, registry, caBundle, certFile, keyRef string
 	cmd := &cobra.Command{
 		Use:   "verify [--roots FILE] [--signer-cas FILE] [--tsa-cert FILE]... [--format json|csv|text] FILES|DIRS|-",
 		Short: "Verify signed prescriptions and signed PDF printouts (files, directories, or NDJSON on stdin with -)",
@@ -78,6 +79,26 @@ func newVerifyCmd() *cobra.Command {
 			if ocspOnline {
 				cfg.Revocation = &signing.HTTPRevocation{Timeout: 10 * time.Second}
 				cfg.CRLs = &signing.HTTPCRLs{Timeout: 10 * time.Second}
+			}
+			// The council registry (docs/signature-policy.md §5.9): the exchange's, over the API with the caller's
+			// credential; or explicitly none (--no-registry: the registration is "not checked"); by default the
+			// result says it is incomplete (INDETERMINATE/TRY_LATER, "not consulted"), never TOTAL_PASSED.
+			switch {
+			case registry != "" && noRegistry:
+				return errors.New("verify: --registry and --no-registry exclude each other")
+			case registry != "":
+				reg, err := registryClient(cmd.Context(), registry, caBundle, certFile, keyRef, 30*time.Second)
+				if err != nil {
+					return err
+				}
+				if _, err := reg.whoami(cmd.Context()); err != nil {
+					return err
+				}
+				cfg.Registry = reg
+			case noRegistry:
+				fmt.Fprintln(os.Stderr, "verify: --no-registry: the prescribers' council registration is NOT checked; a TOTAL_PASSED here does not say the prescriber was registered")
+			default:
+				cfg.Registry = notConsulted{}
 			}
 			if gogc != 0 {
 				debug.SetGCPercent(gogc)
@@ -129,6 +150,9 @@ func newVerifyCmd() *cobra.Command {
 				}
 			}
 			fmt.Fprintf(os.Stderr, "%d verified: %d passed, %d failed, %d indeterminate\n", st.Total, st.Passed, st.Failed, st.Indeterminate)
+			if cfg.Registry == (notConsulted{}) && st.Indeterminate > 0 {
+				fmt.Fprintln(os.Stderr, "verify: the council registry was not consulted, so no prescription can pass: give --registry https://EXCHANGE:8443 with --cert/--key/--ca-bundle, or --no-registry to accept an unchecked registration")
+			}
 			if st.Passed != st.Total {
 				return &exitError{code: 2, err: fmt.Errorf("verify: %d of %d documents did not pass", st.Total-st.Passed, st.Total)}
 			}
@@ -145,6 +169,11 @@ func newVerifyCmd() *cobra.Command {
 	f.StringVar(&at, "at", "", "validation time (RFC 3339; default now)")
 	f.IntVar(&workers, "workers", 0, "verification workers (default: one per core)")
 	f.IntVar(&gogc, "gogc", 400, "garbage-collector target percentage for the run (see docs/signing.md)")
+	f.StringVar(&registry, "registry", "", "the exchange's API (https://HOST:8443): check each prescriber's council registration at the signing time there, with --cert/--key")
+	f.StringVar(&caBundle, "ca-bundle", "", "with --registry: the exchange's root certificate (PEM)")
+	f.StringVar(&certFile, "cert", "", "with --registry: the caller's API certificate (PEM; role insurer, pharmacy, auditor or operator)")
+	f.StringVar(&keyRef, "key", "", "with --registry: its private key (PEM file or key URI)")
+	f.BoolVar(&noRegistry, "no-registry", false, "accept an unchecked council registration (without it and without --registry every prescription is INDETERMINATE/TRY_LATER)")
 	f.BoolVar(&ocspOnline, "ocsp", false, "ask OCSP responders and CRL distribution points when a signature embeds no usable revocation data")
 	return cmd
 }
