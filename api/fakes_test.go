@@ -162,7 +162,7 @@ func (f fakeVerifier) Verify(context.Context, []byte) ([]byte, error) {
 
 type fakeBatch struct{ r *recorder }
 
-func (f fakeBatch) VerifyNDJSON(ctx context.Context, in io.Reader, out io.Writer) error {
+func (f fakeBatch) VerifyNDJSON(ctx context.Context, in io.Reader, out io.Writer, _ BatchOptions) error {
 	if err := f.r.rec("Batch"); err != nil {
 		return err
 	}

@@ -208,6 +208,7 @@ var routes = []*route{
 		needs: func(s *Services) bool { return s.Verifier != nil }, handle: (*Server).handleVerify},
 	{method: "POST", pattern: "/v1/verify/batch", op: "verifyBatch", summary: "Validate signatures in bulk (NDJSON in, NDJSON out)", tag: "verification",
 		roles: roles(verifiers...), body: batchBody, reqTypes: []string{ctNDJSON}, respType: ctNDJSON, okStatus: 200,
+		query: []queryParam{{name: "from_line", desc: "resume: answer input lines from this one (1-based); earlier lines are read for duplicate detection only", integer: true}},
 		needs: func(s *Services) bool { return s.Batch != nil }, handle: (*Server).handleVerifyBatch},
 	{method: "GET", pattern: "/v1/prescriptions/{id}", op: "getPrescription", summary: "A stored prescription (its upgraded signature) and its sealed ingestion report", tag: "signing",
 		roles: with(with(roles(rxReadersAll...), RoleFacility, own), RolePhysician, own), ownParam: ownByRecord,

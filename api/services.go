@@ -84,10 +84,17 @@ type Verifier interface {
 }
 
 // BatchVerifier validates signatures in bulk: each input line is a JSON object with the base64 of one CMS
-// signature, each output line the report for it, in order. It must stream (never hold the whole batch) and
-// stop when ctx ends. An error after the first byte was written ends the response early.
+// signature, each output line the report for it with its input line number, in input order, then a summary
+// line. It must stream (never hold the whole batch) and stop when ctx ends. An error after the first byte was
+// written ends the response early.
 type BatchVerifier interface {
-	VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer) error
+	VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer, opt BatchOptions) error
+}
+
+// BatchOptions are the query parameters of POST /v1/verify/batch.
+type BatchOptions struct {
+	// FromLine resumes a batch: input lines before it are read but not verified or answered (from_line).
+	FromLine int
 }
 
 // SignatureUpgrader extends a CAdES signature to level "B-T", "B-LT" or "B-LTA". A signature that does not

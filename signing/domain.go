@@ -130,6 +130,7 @@ func (v *Verifier) checkDomain(ctx context.Context, content []byte, signer *cert
 		return SigConstraintsFailure, "patient national code: " + err.Error()
 	}
 	p.PatientCode = pc
+	p.PrescriptionID = b.ID
 	dc, err := ids.NationalCode(practitioner.Find(rx.SystemNationalCode))
 	if err != nil {
 		return SigConstraintsFailure, "practitioner national code: " + err.Error()

@@ -384,8 +384,8 @@ func (l liveVerifier) Verify(ctx context.Context, der []byte) ([]byte, error) {
 
 type liveBatch struct{ n *node }
 
-func (l liveBatch) VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer) error {
-	return batchVerifier{l.n.vs.Load().batch}.VerifyNDJSON(ctx, r, w)
+func (l liveBatch) VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer, opt api.BatchOptions) error {
+	return batchVerifier{l.n.vs.Load().batch}.VerifyNDJSON(ctx, r, w, opt)
 }
 
 // ---- readiness ----

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -388,5 +389,152 @@ func (e *insurerEnv) cliAgrees(t *testing.T, docs map[string][]byte) {
 		"--ca-bundle", bundle, "--at", at, rxDir)
 	if code == 0 || code == 2 || !strings.Contains(errOut, "refused the credential") {
 		t.Errorf("refused credential: exit %d %s", code, errOut)
+	}
+}
+
+// TestInsurerBatchResume is issue 20's batch: 10,000 prescriptions (B-B and B-LT) with a few bad lines go
+// through mohr verify --server (POST /v1/verify/batch as an insurer); the client is killed mid-batch and run
+// again with --resume: the result file then holds every input line exactly once, in order, numbered, with
+// its own reason for each bad line, the duplicate flagged, and a closing summary.
+func TestInsurerBatchResume(t *testing.T) {
+	e := newInsurerEnv(t)
+	const total = 10_000
+	var blt [][]byte
+	for i := 0; i < 20; i++ {
+		_, stored := e.ingest(t, e.signRx(t))
+		blt = append(blt, stored)
+	}
+	dir, cert, key, bundle := e.credFiles(t)
+	in := filepath.Join(dir, "claims.ndjson")
+	f, err := os.Create(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bw := bufio.NewWriter(f)
+	special := map[int]string{500: "", 1500: "{not json", 2500: `{"name":"no signature"}`}
+	dupLine, dupOf := 7000, 0
+	var dupDER []byte
+	for n := 1; n <= total; n++ {
+		if s, ok := special[n]; ok {
+			bw.WriteString(s + "\n")
+			continue
+		}
+		var der []byte
+		switch {
+		case n == dupLine:
+			der = dupDER
+		case n%10 == 0:
+			der = blt[(n/10)%len(blt)]
+			if n > 200 { // each stored prescription once; later B-LT lines are fresh B-B
+				der = e.signRx(t)
+			}
+		default:
+			der = e.signRx(t)
+		}
+		if n == 42 {
+			dupDER, dupOf = der, n
+		}
+		bw.WriteString(ndjsonLine(fmt.Sprintf("claim-%05d", n), der))
+	}
+	if err := bw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	out := filepath.Join(dir, "results.ndjson")
+	args := []string{"--data-dir", e.n.cfg.dataDir, "verify", "--server", e.url, "--cert", cert, "--key", key, "--ca-bundle", bundle,
+		"--out", out, in}
+
+	// First run, killed once a third of the results are in.
+	cmd := exec.Command(mohrBin, args...)
+	cmd.Env = append(os.Environ(), "MOHR_DATA_DIR=", "MOHR_CONFIG=")
+	var errBuf bytes.Buffer
+	cmd.Stderr = &errBuf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		b, _ := os.ReadFile(out)
+		if bytes.Count(b, []byte("\n")) >= total/3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no progress: %d lines\n%s", bytes.Count(b, []byte("\n")), errBuf.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	partial, _ := os.ReadFile(out)
+	if bytes.Contains(partial, []byte(`"summary"`)) {
+		t.Fatal("the interrupted run finished before it was killed; nothing to resume")
+	}
+	whole := partial[:bytes.LastIndexByte(partial, '\n')+1]
+
+	// Resumed.
+	stdout, errOut, code := mohr(t, e.n.cfg.dataDir, append(args[2:], "--resume")...)
+	if code != 2 { // three bad lines: not everything passed
+		t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, errOut)
+	}
+	res, _ := os.ReadFile(out)
+	if !bytes.HasPrefix(res, whole) {
+		t.Fatal("the resumed run rewrote results of the first run")
+	}
+	var kept int
+	fmt.Sscanf(errOut[strings.Index(errOut, "resuming after line ")+len("resuming after line "):], "%d", &kept)
+	if kept != bytes.Count(whole, []byte("\n")) || kept < total/3 {
+		t.Fatalf("resumed after %d, the file held %d whole lines: %s", kept, bytes.Count(whole, []byte("\n")), errOut)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(res), "\n"), "\n")
+	if len(lines) != total+1 {
+		t.Fatalf("%d lines in the result file, want %d and a summary", len(lines), total)
+	}
+	for i, l := range lines[:total] {
+		var r struct {
+			verdict
+			InputError  string `json:"inputError"`
+			DuplicateOf int    `json:"duplicateOf"`
+		}
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		n := i + 1
+		if r.Line != n {
+			t.Fatalf("result %d is for line %d", n, r.Line)
+		}
+		switch {
+		case n == 500:
+			if r.InputError != "empty-line" {
+				t.Errorf("line 500: %s", l)
+			}
+		case n == 1500:
+			if r.InputError != "not-json" || r.Indication != "TOTAL_FAILED" {
+				t.Errorf("line 1500: %s", l)
+			}
+		case n == 2500:
+			if r.InputError != "no-cms" {
+				t.Errorf("line 2500: %s", l)
+			}
+		case r.Indication != "TOTAL_PASSED" || r.Name != fmt.Sprintf("claim-%05d", n):
+			t.Errorf("line %d: %.300s", n, l)
+		case n == dupLine && r.DuplicateOf != dupOf:
+			t.Errorf("line %d: not flagged as a duplicate of %d", n, dupOf)
+		}
+	}
+	var s struct {
+		Summary struct {
+			FromLine, LastLine, Lines, Documents, Duplicates int
+			ByIndication                                     map[string]int
+			InputErrors                                      map[string]int
+		}
+	}
+	if err := json.Unmarshal([]byte(lines[total]), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Summary.FromLine != 1 || s.Summary.LastLine != total || s.Summary.Lines != total || s.Summary.Documents != total-3 ||
+		s.Summary.Duplicates != 1 || s.Summary.ByIndication["TOTAL_PASSED"] != total-3 || s.Summary.ByIndication["TOTAL_FAILED"] != 2 ||
+		s.Summary.InputErrors["empty-line"] != 1 {
+		t.Errorf("summary %s", lines[total])
 	}
 }

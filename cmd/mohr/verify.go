@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -31,6 +32,8 @@ func newVerifyCmd() *cobra.Command {
 	var workers, gogc int
 	var ocspOnline, noRegistry bool
 	var at, registry, caBundle, certFile, keyRef string
+	var server, outFile string
+	var resume bool
 	cmd := &cobra.Command{
 		Use:   "verify [--roots FILE] [--signer-cas FILE] [--tsa-cert FILE]... [--format json|csv|text] FILES|DIRS|-",
 		Short: "Verify signed prescriptions and signed PDF printouts (files, directories, or NDJSON on stdin with -)",
@@ -38,6 +41,33 @@ func newVerifyCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if format != "json" && format != "csv" && format != "text" {
 				return fmt.Errorf("verify: --format must be json, csv or text, not %q", format)
+			}
+			if server != "" {
+				// On the exchange: its registry, its revocation data; the results are the server's lines.
+				if registry != "" || noRegistry {
+					return errors.New("verify: with --server the exchange consults its own registry: drop --registry/--no-registry")
+				}
+				c, err := registryClient(cmd.Context(), server, caBundle, certFile, keyRef, 0)
+				if err != nil {
+					return err
+				}
+				c.c.Transport.(*http.Transport).ResponseHeaderTimeout = 5 * time.Minute
+				if _, err := c.whoami(cmd.Context()); err != nil {
+					return err
+				}
+				rb := &remoteBatch{c: c, inputs: args, out: outFile, resume: resume}
+				sum, err := rb.run(cmd.Context(), cmd.ErrOrStderr())
+				printSummary(cmd.ErrOrStderr(), sum)
+				if err != nil {
+					return err
+				}
+				if st := sum.Stats(); st.Passed != st.Total || len(sum.InputErrors) > 0 {
+					return &exitError{code: 2, err: fmt.Errorf("verify: %d of %d documents did not pass", st.Total-st.Passed, st.Total)}
+				}
+				return nil
+			}
+			if outFile != "" || resume {
+				return errors.New("verify: --out and --resume go with --server (batch verification on the exchange)")
 			}
 			// The trust policy: the configuration's validation section over the data directory's CA and
 			// TSA, with the flags replacing what they name.
@@ -173,6 +203,9 @@ func newVerifyCmd() *cobra.Command {
 	f.StringVar(&caBundle, "ca-bundle", "", "with --registry: the exchange's root certificate (PEM)")
 	f.StringVar(&certFile, "cert", "", "with --registry: the caller's API certificate (PEM; role insurer, pharmacy, auditor or operator)")
 	f.StringVar(&keyRef, "key", "", "with --registry: its private key (PEM file or key URI)")
+	f.StringVar(&server, "server", "", "verify on the exchange (https://HOST:8443, POST /v1/verify/batch) with --cert/--key/--ca-bundle; FILES are .p7s files, directories, or one .ndjson file")
+	f.StringVar(&outFile, "out", "", "with --server: write the result lines (NDJSON, numbered, then a summary line) to this file")
+	f.BoolVar(&resume, "resume", false, "with --server and --out: continue an interrupted batch after the last whole result line in --out")
 	f.BoolVar(&noRegistry, "no-registry", false, "accept an unchecked council registration (without it and without --registry every prescription is INDETERMINATE/TRY_LATER)")
 	f.BoolVar(&ocspOnline, "ocsp", false, "ask OCSP responders and CRL distribution points when a signature embeds no usable revocation data")
 	return cmd
@@ -233,7 +266,7 @@ func newReportWriter(format string, w io.Writer) *reportWriter {
 		rw.enc = json.NewEncoder(w)
 	case "csv":
 		rw.csv = csv.NewWriter(w)
-		rw.csv.Write([]string{"name", "indication", "subIndication", "level", "bestSignatureTime", "signer", "councilNumber", "reason"})
+		rw.csv.Write(csvColumns)
 	}
 	return rw
 }
@@ -246,18 +279,36 @@ func (rw *reportWriter) write(r *signing.Report) {
 	case "json":
 		rw.err = rw.enc.Encode(r)
 	case "csv":
-		signer, council := "", ""
-		if r.Signer != nil {
-			signer = r.Signer.Subject
-		}
-		if r.Prescriber != nil {
-			council = r.Prescriber.CouncilNumber
-		}
-		rw.err = rw.csv.Write([]string{r.Name, string(r.Indication), string(r.SubIndication), r.Level,
-			r.BestSignatureTime.UTC().Format(time.RFC3339), signer, council, r.Reason})
+		rw.err = rw.csv.Write(csvRow(r))
 	default:
 		_, rw.err = fmt.Fprintln(rw.w, r.Summary())
 	}
+}
+
+// csvColumns are the CSV output's columns (docs/insurers.md): the first eight as before, then what a claim is
+// matched on.
+var csvColumns = []string{"name", "indication", "subIndication", "level", "bestSignatureTime", "signer", "councilNumber", "reason",
+	"contentSha256", "patientNationalCode", "prescriptionId", "signerSerial", "timestampTime", "registration"}
+
+func csvRow(r *signing.Report) []string {
+	var signer, serial, council, patient, rxID, reg, ts, best string
+	if r.Signer != nil {
+		signer, serial = r.Signer.Subject, r.Signer.Serial
+	}
+	if p := r.Prescriber; p != nil {
+		council, patient, rxID, reg = p.CouncilNumber, p.PatientCode, p.PrescriptionID, p.Registration
+	}
+	for _, t := range r.Timestamps {
+		if t.Type == "signature" && t.Valid {
+			ts = t.GenTime.UTC().Format(time.RFC3339)
+			break
+		}
+	}
+	if !r.BestSignatureTime.IsZero() {
+		best = r.BestSignatureTime.UTC().Format(time.RFC3339)
+	}
+	return []string{r.Name, string(r.Indication), string(r.SubIndication), r.Level, best, signer, council, r.Reason,
+		r.ContentSHA256, patient, rxID, serial, ts, reg}
 }
 
 func (rw *reportWriter) close() error {

@@ -147,6 +147,7 @@ func registryClient(ctx context.Context, server, caBundle, certFile, keyRef stri
 		return nil, fmt.Errorf("verify: --key: %w", err)
 	}
 	tr := c.Transport.(*http.Transport)
+	tr.ForceAttemptHTTP2 = true // full duplex: a batch's answers stream back while its lines are still sent
 	tr.TLSClientConfig.Certificates = []tls.Certificate{{Certificate: chain, PrivateKey: key, Leaf: leaf}}
 	return &apiRegistry{c: c, base: strings.TrimRight(server, "/"), cache: map[string]*regEntry{}}, nil
 }

@@ -272,8 +272,8 @@ func (v verifier) Verify(ctx context.Context, der []byte) ([]byte, error) {
 // batchVerifier implements api.BatchVerifier.
 type batchVerifier struct{ b *signing.BatchVerifier }
 
-func (b batchVerifier) VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer) error {
-	_, err := b.b.VerifyNDJSON(ctx, r, w)
+func (b batchVerifier) VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer, opt api.BatchOptions) error {
+	_, err := b.b.VerifyNDJSONWith(ctx, r, w, signing.BatchOptions{FromLine: opt.FromLine})
 	return err
 }
 
