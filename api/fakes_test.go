@@ -160,6 +160,10 @@ func (f fakeVerifier) Verify(context.Context, []byte) ([]byte, error) {
 	return []byte(`{"indication":"TOTAL_PASSED"}`), f.r.rec("Verify")
 }
 
+func (f fakeVerifier) VerifySealed(context.Context, []byte) ([]byte, []byte, error) {
+	return []byte("sealed-report"), []byte(`{"indication":"TOTAL_PASSED"}`), f.r.rec("VerifySealed")
+}
+
 type fakeBatch struct{ r *recorder }
 
 func (f fakeBatch) VerifyNDJSON(ctx context.Context, in io.Reader, out io.Writer, _ BatchOptions) error {

@@ -75,6 +75,35 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
 	writeBytes(w, http.StatusOK, ctJSON, report)
 }
 
+// handleVerifySealed answers the validation report sealed by the exchange (application/cms).
+func (s *Server) handleVerifySealed(w http.ResponseWriter, r *http.Request) {
+	sv, ok := s.svc.Verifier.(SealingVerifier)
+	if !ok { // the route's needs already refused this; keep the handler safe on its own
+		s.problem(w, probNotImplemented, "")
+		return
+	}
+	body, err := readAll(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sealed, report, err := sv.VerifySealed(r.Context(), body)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var ind struct {
+		Indication string `json:"indication"`
+	}
+	if json.Unmarshal(report, &ind) != nil || len(sealed) == 0 {
+		s.fail(w, r, errBadReport)
+		return
+	}
+	s.metrics.verified("api", ind.Indication)
+	w.Header().Set("Cache-Control", "no-store")
+	writeBytes(w, http.StatusOK, ctCMS, sealed)
+}
+
 // flushWriter flushes after every write, so reports stream to the client as they are made.
 type flushWriter struct {
 	bw      *bufio.Writer

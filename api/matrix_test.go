@@ -60,6 +60,7 @@ func validCalls(t testing.TB, e *testEnv) map[string]func() call {
 		"physicianHistory":   plain("GET", "/v1/registry/physicians/"+testCouncil+"/history"),
 		"ingestPrescription": bin("POST", "/v1/prescriptions", ctCMS),
 		"verify":             bin("POST", "/v1/verify", ctCMS),
+		"verifySealed":       bin("POST", "/v1/verify/sealed", ctCMS),
 		"verifyBatch": func() call {
 			return call{"POST", "/v1/verify/batch", ctNDJSON, []byte("{\"cms\":\"AA==\"}\n{\"cms\":\"AA==\"}\n")}
 		},
@@ -199,7 +200,7 @@ func TestAccessMatrixConsistency(t *testing.T) {
 		}
 		// An insurer may only verify, read stored prescriptions and read the prescribers' standing history
 		// (what a verification needs).
-		if rt.roles[RoleInsurer] != deny && rt.op != "verify" && rt.op != "verifyBatch" && rt.op != "whoami" && rt.op != "getPrescription" &&
+		if rt.roles[RoleInsurer] != deny && rt.op != "verify" && rt.op != "verifyBatch" && rt.op != "verifySealed" && rt.op != "whoami" && rt.op != "getPrescription" &&
 			rt.op != "physicianHistory" {
 			t.Errorf("insurer may call %s", rt.key())
 		}

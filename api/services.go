@@ -83,6 +83,14 @@ type Verifier interface {
 	Verify(ctx context.Context, cmsDER []byte) (reportJSON []byte, err error)
 }
 
+// SealingVerifier is a Verifier that can also return its report sealed by the exchange: a CMS SignedData
+// (attached, mime-type application/json) signed with the exchange's organisation seal, the evidence an insurer
+// keeps per document. POST /v1/verify/sealed exists when Services.Verifier implements it.
+type SealingVerifier interface {
+	Verifier
+	VerifySealed(ctx context.Context, cmsDER []byte) (sealedReport, reportJSON []byte, err error)
+}
+
 // BatchVerifier validates signatures in bulk: each input line is a JSON object with the base64 of one CMS
 // signature, each output line the report for it with its input line number, in input order, then a summary
 // line. It must stream (never hold the whole batch) and stop when ctx ends. An error after the first byte was

@@ -538,3 +538,88 @@ func TestInsurerBatchResume(t *testing.T) {
 		t.Errorf("summary %s", lines[total])
 	}
 }
+
+// TestInsurerEvidence: an insurer gets a sealed validation report per document (POST /v1/verify/sealed) and the
+// stored prescription with its sealed ingestion report (GET /v1/prescriptions/{id}); both seals verify with
+// openssl against the exchange's root. Roles without the right are refused.
+func TestInsurerEvidence(t *testing.T) {
+	e := newInsurerEnv(t)
+	id, stored := e.ingest(t, e.signRx(t))
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root.pem")
+	writePEM(t, root, "CERTIFICATE", e.n.ca.Issuer().Root().Raw)
+	opensslContent := func(name string, der []byte) map[string]any {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, der, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("openssl", "cms", "-verify", "-inform", "DER", "-in", p, "-CAfile", root, "-purpose", "any").Output()
+		if err != nil {
+			t.Fatalf("openssl cms -verify %s: %v", name, err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatalf("%s content: %v %q", name, err, out)
+		}
+		return m
+	}
+	resp, err := e.insurerC.Post(e.url+"/v1/verify/sealed", "application/cms", bytes.NewReader(stored))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/cms" {
+		t.Fatalf("sealed verify: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if m := opensslContent("verify-sealed.der", sealed); m["indication"] != "TOTAL_PASSED" || m["contentSha256"] != id {
+		t.Fatalf("sealed report %v", m)
+	}
+	// A tampered seal does not verify.
+	bad := bytes.Clone(sealed)
+	bad[len(bad)-10] ^= 1
+	os.WriteFile(filepath.Join(dir, "bad.der"), bad, 0o600)
+	if exec.Command("openssl", "cms", "-verify", "-inform", "DER", "-in", filepath.Join(dir, "bad.der"), "-CAfile", root, "-purpose", "any").Run() == nil {
+		t.Fatal("a tampered sealed report verified")
+	}
+	var p struct {
+		Signature    []byte `json:"signature"`
+		SealedReport []byte `json:"sealedReport"`
+		Indication   string `json:"indication"`
+	}
+	e.getJSON(t, e.insurerC, "/v1/prescriptions/"+id, http.StatusOK, &p)
+	if m := opensslContent("ingest-sealed.der", p.SealedReport); m["indication"] != "TOTAL_PASSED" || m["level"] != "B-T" && m["level"] != "B-LT" {
+		t.Fatalf("ingestion report %v", m)
+	}
+	if !bytes.Equal(p.Signature, stored) || p.Indication != "TOTAL_PASSED" {
+		t.Fatal("stored prescription differs")
+	}
+	// Refusals: an RA officer may neither verify nor read prescriptions; an auditor may verify but not read them.
+	staff := func(role string) *http.Client {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		cert, err := issueFor(context.Background(), e.n.ca, key, ca.Request{Profile: ca.ProfileOperator, CommonName: role, Role: role})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := e.insurerC.Transport.(*http.Transport).Clone()
+		tr.TLSClientConfig.Certificates = []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key}}
+		return &http.Client{Transport: tr}
+	}
+	ra, aud := staff("ra-officer"), staff("auditor")
+	for _, c := range []struct {
+		name string
+		cl   *http.Client
+		want int
+	}{{"ra-officer", ra, 403}, {"auditor", aud, 200}} {
+		resp, err := c.cl.Post(e.url+"/v1/verify/sealed", "application/cms", bytes.NewReader(stored))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s sealed verify: %d, want %d", c.name, resp.StatusCode, c.want)
+		}
+		e.getJSON(t, c.cl, "/v1/prescriptions/"+id, http.StatusForbidden, nil)
+	}
+}
