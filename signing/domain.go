@@ -171,7 +171,10 @@ func (v *Verifier) checkRegistration(ctx context.Context, signer *certEntry, bes
 	if then.Status != reg.Status {
 		p.RegistrationNow = reg.Status
 	}
-	if !reg.ActiveAt(best) {
+	// A time-stamp's genTime has whole seconds (RFC 3161 §2.4.2 without fractions): the signature existed at
+	// some instant of that second, so the registration must hold for the whole second. A suspension effective
+	// within it fails the signature (fail closed on the boundary).
+	if !reg.ActiveAt(best) || !reg.ActiveAt(best.Truncate(time.Second).Add(time.Second-time.Nanosecond)) {
 		if !known {
 			then.Status = "unregistered"
 		}

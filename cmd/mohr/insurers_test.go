@@ -127,6 +127,9 @@ func TestInsurerJourney(t *testing.T) {
 			t.Errorf("%s: %.300s", f, s)
 		}
 	}
+	if s := read("openapi.json"); !strings.Contains(s, `"openapi"`) || !strings.Contains(s, "/v1/verify/sealed") || !strings.Contains(s, "from_line") {
+		t.Errorf("openapi.json from the public listener: %.200s", s)
+	}
 	if b, _ := os.ReadFile(filepath.Join(work, "stored.p7s")); len(b) < 1000 || b[0] != 0x30 {
 		t.Errorf("stored prescription: %d bytes", len(b))
 	}
