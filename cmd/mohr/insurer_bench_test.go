@@ -58,7 +58,9 @@ func TestInsurerBatchThroughput(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var m struct{ Report struct{ ContentSha256 string } }
+			var m struct {
+				Report struct{ ContentSha256 string }
+			}
 			json.NewDecoder(resp.Body).Decode(&m)
 			resp.Body.Close()
 			rec, err := n.st.Prescription(context.Background(), m.Report.ContentSha256)

@@ -93,7 +93,7 @@ func TestInsurerJourney(t *testing.T) {
 		return string(b)
 	}
 	out := so.String()
-	if !strings.Contains(out, `"role":"insurer"`) {
+	if !strings.Contains(out, `"role":"insurer"`) || !strings.Contains(out, `"organisation":"Salamat Insurance"`) {
 		t.Errorf("whoami did not answer as the insurer:\n%s", out)
 	}
 	lastLine := func(s string) string {
