@@ -227,8 +227,8 @@ func (b *BatchVerifier) readNDJSON(ctx context.Context, r io.Reader, opt BatchOp
 	var buf []byte
 	for n := 1; ; n++ {
 		line, tooLong, err := readLine(br, &buf, opt.MaxLine)
-		if err == io.EOF && len(line) == 0 && !tooLong {
-			return nil
+		if err == io.EOF && len(buf) == 0 && !tooLong {
+			return nil // the end; a last line without a newline (even a lone "\r") still counts
 		}
 		if err != nil && err != io.EOF {
 			return err

@@ -152,3 +152,39 @@ func TestBatchNDJSONCancelled(t *testing.T) {
 		t.Fatalf("a cancelled batch wrote a summary: %s", out.String())
 	}
 }
+
+// FuzzBatchNDJSON feeds arbitrary bytes to the NDJSON batch reader. Property: one result line per input line
+// at or after FromLine, numbered consecutively in input order, then exactly one summary whose counts match the
+// lines; never a panic, never an error for malformed input.
+func FuzzBatchNDJSON(f *testing.F) {
+	fx := newFixture(f)
+	bv := &BatchVerifier{Verifier: fx.verifier(f, nil), Workers: 2}
+	good, _ := json.Marshal(ndjsonIn{Name: "d", CMS: fx.signBB(f, fx.doc, fx.physician)})
+	for _, s := range []string{"", "\n", "{}\n", string(good) + "\n" + string(good), "not json\r\n\n", `{"cms":"AAAA"}`,
+		`{"name":1,"cms":"MA=="}` + "\n", "\xff\xfe\n{\"cms\":\"!\"}"} {
+		f.Add([]byte(s), uint8(0))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, from uint8) {
+		var out bytes.Buffer
+		sum, err := bv.VerifyNDJSONWith(context.Background(), bytes.NewReader(in), &out, BatchOptions{FromLine: int(from % 8), MaxLine: 4 << 10})
+		if err != nil {
+			t.Fatalf("error on malformed input: %v", err)
+		}
+		// Lines of the input as readLine counts them: a final line without a newline counts, an empty tail not.
+		n := bytes.Count(in, []byte("\n"))
+		if len(in) > 0 && in[len(in)-1] != '\n' {
+			n++
+		}
+		first := max(int(from%8), 1)
+		want := max(n-first+1, 0)
+		b := parseBatch(t, out.Bytes())
+		if b.summary == nil || len(b.lines) != want || b.summary.Lines != want || sum.Lines != want {
+			t.Fatalf("%d input lines from %d: %d results, summary %+v", n, first, len(b.lines), b.summary)
+		}
+		for i, l := range b.lines {
+			if l.Line != first+i {
+				t.Fatalf("result %d for line %d", i, l.Line)
+			}
+		}
+	})
+}
