@@ -35,7 +35,7 @@ func newVerifyCmd() *cobra.Command {
 	var server, outFile string
 	var resume bool
 	cmd := &cobra.Command{
-		Use:   "verify [--roots FILE] [--signer-cas FILE] [--tsa-cert FILE]... [--format json|csv|text] FILES|DIRS|-",
+		Use:   "verify [--registry URL|--no-registry|--server URL] [--cert FILE --key FILE --ca-bundle FILE] [--roots FILE] [--signer-cas FILE] [--tsa-cert FILE]... [--format json|csv|text] FILES|DIRS|-",
 		Short: "Verify signed prescriptions and signed PDF printouts (files, directories, or NDJSON on stdin with -)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
