@@ -41,7 +41,7 @@ func (s certService) Issue(ctx context.Context, r api.IssueRequest) (ca.CertReco
 	if err != nil {
 		return ca.CertRecord{}, invalid(err)
 	}
-	cert, err := s.ca.Issue(ctx, ca.Request{
+	_, rec, err := s.ca.IssueRecord(ctx, ca.Request{
 		Profile: r.Profile, CSR: csr, CommonName: r.Subject.CommonName,
 		SIAMID: r.Subject.SIAMID, LicenceNumber: r.Subject.LicenceNumber,
 		NationalCode: r.Subject.NationalCode, CouncilNumber: r.Subject.CouncilNumber,
@@ -54,7 +54,7 @@ func (s certService) Issue(ctx context.Context, r api.IssueRequest) (ca.CertReco
 		}
 		return ca.CertRecord{}, err
 	}
-	return s.st.Certificate(ctx, ca.SerialHex(cert.SerialNumber))
+	return rec, nil // as stored: no read back
 }
 
 func (s certService) Get(ctx context.Context, serial string) (ca.CertRecord, error) {
