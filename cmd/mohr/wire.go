@@ -247,6 +247,11 @@ type ingestor struct{ in *signing.Ingestor }
 
 func (i ingestor) Ingest(ctx context.Context, der []byte, caller api.Identity) ([]byte, []byte, error) {
 	res, err := i.in.IngestAs(ctx, der, api.SubmitterOf(caller))
+	if errors.Is(err, signing.ErrRejected) && res != nil && res.Report != nil && res.Report.SubIndication == signing.TryLater {
+		// INDETERMINATE/TRY_LATER (ETSI EN 319 102-1 §5.1.3): the same prescription may pass once the registry or
+		// a revocation source answers again (a database failing over): 503 with Retry-After, not a refusal.
+		return nil, nil, unavailableError{err}
+	}
 	if errors.Is(err, signing.ErrRejected) && res != nil && res.Report != nil {
 		js, jerr := json.Marshal(res.Report)
 		if jerr != nil {
