@@ -285,8 +285,8 @@ func (v verifier) Verify(ctx context.Context, der []byte) ([]byte, error) {
 // batchVerifier implements api.BatchVerifier.
 type batchVerifier struct{ b *signing.BatchVerifier }
 
-func (b batchVerifier) VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer) error {
-	_, err := b.b.VerifyNDJSON(ctx, r, w)
+func (b batchVerifier) VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer, opt api.BatchOptions) error {
+	_, err := b.b.VerifyNDJSONWith(ctx, r, w, signing.BatchOptions{FromLine: opt.FromLine})
 	return err
 }
 
@@ -419,7 +419,8 @@ func (t tokenAPI) ImportPhysicians(ctx context.Context, recs []api.PhysicianReco
 	ps := make([]tokens.Physician, 0, len(recs))
 	for _, r := range recs {
 		ps = append(ps, tokens.Physician{NationalCode: r.NationalCode, CouncilNo: r.CouncilNumber, Name: r.Name,
-			Specialty: r.Specialty, Status: tokens.Status(r.Status), ValidFrom: time.Unix(0, 0).UTC(), ValidUntil: r.RegisteredUntil})
+			Specialty: r.Specialty, Status: tokens.Status(r.Status), ValidFrom: time.Unix(0, 0).UTC(), ValidUntil: r.RegisteredUntil,
+			StatusSince: r.StatusSince})
 	}
 	if err := t.svc.ImportPhysicians(ctx, ps, actor); err != nil {
 		return api.ImportResult{}, invalid(err)
@@ -440,6 +441,31 @@ func (t tokenAPI) PhysicianStanding(ctx context.Context, councilNo string) (api.
 		_, err = tokens.CheckPhysician(ctx, t.st, p.NationalCode, councilNo, now)
 	}
 	return standing(councilNo, err, now)
+}
+
+// PhysicianHistory implements api.RegistryService: today's registration and every standing change (issue 20).
+func (t tokenAPI) PhysicianHistory(ctx context.Context, councilNo string) (api.RegistrationHistory, error) {
+	p, err := t.st.PhysicianByCouncil(ctx, councilNo)
+	if errors.Is(err, tokens.ErrNotFound) {
+		return api.RegistrationHistory{}, fmt.Errorf("%w: council number %s", ca.ErrNotFound, councilNo)
+	}
+	if err != nil {
+		return api.RegistrationHistory{}, err
+	}
+	hist, err := t.st.PhysicianHistory(ctx, p.NationalCode)
+	if err != nil {
+		return api.RegistrationHistory{}, err
+	}
+	h := api.RegistrationHistory{CouncilNumber: p.CouncilNo, NationalCode: p.NationalCode, Name: p.Name, Specialty: p.Specialty,
+		Status: string(p.Status), ValidFrom: p.ValidFrom, ValidUntil: p.ValidUntil, CheckedAt: t.now().UTC(), History: []api.StandingEntry{}}
+	for _, c := range hist {
+		if c.CouncilNo != p.CouncilNo {
+			continue
+		}
+		h.History = append(h.History, api.StandingEntry{EffectiveAt: c.EffectiveAt, Status: string(c.Status),
+			ValidFrom: c.ValidFrom, ValidUntil: c.ValidUntil, RecordedAt: c.RecordedAt})
+	}
+	return h, nil
 }
 
 func standing(id string, err error, now time.Time) (api.Standing, error) {
