@@ -34,6 +34,7 @@ func (m mapRegistry) Registration(_ context.Context, n string) (signing.Registra
 // verifier does not trust (undetermined).
 type fixture struct {
 	pki                      *testpki.PKI
+	doc                      *testpki.Leaf
 	h                        *Handler
 	roots                    *x509.CertPool
 	pass, fail, undetermined []byte
@@ -98,6 +99,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.doc = doc
 	tsaLeaf, err := p.Issue(testpki.TSA, testpki.LeafOptions{CommonName: "Mohr Test TSA"})
 	if err != nil {
 		t.Fatal(err)

@@ -61,6 +61,18 @@ type resultView struct {
 	SealedURL                 template.URL
 	SealRef                   string
 	ContentSHA256             string
+	Offline                   *offlineView
+}
+
+// offlineView says that a result is an offline check and against which trust bundle.
+type offlineView struct {
+	Note                     string // what an offline check proves and what it cannot
+	IssuedJalali, IssuedGreg string
+	NextJalali, NextGreg     string
+	Age                      string
+	Revoked                  string
+	SHA256                   string
+	PrescriptionID           string
 }
 
 type rxView struct {
@@ -85,13 +97,16 @@ type chainBox struct {
 
 // Message keys for the plain-language answers to bad input.
 const (
-	msgNoFile      = "msg.nofile"
-	msgTooLarge    = "msg.toolarge"
-	msgNotSigned   = "msg.notsigned"
-	msgNoSignature = "msg.nosignature"
-	msgRateLimited = "msg.ratelimited"
-	msgServer      = "msg.server"
-	msgNotFound    = "msg.notfound"
+	msgNoFile        = "msg.nofile"
+	msgTooLarge      = "msg.toolarge"
+	msgNotSigned     = "msg.notsigned"
+	msgNoSignature   = "msg.nosignature"
+	msgRateLimited   = "msg.ratelimited"
+	msgServer        = "msg.server"
+	msgNotFound      = "msg.notfound"
+	msgNotQR         = "msg.notqr"
+	msgNoQR          = "msg.noqr"
+	msgImageTooLarge = "msg.imagetoolarge"
 )
 
 func (h *Handler) page(r *http.Request, lang string, res *checked, msg string) *page {
@@ -246,6 +261,8 @@ func (h *Handler) result(lang string, c *checked) *resultView {
 
 	// The prescription.
 	switch {
+	case c.offline != nil:
+		h.offlineResult(lang, c.offline, rv)
 	case c.pdf:
 		rv.RxNote = t["rx.pdf"]
 	case c.content != nil:
@@ -303,6 +320,8 @@ func standing(t map[string]string, reg string) (text, class string) {
 		return t["standing.mismatch"], "bad"
 	case reg == "unavailable":
 		return t["standing.unavailable"], "unknown"
+	case strings.Contains(reg, "offline"):
+		return t["standing.offline"], "unknown"
 	}
 	return t["standing.notchecked"], "unknown"
 }

@@ -12,6 +12,7 @@ package web
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"embed"
 	"encoding/hex"
@@ -49,7 +50,13 @@ type Config struct {
 	Seal *signing.Seal
 	// MaxUpload bounds an uploaded file; 4 MiB when zero.
 	MaxUpload int64
-	// Now is the clock for sealing; time.Now when nil.
+	// TrustBundle, if set with SealKey, returns the signed trust bundle the exchange publishes (GET
+	// /trust-bundle); the page then checks prescription QR codes offline against it (offline.go).
+	TrustBundle func(ctx context.Context) ([]byte, error)
+	// SealKey is the pinned public key of the Ministry's trust-bundle seal: the page opens the bundle with it,
+	// as every offline verifier does, and never with a key taken from the bundle.
+	SealKey crypto.PublicKey
+	// Now is the clock for sealing and for offline checks; time.Now when nil.
 	Now func() time.Time
 	// OnError receives errors that are not the visitor's fault (a failed seal, a template error), with the
 	// opaque reference the visitor sees, for the caller's log. nil drops them.
@@ -63,6 +70,7 @@ type Handler struct {
 	tmpl    *template.Template
 	static  http.Handler
 	teh     *time.Location
+	bundles bundleCache
 }
 
 // New checks cfg and parses the templates.
