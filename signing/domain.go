@@ -22,10 +22,55 @@ type Registration struct {
 	// SuspendedFrom, if set, is when a suspension began (a registration suspended after the signing time was
 	// valid at signing time).
 	SuspendedFrom time.Time
+	// History, when the registry keeps one, is every standing the registration had, ordered by EffectiveAt
+	// (entries with the same EffectiveAt in the order they were recorded). With a history the standing at a
+	// time is the last entry effective at or before it; Status and the bounds above are only today's.
+	History []Standing
 }
 
-// ActiveAt reports whether the registration was valid at t.
+// Standing is one entry of a registration's history: from EffectiveAt until the next entry's EffectiveAt the
+// registration had Status and the bounds ValidFrom/ValidUntil.
+type Standing struct {
+	EffectiveAt time.Time `json:"effectiveAt"`
+	Status      string    `json:"status"`
+	ValidFrom   time.Time `json:"validFrom"`
+	ValidUntil  time.Time `json:"validUntil,omitempty"`
+}
+
+// activeAt reports whether a registration with this status and bounds is valid at t: "expired" counts within
+// its bounds (it was valid then), "suspended" and "revoked" never do.
+func (s Standing) activeAt(t time.Time) bool {
+	if t.Before(s.ValidFrom) || (!s.ValidUntil.IsZero() && !t.Before(s.ValidUntil)) {
+		return false
+	}
+	return s.Status == "active" || s.Status == "expired"
+}
+
+// StandingAt returns the standing in force at t: from History when there is one (ok false when t is before its
+// first entry), else today's Status and bounds.
+func (r Registration) StandingAt(t time.Time) (Standing, bool) {
+	if len(r.History) == 0 {
+		return Standing{Status: r.Status, ValidFrom: r.ValidFrom, ValidUntil: r.ValidUntil}, true
+	}
+	var cur Standing
+	found := false
+	for _, h := range r.History {
+		if h.EffectiveAt.After(t) {
+			break
+		}
+		cur, found = h, true
+	}
+	return cur, found
+}
+
+// ActiveAt reports whether the registration was valid at t (docs/signature-policy.md §5.9): by the history
+// when the registry keeps one, else by today's status (a suspension counts from SuspendedFrom when known,
+// else always: without history a suspended registration fails closed).
 func (r Registration) ActiveAt(t time.Time) bool {
+	if len(r.History) > 0 {
+		s, ok := r.StandingAt(t)
+		return ok && s.activeAt(t)
+	}
 	if t.Before(r.ValidFrom) || (!r.ValidUntil.IsZero() && !t.Before(r.ValidUntil)) {
 		return false
 	}
@@ -113,10 +158,17 @@ func (v *Verifier) checkRegistration(ctx context.Context, signer *certEntry, bes
 		p.Registration = "mismatch"
 		return SigConstraintsFailure, "registry's national code for the council number is not the signer's"
 	}
+	then, known := reg.StandingAt(best)
+	if then.Status != reg.Status {
+		p.RegistrationNow = reg.Status
+	}
 	if !reg.ActiveAt(best) {
-		p.Registration = reg.Status + " (not valid at signing time)"
+		if !known {
+			then.Status = "unregistered"
+		}
+		p.Registration = then.Status + " (not valid at signing time)"
 		return SigConstraintsFailure, "prescriber's council registration was not valid at the signing time"
 	}
-	p.Registration = reg.Status
+	p.Registration = then.Status
 	return "", ""
 }

@@ -99,8 +99,11 @@ type Prescriber struct {
 	Name          string `json:"name,omitempty"`
 	NationalCode  string `json:"nationalCode,omitempty"`
 	CouncilNumber string `json:"councilNumber,omitempty"`
-	Registration  string `json:"registration,omitempty"` // e.g. "active", "not checked"
-	PatientCode   string `json:"patientNationalCode,omitempty"`
+	Registration  string `json:"registration,omitempty"` // at the best signature time, e.g. "active", "not checked"
+	// RegistrationNow is today's status when it differs from the one at the best signature time (a physician
+	// suspended after signing: "active" then, "suspended" now).
+	RegistrationNow string `json:"registrationNow,omitempty"`
+	PatientCode     string `json:"patientNationalCode,omitempty"`
 }
 
 // Report is the validation report of one signature, after ETSI EN 319 102-1 §5 (the indication and

@@ -21,7 +21,7 @@ var facilityColumns = []string{"siam_id", "name", "licence_number", "licence_sta
 	"licence_until", "system_id", "system_status", "system_from", "system_until"}
 
 // Physician registry columns.
-var physicianColumns = []string{"national_code", "council_no", "name", "specialty", "status", "valid_from", "valid_until"}
+var physicianColumns = []string{"national_code", "council_no", "name", "specialty", "status", "valid_from", "valid_until", "status_since"}
 
 // facilityJSON and physicianJSON are the JSON forms; every field is a string so that CSV and JSON share one
 // validation path.
@@ -46,6 +46,7 @@ type physicianJSON struct {
 	Status       string `json:"status"`
 	ValidFrom    string `json:"valid_from"`
 	ValidUntil   string `json:"valid_until"`
+	StatusSince  string `json:"status_since,omitempty"`
 }
 
 func (j facilityJSON) row() map[string]string {
@@ -56,7 +57,8 @@ func (j facilityJSON) row() map[string]string {
 
 func (j physicianJSON) row() map[string]string {
 	return map[string]string{"national_code": j.NationalCode, "council_no": j.CouncilNo, "name": j.Name,
-		"specialty": j.Specialty, "status": j.Status, "valid_from": j.ValidFrom, "valid_until": j.ValidUntil}
+		"specialty": j.Specialty, "status": j.Status, "valid_from": j.ValidFrom, "valid_until": j.ValidUntil,
+		"status_since": j.StatusSince}
 }
 
 // ParseFacilitiesCSV reads a facility registry extract: a header line naming columns from siam_id, name,
@@ -74,9 +76,10 @@ func ParseFacilitiesCSV(r io.Reader) ([]Facility, error) {
 }
 
 // ParsePhysiciansCSV reads a council registry extract: columns national_code, council_no, name, specialty,
-// status, valid_from, valid_until (name and specialty optional). Strict like ParseFacilitiesCSV.
+// status, valid_from, valid_until, status_since (name, specialty and status_since optional; status_since is when
+// the status took effect, see Physician.StatusSince). Strict like ParseFacilitiesCSV.
 func ParsePhysiciansCSV(r io.Reader) ([]Physician, error) {
-	rows, err := readCSV(r, physicianColumns, []string{"name", "specialty"})
+	rows, err := readCSV(r, physicianColumns, []string{"name", "specialty", "status_since"})
 	if err != nil {
 		return nil, err
 	}
@@ -329,6 +332,11 @@ func physicianFromRow(c map[string]string) (Physician, error) {
 	}
 	if p.ValidFrom, p.ValidUntil, err = parseValidity("registration", c["valid_from"], c["valid_until"]); err != nil {
 		return p, err
+	}
+	if since := strings.TrimSpace(c["status_since"]); since != "" {
+		if p.StatusSince, err = parseDate(since); err != nil {
+			return p, fmt.Errorf("status_since: %w", err)
+		}
 	}
 	return p, nil
 }

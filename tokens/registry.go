@@ -48,6 +48,33 @@ type Physician struct {
 	Status       Status
 	ValidFrom    time.Time
 	ValidUntil   time.Time
+	// StatusSince, when set, is when Status took effect as the registry says (import column status_since). A
+	// store records every change of status or validity in the physician's history (StandingChange) with this
+	// effective time; without it a change takes effect when it is imported, and a physician's first record from
+	// ValidFrom (the conservative choice for a non-active status: it then counts for the whole registration).
+	StatusSince time.Time
+}
+
+// StandingChange is one entry of a physician's registry history: from EffectiveAt until the next entry's
+// EffectiveAt the registration had this status and validity. RecordedAt and Actor say when and by whom it was
+// recorded (an effective time may precede the recording: a retroactive suspension). Seq orders entries with
+// the same EffectiveAt: the later recorded one wins.
+type StandingChange struct {
+	Seq         int64
+	CouncilNo   string
+	Status      Status
+	ValidFrom   time.Time
+	ValidUntil  time.Time
+	EffectiveAt time.Time
+	RecordedAt  time.Time
+	Actor       string
+}
+
+// PhysicianHistory is a registry that keeps every standing change of a physician (tokens/sqlstore).
+type PhysicianHistory interface {
+	// PhysicianHistory returns the changes of nationalCode's registration ordered by EffectiveAt, then Seq; an
+	// error wrapping ErrNotFound for an unknown national code.
+	PhysicianHistory(ctx context.Context, nationalCode string) ([]StandingChange, error)
 }
 
 // FacilityRegistry answers for one facility's standing. It returns an error wrapping ErrNotFound for an

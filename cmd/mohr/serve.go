@@ -202,7 +202,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	}
 
 	// Verification and ingestion, over the trust anchors in the database (the change feed reloads them).
-	n.tokens = &tokens.Service{Store: ts, Issuer: adapterIssuer{n.ca}, Revoker: tokenRevoker{n.rev}}
+	n.tokens = &tokens.Service{Store: ts, Issuer: adapterIssuer{n.ca}, Revoker: tokenRevoker{n.rev}, Clock: cfg.clock()}
 	n.seal = signing.Seal{Signer: sealKey, Chain: append([]*x509.Certificate{sealCert}, chain...)}
 	if err := n.reloadTrustAnchors(ctx); err != nil {
 		return fail(err)
@@ -239,7 +239,7 @@ func (n *node) apiServer() (*api.Server, error) {
 	} else if created {
 		n.log.Info("created the local admin credential (loopback only)", "file", adminFile)
 	}
-	ta := tokenAPI{svc: n.tokens, st: n.ts, now: time.Now, chain: func() []*x509.Certificate { return n.ca.Issuer().Chain }}
+	ta := tokenAPI{svc: n.tokens, st: n.ts, now: n.cfg.clock(), chain: func() []*x509.Certificate { return n.ca.Issuer().Chain }}
 	pages, err := web.New(web.Config{Verifier: func() *signing.Verifier { return n.vs.Load().v }, Registry: physicianRegistry{n.ts}, Seal: &n.seal,
 		TrustBundle: n.bundle.Signed, SealKey: n.bundle.Seal.Public(),
 		OnError: func(r *http.Request, ref string, err error) {

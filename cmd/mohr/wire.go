@@ -161,11 +161,27 @@ type physicianRegistry struct{ st *sqlstore.Store }
 
 func (r physicianRegistry) Registration(ctx context.Context, councilNo string) (signing.Registration, error) {
 	p, err := r.st.PhysicianByCouncil(ctx, councilNo)
+	if errors.Is(err, tokens.ErrNotFound) {
+		return signing.Registration{}, signing.ErrUnknownPhysician // SIG_CONSTRAINTS_FAILURE, not TRY_LATER
+	}
 	if err != nil {
 		return signing.Registration{}, err
 	}
-	return signing.Registration{CouncilNumber: p.CouncilNo, NationalCode: p.NationalCode, Name: p.Name,
-		Specialty: p.Specialty, Status: string(p.Status), ValidFrom: p.ValidFrom, ValidUntil: p.ValidUntil}, nil
+	reg := signing.Registration{CouncilNumber: p.CouncilNo, NationalCode: p.NationalCode, Name: p.Name,
+		Specialty: p.Specialty, Status: string(p.Status), ValidFrom: p.ValidFrom, ValidUntil: p.ValidUntil}
+	// The standing at the signing time comes from the registry's history (issue 20).
+	hist, err := r.st.PhysicianHistory(ctx, p.NationalCode)
+	if err != nil {
+		return signing.Registration{}, err
+	}
+	for _, h := range hist {
+		if h.CouncilNo != p.CouncilNo {
+			continue // the national code held another council number then: no standing for this one
+		}
+		reg.History = append(reg.History, signing.Standing{EffectiveAt: h.EffectiveAt, Status: string(h.Status),
+			ValidFrom: h.ValidFrom, ValidUntil: h.ValidUntil})
+	}
+	return reg, nil
 }
 
 // localOCSP implements signing.RevocationSource for Mohr's own certificates by asking the in-process responder,
@@ -513,7 +529,7 @@ func openTokenStore(ctx context.Context, cfg *Config, st appStore) (*sqlstore.St
 	if driver == "sqlite" {
 		db.SetMaxOpenConns(1) // one writer; SQLite serialises writers anyway
 	}
-	ts, err := sqlstore.New(ctx, db, sqlstore.Options{Dialect: dialect, AppendAudit: st.AppendAuditTx})
+	ts, err := sqlstore.New(ctx, db, sqlstore.Options{Dialect: dialect, AppendAudit: st.AppendAuditTx, Now: cfg.clock()})
 	if err != nil {
 		db.Close()
 		return nil, nil, err

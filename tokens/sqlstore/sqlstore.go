@@ -31,6 +31,8 @@ type Options struct {
 	Dialect string
 	// AppendAudit, when set, replaces the outbox table: it must write ev using tx.
 	AppendAudit func(ctx context.Context, tx *sql.Tx, ev audit.Event) error
+	// Now is the clock of the schema migration's records; time.Now when nil.
+	Now func() time.Time
 }
 
 // Store is a tokens.Store on a *sql.DB.
@@ -40,7 +42,10 @@ type Store struct {
 	audit    func(ctx context.Context, tx *sql.Tx, ev audit.Event) error
 }
 
-var _ tokens.Store = (*Store)(nil)
+var (
+	_ tokens.Store            = (*Store)(nil)
+	_ tokens.PhysicianHistory = (*Store)(nil)
+)
 
 var schema = []string{
 	`CREATE TABLE IF NOT EXISTS tokens_facilities (
@@ -96,6 +101,20 @@ var schema = []string{
 		data    TEXT NOT NULL
 	)`,
 	`CREATE INDEX IF NOT EXISTS tokens_physicians_council ON tokens_physicians (council_no)`,
+	// Every standing change of a physician's council registration with the time it took effect (issue 20):
+	// the verifier judges a signature against the standing at its best signature time, not today's.
+	`CREATE TABLE IF NOT EXISTS tokens_physician_history (
+		national_code VARCHAR(10) NOT NULL,
+		seq           BIGINT NOT NULL,
+		council_no    VARCHAR(10) NOT NULL,
+		status        VARCHAR(16) NOT NULL,
+		valid_from    BIGINT NOT NULL,
+		valid_until   BIGINT NOT NULL,
+		effective_at  BIGINT NOT NULL,
+		recorded_at   BIGINT NOT NULL,
+		actor         TEXT NOT NULL,
+		PRIMARY KEY (national_code, seq)
+	)`,
 }
 
 // New creates the tables if needed and returns a Store.
@@ -116,7 +135,45 @@ func New(ctx context.Context, db *sql.DB, opt Options) (*Store, error) {
 			return nil, fmt.Errorf("tokens/sqlstore: create schema: %w", err)
 		}
 	}
+	now := opt.Now
+	if now == nil {
+		now = time.Now
+	}
+	if err := s.seedHistory(ctx, now().UTC()); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// seedHistory is the migration to the physician history: a physician recorded before the history existed gets
+// one entry, its current standing, effective from its registration's start (for a non-active status the
+// conservative choice: nobody knows since when it holds). It runs at every start, changes nothing once every
+// physician has a history (ON CONFLICT for nodes starting together), and records what it did in the audit log
+// in the same transaction.
+func (s *Store) seedHistory(ctx context.Context, at time.Time) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("tokens/sqlstore: begin: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, s.q(`INSERT INTO tokens_physician_history
+		(national_code, seq, council_no, status, valid_from, valid_until, effective_at, recorded_at, actor)
+		SELECT p.national_code, 1, p.council_no, p.status, p.valid_from, p.valid_until, p.valid_from, ?, 'system:migration'
+		FROM tokens_physicians p
+		WHERE NOT EXISTS (SELECT 1 FROM tokens_physician_history h WHERE h.national_code = p.national_code)
+		ON CONFLICT (national_code, seq) DO NOTHING`), micros(at))
+	if err != nil {
+		return fmt.Errorf("tokens/sqlstore: seed physician history: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil || n == 0 {
+		return err
+	}
+	data, _ := json.Marshal(map[string]int64{"physicians": n})
+	if err := s.audit(ctx, tx, audit.Event{Time: at, Kind: "registry.physicians.history-seeded", Actor: "system:migration", Data: data}); err != nil {
+		return fmt.Errorf("tokens/sqlstore: audit: %w", err)
+	}
+	return tx.Commit()
 }
 
 // q rewrites ? placeholders to $n for PostgreSQL.
@@ -279,8 +336,16 @@ func (s *Store) Facilities(ctx context.Context) ([]tokens.Facility, error) {
 	return out, rows.Err()
 }
 
-// PutPhysicians implements tokens.Store.
+// PutPhysicians implements tokens.Store. Each physician whose status or validity differs from what is stored
+// (or who is new) gets an entry in its history (tokens.StandingChange), effective at StatusSince when the
+// registry gave one, else at ev.Time for a change and at ValidFrom for a first record; every change of an
+// existing physician's standing is also an audit event of its own (registry.physician.standing), all in the
+// transaction of the import.
 func (s *Store) PutPhysicians(ctx context.Context, ps []tokens.Physician, ev audit.Event) error {
+	at := ev.Time.UTC()
+	if at.IsZero() {
+		at = time.Now().UTC()
+	}
 	return s.tx(ctx, ev, func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO tokens_physicians
 			(national_code, council_no, name, specialty, status, valid_from, valid_until) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -290,7 +355,50 @@ func (s *Store) PutPhysicians(ctx context.Context, ps []tokens.Physician, ev aud
 			return fmt.Errorf("tokens/sqlstore: %w", err)
 		}
 		defer stmt.Close()
+		cur, err := tx.PrepareContext(ctx, s.q(`SELECT h.council_no, h.status, h.valid_from, h.valid_until, h.seq
+			FROM tokens_physician_history h WHERE h.national_code = ? ORDER BY h.seq DESC LIMIT 1`))
+		if err != nil {
+			return fmt.Errorf("tokens/sqlstore: %w", err)
+		}
+		defer cur.Close()
+		hist, err := tx.PrepareContext(ctx, s.q(`INSERT INTO tokens_physician_history
+			(national_code, seq, council_no, status, valid_from, valid_until, effective_at, recorded_at, actor)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`))
+		if err != nil {
+			return fmt.Errorf("tokens/sqlstore: %w", err)
+		}
+		defer hist.Close()
 		for _, p := range ps {
+			var cn, st string
+			var vf, vu, seq int64
+			err := cur.QueryRowContext(ctx, p.NationalCode).Scan(&cn, &st, &vf, &vu, &seq)
+			first := errors.Is(err, sql.ErrNoRows)
+			if err != nil && !first {
+				return fmt.Errorf("tokens/sqlstore: physician history: %w", err)
+			}
+			changed := first || cn != p.CouncilNo || st != string(p.Status) || vf != micros(p.ValidFrom) || vu != micros(p.ValidUntil)
+			if changed {
+				eff := p.StatusSince
+				switch {
+				case !eff.IsZero():
+				case first:
+					eff = p.ValidFrom
+				default:
+					eff = at
+				}
+				if _, err := hist.ExecContext(ctx, p.NationalCode, seq+1, p.CouncilNo, string(p.Status), micros(p.ValidFrom),
+					micros(p.ValidUntil), micros(eff), micros(at), ev.Actor); err != nil {
+					return fmt.Errorf("tokens/sqlstore: physician history: %w", err)
+				}
+				if !first {
+					data, _ := json.Marshal(map[string]any{"councilNo": p.CouncilNo, "from": st, "status": p.Status,
+						"validFrom": p.ValidFrom, "validUntil": p.ValidUntil, "effectiveAt": eff.UTC()})
+					if err := s.audit(ctx, tx, audit.Event{Time: at, Kind: "registry.physician.standing", Actor: ev.Actor,
+						Subject: p.NationalCode, Data: data}); err != nil {
+						return fmt.Errorf("tokens/sqlstore: audit: %w", err)
+					}
+				}
+			}
 			if _, err := stmt.ExecContext(ctx, p.NationalCode, p.CouncilNo, p.Name, p.Specialty, string(p.Status),
 				micros(p.ValidFrom), micros(p.ValidUntil)); err != nil {
 				return fmt.Errorf("tokens/sqlstore: physician: %w", err)
@@ -298,6 +406,34 @@ func (s *Store) PutPhysicians(ctx context.Context, ps []tokens.Physician, ev aud
 		}
 		return nil
 	})
+}
+
+// PhysicianHistory implements tokens.PhysicianHistory.
+func (s *Store) PhysicianHistory(ctx context.Context, nationalCode string) ([]tokens.StandingChange, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT seq, council_no, status, valid_from, valid_until, effective_at, recorded_at, actor
+		FROM tokens_physician_history WHERE national_code = ? ORDER BY effective_at, seq`), nationalCode)
+	if err != nil {
+		return nil, fmt.Errorf("tokens/sqlstore: %w", err)
+	}
+	defer rows.Close()
+	var out []tokens.StandingChange
+	for rows.Next() {
+		var c tokens.StandingChange
+		var st string
+		var vf, vu, ea, ra int64
+		if err := rows.Scan(&c.Seq, &c.CouncilNo, &st, &vf, &vu, &ea, &ra, &c.Actor); err != nil {
+			return nil, fmt.Errorf("tokens/sqlstore: %w", err)
+		}
+		c.Status, c.ValidFrom, c.ValidUntil, c.EffectiveAt, c.RecordedAt = tokens.Status(st), fromMicros(vf), fromMicros(vu), fromMicros(ea), fromMicros(ra)
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("tokens/sqlstore: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("tokens/sqlstore: physician history: %w", tokens.ErrNotFound)
+	}
+	return out, nil
 }
 
 // Physician implements tokens.Store.
