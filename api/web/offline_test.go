@@ -115,8 +115,12 @@ func newQRFixture(t testing.TB) *qrFixture {
 		t.Fatal(err)
 	}
 	f.bundle = makeBundle(t, p, f.seal, t0.Add(-bundleAge), revoked.Cert)
-	f.h.cfg.TrustBundle = func(context.Context) ([]byte, error) { return f.bundle, nil }
-	f.h.cfg.SealKey = f.seal.Public()
+	cfg := f.h.cfg
+	cfg.TrustBundle = func(context.Context) ([]byte, error) { return f.bundle, nil }
+	cfg.SealKey = f.seal.Public()
+	if f.h, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
 	return f
 }
 

@@ -17,10 +17,11 @@ import (
 // language's copy is hidden; the script swaps them in place, and without script the language link reloads
 // the empty form in the other language.
 type page struct {
-	Lang  string
-	Dir   string
-	Title string
-	Views []*view
+	SealKey string
+	Lang    string
+	Dir     string
+	Title   string
+	Views   []*view
 }
 
 type view struct {
@@ -30,7 +31,10 @@ type view struct {
 	MaxMB, Limit     string
 	Msg              string
 	Result           *resultView
-	t                map[string]string
+	// SealKey is the pinned trust-bundle seal key (base64 SubjectPublicKeyInfo) for the browser check
+	// (static/offline.js); empty when the page has no trust bundle.
+	SealKey string
+	t       map[string]string
 }
 
 // T returns the view's text for key.
@@ -110,9 +114,9 @@ const (
 )
 
 func (h *Handler) page(r *http.Request, lang string, res *checked, msg string) *page {
-	p := &page{Lang: lang, Dir: dirOf(lang)}
+	p := &page{Lang: lang, Dir: dirOf(lang), SealKey: h.sealSPKI}
 	for _, l := range []string{lang, other(lang)} {
-		v := &view{Lang: l, Dir: dirOf(l), Other: other(l), Hidden: l != lang, Viewer: viewer(r.Context()), t: texts[l]}
+		v := &view{Lang: l, Dir: dirOf(l), Other: other(l), Hidden: l != lang, Viewer: viewer(r.Context()), t: texts[l], SealKey: h.sealSPKI}
 		v.MaxMB = num(l, fmt.Sprint(h.cfg.MaxUpload>>20))
 		v.Limit = strings.ReplaceAll(v.T("limit"), "{max}", v.MaxMB)
 		if msg != "" {

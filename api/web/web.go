@@ -14,9 +14,12 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/x509"
 	"embed"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"html/template"
 	"io"
 	"io/fs"
@@ -71,6 +74,8 @@ type Handler struct {
 	static  http.Handler
 	teh     *time.Location
 	bundles bundleCache
+	// sealSPKI is SealKey as base64 DER SubjectPublicKeyInfo, handed to the browser check with the page.
+	sealSPKI string
 }
 
 // New checks cfg and parses the templates.
@@ -92,7 +97,15 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{cfg: cfg, tmpl: t, static: http.StripPrefix(staticPath, http.FileServerFS(sub)), teh: tehran()}, nil
+	h := &Handler{cfg: cfg, tmpl: t, static: http.StripPrefix(staticPath, http.FileServerFS(sub)), teh: tehran()}
+	if cfg.SealKey != nil && cfg.TrustBundle != nil {
+		spki, err := x509.MarshalPKIXPublicKey(cfg.SealKey)
+		if err != nil {
+			return nil, fmt.Errorf("web: seal key: %w", err)
+		}
+		h.sealSPKI = base64.StdEncoding.EncodeToString(spki)
+	}
+	return h, nil
 }
 
 // Observe sets a function called with the indication of every verification the page makes (for metrics).
@@ -118,7 +131,8 @@ func viewer(ctx context.Context) string {
 // securityHeaders are set on every answer: the page loads only its own files, cannot be framed, sends no
 // referrer, and results are not cached (they describe a visitor's prescription).
 func securityHeaders(h http.Header) {
-	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; font-src 'self'; "+
+	// connect-src 'self': the browser check (static/offline.js) fetches /trust-bundle from the same origin.
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; font-src 'self'; "+
 		"img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
