@@ -120,6 +120,7 @@ type RevocationCache struct {
 
 type revEntry struct {
 	st      RevocationStatus
+	serial  string // lower-case hex, for ForgetSerial
 	expires time.Time
 }
 
@@ -157,7 +158,7 @@ func (c *RevocationCache) Check(ctx context.Context, cert, issuer *x509.Certific
 		if c.entries == nil {
 			c.entries = map[[32]byte]revEntry{}
 		}
-		c.entries[key] = revEntry{st: st, expires: exp}
+		c.entries[key] = revEntry{st: st, serial: fmt.Sprintf("%x", cert.SerialNumber), expires: exp}
 		c.mu.Unlock()
 		return st, nil
 	})
@@ -174,6 +175,19 @@ func (c *RevocationCache) Purge() {
 	defer c.mu.Unlock()
 	for k, e := range c.entries {
 		if !now.Before(e.expires) {
+			delete(c.entries, k)
+		}
+	}
+}
+
+// ForgetSerial drops the cached answers for the certificate with this serial (lower-case hex): a
+// RevocationFollower calls it when the exchange's feed reports a change, so a release from hold is not hidden
+// behind a cached "on hold".
+func (c *RevocationCache) ForgetSerial(serial string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.entries {
+		if e.serial == serial {
 			delete(c.entries, k)
 		}
 	}

@@ -121,6 +121,18 @@ func (f fakeTrustBundle) Bundle(context.Context) ([]byte, time.Time, time.Time, 
 	return []byte("cose-sign1"), testNow.Add(-time.Hour), testNow.Add(7 * 24 * time.Hour), nil
 }
 
+type fakeFeed struct{ r *recorder }
+
+func (f fakeFeed) RevocationChanges(_ context.Context, from int64, profile string) (RevocationChanges, error) {
+	if err := f.r.rec("RevocationChanges"); err != nil {
+		return RevocationChanges{}, err
+	}
+	if from < 0 {
+		return RevocationChanges{Next: 7}, nil
+	}
+	return RevocationChanges{Next: 7, Changes: []RevocationChange{{Seq: 6, Serial: "0a", Status: "revoked", Reason: 1, NotAfter: testNow}}}, nil
+}
+
 type fakeOCSP struct{ r *recorder }
 
 func (f fakeOCSP) Respond(context.Context, []byte) ([]byte, error) {
@@ -296,6 +308,6 @@ func fakeServices(r *recorder) (Services, *fakeRevocation, *fakeCAAdmin, *fakeAu
 		Certs: fakeCerts{r}, CRL: fakeCRL{r}, OCSP: fakeOCSP{r}, TSA: fakeTSA{r}, Ingestor: fakeIngest{r},
 		Verifier: fakeVerifier{r}, Batch: fakeBatch{r}, Upgrader: fakeUpgrader{r}, Prescriptions: fakePrescriptions{r}, Tokens: fakeTokens{r}, Renewal: fakeTokens{r},
 		Registry: fakeRegistry{r}, Audit: fakeAudit{r}, CAAdmin: adm, Auditor: aud, Revocation: rev,
-		Offline: fakeTrustBundle{r},
+		Offline: fakeTrustBundle{r}, Revocations: fakeFeed{r},
 	}, rev, adm, aud
 }

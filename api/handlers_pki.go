@@ -7,11 +7,14 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/mohr-hix/mohr/ca"
 )
 
 // maxShard bounds the shard number a client may ask for.
@@ -121,4 +124,32 @@ func (s *Server) handleTSA(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeBytes(w, http.StatusOK, ctTSReply, resp)
+}
+
+// handleRevocationFeed serves one page of the revocation change feed (GET /v1/revocations?from=N).
+func (s *Server) handleRevocationFeed(w http.ResponseWriter, r *http.Request) {
+	from := int64(-1)
+	if r.URL.Query().Has("from") {
+		n, err := queryInt(r, "from")
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		from = n
+	}
+	profile := r.URL.Query().Get("profile")
+	if profile != "" && !slices.Contains(ca.Profiles, profile) {
+		s.fail(w, r, malformed("query parameter profile names no certificate profile"))
+		return
+	}
+	page, err := s.svc.Revocations.RevocationChanges(r.Context(), from, profile)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if page.Changes == nil {
+		page.Changes = []RevocationChange{}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, page)
 }

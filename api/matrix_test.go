@@ -36,6 +36,7 @@ func validCalls(t testing.TB, e *testEnv) map[string]func() call {
 		"ocspPost":            bin("POST", "/ocsp", ctOCSPReq),
 		"timestamp":           bin("POST", "/tsa", ctTSQuery),
 		"getTrustBundle":      plain("GET", "/trust-bundle"),
+		"revocationFeed":      plain("GET", "/v1/revocations?from=3&profile=facility-adapter"),
 		"enrol":               j("POST", "/v1/enrolment", `{"code":"code-12345678","csr":"`+csr+`","kind":"software"}`),
 		"whoami":              plain("GET", "/v1/whoami"),
 		"issueCertificate":    j("POST", "/v1/certificates", `{"profile":"facility-adapter","csr":"`+csr+`","subject":{"siamId":"SIAM-1001","licenceNumber":"L-1"}}`),

@@ -32,6 +32,7 @@ var bodyTypes = map[string][2]any{
 	}{}},
 	"revokeToken":        {nil, map[string]string{}},
 	"renewToken":         {nil, nil},
+	"revocationFeed":     {nil, RevocationChanges{}},
 	"importFacilities":   {facilityImport{}, ImportResult{}},
 	"importPhysicians":   {physicianImport{}, ImportResult{}},
 	"facilityStanding":   {nil, Standing{}},

@@ -106,3 +106,25 @@ func TestCRLCanonicalShard(t *testing.T) {
 		t.Fatalf("range request: %d", resp.StatusCode)
 	}
 }
+
+// TestRevocationFeedQuery: the feed answers the head without from, a page with it, and refuses a from that is
+// not a non-negative integer or a profile the CA does not know (400), never reaching the feed.
+func TestRevocationFeedQuery(t *testing.T) {
+	e := newEnv(t, nil)
+	r := e.do(callerNone, "GET", "/v1/revocations", "", nil)
+	var page RevocationChanges
+	if r.status != 200 || json.Unmarshal(r.body, &page) != nil || page.Next != 7 || page.Changes == nil || len(page.Changes) != 0 {
+		t.Fatalf("head: %d %s", r.status, r.body)
+	}
+	if r.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("feed answers are cacheable: %q", r.header.Get("Cache-Control"))
+	}
+	r = e.do(callerNone, "GET", "/v1/revocations?from=3", "", nil)
+	if r.status != 200 || json.Unmarshal(r.body, &page) != nil || len(page.Changes) != 1 || page.Changes[0].Serial != "0a" {
+		t.Fatalf("page: %d %s", r.status, r.body)
+	}
+	for _, q := range []string{"from=-1", "from=x", "from=", "from=1&profile=nope"} {
+		r := e.do(callerNone, "GET", "/v1/revocations?"+q, "", nil)
+		checkProblem(t, r, http.StatusBadRequest)
+	}
+}

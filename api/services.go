@@ -248,4 +248,33 @@ type Services struct {
 	Pages *web.Handler
 	// Offline serves GET /trust-bundle, the signed trust bundle of offline verification.
 	Offline TrustBundleSource
+	// Revocations serves GET /v1/revocations, the revocation change feed gateways follow.
+	Revocations RevocationFeed
+}
+
+// RevocationChange is one change of a certificate's state at the exchange: issued, revoked, put on hold, or
+// released from hold (Status "issued" again). It carries the certificate's state when the feed was read.
+type RevocationChange struct {
+	// Seq is the position of the change in the exchange's audit log; the feed is ordered by it.
+	Seq       int64     `json:"seq"`
+	Serial    string    `json:"serial"` // lower-case hex, as the rest of the API
+	Status    string    `json:"status"` // "revoked", "hold" or "issued"
+	Reason    int       `json:"reason,omitempty"`
+	RevokedAt time.Time `json:"revokedAt,omitzero"`
+	NotAfter  time.Time `json:"notAfter"`
+}
+
+// RevocationChanges is one page of the revocation change feed. Next is where the following page starts
+// (GET /v1/revocations?from=Next); a page with Next beyond the last change is the feed's head.
+type RevocationChanges struct {
+	Next    int64              `json:"next"`
+	Changes []RevocationChange `json:"changes"`
+}
+
+// RevocationFeed lists certificate state changes in the order the exchange made them, so that a gateway learns
+// of a revocation within its polling interval instead of its OCSP cache lifetime. from < 0 asks for the head only
+// (Next set, no changes): where a new follower starts. A non-empty profile lists only certificates of that
+// profile (a gateway follows facility-adapter only).
+type RevocationFeed interface {
+	RevocationChanges(ctx context.Context, from int64, profile string) (RevocationChanges, error)
 }

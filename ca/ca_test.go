@@ -284,6 +284,8 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		{"operator as insurer", mod(ProfileOperator, func(r *Request) { r.Role = "insurer" }), ErrBadRequest},
 		{"role on adapter", mod(ProfileFacilityAdapter, func(r *Request) { r.Role = "operator" }), ErrBadRequest},
 		{"newline in name", mod(ProfileTSA, func(r *Request) { r.CommonName = "a\nb" }), ErrBadRequest},
+		{"remote signing on an auth certificate", mod(ProfilePhysicianAuth, func(r *Request) { r.RemoteSigning = true }), ErrBadRequest},
+		{"remote signing on a seal", mod(ProfileOrganisationSeal, func(r *Request) { r.RemoteSigning = true }), ErrBadRequest},
 		{"weak key", mod(ProfileTSA, func(r *Request) { r.CSR = csrFor(t, rsa1024) }), ErrWeakKey},
 	}
 	for _, tt := range tests {

@@ -49,6 +49,10 @@ func lintDER(reg lint.Registry, der []byte) error {
 	var bad []string
 	for name, r := range res.Results {
 		if r.Status == lint.Error || r.Status == lint.Fatal {
+			// The lint's own description says what is wrong; its name alone means nothing to a person.
+			if l := reg.ByName(name); l != nil && l.Description != "" {
+				name += " (" + strings.TrimSuffix(l.Description, ".") + ")"
+			}
 			bad = append(bad, name)
 		}
 	}

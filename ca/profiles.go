@@ -39,6 +39,11 @@ type Request struct {
 	// Role for operator and organisation-seal certificates: a key of hixext.RoleOIDs.
 	Role string
 
+	// RemoteSigning (physician-signing only) marks a key held in the signing centre's HSM under the
+	// physician's sole control: the certificate also asserts the remote-signing policy
+	// (hixext.OIDPolicyRemoteSigning), so a verifier can tell it from a card key.
+	RemoteSigning bool
+
 	// ValidUntil is the end of the standing the certificate is issued on (licence, system certificate, council
 	// registration). The certificate never outlives it. Zero means the profile lifetime alone decides.
 	ValidUntil time.Time
@@ -70,6 +75,9 @@ func (c *CA) normalize(r Request) (Request, error) {
 		if !utf8.ValidString(s) || len(s) > 64 || strings.ContainsAny(s, "\x00\r\n") {
 			return bad("names must be valid UTF-8 of at most 64 bytes on one line")
 		}
+	}
+	if r.RemoteSigning && r.Profile != ProfilePhysicianSigning {
+		return bad("only physician-signing certificates can be remote-signing certificates")
 	}
 	var err error
 	switch r.Profile {
@@ -229,6 +237,11 @@ func (c *CA) template(r Request, serial *big.Int, now time.Time) (*x509.Certific
 			return nil, err
 		}
 		t.ExtraExtensions = append(t.ExtraExtensions, ext)
+		if r.Profile == ProfilePhysicianSigning && r.RemoteSigning {
+			if err := addPolicy(t, hixext.OIDPolicyRemoteSigning); err != nil {
+				return nil, err
+			}
+		}
 		if r.Profile == ProfilePhysicianSigning {
 			// Non-repudiation only (ETSI EN 319 412-2 §4.3.2: a key for qualified signatures).
 			t.KeyUsage = x509.KeyUsageContentCommitment

@@ -20,6 +20,6 @@ go version
 go vet ./...
 # Packages with concurrency (pools, servers, caches, the agent) run under the race detector; the rest run
 # plainly. Tests that use the machine's one pcscd serialise themselves with a file lock (internal/testenv).
-RACE='/(api|adapter|hsm|cardreader|internal/store|internal/audit|signing|signing/agent|signing/offline|ca/revocation|tokens|tokens/sqlstore)$'
+RACE='/(api|adapter|hsm|cardreader|internal/store|internal/audit|signing|signing/agent|signing/offline|signing/remote|ca/revocation|tokens|tokens/sqlstore)$'
 go test -count=1 -race -timeout 40m $(go list ./... | grep -E "$RACE")
 go test -count=1 -timeout 40m $(go list ./... | grep -vE "$RACE")

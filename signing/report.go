@@ -104,6 +104,10 @@ type Prescriber struct {
 	// suspended after signing: "active" then, "suspended" now).
 	RegistrationNow string `json:"registrationNow,omitempty"`
 	PatientCode     string `json:"patientNationalCode,omitempty"`
+	// RemoteSigningPolicy is the remote-signing certificate policy OID the signing certificate asserts
+	// (hixext.OIDPolicyRemoteSigning): the key is held in the signing centre's HSM and was activated by the
+	// physician under EN 419 241-1 SCAL2 (docs/remote-signing.md), not on a council card. Empty otherwise.
+	RemoteSigningPolicy string `json:"remoteSigningPolicy,omitempty"`
 }
 
 // Report is the validation report of one signature, after ETSI EN 319 102-1 §5 (the indication and

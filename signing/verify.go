@@ -258,6 +258,7 @@ func (v *Verifier) run(ctx context.Context, der, detached []byte, vd *Validation
 		return r.fail(ChainConstraintsFailure, "%s", signer.profileErr)
 	}
 	r.Prescriber = &Prescriber{NationalCode: signer.nationalCode, CouncilNumber: signer.council, Name: signer.cert.Subject.CommonName, Registration: "not checked"}
+	r.Prescriber.RemoteSigningPolicy = remoteSigningPolicy(signer.cert) // remotepolicy.go
 	if f := stop(); f != nil {
 		return f
 	}

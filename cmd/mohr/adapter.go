@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -144,82 +143,6 @@ func newAdapterCmd() *cobra.Command {
 	f.StringVar(&chainPath, "chain", "chain.pem", "physical token: certificate chain")
 	f.StringVar(&renewURL, "renew-url", "", "renewal endpoint (default: <exchange>/v1/renewal; off: no renewal); renews at 2/3 of the lifetime")
 	run.MarkFlagRequired("exchange")
-	cmd.AddCommand(run)
-	return cmd
-}
-
-func newGatewayCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "gateway", Short: "The exchange-side gateway that admits only valid adapter tokens"}
-	var listen, upstream, tlsCert, tlsKey, rootsPath, interPath, ocspURL, registryURL string
-	var propagation, ocspTTL time.Duration
-	run := &cobra.Command{
-		Use:   "run",
-		Short: "Reverse proxy to the upstream for adapters with valid, unrevoked tokens of facilities in good standing",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			up, err := url.Parse(upstream)
-			if err != nil {
-				return fmt.Errorf("--upstream: %w", err)
-			}
-			roots, err := certPoolFromFile(rootsPath)
-			if err != nil {
-				return err
-			}
-			inter, err := readCerts(interPath)
-			if err != nil {
-				return err
-			}
-			cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
-			if err != nil {
-				return err
-			}
-			var standing adapter.StandingChecker
-			if registryURL != "" {
-				standing = tokens.Standing{Registry: &tokens.HTTPRegistry{BaseURL: registryURL, Client: httpClient(5 * time.Second)}}
-			} else {
-				svc, err := openTokenService(ctx)
-				if err != nil {
-					return fmt.Errorf("standing: give --registry-url or wire the token service: %w", err)
-				}
-				standing = tokens.Standing{Registry: svc.Store}
-			}
-			g := &adapter.Gateway{
-				Roots: roots, Intermediate: inter[0],
-				Revocation: &adapter.RevocationCache{Checker: &adapter.OCSPChecker{URL: ocspURL}, MaxTTL: ocspTTL},
-				Standing:   &adapter.StandingCache{Checker: standing, TTL: propagation},
-				OnReject: func(r *http.Request, err error) {
-					fmt.Fprintf(cmd.ErrOrStderr(), "gateway: refused %s: %v\n", r.RemoteAddr, err)
-				},
-			}
-			srv := &http.Server{Addr: listen, Handler: adapter.NewReverseProxy(up, nil, g), TLSConfig: adapter.ServerTLSConfig(cert),
-				ReadHeaderTimeout: 10 * time.Second}
-			go func() {
-				<-ctx.Done()
-				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				srv.Shutdown(sctx)
-			}()
-			fmt.Fprintf(cmd.OutOrStdout(), "gateway on https://%s -> %s\n", listen, up)
-			if err := srv.ListenAndServeTLS("", ""); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		},
-	}
-	f := run.Flags()
-	f.StringVar(&listen, "listen", ":8443", "TLS listen address")
-	f.StringVar(&upstream, "upstream", "", "upstream base URL")
-	f.StringVar(&tlsCert, "tls-cert", "", "server certificate chain (PEM)")
-	f.StringVar(&tlsKey, "tls-key", "", "server key (PEM)")
-	f.StringVar(&rootsPath, "roots", "", "trust anchors (PEM): the national root")
-	f.StringVar(&interPath, "intermediate", "", "the health intermediate CA certificate (PEM)")
-	f.StringVar(&ocspURL, "ocsp-url", "", "OCSP responder (default: from each certificate's AIA)")
-	f.DurationVar(&ocspTTL, "ocsp-cache", 5*time.Minute, "longest an OCSP answer is reused (never beyond its nextUpdate)")
-	f.StringVar(&registryURL, "registry-url", "", "HTTP/JSON facility registry for standing (default: the token service's store)")
-	f.DurationVar(&propagation, "propagation", time.Minute, "standing cache TTL: the longest a lapsed facility keeps access")
-	for _, n := range []string{"upstream", "tls-cert", "tls-key", "roots", "intermediate"} {
-		run.MarkFlagRequired(n)
-	}
 	cmd.AddCommand(run)
 	return cmd
 }

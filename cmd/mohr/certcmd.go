@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -35,7 +37,7 @@ func newCertCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "cert", Short: "Issue, list, show and revoke certificates"}
 
 	var req ca.Request
-	var csrFile, validUntil string
+	var csrFile, validUntil, chainOut string
 	var skipRegistry bool
 	var ips []string
 	issue := &cobra.Command{
@@ -66,6 +68,10 @@ func newCertCmd() *cobra.Command {
 				}
 				req.IPs = append(req.IPs, ip)
 			}
+			if req.Profile == ca.ProfileTLSServer && req.CommonName != "" && !slices.Contains(req.DNSNames, req.CommonName) && !slices.Contains(ips, req.CommonName) {
+				return fmt.Errorf("--name %q is not one of the certificate's names (--dns %s, --ip %s): a tls-server certificate's common name must repeat one of them (CA/Browser Forum Baseline Requirements 7.1.4.3). Give --name with the host name clients connect to, and list it in --dns (or --ip)",
+					req.CommonName, strings.Join(req.DNSNames, ","), strings.Join(ips, ","))
+			}
 			req.Actor = cliActor()
 			if skipRegistry {
 				req.Actor += " (registry check skipped)"
@@ -74,6 +80,13 @@ func newCertCmd() *cobra.Command {
 				cert, err := c.Issue(cmd.Context(), req)
 				if err != nil {
 					return err
+				}
+				if chainOut != "" {
+					// Leaf, intermediate, root: what a TLS server (the gateway's --tls-cert) or a token install takes.
+					if err := os.WriteFile(chainOut, encodeChain(append([]*x509.Certificate{cert}, c.Issuer().Chain...)...), 0o644); err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.ErrOrStderr(), "issued %s certificate %s; wrote it with its chain (intermediate, root) to %s\n", req.Profile, ca.SerialHex(cert.SerialNumber), chainOut)
 				}
 				return pem.Encode(cmd.OutOrStdout(), &pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
 			})
@@ -95,6 +108,7 @@ func newCertCmd() *cobra.Command {
 	f.StringVar(&req.Role, "role", "", "role: operator, ra-officer, auditor (operator); pharmacy, insurer (organisation-auth, organisation-seal)")
 	f.StringVar(&validUntil, "valid-until", "", "end of the standing the certificate rests on (YYYY-MM-DD or RFC 3339); the certificate never outlives it")
 	f.BoolVar(&skipRegistry, "skip-registry", false, "issue facility and physician certificates without the registry check (development and tests only; the audit log records it)")
+	f.StringVar(&chainOut, "chain-out", "", "also write the certificate with its chain (intermediate, root) to this PEM file")
 	_ = issue.MarkFlagRequired("profile")
 	_ = issue.MarkFlagRequired("csr")
 

@@ -272,11 +272,12 @@ func (n *node) apiServer() (*api.Server, error) {
 		Approvals:     approvalStore{n.st},
 		Pages:         pages,
 		Offline:       n.bundle,
+		Revocations:   revocationFeed{n.st},
 	})
 }
 
 // publicPaths are the routes of the plain-HTTP listener: what relying parties fetch without credentials.
-var publicPaths = []string{"/healthz", "/readyz", "/crl/", "/ocsp", "/tsa", "/ca/", "/verify", "/trust-bundle"}
+var publicPaths = []string{"/healthz", "/readyz", "/crl/", "/ocsp", "/tsa", "/ca/", "/verify", "/trust-bundle", "/v1/revocations"}
 
 func publicOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

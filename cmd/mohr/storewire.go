@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -36,6 +37,9 @@ var (
 func openStore(ctx context.Context, cfg *Config) (appStore, error) {
 	switch cfg.Database.Driver {
 	case "sqlite":
+		if err := requireInitialised(cfg); err != nil {
+			return nil, err
+		}
 		if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 			return nil, err
 		}
@@ -96,4 +100,33 @@ func init() {
 		}
 		return openStore(ctx, cfg)
 	}
+}
+
+// errNotInitialised is the answer of every command that needs the exchange's data where there is none.
+var errNotInitialised = errors.New("no Mohr data")
+
+// requireInitialised refuses a data directory with neither a database nor a CA: a command run in the wrong
+// directory (or without --data-dir) would otherwise create an empty ./mohr-data and answer from an empty
+// registry ("enrolment code not recognised", "facility-unknown"). Only `mohr ca init` starts a data directory.
+func requireInitialised(cfg *Config) error {
+	if _, err := os.Stat(cfg.Database.DSN); err == nil {
+		return nil
+	}
+	if _, err := os.Stat(cfg.CA.Cert); err == nil {
+		return nil
+	}
+	how := "--data-dir " + cfg.dataDir
+	if !dataDirGiven() {
+		how = "no --data-dir or MOHR_DATA_DIR was given, so ./mohr-data was tried"
+	}
+	return fmt.Errorf("%w in %s (%s): run the command where the exchange's data is, with --data-dir DIR or MOHR_DATA_DIR=DIR; on a new exchange run `mohr ca init --dev` (or `mohr ca init --csr`) there first",
+		errNotInitialised, cfg.dataDir, how)
+}
+
+// dataDirGiven says whether the data directory came from --data-dir or MOHR_DATA_DIR rather than the default.
+func dataDirGiven() bool {
+	if f := rootCmd.PersistentFlags().Lookup("data-dir"); f != nil && f.Changed {
+		return true
+	}
+	return os.Getenv("MOHR_DATA_DIR") != ""
 }

@@ -32,6 +32,11 @@ var (
 	OIDPolicyBase = asn1.ObjectIdentifier{2, 999, 1742, 2}
 	// OIDRoleBase is where operator-role identifiers live (arc.4.N), used in operator certificates.
 	OIDRoleBase = asn1.ObjectIdentifier{2, 999, 1742, 4}
+	// OIDPolicyRemoteSigning is the certificate policy a physician-signing certificate asserts, beside the
+	// physician-signing policy, when its key is held in the signing centre's HSM and activated by the
+	// physician alone (EN 419 241-1 SCAL2; docs/remote-signing.md), so that every verifier can tell a remote
+	// signature from a card signature.
+	OIDPolicyRemoteSigning = asn1.ObjectIdentifier{2, 999, 1742, 6, 1}
 )
 
 // ErrNotPresent is returned when a certificate lacks the extension asked for.

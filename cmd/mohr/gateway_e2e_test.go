@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mohr-hix/mohr/adapter"
+	"github.com/mohr-hix/mohr/tokens"
+)
+
+// syncBuffer is a bytes.Buffer safe for a child process writing while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// gatewayFixture is a running `mohr serve` and `mohr gateway run` in front of an upstream that echoes the
+// verified SIAM ID.
+type gatewayFixture struct {
+	dd, hix, pub, gwURL string
+	roots               *x509.CertPool
+	serve, gw           *exec.Cmd
+	gwOut               *syncBuffer
+}
+
+// issueGatewayCert makes the gateway's tls-server certificate the documented way (cert issue --chain-out).
+func issueGatewayCert(t *testing.T, dd string) (chain, key string) {
+	t.Helper()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(k)
+	key = filepath.Join(dd, "gateway.key")
+	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	csr := writeCSR(t, dd, "gateway", k)
+	chain = filepath.Join(dd, "gateway-chain.pem")
+	mustMohr(t, dd, "cert", "issue", "--profile", "tls-server", "--name", "localhost", "--dns", "localhost", "--ip", "127.0.0.1",
+		"--csr", csr, "--chain-out", chain)
+	return chain, key
+}
+
+func startGatewayFixture(t *testing.T, extra ...string) *gatewayFixture {
+	t.Helper()
+	dd := t.TempDir()
+	apiPort, pubPort, gwPort := freePort(t), freePort(t), freePort(t)
+	os.WriteFile(filepath.Join(dd, "mohr.yaml"), []byte(fmt.Sprintf("listen: 127.0.0.1:%d\npublic_listen: 127.0.0.1:%d\napi:\n  rate_limit: 1000000\n", apiPort, pubPort)), 0o600)
+	mustMohr(t, dd, "ca", "init", "--dev")
+	f := &gatewayFixture{dd: dd, hix: fmt.Sprintf("https://127.0.0.1:%d", apiPort), pub: fmt.Sprintf("http://127.0.0.1:%d", pubPort),
+		gwURL: fmt.Sprintf("https://127.0.0.1:%d", gwPort)}
+	f.serve = startServe(t, dd, apiPort)
+	t.Cleanup(func() { f.serve.Process.Signal(syscall.SIGTERM); f.serve.Wait() })
+	f.roots = x509.NewCertPool()
+	rootPEM, _ := os.ReadFile(filepath.Join(dd, "ca", "root.pem"))
+	f.roots.AppendCertsFromPEM(rootPEM)
+
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "upstream saw "+r.Header.Get(adapter.HeaderSIAMID))
+	}))
+	t.Cleanup(up.Close)
+	chain, key := issueGatewayCert(t, dd)
+	args := append([]string{"--data-dir", dd, "gateway", "run", "--listen", fmt.Sprintf("127.0.0.1:%d", gwPort), "--upstream", up.URL,
+		"--tls-cert", chain, "--tls-key", key, "--roots", filepath.Join(dd, "ca", "root.pem"),
+		"--intermediate", filepath.Join(dd, "ca", "intermediate.pem"), "--revocation-feed", f.hix + "/v1/revocations"}, extra...)
+	f.gw = exec.Command(mohrBin, args...)
+	f.gw.Env = append(os.Environ(), "MOHR_DATA_DIR=", "MOHR_CONFIG=")
+	f.gwOut = &syncBuffer{}
+	f.gw.Stdout, f.gw.Stderr = f.gwOut, f.gwOut
+	if err := f.gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		f.gw.Process.Signal(syscall.SIGTERM)
+		f.gw.Wait()
+		if t.Failed() {
+			t.Logf("gateway output:\n%s", f.gwOut.String())
+		}
+	})
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(f.gwOut.String(), "gateway on https://"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway did not start:\n%s", f.gwOut.String())
+		}
+	}
+	return f
+}
+
+// client presents cred to the gateway.
+func (f *gatewayFixture) client(cred *adapter.Credential) *http.Client {
+	tc := tls.Certificate{PrivateKey: cred.Key}
+	for _, c := range cred.Chain {
+		tc.Certificate = append(tc.Certificate, c.Raw)
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: f.roots, Certificates: []tls.Certificate{tc}, MinVersion: tls.VersionTLS13}}}
+}
+
+func (f *gatewayFixture) get(c *http.Client) (int, string) {
+	resp, err := c.Get(f.gwURL + "/anything")
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitStatus asks through the gateway until it answers want (bounded), and returns how long that took.
+func (f *gatewayFixture) waitStatus(t *testing.T, c *http.Client, want int, what string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for deadline := start.Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		code, body := f.get(c)
+		if code == want {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the gateway still answers %d %q, want %d\n%s", what, code, body, want, f.gwOut.String())
+		}
+	}
+}
+
+// TestGatewayRevocationEndToEnd runs `mohr serve` and `mohr gateway run` as a facility's adapter meets them:
+// the gateway states where it reads standing, revocations and renewals from; an adapter token passes; it
+// renews through the gateway's POST /v1/renewal and the new certificate passes at once; a revocation by the RA
+// (`mohr token revoke --reason 1`) is refused by the gateway within seconds (measured, logged); and when the
+// exchange stops answering, the gateway refuses every adapter (503) instead of admitting what it cannot check.
+func TestGatewayRevocationEndToEnd(t *testing.T) {
+	f := startGatewayFixture(t)
+	for _, want := range []string{"standing: from the facility registry in " + f.dd, "revocation: following " + f.hix + "/v1/revocations",
+		"renewal: POST /v1/renewal, issued by the CA in " + f.dd} {
+		if !strings.Contains(f.gwOut.String(), want) {
+			t.Fatalf("the gateway does not say %q at start:\n%s", want, f.gwOut.String())
+		}
+	}
+	ks := enrolSoftwareToken(t, f.dd, f.hix, f.pub)
+	cred := &adapter.Credential{Key: ks.Key, Chain: append([]*x509.Certificate{ks.Cert}, ks.Chain...)}
+	c := f.client(cred)
+	if code, body := f.get(c); code != 200 || body != "upstream saw SIAM-10001" {
+		t.Fatalf("token through the gateway: %d %q", code, body)
+	}
+
+	// Renewal through the gateway: the new certificate passes on the very next request.
+	pcsr, _ := tokens.NewCSR(rand.Reader, ks.Key, "SIAM-10001", "adapter")
+	r := &adapter.HTTPRenewer{URL: f.gwURL + "/v1/renewal", RootCAs: f.roots}
+	chain, err := r.Renew(context.Background(), cred, pcsr)
+	if err != nil {
+		t.Fatalf("renewal through the gateway: %v\n%s", err, f.gwOut.String())
+	}
+	if len(chain) != 3 || chain[0].Subject.SerialNumber != "SIAM-10001" || chain[0].SerialNumber.Cmp(ks.Cert.SerialNumber) == 0 {
+		t.Fatalf("renewal answered %d certificates, leaf for %q", len(chain), chain[0].Subject.SerialNumber)
+	}
+	renewed := &adapter.Credential{Key: ks.Key, Chain: chain}
+	nc := f.client(renewed)
+	if code, body := f.get(nc); code != 200 {
+		t.Fatalf("renewed token, first request: %d %q", code, body)
+	}
+	// The superseded token cannot renew again (fail closed), through the gateway as at the exchange.
+	if _, err := r.Renew(context.Background(), cred, pcsr); err == nil {
+		t.Fatal("the superseded token renewed again through the gateway")
+	}
+
+	// Revocation: the gateway has the renewed token's "good" cached; the RA revokes it for key compromise.
+	serial := fmt.Sprintf("%x", chain[0].SerialNumber)
+	start := time.Now()
+	out := mustMohr(t, f.dd, "token", "revoke", serial, "--reason", "1")
+	committed := time.Since(start)
+	took := f.waitStatus(t, nc, http.StatusForbidden, "revoked token")
+	t.Logf("revoked token refused by the gateway %v after `mohr token revoke` started (the command itself took %v): %s",
+		(committed + took).Round(time.Millisecond), committed.Round(time.Millisecond), strings.TrimSpace(out))
+	if took > 30*time.Second {
+		t.Fatalf("the gateway took %v to refuse a revoked token", took)
+	}
+	if !strings.Contains(f.gwOut.String(), "certificate revoked (reason 1)") {
+		t.Fatalf("the gateway's log does not say why it refused:\n%s", f.gwOut.String())
+	}
+
+	// Fail closed: the exchange stops; the feed is silent; the gateway refuses the still-valid old token.
+	f.serve.Process.Signal(syscall.SIGTERM)
+	f.serve.Wait()
+	f.waitStatus(t, c, http.StatusServiceUnavailable, "exchange down")
+	if !strings.Contains(f.gwOut.String(), "cannot read the revocation feed") {
+		t.Fatalf("the gateway does not say the feed is unreachable:\n%s", f.gwOut.String())
+	}
+}
