@@ -206,6 +206,17 @@ func (cc *CouncilCard) Key(ctx context.Context, s KeySlot, pin keys.PINFunc) (cr
 // the VERIFY comes only after the card refused the PSO with 6982. Signatures are verified before they are
 // returned (keys.Verifying).
 func (cc *CouncilCard) KeyWithPolicy(ctx context.Context, s KeySlot, pin keys.PINFunc, policy PINPolicy) (crypto.Signer, error) {
+	return cc.key(ctx, s, pin, policy, true)
+}
+
+// UncertifiedKey returns the on-card key of slot s with PINPolicyAlways without reading or checking the
+// slot's certificate: the key GenerateKey just made, whose certificate does not exist yet, so that it can
+// sign its own certificate request (proof of possession, RFC 2986 §3). Certificate() is nil.
+func (cc *CouncilCard) UncertifiedKey(ctx context.Context, s KeySlot, pin keys.PINFunc) (crypto.Signer, error) {
+	return cc.key(ctx, s, pin, PINPolicyAlways, false)
+}
+
+func (cc *CouncilCard) key(ctx context.Context, s KeySlot, pin keys.PINFunc, policy PINPolicy, certified bool) (crypto.Signer, error) {
 	ref, fid, err := cc.slot(s)
 	if err != nil {
 		return nil, err
@@ -215,6 +226,10 @@ func (cc *CouncilCard) KeyWithPolicy(ctx context.Context, s KeySlot, pin keys.PI
 	}
 	k := &cardKey{card: cc.card, pin: pin, prompt: fmt.Sprintf("PIN of the medical-council card in %q", cc.card.reader)}
 	err = cc.inApp(ctx, func(ctx context.Context) (err error) {
+		if !certified {
+			k.pub, err = cc.readPublic(ctx, ref)
+			return err
+		}
 		if k.cert, err = cc.card.readCertificate(ctx, fid); err != nil {
 			return err
 		}

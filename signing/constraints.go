@@ -131,9 +131,13 @@ func (p *TrustPolicy) Validate() error {
 	return nil
 }
 
+// defaultAlgorithms is DefaultAlgorithms made once: algorithms runs several times per verification. Callers
+// only read it.
+var defaultAlgorithms = DefaultAlgorithms()
+
 func (p *TrustPolicy) algorithms() []AlgorithmRule {
 	if p.Algorithms == nil {
-		return DefaultAlgorithms()
+		return defaultAlgorithms
 	}
 	return p.Algorithms
 }

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -375,35 +374,6 @@ type status struct {
 	at      time.Time
 }
 
-// crlCache holds fetched CRLs by URL until their nextUpdate.
-type crlCache struct {
-	mu sync.Mutex
-	m  map[string]cachedCRL
-}
-
-type cachedCRL struct {
-	der  []byte
-	next time.Time
-}
-
-func (c *crlCache) get(url string, now time.Time) []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.m[url]; ok && now.Before(e.next) {
-		return e.der
-	}
-	return nil
-}
-
-func (c *crlCache) put(url string, der []byte, next time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) > 4096 {
-		c.m = map[string]cachedCRL{}
-	}
-	c.m[url] = cachedCRL{der: der, next: next}
-}
-
 // certStatus establishes the status of cert (issued by issuer) at time at from in, else by fetching (what
 // it fetches and uses is added to r.Used, for an upgrade to embed). Data
 // counts when issued at or after at minus the clock skew (a "revoked" answer counts whenever it was issued). It
@@ -489,7 +459,16 @@ func (v *Verifier) certStatus(ctx context.Context, in *revInput, cert, issuer *c
 		return nil
 	}
 	if v.cfg.Revocation != nil {
-		if der, err := v.cfg.Revocation.OCSP(ctx, cert.cert, issuer.cert); err == nil {
+		der, err := v.fetched.lookup(ctx, v.fetched.ocsps, ocspFetchKey(issuer, cert), v.fetched.ocsp,
+			func(ctx context.Context) ([]byte, error) { return v.cfg.Revocation.OCSP(ctx, cert.cert, issuer.cert) },
+			func(der []byte) (time.Time, time.Time, bool) {
+				res := v.checkOCSP(der, issuer, false)
+				if res.err != nil || res.resp.SerialNumber.Cmp(cert.cert.SerialNumber) != 0 || res.resp.Status == ocsp.Unknown {
+					return time.Time{}, time.Time{}, false
+				}
+				return res.resp.ThisUpdate, res.resp.NextUpdate, true
+			})
+		if err == nil {
 			if st := fromOCSP(v.checkOCSP(der, issuer, false), "fetched"); st != nil {
 				r.used().OCSPs = append(r.used().OCSPs, der)
 				return st
@@ -498,18 +477,19 @@ func (v *Verifier) certStatus(ctx context.Context, in *revInput, cert, issuer *c
 	}
 	if v.cfg.CRLs != nil {
 		for _, url := range cert.cert.CRLDistributionPoints {
-			der := v.fetchedCRLs.get(url, now)
-			if der == nil {
-				var err error
-				if der, err = v.cfg.CRLs.CRL(ctx, url); err != nil {
-					continue
-				}
+			der, err := v.fetched.lookup(ctx, v.fetched.crls, "c"+url, true,
+				func(ctx context.Context) ([]byte, error) { return v.cfg.CRLs.CRL(ctx, url) },
+				func(der []byte) (time.Time, time.Time, bool) {
+					res := v.checkCRL(der, issuer)
+					if res.err != nil {
+						return time.Time{}, time.Time{}, false
+					}
+					return res.list.ThisUpdate, res.list.NextUpdate, true
+				})
+			if err != nil {
+				continue
 			}
-			res := v.checkCRL(der, issuer)
-			if res.err == nil {
-				v.fetchedCRLs.put(url, der, res.list.NextUpdate)
-			}
-			if st := fromCRL(res, "fetched"); st != nil {
+			if st := fromCRL(v.checkCRL(der, issuer), "fetched"); st != nil {
 				r.used().CRLs = append(r.used().CRLs, der)
 				return st
 			}

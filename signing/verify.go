@@ -38,6 +38,17 @@ type VerifierConfig struct {
 	ClockSkew time.Duration
 	// MaxCache bounds each cache (certificates, chains, OCSP responses); 100,000 when zero.
 	MaxCache int
+	// RevocationCache, when above zero, keeps up to that many OCSP answers fetched from Revocation, by issuer
+	// and serial, until their nextUpdate, so a batch from one signer costs one lookup. Fetched CRLs are always
+	// kept by URL until their nextUpdate (4,096 URLs when zero). Concurrent lookups of the same certificate or
+	// URL are shared either way.
+	RevocationCache int
+	// RevocationCacheTTL, when above zero, also bounds how long after its fetch an answer is kept (a CA's own
+	// node that learns of revocations before its responses expire keeps them briefly).
+	RevocationCacheTTL time.Duration
+	// CacheClock ages the cached fetched revocation data; Now when nil. Set it to the wall clock when Now is a
+	// past validation time.
+	CacheClock func() time.Time
 }
 
 // Verifier validates HIX-Rx-CAdES signatures and PAdES signatures after ETSI EN 319 102-1 §5 (basic validation,
@@ -45,18 +56,18 @@ type VerifierConfig struct {
 // certificate parsing, chain validation, OCSP-response and CRL checks by fingerprint, so a batch signed by few
 // physicians costs little more than the signature verifications themselves. It is safe for concurrent use.
 type Verifier struct {
-	cfg         VerifierConfig
-	trust       *TrustPolicy
-	limits      Limits
-	anchors     *x509.CertPool
-	policy      SignaturePolicy
-	certs       certCache
-	chains      *boundedCache[chainKey, *chainResult]
-	oids        *boundedCache[string, string]
-	ocsps       *boundedCache[ocspKey, *ocspResult]
-	crlChecks   *boundedCache[crlKey, *crlResult]
-	fetchedCRLs crlCache
-	sds         sync.Pool
+	cfg       VerifierConfig
+	trust     *TrustPolicy
+	limits    Limits
+	anchors   *x509.CertPool
+	policy    SignaturePolicy
+	certs     certCache
+	chains    *boundedCache[chainKey, *chainResult]
+	oids      *boundedCache[string, string]
+	ocsps     *boundedCache[ocspKey, *ocspResult]
+	crlChecks *boundedCache[crlKey, *crlResult]
+	fetched   *fetchCache
+	sds       sync.Pool
 }
 
 // NewVerifier returns a Verifier, or an error wrapping ErrTrustPolicy when cfg.Trust is missing or incomplete.
@@ -73,6 +84,9 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.MaxCache == 0 {
 		cfg.MaxCache = 100000
 	}
+	if cfg.CacheClock == nil {
+		cfg.CacheClock = cfg.Now
+	}
 	tp := *cfg.Trust
 	v := &Verifier{cfg: cfg, trust: &tp, limits: tp.Limits.withDefaults(), policy: RxPolicy(), anchors: x509.NewCertPool(),
 		chains: newCache[chainKey, *chainResult](cfg.MaxCache), oids: newCache[string, string](1000),
@@ -81,6 +95,11 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		v.anchors.AddCert(a)
 	}
 	v.certs.max = cfg.MaxCache
+	fetchMax := cfg.RevocationCache
+	if fetchMax <= 0 {
+		fetchMax = 4096
+	}
+	v.fetched = newFetchCache(cfg.CacheClock, cfg.ClockSkew, cfg.RevocationCacheTTL, fetchMax, cfg.RevocationCache > 0)
 	if cfg.Policy != nil {
 		v.policy = *cfg.Policy
 	}

@@ -38,7 +38,12 @@ type agentConfig struct {
 	// Key is the signing key URI: card:..., pkcs11:... (a vendor module) or file:... (development).
 	Key string `yaml:"key"`
 	// Chain is a PEM file: for card: keys the intermediates; otherwise the signing certificate first.
-	Chain          string      `yaml:"chain"`
+	Chain string `yaml:"chain"`
+	// Roots (PEM) are the trust anchors the signing certificate must chain to at session open (the
+	// exchange's root, /ca/root.pem); self-signed certificates in Chain count too. SignerPolicy is the
+	// certificate policy OID it must carry (default: the physician-signing profile's).
+	Roots          string      `yaml:"roots"`
+	SignerPolicy   string      `yaml:"signer_policy"`
 	TokenFile      string      `yaml:"token_file"`
 	AuditFile      string      `yaml:"audit_file"`
 	AllowedOrigins []string    `yaml:"allowed_origins"`
@@ -276,6 +281,10 @@ func runAgent(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent config: chain: %w", err)
 	}
+	chain, signerPolicy, err := agentSignerPolicy(c, chain)
+	if err != nil {
+		return err
+	}
 	key, err := agentKey(c, chain)
 	if err != nil {
 		return err
@@ -303,7 +312,7 @@ func runAgent(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a, err := agent.New(agent.Config{Key: key, PIN: pinFn, Submitter: sub, Audit: audit, Metrics: m,
+	a, err := agent.New(agent.Config{Key: key, PIN: pinFn, Submitter: sub, Audit: audit, Metrics: m, CheckSigner: signerPolicy.Check,
 		MaxSignatures: c.MaxSignatures, MaxDuration: time.Duration(c.MaxDuration)})
 	if err != nil {
 		return err
@@ -338,4 +347,40 @@ func readOptionalCerts(path string) ([]*x509.Certificate, error) {
 		return nil, nil
 	}
 	return readCerts(path)
+}
+
+// agentSignerPolicy builds the check of the signing certificate at session open (docs/agent.md): the roots
+// from c.Roots and the self-signed certificates of chain (which are removed from the chain the signatures
+// carry), and the physician-signing policy OID. Without a root the agent does not start: it could not tell an
+// enrolled card from one holding only its factory certificate.
+func agentSignerPolicy(c *agentConfig, chain []*x509.Certificate) ([]*x509.Certificate, agent.SignerPolicy, error) {
+	roots := x509.NewCertPool()
+	n := 0
+	var rest []*x509.Certificate
+	for _, x := range chain {
+		if bytes.Equal(x.RawSubject, x.RawIssuer) && x.CheckSignatureFrom(x) == nil {
+			roots.AddCert(x)
+			n++
+			continue
+		}
+		rest = append(rest, x)
+	}
+	extra, err := readOptionalCerts(c.Roots)
+	if err != nil {
+		return nil, agent.SignerPolicy{}, fmt.Errorf("agent config: roots: %w", err)
+	}
+	for _, x := range extra {
+		roots.AddCert(x)
+		n++
+	}
+	if n == 0 {
+		return nil, agent.SignerPolicy{}, errors.New("agent config: no roots: set roots: to the exchange's root certificate (curl -o root.pem $HIX_PUBLIC/ca/root.pem), so that the agent can check the card's signing certificate")
+	}
+	p := agent.SignerPolicy{Roots: roots, Policy: physicianSigningPolicy()}
+	if c.SignerPolicy != "" {
+		if p.Policy, err = parseOID(c.SignerPolicy); err != nil {
+			return nil, agent.SignerPolicy{}, fmt.Errorf("agent config: signer_policy %q is not a dotted OID", c.SignerPolicy)
+		}
+	}
+	return rest, p, nil
 }

@@ -53,7 +53,8 @@ func newCardCmd() *cobra.Command {
 		Use:   "card",
 		Short: "Smart cards: list readers, read holder data, verify the PIN, sign, simulate a card",
 	}
-	c.AddCommand(newCardListCmd(), newCardReadCmd(), newCardVerifyPINCmd(), newCardSignCmd(), newCardSimulateCmd())
+	c.AddCommand(newCardListCmd(), newCardReadCmd(), newCardVerifyPINCmd(), newCardSignCmd(), newCardSimulateCmd(),
+		newCardEnrolCmd(), newCardShowCmd())
 	return c
 }
 

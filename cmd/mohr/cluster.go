@@ -343,7 +343,9 @@ func (n *node) buildVerifiers(roots []*x509.Certificate) (*verifiers, error) {
 	}
 	v, err := signing.NewVerifier(signing.VerifierConfig{Trust: trust, Revocation: localOCSP(n.ocsp),
 		CRLs:     &signing.HTTPCRLs{Timeout: 5 * time.Second},
-		Registry: physicianRegistry{n.ts}, Now: n.cfg.clock()})
+		Registry: physicianRegistry{n.ts}, Now: n.cfg.clock(),
+		// Answers of the node's own responder are kept a minute (a revocation it learns of shows within that).
+		RevocationCache: 100000, RevocationCacheTTL: time.Minute})
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mohr-hix/mohr/internal/store/storetest"
 )
 
 func freePort(t *testing.T) int {
@@ -71,13 +73,21 @@ func apiClient(t *testing.T, dd string) *http.Client {
 // TestCrashConsistency kills the server with SIGKILL in the middle of a loop of issuances, several times. After
 // each restart every certificate a client received is in the store as issued, no serial repeats, and the audit
 // log verifies.
-func TestCrashConsistency(t *testing.T) {
+func TestCrashConsistency(t *testing.T) { crashConsistency(t, "") }
+
+// TestCrashConsistencyPostgres is TestCrashConsistency with the store on PostgreSQL (fsync and
+// synchronous_commit as the test cluster has them).
+func TestCrashConsistencyPostgres(t *testing.T) {
+	crashConsistency(t, fmt.Sprintf("database: {driver: postgres, dsn: %q}\n", storetest.FreshPostgres(t)))
+}
+
+func crashConsistency(t *testing.T, extraConfig string) {
 	if testing.Short() {
 		t.Skip("starts and kills the server several times")
 	}
 	dd := t.TempDir()
 	apiPort, pubPort := freePort(t), freePort(t)
-	os.WriteFile(filepath.Join(dd, "mohr.yaml"), []byte(fmt.Sprintf("listen: 127.0.0.1:%d\npublic_listen: 127.0.0.1:%d\n", apiPort, pubPort)), 0o600)
+	os.WriteFile(filepath.Join(dd, "mohr.yaml"), []byte(fmt.Sprintf("listen: 127.0.0.1:%d\npublic_listen: 127.0.0.1:%d\n", apiPort, pubPort)+extraConfig), 0o600)
 
 	received := map[string]bool{}
 	var mu sync.Mutex

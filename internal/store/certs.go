@@ -40,7 +40,7 @@ func (c *core) AddPending(ctx context.Context, rec ca.CertRecord, ev audit.Event
 		return errors.New("store: add pending: record has no serial or no TBS hash")
 	}
 	now := toUS(c.now())
-	return c.change(ctx, "add pending", ev, func(q querier) (bool, error) {
+	return c.changeGrouped(ctx, "add pending", ev, func(q querier) (bool, error) {
 		_, err := q.exec(ctx, `INSERT INTO certificates (`+certColumns+`)
 	VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, 0, 0, ?, ?)`,
 			rec.Serial, rec.Profile, rec.Subject, rec.Subject2, toUS(rec.NotBefore), toUS(rec.NotAfter), rec.TBSHash,
@@ -88,7 +88,7 @@ func (c *core) MarkIssued(ctx context.Context, serial string, der []byte, ev aud
 	if len(der) == 0 {
 		return errors.New("store: mark issued: empty certificate")
 	}
-	return c.change(ctx, "mark issued", ev, func(q querier) (bool, error) {
+	return c.changeGrouped(ctx, "mark issued", ev, func(q querier) (bool, error) {
 		err := c.transition(ctx, q, serial, ca.StatusPending, ca.StatusIssued, `, der = ?`, der)
 		return err == nil, err
 	})
@@ -97,7 +97,7 @@ func (c *core) MarkIssued(ctx context.Context, serial string, der []byte, ev aud
 // MarkFailed closes a pending serial that will never be issued. It returns ca.ErrConflict unless the record is
 // pending.
 func (c *core) MarkFailed(ctx context.Context, serial string, ev audit.Event) error {
-	return c.change(ctx, "mark failed", ev, func(q querier) (bool, error) {
+	return c.changeGrouped(ctx, "mark failed", ev, func(q querier) (bool, error) {
 		err := c.transition(ctx, q, serial, ca.StatusPending, ca.StatusFailed, ``)
 		return err == nil, err
 	})

@@ -11,6 +11,7 @@ import (
 type core struct {
 	b   backend
 	now func() time.Time
+	gc  groupCommit // the issuance path's shared transactions (groupcommit.go)
 }
 
 // change runs fn in a transaction and, if fn reports a change, appends ev in the same transaction. Errors are

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -39,6 +40,9 @@ type Config struct {
 	MaxBatch int
 	// SubmitWorkers is how many submissions run while the card signs the next documents; 4 when zero.
 	SubmitWorkers int
+	// CheckSigner, if set, checks the key's chain (signing certificate first) when a session opens, before
+	// the PIN is asked: SignerPolicy.Check. A refusal (ErrSignerRefused) opens no session.
+	CheckSigner func(chain []*x509.Certificate, now time.Time) error
 	// Now is the clock for session limits, signing-time and the audit file; time.Now when nil. Stage
 	// timings always use the monotonic wall clock.
 	Now func() time.Time
@@ -136,6 +140,16 @@ func (a *Agent) openSession(ctx context.Context, o SessionOptions, comfort bool)
 	if key.Signer == nil || len(key.Chain) == 0 {
 		closeKey(key)
 		return nil, fmt.Errorf("%w: key without signer or certificate", ErrCard)
+	}
+	if a.cfg.CheckSigner != nil {
+		if err := a.cfg.CheckSigner(key.Chain, a.now()); err != nil {
+			closeKey(key)
+			if !errors.Is(err, ErrSignerRefused) {
+				err = &SignerError{Reason: err.Error(), Err: err}
+			}
+			_ = a.cfg.Audit.Append(AuditRecord{Event: "session-refused", Reason: err.Error()})
+			return nil, err
+		}
 	}
 	t0 := time.Now()
 	pctx, pinOutcome := pinContext(ctx, o.MaxSignatures, o.Duration, key.Chain[0].Subject.CommonName) // pinrequest.go

@@ -21,7 +21,7 @@ type AuditRecord struct {
 	Seq  uint64    `json:"seq"`
 	Time time.Time `json:"time"`
 	Prev string    `json:"prev"`
-	// Event: session-start, session-end, sign, sign-failed, submit (stored at the exchange), submit-refused
+	// Event: session-start, session-end, session-refused, sign, sign-failed, submit (stored at the exchange), submit-refused
 	// (the exchange refused it: nothing stored), submit-failed (no answer or a 5xx after retries), pin-failed.
 	Event   string `json:"event"`
 	Session string `json:"session,omitempty"`

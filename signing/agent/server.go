@@ -214,6 +214,7 @@ func problemFor(err error) (int, *Problem) {
 	status := http.StatusInternalServerError
 	var pe *PINError
 	var se *SessionEndedError
+	var sge *SignerError
 	switch {
 	case errors.As(err, &pe):
 		if pe.Retries >= 0 {
@@ -261,6 +262,10 @@ func problemFor(err error) (int, *Problem) {
 		status = http.StatusBadGateway
 		set("submit_failed", "the prescription is signed but not stored at the exchange; send it again later")
 		p.Detail = submitDetail(err)
+	case errors.As(err, &sge):
+		status = http.StatusConflict
+		set("signer_refused", "the card's signing certificate is not accepted; no session was opened")
+		p.Detail = sge.Reason
 	case errors.Is(err, ErrAudit):
 		set("audit_failed", "the audit record could not be written; nothing was released")
 	case errors.Is(err, ErrCard):

@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Blobs", testBlobs},
 		{"AuditLog", testAuditLog},
 		{"AuditConcurrent", testAuditConcurrent},
+		{"GroupCommit", testGroupCommit},
 		{"Rollback", testRollback},
 		{"Leases", testLeases},
 		{"Approvals", testApprovals},
