@@ -440,14 +440,15 @@
   }
   function derTime(b, node) {
     var s = String.fromCharCode.apply(null, b.subarray(node.start, node.end)), m;
-    if (node.tag === 0x17 && (m = /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s))) {
-      var y = +m[1];
-      return Date.UTC(y < 50 ? 2000 + y : 1900 + y, +m[2] - 1, +m[3], +m[4], +m[5], +m[6]);
+    var y = -1;
+    if (node.tag === 0x17 && (m = /^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s))) { y = +m[1] < 50 ? 2000 + +m[1] : 1900 + +m[1]; }
+    if (node.tag === 0x18 && (m = /^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s))) { y = +m[1]; }
+    if (y < 0) { bad("der: bad time"); }
+    var t = Date.UTC(y, +m[2] - 1, +m[3], +m[4], +m[5], +m[6]), d = new Date(t);
+    if (d.getUTCMonth() !== +m[2] - 1 || d.getUTCDate() !== +m[3] || d.getUTCHours() !== +m[4] || d.getUTCMinutes() !== +m[5] || d.getUTCSeconds() !== +m[6]) {
+      bad("der: bad time");
     }
-    if (node.tag === 0x18 && (m = /^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/.exec(s))) {
-      return Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]);
-    }
-    bad("der: bad time");
+    return t;
   }
   function derString(b, node) {
     var raw = b.subarray(node.start, node.end);
@@ -459,17 +460,55 @@
     if (node.tag === 0x0c) { return utf8strict.decode(raw); }
     return String.fromCharCode.apply(null, raw);
   }
+  var NAME_STRINGS = { 0x12: 1, 0x13: 1, 0x14: 1, 0x16: 1, 0x0c: 1, 0x1e: 1 }; // the string types crypto/x509 reads in names
   function nameAttrs(b, node) {
     var out = [];
     kids(b, node).forEach(function (set) {
-      kids(b, set).forEach(function (atv) {
+      var atvs = kids(b, set);
+      if (set.tag !== 0x31 || !atvs.length) { bad("x509: invalid RDNSequence"); }
+      atvs.forEach(function (atv) {
         var k = kids(b, atv);
+        if (atv.tag !== 0x30 || k.length !== 2 || k[0].tag !== 0x06) { bad("x509: invalid RDNSequence: invalid attribute"); }
+        if (!NAME_STRINGS[k[1].tag]) { bad("x509: invalid RDNSequence: unsupported string type"); }
+        if (k[1].tag === 0x12 && !/^[0-9 ]*$/.test(derString(b, k[1]))) { bad("x509: invalid NumericString"); }
         out.push([oid(b, k[0]), derString(b, k[1])]);
       });
     });
     return out;
   }
   var CURVES = { "1.2.840.10045.3.1.7": ["P-256", 32], "1.3.132.0.34": ["P-384", 48] };
+  var OTHER_CURVES = { "1.3.132.0.33": 1, "1.3.132.0.35": 1 }; // P-224, P-521: crypto/x509 reads them, COSE here does not
+
+  // wellFormed walks a DER tree and refuses what crypto/x509's parser refuses, so that a damaged certificate
+  // is NO_SIGNING_CERTIFICATE_FOUND here as on the server: constructed nodes hold exactly their children,
+  // INTEGERs and OIDs are minimal, BOOLEANs are 0x00 or 0xff, NULL is empty, BIT STRINGs have at most 7
+  // unused bits, strings are of their character set and times of their DER form.
+  function wellFormed(b, node, depth) {
+    if (depth > 24) { bad("der: nested too deep"); }
+    var tag = node.tag, c = b.subarray(node.start, node.end), i;
+    if (tag & 0x20) { kids(b, node).forEach(function (k) { wellFormed(b, k, depth + 1); }); return; }
+    switch (tag) {
+      case 0x01: if (c.length !== 1 || (c[0] !== 0 && c[0] !== 0xff)) { bad("der: bad BOOLEAN"); } break;
+      case 0x02:
+        if (!c.length || (c.length > 1 && ((c[0] === 0 && !(c[1] & 0x80)) || (c[0] === 0xff && (c[1] & 0x80))))) { bad("der: bad INTEGER"); }
+        break;
+      case 0x03: if (!c.length || c[0] > 7 || (c.length === 1 && c[0] !== 0)) { bad("der: bad BIT STRING"); } break;
+      case 0x05: if (c.length) { bad("der: bad NULL"); } break;
+      case 0x06:
+        if (!c.length || (c[c.length - 1] & 0x80)) { bad("der: bad OID"); }
+        for (i = 0; i < c.length; i++) { if (c[i] === 0x80 && (i === 0 || !(c[i - 1] & 0x80))) { bad("der: bad OID"); } }
+        break;
+      case 0x13:
+        for (i = 0; i < c.length; i++) { if (!/[A-Za-z0-9 '()+,\-.\/:=?*&]/.test(String.fromCharCode(c[i]))) { bad("invalid PrintableString"); } }
+        break;
+      case 0x16: for (i = 0; i < c.length; i++) { if (c[i] > 0x7f) { bad("invalid IA5String"); } } break;
+      case 0x0c: try { utf8strict.decode(c); } catch (e) { bad("invalid UTF8String"); } break;
+      case 0x17: case 0x18: derTime(b, node); break;
+    }
+  }
+  // DER_EXTENSIONS are the extensions crypto/x509 parses (and refuses when malformed); others it keeps as bytes.
+  var DER_EXTENSIONS = { "2.5.29.14": 1, "2.5.29.15": 1, "2.5.29.17": 1, "2.5.29.19": 1, "2.5.29.30": 1, "2.5.29.31": 1,
+    "2.5.29.32": 1, "2.5.29.33": 1, "2.5.29.35": 1, "2.5.29.36": 1, "2.5.29.37": 1, "2.5.29.54": 1, "1.3.6.1.5.5.7.1.1": 1 };
 
   // parseCert reads the parts of a certificate the check uses; the signature over tbs is checked separately.
   function parseCert(der) {
@@ -477,8 +516,16 @@
     if (top.tag !== 0x30 || top.end !== der.length) { bad("x509: not a certificate"); }
     var c3 = kids(der, top);
     if (c3.length !== 3 || c3[0].tag !== 0x30 || c3[1].tag !== 0x30 || c3[2].tag !== 0x03) { bad("x509: not a certificate"); }
+    wellFormed(der, top, 0);
     var t = kids(der, c3[0]), i = 0;
-    if (t[0] && t[0].tag === 0xa0) { i++; }
+    if (t[0] && t[0].tag === 0xa0) {
+      var ver = kids(der, t[0]);
+      if (ver.length !== 1 || ver[0].tag !== 0x02 || ver[0].end - ver[0].start !== 1 || der[ver[0].start] > 2) { bad("x509: malformed version"); }
+      i++;
+    }
+    if (t[i + 1] && !equalBytes(der.subarray(t[i + 1].p, t[i + 1].end), der.subarray(c3[1].p, c3[1].end))) {
+      bad("x509: inner and outer signature algorithm identifiers don't match");
+    }
     if (t.length < i + 6) { bad("x509: short TBSCertificate"); }
     var serial = t[i], issuer = t[i + 2], validity = kids(der, t[i + 3]), subject = t[i + 4], spki = t[i + 5];
     if (serial.tag !== 0x02 || issuer.tag !== 0x30 || subject.tag !== 0x30 || spki.tag !== 0x30 || validity.length !== 2) { bad("x509: bad TBSCertificate"); }
@@ -486,13 +533,24 @@
     if (s.length && (s[0] & 0x80)) { bad("x509: negative serial number"); }
     while (s.length && s[0] === 0) { s = s.subarray(1); }
     var ka = kids(der, spki), alg = kids(der, ka[0]), keyAlg = oid(der, alg[0]), curve = null;
-    if (keyAlg === "1.2.840.10045.2.1") { curve = CURVES[alg[1] && alg[1].tag === 0x06 ? oid(der, alg[1]) : ""] || null; }
+    if (keyAlg === "1.2.840.10045.2.1") {
+      var co = alg[1] && alg[1].tag === 0x06 ? oid(der, alg[1]) : "";
+      curve = CURVES[co] || null;
+      if (!curve && !OTHER_CURVES[co]) { bad("x509: unsupported elliptic curve"); }
+    }
     var exts = {};
     for (var j = i + 6; j < t.length; j++) {
       if (t[j].tag !== 0xa3) { continue; }
       kids(der, kids(der, t[j])[0]).forEach(function (e) {
-        var ek = kids(der, e), val = ek[ek.length - 1];
-        exts[oid(der, ek[0])] = der.subarray(val.start, val.end);
+        var ek = kids(der, e), val = ek[ek.length - 1], id = oid(der, ek[0]);
+        if (ek.length < 2 || ek.length > 3 || val.tag !== 0x04 || (ek.length === 3 && ek[1].tag !== 0x01)) { bad("x509: malformed extension"); }
+        if (exts[id]) { bad("x509: duplicate extension"); }
+        exts[id] = der.subarray(val.start, val.end);
+        if (DER_EXTENSIONS[id]) {
+          var inner = tlv(exts[id], 0, exts[id].length);
+          if (inner.end !== exts[id].length) { bad("x509: malformed extension value field"); }
+          wellFormed(exts[id], inner, 0);
+        }
       });
     }
     var sig = der.subarray(c3[2].start, c3[2].end);
@@ -709,6 +767,11 @@
       if (!(der instanceof Uint8Array)) { fail("NO_SIGNING_CERTIFICATE_FOUND", "no signing certificate (x5chain) in the protected header"); }
       try { leaf = parseCert(der); } catch (e) { fail("NO_SIGNING_CERTIFICATE_FOUND", "signing certificate: " + (e.message || e)); }
       rep.signer = { subjectCN: commonName(leaf), serial: hex(leaf.serial) };
+      // crypto/x509 refuses a key it cannot read (an EC point off its curve, say): so does WebCrypto's import.
+      var imp = leaf.curve ? { name: "ECDSA", namedCurve: leaf.curve[0] } : leaf.keyAlg === "1.2.840.113549.1.1.1" ? { name: "RSA-PSS", hash: "SHA-256" } : null;
+      return imp ? subtle.importKey("spki", leaf.spki, imp, false, ["verify"]).then(function () { return true; }, function () { return false; }) : true;
+    }).then(function (readable) {
+      if (!readable) { fail("NO_SIGNING_CERTIFICATE_FOUND", "signing certificate: the public key cannot be read"); }
       if (algorithmFor(leaf) !== alg || !COSE_ALG[String(alg)]) { fail("CRYPTO_CONSTRAINTS_FAILURE", "algorithm " + alg + " does not fit the signing key"); }
       return verifySign1(msg, leaf.spki, alg);
     }).then(function (ok) {
