@@ -308,6 +308,6 @@ func fakeServices(r *recorder) (Services, *fakeRevocation, *fakeCAAdmin, *fakeAu
 		Certs: fakeCerts{r}, CRL: fakeCRL{r}, OCSP: fakeOCSP{r}, TSA: fakeTSA{r}, Ingestor: fakeIngest{r},
 		Verifier: fakeVerifier{r}, Batch: fakeBatch{r}, Upgrader: fakeUpgrader{r}, Prescriptions: fakePrescriptions{r}, Tokens: fakeTokens{r}, Renewal: fakeTokens{r},
 		Registry: fakeRegistry{r}, Audit: fakeAudit{r}, CAAdmin: adm, Auditor: aud, Revocation: rev,
-		Offline: fakeTrustBundle{r}, Revocations: fakeFeed{r},
+		Offline: fakeTrustBundle{r}, Revocations: fakeFeed{r}, Remote: fakeRemote{r},
 	}, rev, adm, aud
 }

@@ -65,6 +65,7 @@ type route struct {
 	ownParam         string // path parameter compared with the caller's identifier for access own
 	dual             bool   // dual control: creates a pending approval
 	signs            bool   // each answer costs a signature with a service key: the signing rate limits apply
+	auditDenied      bool   // a caller refused by role is recorded in the audit log (remote signing, csc.go)
 	body             bodyKind
 	reqTypes         []string // accepted request media types; empty: no body
 	respType         string

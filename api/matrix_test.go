@@ -73,6 +73,12 @@ func validCalls(t testing.TB, e *testEnv) map[string]func() call {
 		"destroyKey":         plain("POST", "/v1/keys/key-1/destroy"),
 		"setTrustAnchors":    j("PUT", "/v1/ca/trust-anchors", `{"roots":["`+root+`"]}`),
 		"listApprovals":      plain("GET", "/v1/approvals"),
+		"cscInfo":            j("POST", "/csc/v2/info", `{}`),
+		"cscCredentialsList": j("POST", "/csc/v2/credentials/list", `{"credentialInfo":true}`),
+		"cscCredentialsInfo": j("POST", "/csc/v2/credentials/info", `{"credentialID":"c1"}`),
+		"cscAuthorize": j("POST", "/csc/v2/credentials/authorize", `{"credentialID":"c1","numSignatures":1,"hashes":["`+zeroHash+`"],`+
+			`"authData":[{"id":"webauthn_handle","value":"aa"},{"id":"webauthn_assertion","value":"e30"}]}`),
+		"cscSignHash": j("POST", "/csc/v2/signatures/signHash", `{"credentialID":"c1","SAD":"sad","hashes":["`+zeroHash+`"],"signAlgo":"1.2.840.10045.4.3.2"}`),
 		"approve": func() call {
 			// A fresh approval requested by a third operator, so that both the operator and the admin may approve.
 			r := e.do(callerOp2, "POST", "/v1/ca/intermediate/rekey", "", nil)
@@ -87,6 +93,9 @@ func validCalls(t testing.TB, e *testEnv) map[string]func() call {
 		},
 	}
 }
+
+// zeroHash is a base64 SHA-256-sized hash for the CSC calls.
+const zeroHash = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 
 // matrixCallers are the callers of the matrix test: every role, the admin credential, no credential, and
 // certificates that must not be accepted.
@@ -136,6 +145,7 @@ func wantStatus(rt *route, caller string) int {
 // serviceCalled says whether an allowed call of op must reach a service.
 var noServiceCall = map[string]bool{
 	"healthz": true, "readyz": true, "metrics": true, "openapi": true, "whoami": true, "listApprovals": true,
+	"cscInfo": true, // public and static
 	// Dual control: the first call only records a pending approval.
 	"revokeIntermediate": true, "rekeyIntermediate": true, "destroyKey": true, "setTrustAnchors": true,
 }
@@ -193,7 +203,7 @@ func TestAccessMatrixConsistency(t *testing.T) {
 		if rt.public && len(rt.roles) > 0 {
 			t.Errorf("%s is public but lists roles", rt.key())
 		}
-		if !strings.HasPrefix(rt.pattern, "/v1/") && !rt.public && !rt.loopback {
+		if !strings.HasPrefix(rt.pattern, "/v1/") && !strings.HasPrefix(rt.pattern, "/csc/v2/") && !rt.public && !rt.loopback {
 			t.Errorf("%s outside /v1 must be public or loopback", rt.key())
 		}
 		// An insurer may only verify and read stored prescriptions.

@@ -310,6 +310,7 @@ func (s *Server) enforce(next http.Handler) http.Handler {
 					return
 				}
 			default:
+				s.auditDeniedRole(r, rt, id) // csc.go
 				s.problem(w, probForbidden, "")
 				return
 			}

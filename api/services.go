@@ -250,6 +250,8 @@ type Services struct {
 	Offline TrustBundleSource
 	// Revocations serves GET /v1/revocations, the revocation change feed gateways follow.
 	Revocations RevocationFeed
+	// Remote serves the CSC API v2 routes of remote signing (csc.go).
+	Remote RemoteSigning
 }
 
 // RevocationChange is one change of a certificate's state at the exchange: issued, revoked, put on hold, or

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 	"gopkg.in/yaml.v3"
 
 	"github.com/mohr-hix/mohr/ca"
@@ -52,7 +51,9 @@ type agentConfig struct {
 	// PINEntry is "terminal" (default) or "web" (the PIN page, agentpin.go); PINOpenBrowser opens it.
 	PINEntry       string `yaml:"pin_entry"`
 	PINOpenBrowser bool   `yaml:"pin_open_browser"`
-	Submit         struct {
+	// PINTimeout bounds the terminal PIN entry (default 2 minutes, as the PIN page).
+	PINTimeout ca.Duration `yaml:"pin_timeout"`
+	Submit     struct {
 		// URL of the exchange's POST /v1/prescriptions; empty: sign only.
 		URL     string      `yaml:"url"`
 		Timeout ca.Duration `yaml:"timeout"`
@@ -211,25 +212,6 @@ func pctEncode(b []byte) string {
 	return sb.String()
 }
 
-// ttyPIN asks the physician for the PIN on the controlling terminal, without echo. The EMR never sees it.
-func ttyPIN(ctx context.Context, prompt string) ([]byte, error) {
-	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
-	if err != nil {
-		return nil, fmt.Errorf("no terminal for the PIN prompt: %w", err)
-	}
-	defer tty.Close()
-	stop := context.AfterFunc(ctx, func() { tty.SetReadDeadline(time.Now()) })
-	defer stop()
-	fmt.Fprintf(tty, "\n%s: ", prompt)
-	pin, err := term.ReadPassword(int(tty.Fd()))
-	fmt.Fprintln(tty)
-	if err != nil {
-		clear(pin)
-		return nil, err
-	}
-	return pin, nil
-}
-
 func agentSubmitter(c *agentConfig) (agent.Submitter, error) {
 	if c.Submit.URL == "" {
 		return nil, nil
@@ -312,7 +294,15 @@ func runAgent(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a, err := agent.New(agent.Config{Key: key, PIN: pinFn, Submitter: sub, Audit: audit, Metrics: m, CheckSigner: signerPolicy.Check,
+	var notify func(agent.SessionEvent)
+	if pinPage == nil {
+		tp := newTTYPrompter(c)
+		if err := tp.check(); err != nil {
+			log.Warn("no controlling terminal: every PIN request will fail with pin_unavailable; run mohr agent in a terminal, or set pin_entry: web")
+		}
+		pinFn, notify = tp.Prompt, tp.Notify
+	}
+	a, err := agent.New(agent.Config{Key: key, PIN: pinFn, Submitter: sub, Audit: audit, Metrics: m, CheckSigner: signerPolicy.Check, Notify: notify,
 		MaxSignatures: c.MaxSignatures, MaxDuration: time.Duration(c.MaxDuration)})
 	if err != nil {
 		return err

@@ -15,7 +15,7 @@ import (
 func agentPIN(c *agentConfig, listenAddr string) (keys.PINFunc, *agent.PINPage, error) {
 	switch c.PINEntry {
 	case "", "terminal":
-		return ttyPIN, nil, nil
+		return newTTYPrompter(c).Prompt, nil, nil
 	case "web":
 	default:
 		return nil, nil, fmt.Errorf("agent config: pin_entry must be terminal or web, not %q", c.PINEntry)

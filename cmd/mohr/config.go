@@ -88,6 +88,9 @@ type Config struct {
 		// Module is the default PKCS#11 module for pkcs11: URIs without module-path.
 		Module string `yaml:"module"`
 	} `yaml:"hsm"`
+
+	// RemoteSigning configures remote signing for physicians (remotewire.go, docs/remote-signing.md).
+	RemoteSigning remoteSigningConfig `yaml:"remote_signing"`
 	// Audit names the deployment's one audit identity: the checkpoint key every node signs with, and the
 	// verifier keys `mohr audit verify` trusts over the log's history.
 	Audit struct {

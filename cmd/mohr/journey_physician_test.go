@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -75,6 +76,23 @@ func TestJourneyPhysician(t *testing.T) {
 	}
 	if n := strings.Count(out, `"status":"submitted" "indication":"TOTAL_PASSED"`); n != 3 {
 		t.Fatalf("%d of 3 prescriptions submitted with TOTAL_PASSED:\n%s", n, out)
+	}
+	// Each result carries the offline QR, and the exchange's own time from its Server-Timing header.
+	results, _ := filepath.Glob(filepath.Join(work, "rx", "*.result"))
+	if len(results) != 3 {
+		t.Fatalf("%d result files", len(results))
+	}
+	for _, f := range results {
+		b, _ := os.ReadFile(f)
+		var l struct {
+			QR      string `json:"qr"`
+			Timings struct {
+				IngestionMs float64 `json:"ingestionMs"`
+			} `json:"timings"`
+		}
+		if err := json.Unmarshal(b, &l); err != nil || !strings.HasPrefix(l.QR, "RX1:") || l.Timings.IngestionMs <= 0 {
+			t.Fatalf("%s: no QR or no ingestion time from the real server (%v):\n%s", f, err, b)
+		}
 	}
 	// The agent's audit file records three stored prescriptions; its hash chain is intact.
 	audit := filepath.Join(work, "agent", "audit.jsonl")

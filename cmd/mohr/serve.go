@@ -29,6 +29,7 @@ import (
 	"github.com/mohr-hix/mohr/internal/hixext"
 	"github.com/mohr-hix/mohr/signing"
 	"github.com/mohr-hix/mohr/signing/offline"
+	"github.com/mohr-hix/mohr/signing/remote"
 	"github.com/mohr-hix/mohr/tokens"
 	"github.com/mohr-hix/mohr/tokens/sqlstore"
 )
@@ -87,6 +88,7 @@ type node struct {
 	vs       atomic.Pointer[verifiers]
 	seal     signing.Seal
 	bundle   *offline.Publisher
+	remote   *remote.Service // nil unless remote_signing is configured (remotewire.go)
 	closers  []func() error
 }
 
@@ -175,6 +177,9 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 		return fail(err)
 	}
 	n.rev = &revocation.Service{Store: n.st, CRL: n.crl, OCSP: n.ocsp}
+	if _, err := n.wireRemote(ctx); err != nil { // remotewire.go
+		return fail(fmt.Errorf("remote signing: %w", err))
+	}
 
 	// The TSA and the exchange's organisation seal.
 	tsaKey, err := serviceKey(ctx, cfg, "tsa", cfg.Services.TSAKey)
@@ -273,6 +278,7 @@ func (n *node) apiServer() (*api.Server, error) {
 		Pages:         pages,
 		Offline:       n.bundle,
 		Revocations:   revocationFeed{n.st},
+		Remote:        remoteAPI(n.remote),
 	})
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mohr-hix/mohr/keys"
 	"github.com/mohr-hix/mohr/signing"
+	"github.com/mohr-hix/mohr/signing/offline"
 )
 
 // maxPIN bounds what the agent accepts as a PIN (ISO/IEC 7816-4 cards take 4 to 8 bytes; PKCS#11 tokens more).
@@ -40,6 +41,8 @@ type Config struct {
 	MaxBatch int
 	// SubmitWorkers is how many submissions run while the card signs the next documents; 4 when zero.
 	SubmitWorkers int
+	// Notify, if set, is told when a session opens and ends (the terminal prompt shows it). It must not block.
+	Notify func(SessionEvent)
 	// CheckSigner, if set, checks the key's chain (signing certificate first) when a session opens, before
 	// the PIN is asked: SignerPolicy.Check. A refusal (ErrSignerRefused) opens no session.
 	CheckSigner func(chain []*x509.Certificate, now time.Time) error
@@ -161,6 +164,12 @@ func (a *Agent) openSession(ctx context.Context, o SessionOptions, comfort bool)
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, fmt.Errorf("%w: %w", ErrPINCancelled, ctxErr)
 		}
+		switch {
+		case errors.Is(err, ErrPINUnavailable):
+			return nil, ErrPINUnavailable
+		case errors.Is(err, ErrPINTimeout):
+			return nil, ErrPINTimeout
+		}
 		return nil, ErrPINCancelled
 	}
 	// The PIN goes to the card once (VERIFY) and is wiped at once; the session relies on the card's
@@ -204,6 +213,9 @@ func (a *Agent) openSession(ctx context.Context, o SessionOptions, comfort bool)
 		return nil, err
 	}
 	a.cfg.Metrics.sessionState(s.max)
+	if a.cfg.Notify != nil && comfort {
+		a.cfg.Notify(SessionEvent{Event: EventSessionOpened, Session: s.id, Max: s.max, Expires: s.expires})
+	}
 	// The removal watcher and the expiry timer; if the session already ended meanwhile, neither starts.
 	s.mu.Lock()
 	if s.ended == nil {
@@ -318,6 +330,9 @@ func (a *Agent) end(s *session, reason string, cause error) {
 	s.mu.Unlock()
 	_ = a.cfg.Audit.Append(AuditRecord{Event: "session-end", Session: s.id, Signer: hex.EncodeToString(s.signerFP[:]), Count: used, Reason: reason})
 	a.cfg.Metrics.sessionEnded(reason)
+	if a.cfg.Notify != nil && s.comfort {
+		a.cfg.Notify(SessionEvent{Event: EventSessionEnded, Session: s.id, Reason: reason, Used: used, Max: s.max, Expires: s.expires})
+	}
 	s.closeIfIdle()
 }
 
@@ -379,6 +394,11 @@ type Result struct {
 	// Signature is the HIX-Rx-CAdES B-B (CMS SignedData, DER); nil if the document was not signed.
 	Signature     []byte
 	ContentSHA256 string
+	// QR is the offline QR code's text (RX1:..., signing/offline) when SignOptions.QR asked for it: a COSE
+	// payload signed on the card in the same session, naming the CAdES signature. QRErr says why it is
+	// missing when asked for and the document is signed.
+	QR    string
+	QRErr error
 	// Submission is the exchange's answer; nil when not submitted.
 	Submission *Submission
 	// Err says why the document was not signed (Signature nil) or not submitted (Signature set).
@@ -393,6 +413,17 @@ type SignOptions struct {
 	RequireSession bool
 	// NoSubmit skips the submission to the exchange.
 	NoSubmit bool
+	// QR also signs the offline QR payload of each prescription on the card (one more card signature per
+	// document, counted against the session: issue 17) and returns its text in Result.QR.
+	QR bool
+}
+
+// signaturesPer is how many card signatures one document takes.
+func (o SignOptions) signaturesPer() int {
+	if o.QR {
+		return 2
+	}
+	return 1
 }
 
 // Summary counts a batch's outcomes.
@@ -432,6 +463,7 @@ func (a *Agent) SignBatch(ctx context.Context, docs []Document, o SignOptions, e
 			return sum, fmt.Errorf("%w: document %d is empty", ErrBadRequest, i)
 		}
 	}
+	need := len(docs) * o.signaturesPer()
 	s := a.current()
 	ephemeral := false
 	if s != nil && !s.comfort {
@@ -449,21 +481,24 @@ func (a *Agent) SignBatch(ctx context.Context, docs []Document, o SignOptions, e
 			return sum, ErrNoSession
 		}
 		var err error
-		if s, err = a.openSession(withDocuments(ctx, docs), SessionOptions{MaxSignatures: len(docs)}, false); err != nil {
+		if need > a.cfg.MaxSignatures {
+			return sum, fmt.Errorf("%w: %d card signatures needed, at most %d per PIN entry", ErrLimitReached, need, a.cfg.MaxSignatures)
+		}
+		if s, err = a.openSession(withDocuments(ctx, docs), SessionOptions{MaxSignatures: need}, false); err != nil {
 			return sum, err
 		}
 		ephemeral = true
-		if s.max < len(docs) {
-			// The card allows fewer signatures after one VERIFY than the batch has documents.
+		if s.max < need {
+			// The card allows fewer signatures after one VERIFY than the batch needs.
 			a.end(s, EndLimit, ErrLimitReached)
-			return sum, fmt.Errorf("%w: the card allows %d signatures per PIN entry, %d documents", ErrLimitReached, s.max, len(docs))
+			return sum, fmt.Errorf("%w: the card allows %d signatures per PIN entry, %d needed for %d documents", ErrLimitReached, s.max, need, len(docs))
 		}
 	} else {
 		s.mu.Lock()
 		left := s.max - s.used
 		s.mu.Unlock()
-		if left < len(docs) {
-			return sum, fmt.Errorf("%w: %d signatures left in the session, %d documents", ErrLimitReached, left, len(docs))
+		if left < need {
+			return sum, fmt.Errorf("%w: %d signatures left in the session, %d needed for %d documents", ErrLimitReached, left, need, len(docs))
 		}
 	}
 	if ephemeral {
@@ -511,7 +546,7 @@ func (a *Agent) SignBatch(ctx context.Context, docs []Document, o SignOptions, e
 		dg := sha256.Sum256(d.Content)
 		r.ContentSHA256 = hex.EncodeToString(dg[:])
 		var seq uint64
-		r.Signature, seq, r.Err = a.signOne(ctx, s, d.Content, dg, &r.Timings)
+		r.Signature, r.QR, r.QRErr, seq, r.Err = a.signOne(ctx, s, d.Content, dg, o.QR, &r.Timings)
 		if r.Err != nil {
 			r.Timings.Total = time.Since(start)
 			out(r)
@@ -557,9 +592,18 @@ func (t *timedSigner) Sign(r io.Reader, digest []byte, o crypto.SignerOpts) ([]b
 // signOne makes one signature in s: checks the limits, signs on the card, writes the audit record and ends
 // the session when its limit is reached. The caller syncs the record (Audit.SyncTo(seq)) before it releases
 // the signature; the signature is withheld if the record cannot be written or synced.
-func (a *Agent) signOne(ctx context.Context, s *session, content []byte, digest [32]byte, t *Timings) ([]byte, uint64, error) {
+func (a *Agent) signOne(ctx context.Context, s *session, content []byte, digest [32]byte, withQR bool, t *Timings) (cms []byte, qr string, qrErr error, seq uint64, err error) {
+	cms, qr, qrErr, seq, err = a.signOneQR(ctx, s, content, digest, withQR, t)
+	return
+}
+
+func (a *Agent) signOneQR(ctx context.Context, s *session, content []byte, digest [32]byte, withQR bool, t *Timings) ([]byte, string, error, uint64, error) {
+	per := 1
+	if withQR {
+		per = 2
+	}
 	if err := ctx.Err(); err != nil {
-		return nil, 0, err
+		return nil, "", nil, 0, err
 	}
 	s.signMu.Lock()
 	defer func() {
@@ -570,35 +614,67 @@ func (a *Agent) signOne(ctx context.Context, s *session, content []byte, digest 
 		s.mu.Lock()
 		e := s.ended
 		s.mu.Unlock()
-		return nil, 0, e
+		return nil, "", nil, 0, e
 	}
 	s.mu.Lock()
 	if s.ended != nil {
 		e := s.ended
 		s.mu.Unlock()
-		return nil, 0, e
+		return nil, "", nil, 0, e
 	}
-	if s.used >= s.max {
+	if s.used+per > s.max {
 		s.mu.Unlock()
 		a.end(s, EndLimit, ErrLimitReached)
-		return nil, 0, &SessionEndedError{Reason: EndLimit, Cause: ErrLimitReached}
+		return nil, "", nil, 0, &SessionEndedError{Reason: EndLimit, Cause: ErrLimitReached}
 	}
 	s.mu.Unlock()
 
 	ts := &timedSigner{Signer: s.key.Signer}
 	t0 := time.Now()
-	cms, err := signing.Sign(ctx, content, signing.SignOptions{Signer: ts, Chain: s.key.Chain, Now: a.now})
+	now := a.now
+	if s.key.SigningTime != nil { // a remote key whose activation covers data to be signed made at that time
+		now = s.key.SigningTime
+	}
+	cms, err := signing.Sign(ctx, content, signing.SignOptions{Signer: ts, Chain: s.key.Chain, Now: now})
 	build := time.Since(t0)
 	t.CardIO = ts.d
 	if s.key.CardTime != nil {
 		t.CardSign = s.key.CardTime()
 	}
 	if err != nil {
-		return nil, 0, a.keyFailure(s, "sign", err)
+		return nil, "", nil, 0, a.keyFailure(s, "sign", err)
+	}
+	s.mu.Lock()
+	s.used++
+	s.mu.Unlock()
+	var qr string
+	var qrErr error
+	if withQR {
+		// The offline QR payload names this CAdES signature (its content and signature digests) and is signed
+		// on the card in the same session: the second card signature of this prescription (issue 17).
+		var p *offline.Payload
+		if p, qrErr = offline.FromPrescription(content, cms); qrErr == nil {
+			t0 := time.Now()
+			d0 := ts.d
+			qr, qrErr = offline.Encode(ctx, p, ts, s.key.Chain)
+			t.CardIO += ts.d - d0
+			build += time.Since(t0) - (ts.d - d0)
+			if s.key.CardTime != nil {
+				t.CardSign += s.key.CardTime()
+			}
+			if qrErr != nil {
+				if kerr := a.keyFailure(s, "sign-qr", qrErr); errors.Is(kerr, ErrSessionEnded) || errors.Is(kerr, ErrCardRemoved) || pinError(qrErr) != nil {
+					qrErr = kerr
+				}
+			} else {
+				s.mu.Lock()
+				s.used++
+				s.mu.Unlock()
+			}
+		}
 	}
 	sigSum := sha256.Sum256(cms)
 	s.mu.Lock()
-	s.used++
 	used, left := s.used, s.max-s.used
 	s.mu.Unlock()
 	t1 := time.Now()
@@ -609,14 +685,14 @@ func (a *Agent) signOne(ctx context.Context, s *session, content []byte, digest 
 	a.cfg.Metrics.observe(StageCardSign, t.CardSign)
 	if aerr != nil {
 		a.end(s, EndCardError, aerr)
-		return nil, 0, aerr
+		return nil, "", nil, 0, aerr
 	}
 	if left == 0 && s.comfort {
 		a.end(s, EndLimit, ErrLimitReached)
 	} else if s.comfort {
 		a.cfg.Metrics.sessionState(left)
 	}
-	return cms, seq, nil
+	return cms, qr, qrErr, seq, nil
 }
 
 // submitOne sends r's signature to the exchange and records the outcome, with the exchange's HTTP status, in
@@ -673,4 +749,20 @@ func (t *Timings) UnmarshalJSON(b []byte) error {
 	*t = Timings{CardIO: d("cardIoMs"), CardSign: d("cardSignMs"), CMSBuild: d("cmsBuildMs"), Submit: d("submitMs"),
 		Network: d("networkMs"), Ingestion: d("ingestionMs"), Total: d("totalMs")}
 	return nil
+}
+
+// Session events for Config.Notify.
+const (
+	EventSessionOpened = "opened"
+	EventSessionEnded  = "ended"
+)
+
+// SessionEvent is a comfort session opening or ending.
+type SessionEvent struct {
+	Event   string // EventSessionOpened or EventSessionEnded
+	Session string
+	Reason  string // why it ended (the End* reasons)
+	Used    int
+	Max     int
+	Expires time.Time
 }

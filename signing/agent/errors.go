@@ -24,6 +24,11 @@ var (
 	ErrCardRemoved = errors.New("agent: card removed")
 	// ErrPINCancelled: the physician did not enter a PIN (the prompt was cancelled or failed).
 	ErrPINCancelled = errors.New("agent: PIN entry cancelled")
+	// ErrPINTimeout: nobody entered the PIN in time. It matches ErrPINCancelled.
+	ErrPINTimeout error = &kindError{"agent: no PIN entered in time", ErrPINCancelled}
+	// ErrPINUnavailable: the PIN cannot be asked at all (the agent has no terminal, for example). A PIN function
+	// returns it (wrapped) so that the EMR learns this rather than a cancelled entry.
+	ErrPINUnavailable = errors.New("agent: the PIN cannot be asked")
 	// ErrBadLimits: requested or configured session limits outside what the agent allows.
 	ErrBadLimits = errors.New("agent: session limits out of range")
 	// ErrBadRequest: the request is malformed (empty document, too many documents, ...).

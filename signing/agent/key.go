@@ -36,6 +36,10 @@ type Key struct {
 	CardTime func() time.Duration
 	// Close releases the card connection.
 	Close func() error
+	// SigningTime, if set, is the signing-time the session's signatures claim instead of the agent's clock:
+	// a remote (csc:) key under EN 419 241-1 SCAL2 is activated for the exact data to be signed, which it
+	// computes at OpenKey from the call's documents (DocumentsFrom) with this time (signing/remote/cscclient).
+	SigningTime func() time.Time
 }
 
 // KeyOpener opens the signing key for a session. pin is the agent's PIN callback for the key; it never hands

@@ -76,6 +76,13 @@ func withDocuments(ctx context.Context, docs []Document) context.Context {
 	return context.WithValue(ctx, documentsKey{}, docs)
 }
 
+// DocumentsFrom returns the documents of the one-off signing call a KeyOpener is opened for (nil for a
+// comfort session): a remote key activates itself for exactly these documents.
+func DocumentsFrom(ctx context.Context) []Document {
+	d, _ := ctx.Value(documentsKey{}).([]Document)
+	return d
+}
+
 // summarise reads the patient's name and the medicines from a FHIR R4 Bundle. A document it cannot read is
 // summarised by its reference only: the prompt then shows that nothing could be read, and the physician
 // decides.

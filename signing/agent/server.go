@@ -247,6 +247,13 @@ func problemFor(err error) (int, *Problem) {
 	case errors.Is(err, ErrSessionActive):
 		status = http.StatusConflict
 		set("session_active", "a signing session is already open")
+	case errors.Is(err, ErrPINUnavailable):
+		status = http.StatusServiceUnavailable
+		set("pin_unavailable", "the agent cannot ask for the PIN")
+		p.Detail = "the agent has no terminal to ask the PIN on: run it in a terminal, or set pin_entry: web"
+	case errors.Is(err, ErrPINTimeout):
+		status = http.StatusConflict
+		set("pin_timeout", "nobody entered the PIN in time")
 	case errors.Is(err, ErrPINCancelled):
 		status = http.StatusConflict
 		set("pin_cancelled", "the physician did not enter the PIN")
@@ -381,12 +388,14 @@ type signRequest struct {
 	docRequest
 	RequireSession bool  `json:"requireSession,omitempty"`
 	Submit         *bool `json:"submit,omitempty"`
+	QR             bool  `json:"qr,omitempty"`
 }
 
 type batchRequest struct {
 	Documents      []docRequest `json:"documents"`
 	RequireSession bool         `json:"requireSession,omitempty"`
 	Submit         *bool        `json:"submit,omitempty"`
+	QR             bool         `json:"qr,omitempty"`
 }
 
 // ResultLine is one document's result, as POST /v1/sign answers and as each NDJSON line of POST /v1/batch.
@@ -405,6 +414,10 @@ type ResultLine struct {
 	Report        json.RawMessage `json:"report,omitempty"`
 	SealedReport  []byte          `json:"sealedReport,omitempty"`
 	Error         *Problem        `json:"error,omitempty"`
+	// QR is the offline QR code's text (RX1:...) when the request asked for it ("qr": true); QRError says
+	// why it is missing.
+	QR      string   `json:"qr,omitempty"`
+	QRError *Problem `json:"qrError,omitempty"`
 	// ExchangeProblem is the exchange's own problem document (RFC 9457) when it refused or failed with one.
 	ExchangeProblem json.RawMessage `json:"exchangeProblem,omitempty"`
 	Timings         Timings         `json:"timings"`
@@ -418,7 +431,15 @@ type BatchEnd struct {
 }
 
 func lineOf(r Result) ResultLine {
-	l := ResultLine{Index: r.Index, ID: r.ID, ContentSHA256: r.ContentSHA256, Signature: r.Signature, Timings: r.Timings}
+	l := ResultLine{Index: r.Index, ID: r.ID, ContentSHA256: r.ContentSHA256, Signature: r.Signature, Timings: r.Timings, QR: r.QR}
+	if r.QRErr != nil && r.Signature != nil {
+		_, l.QRError = problemFor(r.QRErr)
+		if l.QRError.Code == "internal" {
+			l.QRError.Code, l.QRError.Type = "qr_failed", "urn:mohr:agent:qr_failed"
+			l.QRError.Title = "the offline QR code could not be made for this prescription"
+			l.QRError.Detail = strings.TrimPrefix(r.QRErr.Error(), "offline: ")
+		}
+	}
 	var se *SubmitError
 	switch {
 	case r.Signature == nil:
@@ -449,7 +470,7 @@ func (s *Server) handleSign(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	o := SignOptions{RequireSession: req.RequireSession, NoSubmit: req.Submit != nil && !*req.Submit}
+	o := SignOptions{RequireSession: req.RequireSession, NoSubmit: req.Submit != nil && !*req.Submit, QR: req.QR}
 	var res Result
 	_, err := s.cfg.Agent.SignBatch(r.Context(), []Document{{ID: req.ID, Content: req.Document}}, o, func(x Result) { res = x })
 	if err != nil {
@@ -483,7 +504,7 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 	for i, d := range req.Documents {
 		docs[i] = Document{ID: d.ID, Content: d.Document}
 	}
-	o := SignOptions{RequireSession: req.RequireSession, NoSubmit: req.Submit != nil && !*req.Submit}
+	o := SignOptions{RequireSession: req.RequireSession, NoSubmit: req.Submit != nil && !*req.Submit, QR: req.QR}
 	rc := http.NewResponseController(w)
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -189,6 +190,32 @@ func TestSignerPolicyCheck(t *testing.T) {
 		}
 		if !errors.Is(err, agent.ErrSignerRefused) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestPINEntryFailures (issue 19 item 13): a PIN function without a terminal gives the EMR pin_unavailable
+// (503, with what to do), one that times out pin_timeout, one cancelled pin_cancelled; never a bare
+// pin_cancelled for all three.
+func TestPINEntryFailures(t *testing.T) {
+	for _, c := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{fmt.Errorf("%w: no terminal", agent.ErrPINUnavailable), 503, "pin_unavailable"},
+		{fmt.Errorf("%w: 2m", agent.ErrPINTimeout), 409, "pin_timeout"},
+		{agent.ErrPINCancelled, 409, "pin_cancelled"},
+	} {
+		e := newEnv(t, func(p *testpki.PKI) agent.KeyOpener { return newSoftCard(t, p).opener() }, func(cfg *agent.Config) {
+			cfg.PIN = func(context.Context, string) ([]byte, error) { return nil, c.err }
+		})
+		resp, body := e.call("POST", "/v1/session", map[string]any{})
+		if resp.StatusCode != c.status || !strings.Contains(string(body), `"code":"`+c.code+`"`) {
+			t.Errorf("%v: %d %s", c.err, resp.StatusCode, body)
+		}
+		if c.code == "pin_unavailable" && !strings.Contains(string(body), "pin_entry: web") {
+			t.Errorf("pin_unavailable does not say what to do: %s", body)
 		}
 	}
 }

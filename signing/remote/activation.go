@@ -78,6 +78,13 @@ func (s *Service) usable(ctx context.Context, c Caller, credID string) (Credenti
 	if cred.Status != StatusActive {
 		return cred, fmt.Errorf("%w: %s", ErrCredentialStatus, cred.Status)
 	}
+	chain, err := cred.Certificates()
+	if err != nil || len(chain) == 0 {
+		return cred, fmt.Errorf("remote: stored chain: %v", err)
+	}
+	if now := s.now(); now.Before(chain[0].NotBefore) || now.After(chain[0].NotAfter) {
+		return cred, fmt.Errorf("%w: %w", ErrCredentialStatus, ErrCertificateExpired)
+	}
 	return cred, nil
 }
 
@@ -212,4 +219,27 @@ func (s *Service) Activate(ctx context.Context, c Caller, credID, requestID stri
 		return Activation{}, err
 	}
 	return Activation{SAD: sad, Hashes: ch.Hashes, ExpiresAt: a.ExpiresAt}, nil
+}
+
+// List returns the caller's own credentials (a physician's; nobody else has remote credentials to list).
+func (s *Service) List(ctx context.Context, c Caller) ([]Credential, error) {
+	if c.Role != RolePhysician || c.CouncilNumber == "" {
+		return nil, fmt.Errorf("%w: only a physician lists remote credentials", ErrForbidden)
+	}
+	return s.cfg.Store.CredentialsOf(ctx, c.CouncilNumber)
+}
+
+// Info returns one of the caller's own credentials, whatever its status.
+func (s *Service) Info(ctx context.Context, c Caller, credID string) (Credential, error) {
+	if c.Role != RolePhysician || c.CouncilNumber == "" {
+		return Credential{}, fmt.Errorf("%w: only a physician reads remote credentials", ErrForbidden)
+	}
+	cred, err := s.cfg.Store.Credential(ctx, credID)
+	if err != nil {
+		return Credential{}, err
+	}
+	if cred.CouncilNumber != c.CouncilNumber {
+		return Credential{}, fmt.Errorf("%w: credential", ErrNotFound)
+	}
+	return cred, nil
 }

@@ -31,6 +31,9 @@ type Credential struct {
 	CouncilNumber string
 	NationalCode  string
 	Name          string
+	// UserHandle is the WebAuthn user handle the passkeys are registered under: random at enrolment and
+	// kept across re-keys, so a passkey carries over to the physician's new key.
+	UserHandle string
 	// KeyURI names the key in the HSM (an RFC 7512 pkcs11: URI; never a PIN value).
 	KeyURI   string
 	KeyLabel string

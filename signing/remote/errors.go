@@ -12,6 +12,8 @@ var (
 	ErrBadRequest = errors.New("remote: bad request")
 	// ErrCredentialStatus: the credential is not active (pending, suspended, blocked, revoked).
 	ErrCredentialStatus = errors.New("remote: credential not active")
+	// ErrCertificateExpired: the signing certificate is outside its validity (wrapped with ErrCredentialStatus).
+	ErrCertificateExpired = errors.New("remote: signing certificate is expired")
 	// ErrExpired: the activation request or the SAD is past its lifetime.
 	ErrExpired = errors.New("remote: expired")
 	// ErrUsed: the activation request was already answered, or a hash of the SAD was already signed.

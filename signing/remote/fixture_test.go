@@ -78,7 +78,7 @@ func (k *countingKeys) OpenSigner(ctx context.Context, uri string) (crypto.Signe
 }
 
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	svc    *remote.Service
 	st     *remote.SQLStore
 	keys   *countingKeys
@@ -88,6 +88,12 @@ type fixture struct {
 	module string
 	pin    string
 	ra     remote.Caller
+	revoke func(context.Context, *x509.Certificate, int, string) error
+}
+
+// setRevoke makes fn the CA revocation the service calls.
+func (f *fixture) setRevoke(fn func(context.Context, *x509.Certificate, int, string) error) {
+	f.revoke = fn
 }
 
 // physician is a test physician with a valid national code.
@@ -104,7 +110,7 @@ func (p physician) caller() remote.Caller {
 	return remote.Caller{Role: remote.RolePhysician, CouncilNumber: p.council, Actor: "api:physician:" + p.council}
 }
 
-func openSQLite(t *testing.T, name string) *sql.DB {
+func openSQLite(t testing.TB, name string) *sql.DB {
 	t.Helper()
 	dsn := "file:" + filepath.Join(t.TempDir(), name) + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
 	db, err := sql.Open("sqlite", dsn)
@@ -116,7 +122,7 @@ func openSQLite(t *testing.T, name string) *sql.DB {
 }
 
 // freshPostgres creates a database of its own on the throwaway cluster and drops it when t ends.
-func freshPostgres(t *testing.T) *sql.DB {
+func freshPostgres(t testing.TB) *sql.DB {
 	t.Helper()
 	dsn := testenv.PostgresDSN(t)
 	admin, err := sql.Open("pgx", dsn)
@@ -148,7 +154,7 @@ func freshPostgres(t *testing.T) *sql.DB {
 
 // newFixture builds the service on SoftHSM2, a real CA (package ca, certificates in a SQLite store) and the
 // remote store on dialect ("sqlite" or "postgres").
-func newFixture(t *testing.T, dialect string) *fixture {
+func newFixture(t testing.TB, dialect string) *fixture {
 	t.Helper()
 	module, pin := testenv.SoftHSM(t, tokenLabel)
 	ctx := context.Background()
@@ -186,6 +192,7 @@ func newFixture(t *testing.T, dialect string) *fixture {
 	op := hsm.NewOpener(module)
 	t.Cleanup(func() { op.Close() })
 	keys := &countingKeys{Opener: op}
+	f := &fixture{}
 	svc, err := remote.New(remote.Config{
 		Store: st, Keys: keys, KeyToken: "pkcs11:token=" + tokenLabel + "?pin-source=file:" + pinFile,
 		Issue: func(ctx context.Context, r remote.IssueRequest) ([]*x509.Certificate, error) {
@@ -197,12 +204,19 @@ func newFixture(t *testing.T, dialect string) *fixture {
 			return []*x509.Certificate{cert, p.Intermediate}, nil
 		},
 		RPID: rpID, RPOrigins: []string{origin}, MaxHashes: 20, Now: clock.Now,
+		Revoke: func(ctx context.Context, cert *x509.Certificate, reason int, actor string) error {
+			if f.revoke == nil {
+				return nil
+			}
+			return f.revoke(ctx, cert, reason, actor)
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, svc: svc, st: st, keys: keys, clock: clock, pki: p, ca: c, module: module, pin: pin,
+	*f = fixture{t: t, svc: svc, st: st, keys: keys, clock: clock, pki: p, ca: c, module: module, pin: pin,
 		ra: remote.Caller{Role: remote.RoleRAOfficer, Actor: "api:ra-officer:ra1"}}
+	return f
 }
 
 // enrol enrols p and registers a soft passkey; it returns the active credential and the authenticator.

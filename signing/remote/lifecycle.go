@@ -161,6 +161,7 @@ func (s *Service) Rekey(ctx context.Context, c Caller, credID string) (Credentia
 	if err != nil {
 		return Credential{}, err
 	}
+	cred.UserHandle = old.UserHandle // the passkeys carry over
 	leaf, _ := cred.Certificates()
 	if err := s.cfg.Store.CreateCredential(ctx, cred, s.event("remote.credential.rekeyed", c, cred.ID, map[string]any{
 		"replaces": old.ID, "key_label": cred.KeyLabel, "serial": leaf[0].SerialNumber.Text(16),

@@ -326,7 +326,7 @@ func TestRefusals(t *testing.T) {
 	})
 }
 
-func mustHex(t *testing.T, s string) []byte {
+func mustHex(t testing.TB, s string) []byte {
 	t.Helper()
 	b, err := hexDecode(s)
 	if err != nil {

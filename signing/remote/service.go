@@ -247,7 +247,7 @@ func (s *Service) newKeyAndCertificate(ctx context.Context, c Caller, nationalCo
 		return Credential{}, fmt.Errorf("%w: generate: %w", ErrKey, err)
 	}
 	now := s.now()
-	cred := Credential{ID: id, CouncilNumber: council, NationalCode: nationalCode, Name: name, KeyURI: uri, KeyLabel: label,
+	cred := Credential{ID: id, UserHandle: id, CouncilNumber: council, NationalCode: nationalCode, Name: name, KeyURI: uri, KeyLabel: label,
 		Status: StatusPending, CreatedAt: now, UpdatedAt: now}
 	fail := func(err error) (Credential, error) {
 		s.destroyKey(ctx, c, cred, "certificate not issued")
@@ -329,13 +329,14 @@ func (s *Service) destroyKey(ctx context.Context, c Caller, cred Credential, why
 	return nil
 }
 
-// user adapts a credential and its passkeys to webauthn.User. The WebAuthn user handle is the credential ID.
+// user adapts a credential and its passkeys to webauthn.User. The WebAuthn user handle is the credential's
+// UserHandle (random, no personal data).
 type user struct {
 	cred  Credential
 	creds []webauthn.Credential
 }
 
-func (u *user) WebAuthnID() []byte                         { return []byte(u.cred.ID) }
+func (u *user) WebAuthnID() []byte                         { return []byte(u.cred.UserHandle) }
 func (u *user) WebAuthnName() string                       { return u.cred.CouncilNumber }
 func (u *user) WebAuthnDisplayName() string                { return u.cred.Name }
 func (u *user) WebAuthnCredentials() []webauthn.Credential { return u.creds }

@@ -43,6 +43,7 @@ var remoteSchema = []string{
 		council_no     VARCHAR(16) NOT NULL,
 		national_code  VARCHAR(10) NOT NULL,
 		name           TEXT NOT NULL,
+		user_handle    VARCHAR(64) NOT NULL,
 		key_uri        TEXT NOT NULL,
 		key_label      TEXT NOT NULL,
 		chain          TEXT NOT NULL,
@@ -202,9 +203,9 @@ func (s *SQLStore) CreateCredential(ctx context.Context, c Credential, ev audit.
 		chain[i] = hex.EncodeToString(d)
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO remote_credentials (id, council_no, national_code, name, key_uri, key_label,
-			chain, status, reason, key_destroyed, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			c.ID, c.CouncilNumber, c.NationalCode, c.Name, c.KeyURI, c.KeyLabel, strings.Join(chain, ","), string(c.Status),
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO remote_credentials (id, council_no, national_code, name, user_handle, key_uri, key_label,
+			chain, status, reason, key_destroyed, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			c.ID, c.CouncilNumber, c.NationalCode, c.Name, c.UserHandle, c.KeyURI, c.KeyLabel, strings.Join(chain, ","), string(c.Status),
 			c.Reason, boolInt(c.KeyDestroyed), us(c.CreatedAt), us(c.UpdatedAt))
 		if err != nil {
 			return fmt.Errorf("remote: create credential: %w", err)
@@ -220,14 +221,14 @@ func boolInt(b bool) int {
 	return 0
 }
 
-const credCols = `id, council_no, national_code, name, key_uri, key_label, chain, status, reason, key_destroyed, created_at, updated_at`
+const credCols = `id, council_no, national_code, name, user_handle, key_uri, key_label, chain, status, reason, key_destroyed, created_at, updated_at`
 
 func scanCredential(sc interface{ Scan(...any) error }) (Credential, error) {
 	var c Credential
 	var chain, status string
 	var destroyed int
 	var created, updated int64
-	if err := sc.Scan(&c.ID, &c.CouncilNumber, &c.NationalCode, &c.Name, &c.KeyURI, &c.KeyLabel, &chain, &status, &c.Reason,
+	if err := sc.Scan(&c.ID, &c.CouncilNumber, &c.NationalCode, &c.Name, &c.UserHandle, &c.KeyURI, &c.KeyLabel, &chain, &status, &c.Reason,
 		&destroyed, &created, &updated); err != nil {
 		return Credential{}, err
 	}

@@ -1,0 +1,159 @@
+package cscclient
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mohr-hix/mohr/keys"
+	"github.com/mohr-hix/mohr/signing"
+	"github.com/mohr-hix/mohr/signing/agent"
+)
+
+// ParseURI reads a "csc:credential=<id>" key URI (the agent's `key` setting) and returns the credential ID.
+func ParseURI(uri string) (string, error) {
+	rest, ok := strings.CutPrefix(uri, "csc:")
+	if !ok {
+		return "", fmt.Errorf("%w: not a csc: URI", keys.ErrBadURI)
+	}
+	for _, attr := range strings.Split(rest, ";") {
+		k, v, _ := strings.Cut(attr, "=")
+		if k == "credential" {
+			id, err := url.PathUnescape(v)
+			if err != nil || id == "" {
+				return "", fmt.Errorf("%w: bad credential", keys.ErrBadURI)
+			}
+			return id, nil
+		}
+	}
+	return "", fmt.Errorf("%w: csc: URI without credential=", keys.ErrBadURI)
+}
+
+// AgentKey is a signing/agent KeyOpener for a remote credential. For a one-off call (a signature or a batch
+// without a comfort session) it builds the signed attributes of every document first, with one signing
+// time, and activates the credential once for exactly those hashes: one touch of the authenticator signs
+// the batch, and Mohr signs nothing else (SCAL2). In a comfort session (no documents known in advance) every
+// signature is activated on its own.
+type AgentKey struct {
+	Client       *Client
+	CredentialID string
+	Activate     Activator
+	// Now is the clock for the signing time (time.Now by default).
+	Now func() time.Time
+	// Timeout bounds each signHash call made from crypto.Signer.Sign, which has no context (default 30 s).
+	Timeout time.Duration
+}
+
+var _ agent.KeyOpener = (*AgentKey)(nil)
+
+// errCaptured stops signing.Sign once the digest to be signed is known.
+var errCaptured = errors.New("cscclient: digest captured")
+
+// capture is a crypto.Signer that only records the digest it is asked to sign.
+type capture struct {
+	pub    crypto.PublicKey
+	digest []byte
+}
+
+func (c *capture) Public() crypto.PublicKey { return c.pub }
+func (c *capture) Sign(_ io.Reader, d []byte, _ crypto.SignerOpts) ([]byte, error) {
+	c.digest = append([]byte(nil), d...)
+	return nil, errCaptured
+}
+
+// OpenKey implements agent.KeyOpener. The agent's PIN callback is not used: the activation factor is the
+// physician's passkey, through Activate.
+func (k *AgentKey) OpenKey(ctx context.Context, _ keys.PINFunc) (*agent.Key, error) {
+	if k.Client == nil || k.Activate == nil || k.CredentialID == "" {
+		return nil, errors.New("cscclient: AgentKey needs a client, an activator and a credential")
+	}
+	chain, enabled, err := k.Client.Chain(ctx, k.CredentialID)
+	if err != nil {
+		return nil, err
+	}
+	if !enabled {
+		return nil, fmt.Errorf("cscclient: credential %s is disabled", k.CredentialID)
+	}
+	s := &remoteSigner{k: k, pub: chain[0].PublicKey}
+	key := &agent.Key{Signer: s, Chain: chain}
+	docs := agent.DocumentsFrom(ctx)
+	if len(docs) == 0 {
+		return key, nil // comfort session: one activation per signature
+	}
+	now := time.Now
+	if k.Now != nil {
+		now = k.Now
+	}
+	t := now().UTC().Truncate(time.Second)
+	digests := make([][]byte, len(docs))
+	for i, d := range docs {
+		c := &capture{pub: chain[0].PublicKey}
+		_, err := signing.Sign(ctx, d.Content, signing.SignOptions{Signer: c, Chain: chain, Now: func() time.Time { return t }})
+		if !errors.Is(err, errCaptured) || c.digest == nil {
+			return nil, fmt.Errorf("cscclient: signed attributes of document %d: %v", i, err)
+		}
+		digests[i] = c.digest
+	}
+	sad, err := k.Client.Authorize(ctx, k.CredentialID, digests, k.Activate)
+	if err != nil {
+		return nil, err
+	}
+	s.sad = sad
+	s.allowed = make(map[string]bool, len(digests))
+	for _, d := range digests {
+		s.allowed[string(d)] = true
+	}
+	key.SigningTime = func() time.Time { return t }
+	return key, nil
+}
+
+// remoteSigner signs through signatures/signHash.
+type remoteSigner struct {
+	k   *AgentKey
+	pub crypto.PublicKey
+
+	mu      sync.Mutex
+	sad     string
+	allowed map[string]bool // nil: activate per signature
+}
+
+func (s *remoteSigner) Public() crypto.PublicKey { return s.pub }
+
+func (s *remoteSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if opts == nil || opts.HashFunc() != crypto.SHA256 {
+		return nil, fmt.Errorf("%w: remote credentials sign SHA-256 digests", keys.ErrUnsupportedKey)
+	}
+	timeout := s.k.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s.mu.Lock()
+	sad, allowed := s.sad, s.allowed
+	if allowed != nil {
+		if !allowed[string(digest)] {
+			s.mu.Unlock()
+			return nil, errors.New("cscclient: digest outside the activation (the documents changed after activation)")
+		}
+		delete(allowed, string(digest))
+	}
+	s.mu.Unlock()
+	if allowed == nil {
+		var err error
+		if sad, err = s.k.Client.Authorize(ctx, s.k.CredentialID, [][]byte{digest}, s.k.Activate); err != nil {
+			return nil, err
+		}
+	}
+	sigs, err := s.k.Client.SignHash(ctx, s.k.CredentialID, sad, [][]byte{digest})
+	if err != nil {
+		return nil, err
+	}
+	return sigs[0], nil
+}

@@ -1,0 +1,182 @@
+// Package cscclient is the signing application's side of Mohr's remote signing: a client of the Cloud
+// Signature Consortium API v2 routes (/csc/v2/, package api) over mutual TLS, and a signing/agent KeyOpener
+// for "csc:" key URIs, so an EMR uses the same local agent API whether the physician has a council card or a
+// remote credential (docs/remote-signing.md).
+package cscclient
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// Error is a CSC error answer (CSC API v2 §10.2).
+type Error struct {
+	Status      int
+	Code        string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("cscclient: %d %s: %s", e.Status, e.Code, e.Description)
+}
+
+// ErrActivation: the activation factor was not given (the physician cancelled or the activator failed).
+var ErrActivation = errors.New("cscclient: activation")
+
+// Client calls one CSC API v2 service. HTTP must present the physician's authentication certificate.
+type Client struct {
+	// BaseURL ends in /csc/v2 (no trailing slash needed).
+	BaseURL string
+	HTTP    *http.Client
+}
+
+func (c *Client) post(ctx context.Context, method string, in, out any) (int, error) {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimRight(c.BaseURL, "/")+"/"+method, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("cscclient: %s: %w", method, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return resp.StatusCode, fmt.Errorf("cscclient: %s: %w", method, err)
+	}
+	if resp.StatusCode >= 300 {
+		e := &Error{Status: resp.StatusCode}
+		if json.Unmarshal(b, e) != nil || e.Code == "" {
+			e.Code, e.Description = "http_error", http.StatusText(resp.StatusCode)
+		}
+		return resp.StatusCode, e
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return resp.StatusCode, fmt.Errorf("cscclient: %s: %w", method, err)
+	}
+	return resp.StatusCode, nil
+}
+
+// Credentials lists the caller's credential IDs (credentials/list).
+func (c *Client) Credentials(ctx context.Context) ([]string, error) {
+	var out struct {
+		IDs []string `json:"credentialIDs"`
+	}
+	_, err := c.post(ctx, "credentials/list", map[string]any{}, &out)
+	return out.IDs, err
+}
+
+// Chain returns the credential's certificate chain, signing certificate first (credentials/info), and
+// whether its key is enabled.
+func (c *Client) Chain(ctx context.Context, credID string) ([]*x509.Certificate, bool, error) {
+	var out struct {
+		Key struct {
+			Status string `json:"status"`
+		} `json:"key"`
+		Cert struct {
+			Certificates []string `json:"certificates"`
+		} `json:"cert"`
+	}
+	if _, err := c.post(ctx, "credentials/info", map[string]any{"credentialID": credID, "certificates": "chain"}, &out); err != nil {
+		return nil, false, err
+	}
+	var chain []*x509.Certificate
+	for _, s := range out.Cert.Certificates {
+		der, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, false, fmt.Errorf("cscclient: certificate: %w", err)
+		}
+		x, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, false, fmt.Errorf("cscclient: certificate: %w", err)
+		}
+		chain = append(chain, x)
+	}
+	if len(chain) == 0 {
+		return nil, false, errors.New("cscclient: credentials/info returned no certificate")
+	}
+	return chain, out.Key.Status == "enabled", nil
+}
+
+// Activator shows the physician what they are about to authorise and has their authenticator answer the
+// WebAuthn request: options is the JSON of {"publicKey": PublicKeyCredentialRequestOptions} (base64url
+// binary fields, as PublicKeyCredential.parseRequestOptionsFromJSON takes), the answer the JSON of the
+// PublicKeyCredential (PublicKeyCredential.toJSON()).
+type Activator func(ctx context.Context, options []byte) (assertion []byte, err error)
+
+func b64(hs [][]byte) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = base64.StdEncoding.EncodeToString(h)
+	}
+	return out
+}
+
+// Authorize activates the credential for hashes (credentials/authorize in two steps) and returns the SAD.
+func (c *Client) Authorize(ctx context.Context, credID string, hashes [][]byte, activate Activator) (string, error) {
+	req := map[string]any{"credentialID": credID, "numSignatures": len(hashes), "hashes": b64(hashes),
+		"hashAlgorithmOID": "2.16.840.1.101.3.4.2.1"}
+	var step1 struct {
+		Handle    string          `json:"handle"`
+		PublicKey json.RawMessage `json:"publicKey"`
+	}
+	st, err := c.post(ctx, "credentials/authorize", req, &step1)
+	if err != nil {
+		return "", err
+	}
+	if st != http.StatusAccepted || step1.Handle == "" || len(step1.PublicKey) == 0 {
+		return "", fmt.Errorf("cscclient: credentials/authorize answered %d without a WebAuthn request", st)
+	}
+	opts, _ := json.Marshal(map[string]json.RawMessage{"publicKey": step1.PublicKey})
+	asn, err := activate(ctx, opts)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrActivation, err)
+	}
+	req["authData"] = []map[string]string{{"id": "webauthn_handle", "value": step1.Handle},
+		{"id": "webauthn_assertion", "value": base64.RawURLEncoding.EncodeToString(asn)}}
+	var step2 struct {
+		SAD string `json:"SAD"`
+	}
+	if _, err := c.post(ctx, "credentials/authorize", req, &step2); err != nil {
+		return "", err
+	}
+	if step2.SAD == "" {
+		return "", errors.New("cscclient: credentials/authorize returned no SAD")
+	}
+	return step2.SAD, nil
+}
+
+// SignHash signs hashes with the SAD (signatures/signHash, ECDSA with SHA-256) and returns DER signatures.
+func (c *Client) SignHash(ctx context.Context, credID, sad string, hashes [][]byte) ([][]byte, error) {
+	var out struct {
+		Signatures []string `json:"signatures"`
+	}
+	if _, err := c.post(ctx, "signatures/signHash", map[string]any{"credentialID": credID, "SAD": sad, "hashes": b64(hashes),
+		"signAlgo": "1.2.840.10045.4.3.2"}, &out); err != nil {
+		return nil, err
+	}
+	if len(out.Signatures) != len(hashes) {
+		return nil, fmt.Errorf("cscclient: %d signatures for %d hashes", len(out.Signatures), len(hashes))
+	}
+	sigs := make([][]byte, len(hashes))
+	for i, s := range out.Signatures {
+		var err error
+		if sigs[i], err = base64.StdEncoding.DecodeString(s); err != nil {
+			return nil, fmt.Errorf("cscclient: signature: %w", err)
+		}
+	}
+	return sigs, nil
+}
