@@ -254,6 +254,19 @@ func TestBrowserOfflineJS(t *testing.T) {
 	}
 	shot(t, b, "verify-qr-browser-fa")
 
+	// Timing, logged and not asserted (a shared machine): the browser's check of the valid code against Go's.
+	perCode := browser.Get(t, b, chromedp.Evaluate[float64](`MohrOffline.load().then(function (r) {
+		var t = performance.now(), n = 20, p = Promise.resolve();
+		for (var i = 0; i < n; i++) { p = p.then(function () { return MohrOffline.verify(`+"`"+f.qr["passed"]+"`"+`, r.bundle, Date.now()); }); }
+		return p.then(function () { return (performance.now() - t) / n; });
+	})`, chromedp.EvalAwaitPromise))
+	start := time.Now()
+	for i := 0; i < 20; i++ {
+		offline.Verify(f.qr["passed"], bundle, t0)
+	}
+	goPer := time.Since(start) / 20
+	t.Logf("one check of the valid code: browser %.2f ms, Go %v (same run, ratio %.1f)", perCode, goPer, perCode/(float64(goPer)/1e6))
+
 	// 6. Past the bundle's next update the browser refuses it, as the Go verifier does.
 	skew := bundle.NextUpdate.Sub(t0) + time.Minute
 	b.Do(t, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`window.__mohrSkew = %d`, skew.Milliseconds())))
