@@ -156,9 +156,9 @@ func (s *Server) handleCSCInfo(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"specs": "2.0.0.2", "name": "Mohr remote signing", "logo": "", "region": "IR", "lang": "en-US",
-		"description": "Remote signing for physicians: keys in the signing centre's HSM, each activation by the physician's passkey (EN 419 241-1 SCAL2)",
-		"authType":    []string{"external"}, // mTLS client certificates of the health intermediate CA
-		"methods":     []string{"credentials/list", "credentials/info", "credentials/authorize", "signatures/signHash"},
+		"description":    "Remote signing for physicians: keys in the signing centre's HSM, each activation by the physician's passkey (EN 419 241-1 SCAL2)",
+		"authType":       []string{"external"}, // mTLS client certificates of the health intermediate CA
+		"methods":        []string{"credentials/list", "credentials/info", "credentials/authorize", "signatures/signHash"},
 		"signAlgorithms": map[string]any{"algos": []string{oidECDSAWithSHA256, oidECPublicKey}},
 	})
 }
@@ -174,7 +174,9 @@ type cscListRequest struct {
 	ClientData     string  `json:"clientData,omitempty"`
 }
 
-func validCertificatesParam(s string) bool { return s == "" || s == "none" || s == "single" || s == "chain" }
+func validCertificatesParam(s string) bool {
+	return s == "" || s == "none" || s == "single" || s == "chain"
+}
 
 func (s *Server) handleCSCList(w http.ResponseWriter, r *http.Request) {
 	var req cscListRequest

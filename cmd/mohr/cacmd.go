@@ -401,7 +401,10 @@ func readChain(cfg *Config) ([]*x509.Certificate, error) {
 	inter, err := readOneCert(cfg.CA.Cert)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("no CA in %s: run mohr ca init", caDir(cfg))
+			if err := requireInitialised(cfg); err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("no CA in %s: run mohr ca init (or mohr ca import after ca init --csr)", caDir(cfg))
 		}
 		return nil, err
 	}

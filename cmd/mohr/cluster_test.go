@@ -169,8 +169,15 @@ func (c *testCluster) start(n *testNode) {
 		t.Fatal(err)
 	}
 	n.cmd = cmd
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	if !waitFor(30*time.Second, func() bool { return status(n.pub()+"/readyz") == 200 }) {
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(n.dir, "serve.log"))
+			t.Logf("log of the node on %s (pid %d):\n%s", n.pub(), cmd.Process.Pid, log)
+		}
+	})
+	if !waitFor(clusterWait, func() bool { return status(n.pub()+"/readyz") == 200 }) {
 		log, _ := os.ReadFile(filepath.Join(n.dir, "serve.log"))
 		t.Fatalf("node did not come up:\n%s", log)
 	}
@@ -211,9 +218,20 @@ func fetch(t *testing.T, u string) []byte {
 	return b
 }
 
+// clusterWait bounds every wait of the cluster tests for something the nodes do by themselves (start, the
+// change feed, a checkpoint, readiness following the database). It is generous: on two loaded cores a node
+// can take many times its usual time, and a wait that holds returns as soon as it does.
+const clusterWait = 2 * time.Minute
+
 // waitFor polls cond every 100 ms until it holds or d passes.
 func waitFor(d time.Duration, cond func() bool) bool {
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+	return waitEvery(d, 100*time.Millisecond, cond)
+}
+
+// waitEvery polls cond every step until it holds or d passes (a slower step for conditions that run a
+// process).
+func waitEvery(d, step time.Duration, cond func() bool) bool {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(step) {
 		if cond() {
 			return true
 		}
@@ -289,7 +307,7 @@ func TestClusterTwoNodes(t *testing.T) {
 	// (2) CRLs: both nodes serve the same bytes, within the change feed's period.
 	for shard := 0; shard < 2; shard++ {
 		path := fmt.Sprintf("/crl/%d.crl", shard)
-		if !waitFor(10*time.Second, func() bool {
+		if !waitFor(clusterWait, func() bool {
 			x, y := fetch(t, a.pub()+path), fetch(t, b.pub()+path)
 			return len(x) > 0 && bytes.Equal(x, y)
 		}) {
@@ -301,7 +319,12 @@ func TestClusterTwoNodes(t *testing.T) {
 	}
 
 	// (1) One audit identity: checkpoints by the deployment's key, at most one per interval cluster-wide.
-	time.Sleep(2500 * time.Millisecond)
+	// A checkpoint covering the whole log (the lease holder signs one within an interval of the log growing).
+	if !waitFor(clusterWait, func() bool {
+		return c.psql(`SELECT COALESCE(MAX(size), 0) FROM audit_checkpoints`) == c.psql(`SELECT size FROM audit_head`)
+	}) {
+		t.Fatal("no checkpoint covers the audit log")
+	}
 	out := mustMohr(t, c.shared, "audit", "verify")
 	if !strings.Contains(out, "signed checkpoints verified") {
 		t.Fatalf("audit verify: %s", out)
@@ -321,7 +344,15 @@ func TestClusterTwoNodes(t *testing.T) {
 	}
 	both := filepath.Join(rot, "both.vkeys")
 	os.WriteFile(both, append(mustRead(t, filepath.Join(c.shared, "audit.vkey")), mustRead(t, filepath.Join(rot, "audit.vkey"))...), 0o644)
-	time.Sleep(1200 * time.Millisecond) // the nodes still checkpoint with the old key: a rolling rotation
+	// The nodes still checkpoint with the old key (a rolling rotation): the log grows, and a node signs a
+	// checkpoint beyond the one of the new key.
+	rotSize := c.psql(`SELECT MAX(size) FROM audit_checkpoints`)
+	mustMohr(t, c.shared, "cert", "issue", "--profile", "tsa", "--csr", writeCSR(t, t.TempDir(), "tsa", newP256(t)), "--name", "TSA after rotation")
+	if !waitFor(clusterWait, func() bool {
+		return c.psql(`SELECT count(*) FROM audit_checkpoints WHERE size > `+rotSize) != "0"
+	}) {
+		t.Fatal("no node checkpointed after the rotation")
+	}
 	if out := mustMohr(t, c.shared, "audit", "verify", "--vkey", both); !strings.Contains(out, "signed checkpoints verified") {
 		t.Fatalf("audit verify with both keys: %s", out)
 	}
@@ -366,37 +397,53 @@ func TestClusterTwoNodes(t *testing.T) {
 		t.Fatalf("concurrent approvals: %v, want one 200 and one 404", codes)
 	}
 	for _, n := range []*testNode{a, b} {
-		if !waitFor(5*time.Second, func() bool {
-			return !strings.Contains(postDER(t, op1, n.api()+"/v1/verify", cms), "NO_CERTIFICATE_CHAIN_FOUND")
+		var last string
+		if !waitEvery(clusterWait, 250*time.Millisecond, func() bool {
+			last = postDER(t, op1, n.api()+"/v1/verify", cms)
+			return !strings.Contains(last, "NO_CERTIFICATE_CHAIN_FOUND")
 		}) {
-			t.Errorf("node %s: the new trust anchors do not apply", n.api())
+			t.Errorf("node %s: the new trust anchors do not apply: %s", n.api(), last)
 		}
 	}
 
 	// /readyz follows the database: unreachable, then read-only, then back.
 	c.proxy.cut()
 	for _, n := range []*testNode{a, b} {
-		if !waitFor(10*time.Second, func() bool { return status(n.pub()+"/readyz") == 503 }) {
+		if !waitFor(clusterWait, func() bool { return status(n.pub()+"/readyz") == 503 }) {
 			t.Errorf("%s ready without a database", n.pub())
 		}
 	}
 	c.proxy.up(c.proxy.addr)
 	for _, n := range []*testNode{a, b} {
-		if !waitFor(15*time.Second, func() bool { return status(n.pub()+"/readyz") == 200 }) {
+		if !waitFor(clusterWait, func() bool { return status(n.pub()+"/readyz") == 200 }) {
 			t.Errorf("%s not ready after the database came back", n.pub())
 		}
 	}
 	c.psqlOn(c.admin, `ALTER DATABASE `+c.db+` SET default_transaction_read_only = on`)
 	c.psqlOn(c.admin, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '`+c.db+`' `)
 	for _, n := range []*testNode{a, b} {
-		if !waitFor(10*time.Second, func() bool { return status(n.pub()+"/readyz") == 503 }) {
+		if !waitFor(clusterWait, func() bool { return status(n.pub()+"/readyz") == 503 }) {
 			t.Errorf("%s ready on a read-only database", n.pub())
+		}
+	}
+	// A token-store write on a read-only database is a 503 with Retry-After, as for the other stores.
+	req, _ := http.NewRequest("POST", a.api()+"/v1/registry/facilities", strings.NewReader(`{"facilities":[{"siamId":"SIAM-1001",`+
+		`"name":"Clinic","licenceNumber":"L-1","licenceNotAfter":"2099-01-01T00:00:00Z","licenceStatus":"active"}]}`))
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := op1.Do(req); err != nil {
+		t.Errorf("registry import on a read-only database: %v", err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("registry import on a read-only database: %d (Retry-After %q) %s, want 503 with Retry-After",
+				resp.StatusCode, resp.Header.Get("Retry-After"), body)
 		}
 	}
 	c.psqlOn(c.admin, `ALTER DATABASE `+c.db+` SET default_transaction_read_only = off`)
 	c.psqlOn(c.admin, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '`+c.db+`' `)
 	for _, n := range []*testNode{a, b} {
-		if !waitFor(15*time.Second, func() bool { return status(n.pub()+"/readyz") == 200 }) {
+		if !waitFor(clusterWait, func() bool { return status(n.pub()+"/readyz") == 200 }) {
 			t.Errorf("%s not ready after the database became writable", n.pub())
 		}
 	}

@@ -49,11 +49,11 @@ func newGatewayCmd() *cobra.Command {
 			}
 			roots, err := certPoolFromFile(rootsPath)
 			if err != nil {
-				return fmt.Errorf("--roots %s: %v; give the exchange's root in PEM (curl -o root.pem http://EXCHANGE:8080/ca/root.pem)", rootsPath, err)
+				return fmt.Errorf("--roots %s: %s; give the exchange's root in PEM (curl -o root.pem http://EXCHANGE:8080/ca/root.pem)", rootsPath, plainError(err))
 			}
 			inter, err := readCerts(interPath)
 			if err != nil {
-				return fmt.Errorf("--intermediate %s: %v; give the health intermediate CA in PEM (curl http://EXCHANGE:8080/ca/chain.pem: its first certificate)", interPath, err)
+				return fmt.Errorf("--intermediate %s: %s; give the health intermediate CA in PEM (curl http://EXCHANGE:8080/ca/chain.pem: its first certificate)", interPath, plainError(err))
 			}
 			cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
 			if err != nil {
@@ -244,5 +244,8 @@ func plainError(err error) string {
 		err = u
 	}
 	s := err.Error()
-	return strings.TrimPrefix(s, "open ")
+	for _, p := range []string{"open ", "tls: ", "x509: "} {
+		s = strings.TrimPrefix(s, p)
+	}
+	return s
 }

@@ -146,6 +146,17 @@ func (f *gatewayFixture) waitStatus(t *testing.T, c *http.Client, want int, what
 	}
 }
 
+// waitLog waits (bounded) until the gateway's output holds want: the child's output arrives through a pipe,
+// after the answer the test already has.
+func (f *gatewayFixture) waitLog(t *testing.T, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(f.gwOut.String(), want); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway's output does not say %q:\n%s", want, f.gwOut.String())
+		}
+	}
+}
+
 // TestGatewayRevocationEndToEnd runs `mohr serve` and `mohr gateway run` as a facility's adapter meets them:
 // the gateway states where it reads standing, revocations and renewals from; an adapter token passes; it
 // renews through the gateway's POST /v1/renewal and the new certificate passes at once; a revocation by the RA
@@ -197,15 +208,112 @@ func TestGatewayRevocationEndToEnd(t *testing.T) {
 	if took > 30*time.Second {
 		t.Fatalf("the gateway took %v to refuse a revoked token", took)
 	}
-	if !strings.Contains(f.gwOut.String(), "certificate revoked (reason 1)") {
-		t.Fatalf("the gateway's log does not say why it refused:\n%s", f.gwOut.String())
-	}
+	f.waitLog(t, "certificate revoked (reason 1)")
 
 	// Fail closed: the exchange stops; the feed is silent; the gateway refuses the still-valid old token.
 	f.serve.Process.Signal(syscall.SIGTERM)
 	f.serve.Wait()
 	f.waitStatus(t, c, http.StatusServiceUnavailable, "exchange down")
-	if !strings.Contains(f.gwOut.String(), "cannot read the revocation feed") {
-		t.Fatalf("the gateway does not say the feed is unreachable:\n%s", f.gwOut.String())
+	f.waitLog(t, "cannot read the revocation feed")
+}
+
+// mohrIn runs the binary in dir with no --data-dir and no MOHR_DATA_DIR: as a person who forgot them.
+func mohrIn(t *testing.T, dir string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(mohrBin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "MOHR_DATA_DIR=", "MOHR_CONFIG=")
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return so.String(), se.String(), code
+}
+
+// TestCommandsNeedAnInitialisedDataDir: commands that need the exchange's CA or registry, run without
+// --data-dir / MOHR_DATA_DIR where there is no ./mohr-data, say so and point at both, and create nothing;
+// the same with a --data-dir that holds nothing. The gateway refuses to start without a registry to read
+// standing from.
+func TestCommandsNeedAnInitialisedDataDir(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "facilities.csv"), []byte("siam_id,name,licence_number,licence_status,licence_from,licence_until\nSIAM-10001,H,LIC/1,active,2024-01-01,2030-01-01\n"), 0o600)
+	cmds := [][]string{
+		{"token", "code", "--siam", "SIAM-10001"},
+		{"token", "list"},
+		{"token", "revoke", "0a"},
+		{"facility", "import", "facilities.csv"},
+		{"facility", "sync"},
+		{"cert", "list"},
+		{"crl", "generate", "--out", "crl"},
+		{"gateway", "run", "--upstream", "http://127.0.0.1:9", "--tls-cert", "x.pem", "--tls-key", "x.key", "--roots", "r.pem", "--intermediate", "i.pem"},
+	}
+	for _, args := range cmds {
+		for _, dd := range []string{"", filepath.Join(dir, "empty")} {
+			a := args
+			if dd != "" {
+				a = append([]string{"--data-dir", dd}, args...)
+			}
+			_, se, code := mohrIn(t, dir, a...)
+			name := strings.Join(a, " ")
+			if code == 0 {
+				t.Errorf("%s: succeeded without the exchange's data", name)
+				continue
+			}
+			if args[0] == "gateway" {
+				// The gateway first wants files it can load; each message names the flag and what to give.
+				if !strings.Contains(se, "--roots r.pem") || !strings.Contains(se, "root.pem") || goErrorChain.MatchString(se) {
+					t.Errorf("%s: %s", name, se)
+				}
+				continue
+			}
+			if !strings.Contains(se, "no Mohr data in") || !strings.Contains(se, "--data-dir") || !strings.Contains(se, "MOHR_DATA_DIR") ||
+				!strings.Contains(se, "mohr ca init") || goErrorChain.MatchString(se) {
+				t.Errorf("%s: does not say where the data is missing and what to do:\n%s", name, se)
+			}
+			if dd == "" && !strings.Contains(se, "no --data-dir or MOHR_DATA_DIR was given") {
+				t.Errorf("%s: does not say that no data directory was given:\n%s", name, se)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dir, "mohr-data")); err == nil {
+			t.Fatalf("%s created ./mohr-data", strings.Join(args, " "))
+		}
+		if _, err := os.Stat(filepath.Join(dir, "empty")); err == nil {
+			t.Fatalf("%s created the empty --data-dir", strings.Join(args, " "))
+		}
+	}
+
+	// With loadable files, the gateway gets to its standing source and says the same.
+	dd := t.TempDir()
+	mustMohr(t, dd, "ca", "init", "--dev")
+	chain, key := issueGatewayCert(t, dd)
+	base := []string{"gateway", "run", "--upstream", "http://127.0.0.1:9", "--tls-cert", chain, "--tls-key", key,
+		"--roots", filepath.Join(dd, "ca", "root.pem"), "--intermediate", filepath.Join(dd, "ca", "intermediate.pem")}
+	_, se, code := mohrIn(t, dir, base...)
+	if code == 0 || !strings.Contains(se, "standing") || !strings.Contains(se, "--registry-url") || !strings.Contains(se, "MOHR_DATA_DIR") {
+		t.Fatalf("gateway without a registry: exit %d\n%s", code, se)
+	}
+	// Every refusal of the gateway's set-up reads as an instruction.
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--revocation-feed", "https://127.0.0.1:1/v1/revocations", "--tls-key", filepath.Join(dd, "ca", "root.pem")}, "mohr cert issue --profile tls-server"},
+		{[]string{"--revocation-feed", "http://192.0.2.1:8080/v1/revocations"}, "plain HTTP only on loopback"},
+		{[]string{"--revocation-feed", "ftp://x/v1/revocations"}, "https://EXCHANGE:8443/v1/revocations"},
+		{[]string{}, "--revocation-feed off relies on OCSP alone"},
+		{[]string{"--revocation-feed", "off", "--renewal", "sometimes"}, "give auto"},
+		{[]string{"--revocation-feed", "off", "--upstream", "127.0.0.1:9000"}, "is not an http(s):// address"},
+		{[]string{"--revocation-feed", "off", "--feed-max-lag", "1s", "--feed-interval", "2s"}, "must be longer than"},
+	}
+	for _, c := range cases {
+		_, se, code := mohr(t, dd, append(base, c.args...)...)
+		if code == 0 || !strings.Contains(se, c.want) || goErrorChain.MatchString(se) || !strings.HasPrefix(se, "mohr: ") {
+			t.Errorf("gateway %v: exit %d, want %q:\n%s", c.args, code, c.want, se)
+		}
 	}
 }

@@ -60,7 +60,7 @@ func TestJourneyFacility(t *testing.T) {
 		testenv.Tool(t, tool)
 	}
 	dd := t.TempDir()
-	apiPort, pubPort, adPort := freePort(t), freePort(t), freePort(t)
+	apiPort, pubPort, adPort, gwPort := freePort(t), freePort(t), freePort(t), freePort(t)
 	os.WriteFile(filepath.Join(dd, "mohr.yaml"), []byte(fmt.Sprintf("listen: 127.0.0.1:%d\npublic_listen: 127.0.0.1:%d\n", apiPort, pubPort)), 0o600)
 	mustMohr(t, dd, "ca", "init", "--dev")
 	srv := startServe(t, dd, apiPort)
@@ -69,7 +69,8 @@ func TestJourneyFacility(t *testing.T) {
 	work := t.TempDir()
 	env := append(os.Environ(), "PATH="+filepath.Dir(mohrBin)+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"MOHR_DATA_DIR="+dd, "MOHR_CONFIG=", fmt.Sprintf("HIX=https://127.0.0.1:%d", apiPort),
-		fmt.Sprintf("HIX_PUBLIC=http://127.0.0.1:%d", pubPort), fmt.Sprintf("ADAPTER_LISTEN=127.0.0.1:%d", adPort))
+		fmt.Sprintf("HIX_PUBLIC=http://127.0.0.1:%d", pubPort), fmt.Sprintf("ADAPTER_LISTEN=127.0.0.1:%d", adPort),
+		fmt.Sprintf("GATEWAY_LISTEN=127.0.0.1:%d", gwPort))
 	run := func(script string) (string, string, error) {
 		cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
 		cmd.Dir, cmd.Env = work, env
@@ -98,6 +99,13 @@ func TestJourneyFacility(t *testing.T) {
 	}
 	if strings.Count(out, "active") < 2 || !strings.Contains(out, "pkcs11") || !strings.Contains(out, "software") {
 		t.Fatalf("token list does not show both tokens active:\n%s", out)
+	}
+	// The gateway said where it reads from, passed the token, and refused it after the RA revoked it.
+	for _, want := range []string{"standing: from the facility registry in " + dd, "revocation: following https://127.0.0.1:",
+		"renewal: POST /v1/renewal", `"status":"ok"`, "revoked token", "(keyCompromise)", "after the revocation the gateway answers 403"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("facility journey through the gateway: no %q in\n%s", want, out)
+		}
 	}
 	for _, f := range []string{"chain.pem", "chain-sw.pem"} {
 		b, _ := os.ReadFile(filepath.Join(work, f))

@@ -85,6 +85,9 @@ type node struct {
 	cp       *audit.Checkpointer
 	vkeys    []string // verifier keys of the log's history, the current one included
 	id       string   // this process, in leases
+	// feedFrom is the audit log's size before the node read any shared state: the change feed starts there,
+	// so a change committed by another node while this one starts is applied, never skipped.
+	feedFrom int64
 	vs       atomic.Pointer[verifiers]
 	seal     signing.Seal
 	bundle   *offline.Publisher
@@ -127,6 +130,9 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	}
 	n.closers = append(n.closers, n.st.Close)
 	fail := func(err error) (*node, error) { n.close(); return nil, err }
+	if n.feedFrom, err = n.st.AuditSize(ctx); err != nil {
+		return fail(err)
+	}
 
 	is, err := loadIssuer(ctx, cfg)
 	if err != nil {
@@ -439,17 +445,22 @@ func (n *node) checkpointLoop(ctx context.Context) error {
 // changeFeed follows the audit log and refreshes OCSP responses and CRL shards for changes made outside this
 // process (the CLI, another node): the log is the one ordered record of every state change.
 func (n *node) changeFeed(ctx context.Context) error {
-	next, err := n.st.AuditSize(ctx)
-	if err != nil {
-		return err
-	}
+	next := n.feedFrom
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
+	reloadAnchors := false // a trust-anchor change seen but not applied yet (the database failed): retried each poll
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		}
+		if reloadAnchors {
+			if err := n.reloadTrustAnchors(ctx); err != nil {
+				n.log.Error("trust anchors", "err", err)
+			} else {
+				reloadAnchors = false
+			}
 		}
 		size, err := n.st.AuditSize(ctx)
 		if err != nil || size <= next {
@@ -471,6 +482,7 @@ func (n *node) changeFeed(ctx context.Context) error {
 				case eventTrustAnchors:
 					if err := n.reloadTrustAnchors(ctx); err != nil {
 						n.log.Error("trust anchors", "err", err)
+						reloadAnchors = true
 					}
 				case "cert.issued", revocation.EventRevoked, revocation.EventHeld, revocation.EventReleased:
 					if err := n.ocsp.Update(ctx, e.Event.Subject); err != nil {

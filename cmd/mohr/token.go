@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mohr-hix/mohr/ca"
+	"github.com/mohr-hix/mohr/ca/revocation"
 	"github.com/mohr-hix/mohr/tokens"
 )
 
@@ -302,25 +304,50 @@ func newTokenListCmd() *cobra.Command {
 }
 
 func newTokenRevokeCmd() *cobra.Command {
-	var reason int
-	var actor string
+	var reasonName, actor, certFile string
 	c := &cobra.Command{
-		Use:   "revoke SERIAL",
-		Short: "Revoke a token's certificate with an RFC 5280 reason code (RA)",
-		Args:  cobra.ExactArgs(1),
+		Use:   "revoke [SERIAL]",
+		Short: "Revoke a token's certificate with an RFC 5280 reason (RA); keyCompromise for a lost or stolen token",
+		Example: "  mohr token revoke 1c6907007af448945fc4d662b7c5bed1 --reason keyCompromise\n" +
+			"  mohr token revoke --cert chain.pem --reason cessationOfOperation     # the token whose certificate is in the file",
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var serial string
+			switch {
+			case len(args) == 1 && certFile == "":
+				serial = strings.ToLower(strings.TrimPrefix(strings.ToLower(args[0]), "0x"))
+			case len(args) == 0 && certFile != "":
+				certs, err := readCerts(certFile)
+				if err != nil {
+					return fmt.Errorf("--cert %s: %s; give the token's certificate or chain file (PEM), leaf first", certFile, plainError(err))
+				}
+				serial = ca.SerialHex(certs[0].SerialNumber)
+			default:
+				return errors.New("give the token's serial (mohr token list shows it) or --cert with its certificate file, not both")
+			}
+			r, err := revocation.ParseReason(reasonName)
+			if err == nil {
+				err = revocation.CheckRevocationReason(r)
+			}
+			if err != nil || r == revocation.CertificateHold {
+				return fmt.Errorf("--reason %q: give keyCompromise (lost or stolen), affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn or unspecified; a hold goes through mohr facility sync", reasonName)
+			}
 			svc, err := openTokenService(cmd.Context())
 			if err != nil {
 				return err
 			}
-			if err := svc.Revoke(cmd.Context(), strings.ToLower(args[0]), reason, actor); err != nil {
+			if err := svc.Revoke(cmd.Context(), serial, int(r), actor); err != nil {
+				if errors.Is(err, tokens.ErrNotFound) {
+					return fmt.Errorf("no token with serial %s: mohr token list --siam SIAM-ID shows a facility's tokens", serial)
+				}
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "revoked token %s (reason %d)\n", strings.ToLower(args[0]), reason)
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked token %s (%s): OCSP and the CRL say so now, gateways that follow the exchange refuse it within seconds\n", serial, r)
 			return nil
 		},
 	}
-	c.Flags().IntVar(&reason, "reason", tokens.ReasonCodeUnspecified, "RFC 5280 CRLReason (0 unspecified, 1 keyCompromise, 3 affiliationChanged, 4 superseded, 5 cessationOfOperation)")
+	c.Flags().StringVar(&reasonName, "reason", "unspecified", "RFC 5280 CRLReason, by name or code: keyCompromise (1) for a lost or stolen token, affiliationChanged (3), superseded (4), cessationOfOperation (5)")
+	c.Flags().StringVar(&certFile, "cert", "", "revoke the token whose certificate (or chain, leaf first) is in this PEM file")
 	c.Flags().StringVar(&actor, "actor", "cli:ra", "who is asking, for the audit log")
 	return c
 }

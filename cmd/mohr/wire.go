@@ -90,7 +90,15 @@ type invalidError struct{ error }
 func (e invalidError) Invalid() bool { return true }
 func (e invalidError) Unwrap() error { return e.error }
 
-func invalid(err error) error { return invalidError{err} }
+// invalid marks err as the caller's mistake, unless it says a database was unavailable: that stays a 503 with
+// Retry-After (a 422 would tell the client not to send the same request again).
+func invalid(err error) error {
+	var ua interface{ Unavailable() bool }
+	if errors.As(err, &ua) && ua.Unavailable() || store.Unavailable(err) {
+		return err
+	}
+	return invalidError{err}
+}
 
 func revErr(err error) error {
 	if errors.Is(err, revocation.ErrBadReason) || errors.Is(err, revocation.ErrBadSerial) {
@@ -529,7 +537,7 @@ func openTokenStore(ctx context.Context, cfg *Config, st appStore) (*sqlstore.St
 	if driver == "sqlite" {
 		db.SetMaxOpenConns(1) // one writer; SQLite serialises writers anyway
 	}
-	ts, err := sqlstore.New(ctx, db, sqlstore.Options{Dialect: dialect, AppendAudit: st.AppendAuditTx, Now: cfg.clock()})
+	ts, err := sqlstore.New(ctx, db, sqlstore.Options{Dialect: dialect, AppendAudit: st.AppendAuditTx, Now: cfg.clock(), Unavailable: store.Unavailable})
 	if err != nil {
 		db.Close()
 		return nil, nil, err

@@ -60,3 +60,8 @@ func unavailable(err error) bool {
 	}
 	return false
 }
+
+// Unavailable reports whether err, from this store or from a driver it uses (pgx, modernc SQLite, also
+// through database/sql), says the database is unavailable (see ErrUnavailable): for other stores on the same
+// database, such as the token store, to answer the same way.
+func Unavailable(err error) bool { return errors.Is(err, ErrUnavailable) || unavailable(err) }

@@ -33,6 +33,10 @@ type Options struct {
 	AppendAudit func(ctx context.Context, tx *sql.Tx, ev audit.Event) error
 	// Now is the clock of the schema migration's records; time.Now when nil.
 	Now func() time.Time
+	// Unavailable, when set, recognises more errors of the driver as "database unavailable" (ErrUnavailable)
+	// than the store does by itself (broken connections and the SQLSTATEs of an unreachable or read-only
+	// database), for example SQLite's busy and read-only codes.
+	Unavailable func(error) bool
 }
 
 // Store is a tokens.Store on a *sql.DB.
@@ -40,6 +44,8 @@ type Store struct {
 	db       *sql.DB
 	postgres bool
 	audit    func(ctx context.Context, tx *sql.Tx, ev audit.Event) error
+	// unavailable is Options.Unavailable.
+	unavailable func(error) bool
 }
 
 var (
@@ -119,7 +125,7 @@ var schema = []string{
 
 // New creates the tables if needed and returns a Store.
 func New(ctx context.Context, db *sql.DB, opt Options) (*Store, error) {
-	s := &Store{db: db, audit: opt.AppendAudit}
+	s := &Store{db: db, audit: opt.AppendAudit, unavailable: opt.Unavailable}
 	switch opt.Dialect {
 	case "", "sqlite":
 	case "postgres", "pgx":
@@ -223,7 +229,8 @@ func (s *Store) outbox(ctx context.Context, tx *sql.Tx, ev audit.Event) error {
 }
 
 // AuditOutbox returns the events in the outbox, oldest first (for the composition root and tests).
-func (s *Store) AuditOutbox(ctx context.Context) ([]audit.Event, error) {
+func (s *Store) AuditOutbox(ctx context.Context) (_ []audit.Event, err error) {
+	defer s.mark(&err)
 	rows, err := s.db.QueryContext(ctx, `SELECT at, kind, actor, subject, data FROM tokens_audit_outbox ORDER BY at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("tokens/sqlstore: %w", err)
@@ -247,7 +254,8 @@ func (s *Store) AuditOutbox(ctx context.Context) ([]audit.Event, error) {
 }
 
 // tx runs fn in a transaction with ev appended, committing only if both succeed.
-func (s *Store) tx(ctx context.Context, ev audit.Event, fn func(tx *sql.Tx) error) error {
+func (s *Store) tx(ctx context.Context, ev audit.Event, fn func(tx *sql.Tx) error) (err error) {
+	defer s.mark(&err)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("tokens/sqlstore: begin: %w", err)
@@ -307,7 +315,8 @@ func scanFacility(sc interface{ Scan(...any) error }) (tokens.Facility, error) {
 }
 
 // Facility implements tokens.Store.
-func (s *Store) Facility(ctx context.Context, siamID string) (tokens.Facility, error) {
+func (s *Store) Facility(ctx context.Context, siamID string) (_ tokens.Facility, err error) {
+	defer s.mark(&err)
 	f, err := scanFacility(s.db.QueryRowContext(ctx, s.q(`SELECT `+facilityCols+` FROM tokens_facilities WHERE siam_id = ?`), siamID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return f, fmt.Errorf("tokens/sqlstore: facility %s: %w", siamID, tokens.ErrNotFound)
@@ -319,7 +328,8 @@ func (s *Store) Facility(ctx context.Context, siamID string) (tokens.Facility, e
 }
 
 // Facilities implements tokens.Store.
-func (s *Store) Facilities(ctx context.Context) ([]tokens.Facility, error) {
+func (s *Store) Facilities(ctx context.Context) (_ []tokens.Facility, err error) {
+	defer s.mark(&err)
 	rows, err := s.db.QueryContext(ctx, `SELECT `+facilityCols+` FROM tokens_facilities ORDER BY siam_id`)
 	if err != nil {
 		return nil, fmt.Errorf("tokens/sqlstore: %w", err)
@@ -409,7 +419,8 @@ func (s *Store) PutPhysicians(ctx context.Context, ps []tokens.Physician, ev aud
 }
 
 // PhysicianHistory implements tokens.PhysicianHistory.
-func (s *Store) PhysicianHistory(ctx context.Context, nationalCode string) ([]tokens.StandingChange, error) {
+func (s *Store) PhysicianHistory(ctx context.Context, nationalCode string) (_ []tokens.StandingChange, err error) {
+	defer s.mark(&err)
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT seq, council_no, status, valid_from, valid_until, effective_at, recorded_at, actor
 		FROM tokens_physician_history WHERE national_code = ? ORDER BY effective_at, seq`), nationalCode)
 	if err != nil {
@@ -447,14 +458,15 @@ func (s *Store) PhysicianByCouncil(ctx context.Context, councilNo string) (token
 }
 
 // physicianWhere looks a physician up by one of two fixed columns (never caller text in the SQL).
-func (s *Store) physicianWhere(ctx context.Context, column, value string) (tokens.Physician, error) {
+func (s *Store) physicianWhere(ctx context.Context, column, value string) (_ tokens.Physician, err error) {
+	defer s.mark(&err)
 	if column != "national_code" && column != "council_no" {
 		return tokens.Physician{}, fmt.Errorf("tokens/sqlstore: bad physician column")
 	}
 	var p tokens.Physician
 	var st string
 	var vf, vu int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT national_code, council_no, name, specialty, status, valid_from, valid_until
+	err = s.db.QueryRowContext(ctx, s.q(`SELECT national_code, council_no, name, specialty, status, valid_from, valid_until
 		FROM tokens_physicians WHERE `+column+` = ?`), value).Scan(&p.NationalCode, &p.CouncilNo, &p.Name, &p.Specialty, &st, &vf, &vu)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, fmt.Errorf("tokens/sqlstore: physician: %w", tokens.ErrNotFound)
@@ -483,12 +495,13 @@ func (s *Store) AddEnrolmentCode(ctx context.Context, c tokens.EnrolmentCode, ev
 }
 
 // EnrolmentCode implements tokens.Store.
-func (s *Store) EnrolmentCode(ctx context.Context, id string) (tokens.EnrolmentCode, error) {
+func (s *Store) EnrolmentCode(ctx context.Context, id string) (_ tokens.EnrolmentCode, err error) {
+	defer s.mark(&err)
 	var c tokens.EnrolmentCode
 	var h string
 	var ca, ea int64
 	var ua sql.NullInt64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, hash, siam_id, created_by, created_at, expires_at, used_at
+	err = s.db.QueryRowContext(ctx, s.q(`SELECT id, hash, siam_id, created_by, created_at, expires_at, used_at
 		FROM tokens_enrolment_codes WHERE id = ?`), id).Scan(&c.ID, &h, &c.SIAMID, &c.CreatedBy, &ca, &ea, &ua)
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, fmt.Errorf("tokens/sqlstore: enrolment code: %w", tokens.ErrNotFound)
@@ -558,7 +571,8 @@ func scanToken(sc interface{ Scan(...any) error }) (tokens.Token, error) {
 }
 
 // Token implements tokens.Store.
-func (s *Store) Token(ctx context.Context, serial string) (tokens.Token, error) {
+func (s *Store) Token(ctx context.Context, serial string) (_ tokens.Token, err error) {
+	defer s.mark(&err)
 	t, err := scanToken(s.db.QueryRowContext(ctx, s.q(`SELECT `+tokenCols+` FROM tokens_tokens WHERE serial = ?`), strings.ToLower(serial)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, fmt.Errorf("tokens/sqlstore: token %s: %w", serial, tokens.ErrNotFound)
@@ -570,9 +584,9 @@ func (s *Store) Token(ctx context.Context, serial string) (tokens.Token, error) 
 }
 
 // Tokens implements tokens.Store.
-func (s *Store) Tokens(ctx context.Context, siamID string) ([]tokens.Token, error) {
+func (s *Store) Tokens(ctx context.Context, siamID string) (_ []tokens.Token, err error) {
+	defer s.mark(&err)
 	var rows *sql.Rows
-	var err error
 	if siamID == "" {
 		rows, err = s.db.QueryContext(ctx, `SELECT `+tokenCols+` FROM tokens_tokens ORDER BY siam_id, not_before, serial`)
 	} else {
@@ -616,7 +630,8 @@ func (s *Store) AppendAudit(ctx context.Context, ev audit.Event) error { return 
 // nodes draining at once take different events; SQLite has one writer), appends each with appendAudit inside
 // that transaction and deletes them. Either the events are in the log and gone from the outbox, or neither.
 // Each event's data carries its outbox id ("outbox_id"). It returns how many events it moved.
-func (s *Store) DrainAuditOutbox(ctx context.Context, appendAudit func(context.Context, *sql.Tx, audit.Event) error) (int, error) {
+func (s *Store) DrainAuditOutbox(ctx context.Context, appendAudit func(context.Context, *sql.Tx, audit.Event) error) (_ int, err error) {
+	defer s.mark(&err)
 	total := 0
 	for {
 		n, err := s.drainBatch(ctx, appendAudit)
