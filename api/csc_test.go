@@ -37,9 +37,12 @@ type cscEnv struct {
 	st   *remote.SQLStore
 	cred remote.Credential
 	auth *softauthn.Authenticator
+	op   *hsm.Opener
 }
 
-func newCSCEnv(t *testing.T) *cscEnv {
+func newCSCEnv(t *testing.T) *cscEnv { return newCSCEnvTB(t) }
+
+func newCSCEnvTB(t testing.TB) *cscEnv {
 	t.Helper()
 	module, pin := testenv.SoftHSM(t, cscToken)
 	pinFile := filepath.Join(t.TempDir(), "pin")
@@ -85,11 +88,11 @@ func newCSCEnv(t *testing.T) *cscEnv {
 	if err := svc.FinishPasskeyRegistration(context.Background(), ra, cred.ID, reg.ID, resp); err != nil {
 		t.Fatal(err)
 	}
-	return &cscEnv{testEnv: e, svc: svc, st: st, cred: cred, auth: a}
+	return &cscEnv{testEnv: e, svc: svc, st: st, cred: cred, auth: a, op: op}
 }
 
 // issueRemoteCert issues a physician-signing certificate with the remote-signing policy from the test CA.
-func issueRemoteCert(t *testing.T, ca *testCA, r remote.IssueRequest) *x509.Certificate {
+func issueRemoteCert(t testing.TB, ca *testCA, r remote.IssueRequest) *x509.Certificate {
 	t.Helper()
 	ca.next++
 	phys, _ := x509.OIDFromInts([]uint64{2, 999, 1742, 2, 3})

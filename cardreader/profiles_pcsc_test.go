@@ -93,6 +93,18 @@ func TestCouncilCardThroughPCSC(t *testing.T) {
 			if err := cc.WriteCertificate(ctx, cardreader.SlotSign, pinFunc("4321", nil), certs[0]); !errors.Is(err, keys.ErrKeyMismatch) {
 				t.Errorf("writing the old certificate: %v, want ErrKeyMismatch", err)
 			}
+			// The new key signs its own certificate request before it has a certificate (UncertifiedKey).
+			proof, err := cc.UncertifiedKey(ctx, cardreader.SlotSign, pinFunc("4321", nil))
+			if err != nil {
+				t.Fatalf("UncertifiedKey: %v", err)
+			}
+			csr, err := x509.CreateCertificateRequest(nil, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "csr"}}, proof)
+			if err != nil {
+				t.Fatalf("CSR signed on the card: %v", err)
+			}
+			if req, err := x509.ParseCertificateRequest(csr); err != nil || req.CheckSignature() != nil || !req.PublicKey.(*ecdsa.PublicKey).Equal(pub) {
+				t.Fatalf("the card's CSR does not verify with the new key: %v", err)
+			}
 			iss := vc.Issuer()
 			tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "re-enrolled", SerialNumber: "IDCIR-0499370899"},
 				NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageContentCommitment}

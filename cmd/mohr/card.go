@@ -360,6 +360,12 @@ func newCardSignCmd() *cobra.Command {
 					return err
 				}
 				if signer, err = cc.Key(ctx, cardreader.KeySlot(key), pin); err != nil {
+					switch {
+					case errors.Is(err, cardreader.ErrNotFound):
+						return fmt.Errorf("the card's %s key has no certificate (a key was generated and never certified): enrol the card at the RA desk (mohr card enrol)", key)
+					case errors.Is(err, keys.ErrKeyMismatch):
+						return fmt.Errorf("the certificate in the card's %s slot does not hold the card's key: enrol the card at the RA desk (mohr card enrol)", key)
+					}
 					return err
 				}
 			case cardreader.ProfilePIV:
@@ -379,6 +385,9 @@ func newCardSignCmd() *cobra.Command {
 			}
 			sig, err := signer.Sign(nil, digest, crypto.SHA256)
 			if err != nil {
+				if pe := cardPINError(err, "nothing was signed"); pe != nil {
+					return pe
+				}
 				return err
 			}
 			if out != "" {

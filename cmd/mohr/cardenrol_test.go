@@ -248,4 +248,15 @@ func TestCardEnrol(t *testing.T) {
 	if code == 0 || !strings.Contains(se, "issuance refused") || !strings.Contains(se, "run mohr card enrol again") || goErrorChain.MatchString(se) {
 		t.Fatalf("auditor credential: exit %d\n%s", code, se)
 	}
+	// That left a new signing key without a certificate: card sign says what to do, and show flags it.
+	if _, se, code := mohr(t, dd, "card", "sign", "--in", doc, "--pin-file", filepath.Join(work, "pin.txt")); code == 0 || !strings.Contains(se, "has no certificate") || !strings.Contains(se, "mohr card enrol") {
+		t.Fatalf("card sign with an uncertified key: exit %d\n%s", code, se)
+	}
+	if show := mustMohr(t, dd, "card", "show"); !strings.Contains(show, "no certificate in this slot") {
+		t.Fatalf("card show with an uncertified key:\n%s", show)
+	}
+	// A wrong PIN at card sign: the tries left.
+	if _, se, code := mohr(t, dd, "card", "sign", "--key", "auth", "--in", doc, "--pin-file", filepath.Join(work, "bad-pin.txt")); code == 0 || !strings.Contains(se, "wrong PIN: 2 tries left") {
+		t.Fatalf("card sign with a wrong PIN: exit %d\n%s", code, se)
+	}
 }

@@ -37,14 +37,18 @@ func TestJourneyPhysician(t *testing.T) {
 	defer func() { srv.Process.Signal(syscall.SIGTERM); srv.Wait() }()
 
 	work := t.TempDir()
-	cmd := exec.Command("bash", "-euo", "pipefail", "-c", journeyScript(t, "Physician journey"))
+	// The prelude ends whatever the journey started in the background (the simulated cards, the agent) when
+	// the shell ends, also when it is terminated: the shell gets SIGTERM if this test binary dies (Pdeathsig,
+	// e.g. on a test time-out, when no cleanup runs), so no orphaned card keeps a vpcd reader from other tests.
+	prelude := "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT; trap 'exit 143' TERM INT\n"
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", prelude+journeyScript(t, "Physician journey"))
 	cmd.Dir = work
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(mohrBin)+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"MOHR_DATA_DIR="+dd, "MOHR_CONFIG=", "MOHR_CARD_PIN=", "MOHR_CARD_PIN_FILE=", fmt.Sprintf("HIX=https://127.0.0.1:%d", apiPort),
 		fmt.Sprintf("HIX_PUBLIC=http://127.0.0.1:%d", pubPort), fmt.Sprintf("AGENT_LISTEN=127.0.0.1:%d", agentPort))
 	// Its own process group: whatever the journey leaves running (the simulated cards, the agent) is ended
 	// with it, even when a step fails.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	if err := cmd.Start(); err != nil {
