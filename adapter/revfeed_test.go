@@ -219,3 +219,43 @@ func TestRevocationFollower(t *testing.T) {
 	}
 	_ = reported
 }
+
+// FuzzRevocationFeedPage feeds arbitrary answers to HTTPRevocationSource: each is either refused as
+// ErrRevocationUnknown (the gateway then fails closed) or decoded into a page whose changes re-encode and decode
+// to the same values.
+func FuzzRevocationFeedPage(f *testing.F) {
+	f.Add([]byte(`{"next":7,"changes":[]}`))
+	f.Add([]byte(`{"next":9,"changes":[{"seq":8,"serial":"0a","status":"revoked","reason":1,"revokedAt":"2026-12-03T12:00:00Z","notAfter":"2027-01-01T00:00:00Z"}]}`))
+	f.Add([]byte(`{"changes":[]}`))
+	f.Add([]byte(`{"next":null}`))
+	f.Add([]byte(`[]`))
+	var body atomic.Pointer[[]byte]
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(*body.Load()) }))
+	defer srv.Close()
+	src := &adapter.HTTPRevocationSource{URL: srv.URL}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		body.Store(&b)
+		next, changes, err := src.Changes(context.Background(), 3)
+		if err != nil {
+			if !errors.Is(err, adapter.ErrRevocationUnknown) {
+				t.Fatalf("error not ErrRevocationUnknown: %v", err)
+			}
+			return
+		}
+		enc, err := json.Marshal(changes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var again []adapter.RevocationChange
+		if err := json.Unmarshal(enc, &again); err != nil || len(again) != len(changes) {
+			t.Fatalf("changes do not round-trip: %v", err)
+		}
+		for i := range again {
+			a, c := again[i], changes[i]
+			if a.Seq != c.Seq || a.Serial != c.Serial || a.Status != c.Status || a.Reason != c.Reason || !a.RevokedAt.Equal(c.RevokedAt) || !a.NotAfter.Equal(c.NotAfter) {
+				t.Fatalf("change %d differs after a round trip: %+v vs %+v", i, a, c)
+			}
+		}
+		_ = next
+	})
+}

@@ -200,7 +200,7 @@ func (f fakeTokens) Enrol(_ context.Context, _ string, _ []byte, kind string) (T
 func (f fakeTokens) Tokens(_ context.Context, siam string) ([]Token, error) {
 	return []Token{{ID: "tok1", SIAMID: siam, Kind: "software", Status: "active"}}, f.r.rec("Tokens.Tokens")
 }
-func (f fakeTokens) RevokeToken(context.Context, string, string, string) error {
+func (f fakeTokens) RevokeToken(context.Context, string, string, int, string) error {
 	return f.r.rec("Tokens.RevokeToken")
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/pem"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -112,11 +114,16 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, malformed("tokenID is not a token id"))
 		return
 	}
-	if err := s.svc.Tokens.RevokeToken(r.Context(), siam, tokenID, actor(r)); err != nil {
+	reason, err := tokenRevokeReason(r.URL.Query().Get("reason"))
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"siamId": siam, "id": tokenID, "status": "revoked"})
+	if err := s.svc.Tokens.RevokeToken(r.Context(), siam, tokenID, reason, actor(r)); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"siamId": siam, "id": tokenID, "status": "revoked", "reason": reason})
 }
 
 func (s *Server) handleRenewal(w http.ResponseWriter, r *http.Request) {
@@ -147,4 +154,23 @@ func (s *Server) handleRenewal(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// reasonNames are the RFC 5280 §5.3.1 names of endEntityReasons, as a facility gives them when it revokes its
+// own token (keyCompromise for a lost or stolen one).
+var reasonNames = map[string]int{"unspecified": 0, "keyCompromise": 1, "affiliationChanged": 3, "superseded": 4,
+	"cessationOfOperation": 5, "privilegeWithdrawn": 9}
+
+// tokenRevokeReason reads the reason query parameter of a token revocation: an RFC 5280 name or code of an
+// end-entity reason; absent, cessationOfOperation (the facility stops using the token).
+func tokenRevokeReason(q string) (int, error) {
+	if q == "" {
+		return reasonNames["cessationOfOperation"], nil
+	}
+	for name, code := range reasonNames {
+		if strings.EqualFold(q, name) || q == strconv.Itoa(code) {
+			return code, nil
+		}
+	}
+	return 0, malformed("reason must be one of keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn, unspecified (or its RFC 5280 code)")
 }

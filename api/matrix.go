@@ -176,6 +176,7 @@ var routes = []*route{
 		needs: func(s *Services) bool { return s.Tokens != nil }, handle: (*Server).handleListTokens},
 	{method: "POST", pattern: "/v1/facilities/{siamID}/tokens/{tokenID}/revoke", op: "revokeToken", summary: "Revoke an adapter token", tag: "tokens",
 		roles: with(roles(caStaff...), RoleFacility, own), ownParam: "siamID", respType: ctJSON, okStatus: 200,
+		query: []queryParam{{name: "reason", desc: "RFC 5280 reason by name or code: keyCompromise for a lost or stolen token; default cessationOfOperation"}},
 		needs: func(s *Services) bool { return s.Tokens != nil }, handle: (*Server).handleRevokeToken},
 
 	// Registries.

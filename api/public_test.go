@@ -128,3 +128,21 @@ func TestRevocationFeedQuery(t *testing.T) {
 		checkProblem(t, r, http.StatusBadRequest)
 	}
 }
+
+// TestRevokeTokenReason: a facility revoking its own token gives the reason (keyCompromise for a stolen one) by
+// name or code; without one it is cessationOfOperation; a hold, removeFromCRL or an unknown name is refused
+// (400) before the token service is called.
+func TestRevokeTokenReason(t *testing.T) {
+	e := newEnv(t, nil)
+	path := "/v1/facilities/" + testSIAM + "/tokens/tok1/revoke"
+	for q, want := range map[string]float64{"": 5, "?reason=keyCompromise": 1, "?reason=keycompromise": 1, "?reason=1": 1, "?reason=superseded": 4} {
+		r := e.do(string(RoleFacility), "POST", path+q, "", nil)
+		var got map[string]any
+		if r.status != 200 || json.Unmarshal(r.body, &got) != nil || got["reason"] != want {
+			t.Fatalf("%q: %d %s, want reason %v", q, r.status, r.body, want)
+		}
+	}
+	for _, q := range []string{"?reason=certificateHold", "?reason=6", "?reason=8", "?reason=stolen", "?reason=-1"} {
+		checkProblem(t, e.do(string(RoleFacility), "POST", path+q, "", nil), http.StatusBadRequest)
+	}
+}

@@ -121,7 +121,8 @@ type TokenService interface {
 	// credential: it must be single-use, short-lived and compared in constant time.
 	Enrol(ctx context.Context, code string, csrDER []byte, kind string) (Token, error)
 	Tokens(ctx context.Context, siamID string) ([]Token, error)
-	RevokeToken(ctx context.Context, siamID, tokenID, actor string) error
+	// RevokeToken revokes a token's certificate with an RFC 5280 CRLReason (an end-entity reason).
+	RevokeToken(ctx context.Context, siamID, tokenID string, reason int, actor string) error
 }
 
 // TokenRenewer renews a facility's adapter token: current is the caller's verified client certificate (its

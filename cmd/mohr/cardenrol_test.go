@@ -259,4 +259,11 @@ func TestCardEnrol(t *testing.T) {
 	if _, se, code := mohr(t, dd, "card", "sign", "--key", "auth", "--in", doc, "--pin-file", filepath.Join(work, "bad-pin.txt")); code == 0 || !strings.Contains(se, "wrong PIN: 2 tries left") {
 		t.Fatalf("card sign with a wrong PIN: exit %d\n%s", code, se)
 	}
+	// Down to blocked: each enrolment attempt says so, and a blocked card is refused before anything is done.
+	for _, want := range []string{"wrong PIN: 1 tries left", "PIN is blocked", "PIN is blocked: the card must be unblocked by its issuer (nothing on the card was changed)"} {
+		_, se, code := mohr(t, dd, append(append([]string{}, enrol...), "--id-issuers", idIssuers, "--pin-file", filepath.Join(work, "bad-pin.txt"))...)
+		if code == 0 || !strings.Contains(se, want) || goErrorChain.MatchString(se) {
+			t.Fatalf("enrolment with a wrong PIN (want %q): exit %d\n%s", want, code, se)
+		}
+	}
 }

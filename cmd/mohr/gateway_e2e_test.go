@@ -297,6 +297,19 @@ func TestCommandsNeedAnInitialisedDataDir(t *testing.T) {
 	if code == 0 || !strings.Contains(se, "standing") || !strings.Contains(se, "--registry-url") || !strings.Contains(se, "MOHR_DATA_DIR") {
 		t.Fatalf("gateway without a registry: exit %d\n%s", code, se)
 	}
+	// The gateway's certificate: --chain-out writes leaf, intermediate and root; a common name that is not one
+	// of the names is refused with why; the default listen address is loopback and not serve's.
+	if b, _ := os.ReadFile(chain); bytes.Count(b, []byte("BEGIN CERTIFICATE")) != 3 {
+		t.Fatalf("cert issue --chain-out wrote %d certificates, want 3", bytes.Count(b, []byte("BEGIN CERTIFICATE")))
+	}
+	csr := writeCSR(t, dd, "gw2", mustKey(t))
+	_, se, code = mohr(t, dd, "cert", "issue", "--profile", "tls-server", "--name", "gateway", "--dns", "localhost", "--csr", csr)
+	if code == 0 || !strings.Contains(se, "must repeat one of them") || !strings.Contains(se, "--dns") {
+		t.Fatalf("tls-server with a CN not among its names: exit %d\n%s", code, se)
+	}
+	if help, _, _ := mohr(t, dd, "gateway", "run", "--help"); !strings.Contains(help, `"127.0.0.1:9443"`) || defaultGatewayListen == defaultListen || defaultGatewayListen == defaultPublicListen {
+		t.Fatalf("gateway default listen: %s\n%s", defaultGatewayListen, help)
+	}
 	// Every refusal of the gateway's set-up reads as an instruction.
 	cases := []struct {
 		args []string
@@ -316,4 +329,13 @@ func TestCommandsNeedAnInitialisedDataDir(t *testing.T) {
 			t.Errorf("gateway %v: exit %d, want %q:\n%s", c.args, code, c.want, se)
 		}
 	}
+}
+
+func mustKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

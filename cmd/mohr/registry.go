@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mohr-hix/mohr/ca/revocation"
 	"github.com/mohr-hix/mohr/tokens"
 )
 
@@ -58,13 +59,14 @@ func newFacilityCmd() *cobra.Command {
 					fmt.Fprintln(cmd.ErrOrStderr(), "sync:", err)
 					return
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s checked %d, updated %d\n", time.Now().UTC().Format(time.RFC3339), rep.Checked, rep.Updated)
+				w := cmd.OutOrStdout()
+				refreshed := "from the imported registry"
+				if url != "" {
+					refreshed = fmt.Sprintf("%d records refreshed from %s", rep.Updated, url)
+				}
+				fmt.Fprintf(w, "%s checked %d facilities (%s); %d token changes\n", time.Now().UTC().Format(time.RFC3339), rep.Checked, refreshed, len(rep.Actions))
 				for _, a := range rep.Actions {
-					status := "ok"
-					if a.Err != nil {
-						status = a.Err.Error()
-					}
-					fmt.Fprintf(cmd.OutOrStdout(), "  %s %s %s (%s, reason %d): %s\n", a.Did, a.SIAMID, a.Serial, a.Reason, a.Code, status)
+					fmt.Fprintf(w, "  %s\n", describeSyncAction(a))
 				}
 			}
 			if every <= 0 {
@@ -130,4 +132,23 @@ func newImportCmd[T any](what string, parseCSV, parseJSON func(io.Reader) ([]T, 
 	imp.Flags().StringVar(&format, "format", "", "csv or json (default: from the file extension)")
 	imp.Flags().StringVar(&actor, "actor", "cli:ra", "who is importing, for the audit log")
 	return imp
+}
+
+// describeSyncAction says in a line what the sync did to one token and why.
+func describeSyncAction(a tokens.Action) string {
+	if a.Err != nil {
+		return fmt.Sprintf("could not %s token %s of %s (%s): %v; the next sync tries again", a.Did, a.Serial, a.SIAMID, a.Reason, a.Err)
+	}
+	var what string
+	switch a.Did {
+	case "hold":
+		what = fmt.Sprintf("put token %s of %s on hold (certificateHold): %s; released when the registry shows it in good standing again", a.Serial, a.SIAMID, a.Reason)
+	case "revoke":
+		what = fmt.Sprintf("revoked token %s of %s (%s): %s; the facility enrols again once the registry is right", a.Serial, a.SIAMID, revocation.Reason(a.Code), a.Reason)
+	case "release":
+		what = fmt.Sprintf("released token %s of %s from hold: the facility is in good standing again", a.Serial, a.SIAMID)
+	default:
+		what = fmt.Sprintf("%s token %s of %s", a.Did, a.Serial, a.SIAMID)
+	}
+	return what
 }

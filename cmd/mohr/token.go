@@ -15,6 +15,7 @@ import (
 
 	"github.com/mohr-hix/mohr/ca"
 	"github.com/mohr-hix/mohr/ca/revocation"
+	"github.com/mohr-hix/mohr/hsm"
 	"github.com/mohr-hix/mohr/tokens"
 )
 
@@ -100,6 +101,10 @@ func newTokenKeygenCmd() *cobra.Command {
 			var csr *x509.CertificateRequest
 			if uri != "" {
 				key, err := hsmOpener().GenerateKey(ctx, uri, "EC-P256")
+				if errors.Is(err, hsm.ErrExists) {
+					// Re-keying after a revocation or for a second token: the old key keeps its label.
+					return fmt.Errorf("the token already holds a key or certificate labelled as in --pkcs11 %s (an earlier token's): give the new key its own label (for example object=adapter-2 in the URI, then use that URI for redeem, install and adapter run), or delete the old objects first with pkcs11-tool --delete-object if that token is revoked for good", redactURI(uri))
+				}
 				if err != nil {
 					return err
 				}

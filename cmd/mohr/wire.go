@@ -376,7 +376,7 @@ func (t tokenAPI) Tokens(ctx context.Context, siamID string) ([]api.Token, error
 	return out, nil
 }
 
-func (t tokenAPI) RevokeToken(ctx context.Context, siamID, tokenID, actor string) error {
+func (t tokenAPI) RevokeToken(ctx context.Context, siamID, tokenID string, reason int, actor string) error {
 	tok, err := t.st.Token(ctx, tokenID)
 	if err != nil {
 		return err
@@ -384,7 +384,7 @@ func (t tokenAPI) RevokeToken(ctx context.Context, siamID, tokenID, actor string
 	if tok.SIAMID != siamID {
 		return fmt.Errorf("%w: token %s", ca.ErrNotFound, tokenID) // another facility's token does not exist for you
 	}
-	return t.svc.Revoke(ctx, tokenID, int(revocation.CessationOfOperation), actor)
+	return t.svc.Revoke(ctx, tokenID, reason, actor)
 }
 
 func toAPIToken(t tokens.Token, der []byte) api.Token {
