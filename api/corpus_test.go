@@ -26,8 +26,8 @@ func (c corpusVerifier) Verify(ctx context.Context, der []byte) ([]byte, error) 
 
 type corpusBatch struct{ b *signing.BatchVerifier }
 
-func (c corpusBatch) VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer) error {
-	_, err := c.b.VerifyNDJSON(ctx, r, w)
+func (c corpusBatch) VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer, opt BatchOptions) error {
+	_, err := c.b.VerifyNDJSONWith(ctx, r, w, signing.BatchOptions{FromLine: opt.FromLine})
 	return err
 }
 
@@ -103,9 +103,22 @@ func TestCorpusThroughAPI(t *testing.T) {
 	}
 	n := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(r.body)), "\n") {
-		var rep struct{ Name, Indication, SubIndication string }
+		var rep struct {
+			Name, Indication, SubIndication string
+			Line                            int
+			Summary                         *struct{ Lines, Documents int }
+		}
 		if err := json.Unmarshal([]byte(line), &rep); err != nil {
 			t.Fatal(err)
+		}
+		if rep.Summary != nil { // the closing line
+			if rep.Summary.Lines != len(want) {
+				t.Errorf("summary %s", line)
+			}
+			continue
+		}
+		if rep.Line != n+1 {
+			t.Errorf("result %d is for line %d", n+1, rep.Line)
 		}
 		if got := rep.Indication + "/" + rep.SubIndication; got != want[rep.Name] {
 			t.Errorf("batch %s: got %s, want %s", rep.Name, got, want[rep.Name])

@@ -160,9 +160,13 @@ func (f fakeVerifier) Verify(context.Context, []byte) ([]byte, error) {
 	return []byte(`{"indication":"TOTAL_PASSED"}`), f.r.rec("Verify")
 }
 
+func (f fakeVerifier) VerifySealed(context.Context, []byte) ([]byte, []byte, error) {
+	return []byte("sealed-report"), []byte(`{"indication":"TOTAL_PASSED"}`), f.r.rec("VerifySealed")
+}
+
 type fakeBatch struct{ r *recorder }
 
-func (f fakeBatch) VerifyNDJSON(ctx context.Context, in io.Reader, out io.Writer) error {
+func (f fakeBatch) VerifyNDJSON(ctx context.Context, in io.Reader, out io.Writer, _ BatchOptions) error {
 	if err := f.r.rec("Batch"); err != nil {
 		return err
 	}
@@ -219,6 +223,10 @@ func (f fakeRegistry) ImportPhysicians(_ context.Context, recs []PhysicianRecord
 func (f fakeRegistry) FacilityStanding(_ context.Context, id string) (Standing, error) {
 	return Standing{ID: id, Status: "good", CheckedAt: testNow}, f.r.rec("Registry.FacilityStanding")
 }
+func (f fakeRegistry) PhysicianHistory(_ context.Context, id string) (RegistrationHistory, error) {
+	return RegistrationHistory{CouncilNumber: id, Status: "active", CheckedAt: testNow}, f.r.rec("Registry.PhysicianHistory")
+}
+
 func (f fakeRegistry) PhysicianStanding(_ context.Context, id string) (Standing, error) {
 	return Standing{ID: id, Status: "good", CheckedAt: testNow}, f.r.rec("Registry.PhysicianStanding")
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 )
 
 // writeJSON writes v with status.
@@ -48,10 +49,16 @@ type whoami struct {
 	SIAMID        string `json:"siamId,omitempty"`
 	NationalCode  string `json:"nationalCode,omitempty"`
 	CouncilNumber string `json:"councilNumber,omitempty"`
+	// Name and Organisation are the certificate's subject CN and O (an insurer or pharmacy names itself there).
+	Name         string `json:"name,omitempty"`
+	Organisation string `json:"organisation,omitempty"`
 }
 
 func (s *Server) handleWhoami(w http.ResponseWriter, r *http.Request) {
 	id, _ := IdentityFrom(r.Context())
-	writeJSON(w, http.StatusOK, whoami{Role: id.Role, Subject: id.Subject, SIAMID: id.SIAMID,
-		NationalCode: id.NationalCode, CouncilNumber: id.CouncilNumber})
+	wi := whoami{Role: id.Role, Subject: id.Subject, SIAMID: id.SIAMID, NationalCode: id.NationalCode, CouncilNumber: id.CouncilNumber}
+	if id.Cert != nil {
+		wi.Name, wi.Organisation = id.Cert.Subject.CommonName, strings.Join(id.Cert.Subject.Organization, ", ")
+	}
+	writeJSON(w, http.StatusOK, wi)
 }

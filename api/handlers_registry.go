@@ -153,3 +153,17 @@ func (s *Server) handlePhysicianStanding(w http.ResponseWriter, r *http.Request)
 	}
 	writeJSON(w, http.StatusOK, st)
 }
+
+func (s *Server) handlePhysicianHistory(w http.ResponseWriter, r *http.Request) {
+	n, err := ids.CouncilNumber(chi.URLParam(r, "councilNumber"))
+	if err != nil {
+		s.fail(w, r, malformed("councilNumber is not a medical-council number"))
+		return
+	}
+	h, err := s.svc.Registry.PhysicianHistory(r.Context(), n)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, h)
+}

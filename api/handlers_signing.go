@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -74,6 +75,35 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
 	writeBytes(w, http.StatusOK, ctJSON, report)
 }
 
+// handleVerifySealed answers the validation report sealed by the exchange (application/cms).
+func (s *Server) handleVerifySealed(w http.ResponseWriter, r *http.Request) {
+	sv, ok := s.svc.Verifier.(SealingVerifier)
+	if !ok { // the route's needs already refused this; keep the handler safe on its own
+		s.problem(w, probNotImplemented, "")
+		return
+	}
+	body, err := readAll(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sealed, report, err := sv.VerifySealed(r.Context(), body)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var ind struct {
+		Indication string `json:"indication"`
+	}
+	if json.Unmarshal(report, &ind) != nil || len(sealed) == 0 {
+		s.fail(w, r, errBadReport)
+		return
+	}
+	s.metrics.verified("api", ind.Indication)
+	w.Header().Set("Cache-Control", "no-store")
+	writeBytes(w, http.StatusOK, ctCMS, sealed)
+}
+
 // flushWriter flushes after every write, so reports stream to the client as they are made.
 type flushWriter struct {
 	bw      *bufio.Writer
@@ -104,6 +134,9 @@ func (f *flushWriter) flush() {
 // access log records the error.
 func (s *Server) handleVerifyBatch(w http.ResponseWriter, r *http.Request) {
 	fw := &flushWriter{w: w, rc: http.NewResponseController(w)}
+	// Answers stream back while the request's lines still arrive; HTTP/2 is full duplex already, HTTP/1.1
+	// needs asking (without it net/http may close the body at the first answer).
+	_ = fw.rc.EnableFullDuplex()
 	fw.bw = bufio.NewWriterSize(writerFunc(func(p []byte) (int, error) {
 		n, err := w.Write(p)
 		if err == nil {
@@ -111,7 +144,16 @@ func (s *Server) handleVerifyBatch(w http.ResponseWriter, r *http.Request) {
 		}
 		return n, err
 	}), 32*kib)
-	err := s.svc.Batch.VerifyNDJSON(r.Context(), r.Body, fw)
+	var opt BatchOptions
+	if v := r.URL.Query().Get("from_line"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			s.fail(w, r, malformed("from_line must be a line number (1 or more)"))
+			return
+		}
+		opt.FromLine = n
+	}
+	err := s.svc.Batch.VerifyNDJSON(r.Context(), r.Body, fw, opt)
 	if err != nil && !fw.started && errors.Is(err, bufio.ErrTooLong) {
 		// One NDJSON line is longer than the batch verifier reads (a whole signature per line): the request,
 		// not the server, is at fault (RFC 9110 §15.5.14).

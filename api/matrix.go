@@ -193,6 +193,13 @@ var routes = []*route{
 		roles: with(roles(RoleOperator, RoleRAOfficer, RoleAuditor, RolePharmacy), RolePhysician, own), ownParam: "councilNumber",
 		respType: ctJSON, okStatus: 200,
 		needs: func(s *Services) bool { return s.Registry != nil }, handle: (*Server).handlePhysicianStanding},
+	// The standing history, for verifiers outside the exchange (mohr verify --registry): who may verify a
+	// prescription may learn whether its prescriber was registered when it was signed.
+	{method: "GET", pattern: "/v1/registry/physicians/{councilNumber}/history", op: "physicianHistory",
+		summary: "A physician's registration with every standing change and its effective time", tag: "registry",
+		roles: with(roles(RoleOperator, RoleRAOfficer, RoleAuditor, RolePharmacy, RoleInsurer), RolePhysician, own), ownParam: "councilNumber",
+		respType: ctJSON, okStatus: 200,
+		needs: func(s *Services) bool { return s.Registry != nil }, handle: (*Server).handlePhysicianHistory},
 
 	// Signing, ingestion, verification.
 	{method: "POST", pattern: "/v1/prescriptions", op: "ingestPrescription", summary: "Submit a signed prescription (HIX-Rx-CAdES)", tag: "signing",
@@ -201,8 +208,12 @@ var routes = []*route{
 	{method: "POST", pattern: "/v1/verify", op: "verify", summary: "Validate one CMS signature", tag: "verification",
 		roles: roles(verifiers...), body: cmsBody, reqTypes: []string{ctCMS, ctPKCS7}, respType: ctJSON, okStatus: 200,
 		needs: func(s *Services) bool { return s.Verifier != nil }, handle: (*Server).handleVerify},
+	{method: "POST", pattern: "/v1/verify/sealed", op: "verifySealed", summary: "Validate one CMS signature; the report sealed by the exchange (CMS, evidence)", tag: "verification",
+		roles: roles(verifiers...), body: cmsBody, reqTypes: []string{ctCMS, ctPKCS7}, respType: ctCMS, okStatus: 200,
+		needs: func(s *Services) bool { _, ok := s.Verifier.(SealingVerifier); return ok }, handle: (*Server).handleVerifySealed},
 	{method: "POST", pattern: "/v1/verify/batch", op: "verifyBatch", summary: "Validate signatures in bulk (NDJSON in, NDJSON out)", tag: "verification",
 		roles: roles(verifiers...), body: batchBody, reqTypes: []string{ctNDJSON}, respType: ctNDJSON, okStatus: 200,
+		query: []queryParam{{name: "from_line", desc: "resume: answer input lines from this one (1-based); earlier lines are read for duplicate detection only", integer: true}},
 		needs: func(s *Services) bool { return s.Batch != nil }, handle: (*Server).handleVerifyBatch},
 	{method: "GET", pattern: "/v1/prescriptions/{id}", op: "getPrescription", summary: "A stored prescription (its upgraded signature) and its sealed ingestion report", tag: "signing",
 		roles: with(with(roles(rxReadersAll...), RoleFacility, own), RolePhysician, own), ownParam: ownByRecord,

@@ -57,8 +57,10 @@ func validCalls(t testing.TB, e *testEnv) map[string]func() call {
 			`"councilNumber":"12345","name":"Dr Test","status":"active","registeredUntil":"2027-01-01T00:00:00Z"}]}`),
 		"facilityStanding":   plain("GET", "/v1/registry/facilities/"+testSIAM+"/standing"),
 		"physicianStanding":  plain("GET", "/v1/registry/physicians/"+testCouncil+"/standing"),
+		"physicianHistory":   plain("GET", "/v1/registry/physicians/"+testCouncil+"/history"),
 		"ingestPrescription": bin("POST", "/v1/prescriptions", ctCMS),
 		"verify":             bin("POST", "/v1/verify", ctCMS),
+		"verifySealed":       bin("POST", "/v1/verify/sealed", ctCMS),
 		"verifyBatch": func() call {
 			return call{"POST", "/v1/verify/batch", ctNDJSON, []byte("{\"cms\":\"AA==\"}\n{\"cms\":\"AA==\"}\n")}
 		},
@@ -206,8 +208,10 @@ func TestAccessMatrixConsistency(t *testing.T) {
 		if !strings.HasPrefix(rt.pattern, "/v1/") && !strings.HasPrefix(rt.pattern, "/csc/v2/") && !rt.public && !rt.loopback {
 			t.Errorf("%s outside /v1 must be public or loopback", rt.key())
 		}
-		// An insurer may only verify and read stored prescriptions.
-		if rt.roles[RoleInsurer] != deny && rt.op != "verify" && rt.op != "verifyBatch" && rt.op != "whoami" && rt.op != "getPrescription" {
+		// An insurer may only verify, read stored prescriptions and read the prescribers' standing history
+		// (what a verification needs).
+		if rt.roles[RoleInsurer] != deny && rt.op != "verify" && rt.op != "verifyBatch" && rt.op != "verifySealed" && rt.op != "whoami" && rt.op != "getPrescription" &&
+			rt.op != "physicianHistory" {
 			t.Errorf("insurer may call %s", rt.key())
 		}
 		// A facility sees only its own tokens.

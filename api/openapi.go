@@ -37,6 +37,7 @@ var bodyTypes = map[string][2]any{
 	"importPhysicians":   {physicianImport{}, ImportResult{}},
 	"facilityStanding":   {nil, Standing{}},
 	"physicianStanding":  {nil, Standing{}},
+	"physicianHistory":   {nil, RegistrationHistory{}},
 	"ingestPrescription": {nil, ingestResult{}},
 	"getPrescription":    {nil, StoredPrescription{}},
 	"verify":             {nil, map[string]any{}},

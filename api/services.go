@@ -83,11 +83,26 @@ type Verifier interface {
 	Verify(ctx context.Context, cmsDER []byte) (reportJSON []byte, err error)
 }
 
+// SealingVerifier is a Verifier that can also return its report sealed by the exchange: a CMS SignedData
+// (attached, mime-type application/json) signed with the exchange's organisation seal, the evidence an insurer
+// keeps per document. POST /v1/verify/sealed exists when Services.Verifier implements it.
+type SealingVerifier interface {
+	Verifier
+	VerifySealed(ctx context.Context, cmsDER []byte) (sealedReport, reportJSON []byte, err error)
+}
+
 // BatchVerifier validates signatures in bulk: each input line is a JSON object with the base64 of one CMS
-// signature, each output line the report for it, in order. It must stream (never hold the whole batch) and
-// stop when ctx ends. An error after the first byte was written ends the response early.
+// signature, each output line the report for it with its input line number, in input order, then a summary
+// line. It must stream (never hold the whole batch) and stop when ctx ends. An error after the first byte was
+// written ends the response early.
 type BatchVerifier interface {
-	VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer) error
+	VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer, opt BatchOptions) error
+}
+
+// BatchOptions are the query parameters of POST /v1/verify/batch.
+type BatchOptions struct {
+	// FromLine resumes a batch: input lines before it are read but not verified or answered (from_line).
+	FromLine int
 }
 
 // SignatureUpgrader extends a CAdES signature to level "B-T", "B-LT" or "B-LTA". A signature that does not
@@ -151,6 +166,9 @@ type PhysicianRecord struct {
 	Specialty       string    `json:"specialty,omitempty"`
 	Status          string    `json:"status"`
 	RegisteredUntil time.Time `json:"registeredUntil"`
+	// StatusSince is when Status took effect (optional; default: the import, or the registration's start for
+	// a physician's first record). It becomes the effective time of the standing change in the history.
+	StatusSince time.Time `json:"statusSince,omitzero"`
 }
 
 // ImportResult counts what an import changed.
@@ -174,6 +192,31 @@ type RegistryService interface {
 	ImportPhysicians(ctx context.Context, recs []PhysicianRecord, actor string) (ImportResult, error)
 	FacilityStanding(ctx context.Context, siamID string) (Standing, error)
 	PhysicianStanding(ctx context.Context, councilNumber string) (Standing, error)
+	// PhysicianHistory returns a physician's registration with every standing change and its effective time
+	// (a verifier judges a signature by the standing at its best signature time); unknown: a NotFound error.
+	PhysicianHistory(ctx context.Context, councilNumber string) (RegistrationHistory, error)
+}
+
+// RegistrationHistory is a physician's council registration today and every standing it had, oldest first.
+type RegistrationHistory struct {
+	CouncilNumber string          `json:"councilNumber"`
+	NationalCode  string          `json:"nationalCode"`
+	Name          string          `json:"name,omitempty"`
+	Specialty     string          `json:"specialty,omitempty"`
+	Status        string          `json:"status"`
+	ValidFrom     time.Time       `json:"validFrom"`
+	ValidUntil    time.Time       `json:"validUntil"`
+	History       []StandingEntry `json:"history"`
+	CheckedAt     time.Time       `json:"checkedAt"`
+}
+
+// StandingEntry is one standing of a registration: in force from EffectiveAt until the next entry's.
+type StandingEntry struct {
+	EffectiveAt time.Time `json:"effectiveAt"`
+	Status      string    `json:"status"`
+	ValidFrom   time.Time `json:"validFrom"`
+	ValidUntil  time.Time `json:"validUntil"`
+	RecordedAt  time.Time `json:"recordedAt"`
 }
 
 // AuditVerification is the result of checking the whole audit log.

@@ -112,6 +112,7 @@ func New(is *Issuer, st Store, cfg Config, opt Options) (*CA, error) {
 	}
 	tmpl := *is.Cert
 	tmpl.PublicKey = nil
+	tmpl.SignatureAlgorithm = x509.UnknownSignatureAlgorithm // the throwaway key's own (the issuer's parent may differ)
 	tmpl.RawSubject = is.Cert.RawSubject
 	der, err := x509.CreateCertificate(opt.Rand, &tmpl, &tmpl, c.lintSigner.Public(), c.lintSigner)
 	if err != nil {
@@ -161,51 +162,58 @@ const maxSerialTries = 3
 
 // Issue runs the issuance pipeline for r and returns the signed certificate.
 func (c *CA) Issue(ctx context.Context, r Request) (*x509.Certificate, error) {
+	cert, _, err := c.IssueRecord(ctx, r)
+	return cert, err
+}
+
+// IssueRecord is Issue, also returning the certificate's record as the store now holds it (status issued, the
+// DER; CreatedAt, UpdatedAt and revocation fields unset), so that a caller need not read it back.
+func (c *CA) IssueRecord(ctx context.Context, r Request) (*x509.Certificate, CertRecord, error) {
 	if why := c.suspended.Load(); why != nil {
-		return nil, fmt.Errorf("%w: %s", ErrSuspended, *why)
+		return nil, CertRecord{}, fmt.Errorf("%w: %s", ErrSuspended, *why)
 	}
 	// 1. Validate the request, the key and the subject's standing.
 	r, err := c.normalize(r)
 	if err != nil {
-		return nil, err
+		return nil, CertRecord{}, err
 	}
 	if err := CheckKey(r.CSR.PublicKey, c.opt.BlockedKeys); err != nil {
-		return nil, err
+		return nil, CertRecord{}, err
 	}
 	if err := c.checkKeyPurpose(ctx, r); err != nil {
-		return nil, err
+		return nil, CertRecord{}, err
 	}
 	now := c.opt.Now()
 	if err := c.checkStanding(ctx, &r, now); err != nil {
-		return nil, err
+		return nil, CertRecord{}, err
 	}
 	reg, err := c.registry(r.Profile)
 	if err != nil {
-		return nil, err
+		return nil, CertRecord{}, err
 	}
 	for try := 0; ; try++ {
 		// 2. Reserve a random serial: 16 bytes from the RNG with the top bit cleared, so at least 64 bits
 		// of entropy (CA/B BR §7.1) and a positive INTEGER of at most 16 octets.
 		serial, err := c.randomSerial()
 		if err != nil {
-			return nil, err
+			return nil, CertRecord{}, err
 		}
 		// 3. Build the TBS.
 		tmpl, err := c.template(r, serial, now)
 		if err != nil {
-			return nil, err
+			return nil, CertRecord{}, err
 		}
 		// 4. Lint it, signed by the throwaway key.
 		lintDERBytes, err := x509.CreateCertificate(c.opt.Rand, tmpl, c.lintIssuer, r.CSR.PublicKey, c.lintSigner)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+			return nil, CertRecord{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
 		}
 		lintCert, err := x509.ParseCertificate(lintDERBytes)
 		if err != nil {
-			return nil, fmt.Errorf("ca: parse lint certificate: %w", err)
+			return nil, CertRecord{}, fmt.Errorf("ca: parse lint certificate: %w", err)
 		}
 		if err := lintDER(reg, lintDERBytes); err != nil {
-			return nil, err
+			return nil, CertRecord{}, err
 		}
 		tbsHash := sha256.Sum256(lintCert.RawTBSCertificate)
 		rec := CertRecord{
@@ -228,14 +236,10 @@ func (c *CA) Issue(ctx context.Context, r Request) (*x509.Certificate, error) {
 			if errors.Is(err, ErrDuplicateSerial) && try < maxSerialTries {
 				continue
 			}
-			return nil, err
+			return nil, CertRecord{}, err
 		}
-		// 7. Sign with the CA key. The signer may be an HSM or a slow device; x509 verifies the signature.
-		der, err := x509.CreateCertificate(c.opt.Rand, tmpl, c.issuer.Cert, r.CSR.PublicKey, c.issuer.Signer)
-		var cert *x509.Certificate
-		if err == nil {
-			cert, err = x509.ParseCertificate(der)
-		}
+		// 7. Sign the linted TBS with the CA key, and check the signature.
+		cert, der, err := c.signTBS(tmpl, r, lintDERBytes, lintCert)
 		// 8. The signed TBS must be the linted TBS.
 		if err == nil && !bytes.Equal(cert.RawTBSCertificate, lintCert.RawTBSCertificate) {
 			err = errors.New("ca: signed TBS differs from the linted TBS")
@@ -243,18 +247,19 @@ func (c *CA) Issue(ctx context.Context, r Request) (*x509.Certificate, error) {
 		if err != nil {
 			fev := c.event(c.opt.Now(), "cert.failed", r.Actor, rec.Serial, map[string]any{"stage": "sign"})
 			if ferr := c.store.MarkFailed(context.WithoutCancel(ctx), rec.Serial, fev); ferr != nil {
-				return nil, fmt.Errorf("ca: signing failed (%v) and the intent could not be closed: %w", err, ferr)
+				return nil, CertRecord{}, fmt.Errorf("ca: signing failed (%v) and the intent could not be closed: %w", err, ferr)
 			}
-			return nil, fmt.Errorf("ca: sign: %w", err)
+			return nil, CertRecord{}, fmt.Errorf("ca: sign: %w", err)
 		}
 		// 9. Persist the certificate and its audit event. Cancellation no longer applies: the key has signed.
 		iev := c.event(c.opt.Now(), "cert.issued", r.Actor, rec.Serial, map[string]any{
 			"profile": r.Profile, "sha256": hex.EncodeToString(sha256sum(der)),
 		})
 		if err := c.store.MarkIssued(context.WithoutCancel(ctx), rec.Serial, der, iev); err != nil {
-			return nil, err
+			return nil, CertRecord{}, err
 		}
-		return cert, nil
+		rec.DER, rec.Status = der, StatusIssued
+		return cert, rec, nil
 	}
 }
 

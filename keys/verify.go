@@ -90,3 +90,7 @@ func MatchesCertificate(s crypto.Signer, cert *x509.Certificate) error {
 	}
 	return nil
 }
+
+// VerifiesSignatures reports that a Verifying signer checks each signature itself (keys.SelfVerifying), so a
+// caller that would verify again can skip it.
+func (v verifyingSigner) VerifiesSignatures() bool { return true }

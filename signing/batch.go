@@ -1,11 +1,7 @@
 package signing
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"os"
 	"runtime"
 	"sync"
@@ -77,65 +73,6 @@ func (b *BatchVerifier) Run(ctx context.Context, in <-chan BatchItem, out chan<-
 	}
 	wg.Wait()
 	close(out)
-}
-
-// ndjsonIn is one line of the NDJSON input: a name and the DER signature (base64, as encoding/json writes []byte).
-type ndjsonIn struct {
-	Name string `json:"name"`
-	CMS  []byte `json:"cms"`
-}
-
-// VerifyNDJSON reads lines {"name": ..., "cms": "<base64 DER>"} from r and writes one JSON Report per line to
-// w, in completion order. A line that is not valid JSON yields a FORMAT_FAILURE report, not an error; an error
-// means reading or writing failed.
-func (b *BatchVerifier) VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer) (BatchStats, error) {
-	in := make(chan BatchItem, 4*b.workers())
-	out := make(chan *Report, 4*b.workers())
-	go b.Run(ctx, in, out)
-	var readErr error
-	go func() {
-		defer close(in)
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 64<<10), 16<<20)
-		n := 0
-		for sc.Scan() {
-			var x ndjsonIn
-			n++
-			line := sc.Bytes()
-			if len(line) == 0 {
-				continue
-			}
-			if err := json.Unmarshal(line, &x); err != nil {
-				x.Name, x.CMS = fmt.Sprintf("line %d", n), nil
-			}
-			select {
-			case in <- BatchItem{Index: n, Name: x.Name, DER: x.CMS}:
-			case <-ctx.Done():
-				return
-			}
-		}
-		readErr = sc.Err()
-	}()
-	var st BatchStats
-	bw := bufio.NewWriter(w)
-	enc := json.NewEncoder(bw)
-	var writeErr error
-	for rep := range out {
-		st.Add(rep)
-		if writeErr == nil {
-			writeErr = enc.Encode(rep)
-		}
-	}
-	if err := bw.Flush(); writeErr == nil {
-		writeErr = err
-	}
-	if readErr != nil {
-		return st, fmt.Errorf("signing: read NDJSON: %w", readErr)
-	}
-	if writeErr != nil {
-		return st, fmt.Errorf("signing: write NDJSON: %w", writeErr)
-	}
-	return st, ctx.Err()
 }
 
 // VerifyFiles verifies the DER files named by paths and calls fn for each report (from one goroutine, in

@@ -43,7 +43,7 @@ func TestBatchNDJSONAndFiles(t *testing.T) {
 		}
 		lines++
 	}
-	if lines != 21 {
+	if lines != 22 { // 21 results and the summary
 		t.Fatalf("%d output lines", lines)
 	}
 	paths = append(paths, filepath.Join(dir, "missing.p7s"))

@@ -86,6 +86,11 @@ func (r Registration) ActiveAt(t time.Time) bool {
 // ErrUnknownPhysician is returned by a PhysicianRegistry for a council number it does not know.
 var ErrUnknownPhysician = errors.New("signing: unknown medical-council number")
 
+// ErrRegistryNotConsulted is returned by a PhysicianRegistry that stands for a registry the verifier was not
+// given (mohr verify without --registry): the registration check cannot be made, so the result is incomplete
+// (INDETERMINATE/TRY_LATER, docs/signature-policy.md §5.9), never TOTAL_PASSED.
+var ErrRegistryNotConsulted = errors.New("signing: medical council registry not consulted")
+
 // PhysicianRegistry looks a prescriber up in the medical council's registry.
 type PhysicianRegistry interface {
 	Registration(ctx context.Context, councilNumber string) (Registration, error)
@@ -125,6 +130,7 @@ func (v *Verifier) checkDomain(ctx context.Context, content []byte, signer *cert
 		return SigConstraintsFailure, "patient national code: " + err.Error()
 	}
 	p.PatientCode = pc
+	p.PrescriptionID = b.ID
 	dc, err := ids.NationalCode(practitioner.Find(rx.SystemNationalCode))
 	if err != nil {
 		return SigConstraintsFailure, "practitioner national code: " + err.Error()
@@ -150,6 +156,9 @@ func (v *Verifier) checkRegistration(ctx context.Context, signer *certEntry, bes
 	case errors.Is(err, ErrUnknownPhysician):
 		p.Registration = "unknown"
 		return SigConstraintsFailure, "council number not in the medical council's registry"
+	case errors.Is(err, ErrRegistryNotConsulted):
+		p.Registration = "not consulted"
+		return TryLater, "medical council registry not consulted: the result is incomplete"
 	case err != nil:
 		p.Registration = "unavailable"
 		return TryLater, "medical council registry unavailable"
@@ -162,7 +171,10 @@ func (v *Verifier) checkRegistration(ctx context.Context, signer *certEntry, bes
 	if then.Status != reg.Status {
 		p.RegistrationNow = reg.Status
 	}
-	if !reg.ActiveAt(best) {
+	// A time-stamp's genTime has whole seconds (RFC 3161 §2.4.2 without fractions): the signature existed at
+	// some instant of that second, so the registration must hold for the whole second. A suspension effective
+	// within it fails the signature (fail closed on the boundary).
+	if !reg.ActiveAt(best) || !reg.ActiveAt(best.Truncate(time.Second).Add(time.Second-time.Nanosecond)) {
 		if !known {
 			then.Status = "unregistered"
 		}

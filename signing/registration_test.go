@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -35,8 +36,45 @@ func TestRegistrationHistory(t *testing.T) {
 			}
 		})
 	}
+	// A suspension within the second of a whole-second time-stamp fails it (checkRegistration checks the whole
+	// second): the history says active at t0-1s+0 but suspended from t0-0.5s.
+	half := Registration{Status: "suspended", ValidFrom: from, ValidUntil: until, History: []Standing{
+		{EffectiveAt: from, Status: "active", ValidFrom: from, ValidUntil: until},
+		{EffectiveAt: t0.Add(-500 * time.Millisecond), Status: "suspended", ValidFrom: from, ValidUntil: until},
+	}}
+	if !half.ActiveAt(t0.Add(-time.Second)) || half.ActiveAt(t0.Add(-time.Nanosecond)) {
+		t.Error("history around the second boundary")
+	}
 	// Without history a suspension with no known start fails closed at every time.
 	if (Registration{Status: "suspended", ValidFrom: from, ValidUntil: until}).ActiveAt(t0) {
 		t.Error("a suspension without history or start passed")
+	}
+}
+
+// TestCheckRegistrationWholeSecond: a time-stamp says "within this second"; a suspension effective inside the
+// second of the best signature time fails the signature, one effective the next second does not.
+func TestCheckRegistrationWholeSecond(t *testing.T) {
+	best := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	from, until := best.AddDate(-1, 0, 0), best.AddDate(1, 0, 0)
+	for _, tt := range []struct {
+		name    string
+		suspend time.Time
+		want    SubIndication
+	}{
+		{"suspended within the second", best.Add(700 * time.Millisecond), SigConstraintsFailure},
+		{"suspended the next second", best.Add(time.Second), ""},
+		{"suspended before", best.Add(-time.Minute), SigConstraintsFailure},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := Registration{CouncilNumber: "12345", NationalCode: "0499370899", Status: "suspended", ValidFrom: from, ValidUntil: until,
+				History: []Standing{{EffectiveAt: from, Status: "active", ValidFrom: from, ValidUntil: until},
+					{EffectiveAt: tt.suspend, Status: "suspended", ValidFrom: from, ValidUntil: until}}}
+			v := &Verifier{cfg: VerifierConfig{Registry: mapRegistry{"12345": reg}}}
+			r := &Report{Prescriber: &Prescriber{}}
+			sub, _ := v.checkRegistration(context.Background(), &certEntry{council: "12345", nationalCode: "0499370899"}, best, r)
+			if sub != tt.want {
+				t.Errorf("got %q (%s), want %q", sub, r.Prescriber.Registration, tt.want)
+			}
+		})
 	}
 }

@@ -108,6 +108,8 @@ type Prescriber struct {
 	// (hixext.OIDPolicyRemoteSigning): the key is held in the signing centre's HSM and was activated by the
 	// physician under EN 419 241-1 SCAL2 (docs/remote-signing.md), not on a council card. Empty otherwise.
 	RemoteSigningPolicy string `json:"remoteSigningPolicy,omitempty"`
+	// PrescriptionID is the prescription's Bundle.id (what a claim names).
+	PrescriptionID string `json:"prescriptionId,omitempty"`
 }
 
 // Report is the validation report of one signature, after ETSI EN 319 102-1 §5 (the indication and

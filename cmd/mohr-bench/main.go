@@ -44,13 +44,14 @@ type options struct {
 	dur, warmup, timeout     time.Duration
 	cacert, cert, key        string
 	bodyFile, ocspFile       string
+	token, caCert, caKey     string
 	insecureSkipServerVerify bool
 }
 
 func run() error {
 	var o options
 	flag.StringVar(&o.url, "url", "", "base URL of a running API on loopback (empty: start an in-process server with stub services)")
-	flag.StringVar(&o.scenario, "scenario", "verify", "verify | ocsp-post | ocsp-get | healthz")
+	flag.StringVar(&o.scenario, "scenario", "verify", "verify | ocsp-post | ocsp-get | healthz | issue | bare-create")
 	flag.IntVar(&o.conc, "c", 32, "concurrent clients")
 	flag.DurationVar(&o.dur, "d", 10*time.Second, "measured duration (at most 5m)")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "warm-up before measuring")
@@ -60,6 +61,9 @@ func run() error {
 	flag.StringVar(&o.key, "key", "", "PEM client key")
 	flag.StringVar(&o.bodyFile, "body", "", "CMS (DER) to verify; default: 2 KiB of filler (fine for stubs only)")
 	flag.StringVar(&o.ocspFile, "ocsp-req", "", "DER OCSP request; default: 83 bytes of filler (fine for stubs only)")
+	flag.StringVar(&o.token, "token", "", "issue: file with a bearer token (else the client certificate must be an operator's or RA officer's)")
+	flag.StringVar(&o.caCert, "ca-cert", "", "bare-create: PEM issuer certificate")
+	flag.StringVar(&o.caKey, "ca-key", "", "bare-create: PEM issuer key (PKCS#8 or SEC 1)")
 	flag.Parse()
 	if o.conc < 1 || o.conc > 1024 {
 		return errors.New("-c must be 1 to 1024")
@@ -68,6 +72,21 @@ func run() error {
 		return errors.New("-d must be in (0, 5m]")
 	}
 
+	if o.scenario == "bare-create" {
+		fn, err := bareCreate(o)
+		if err != nil {
+			return err
+		}
+		if o.warmup > 0 {
+			loadLocal(fn, o.conc, o.warmup)
+		}
+		res := loadLocal(fn, o.conc, o.dur)
+		res.print(o)
+		if res.errors > 0 {
+			return fmt.Errorf("%d errors (first: %v)", res.errors, res.firstErr)
+		}
+		return nil
+	}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(256)}
 	base := o.url
 	if base == "" {
@@ -178,6 +197,8 @@ func scenario(o options, base string) (func(context.Context) (*http.Request, err
 		return func(ctx context.Context) (*http.Request, error) {
 			return http.NewRequestWithContext(ctx, "GET", u, nil)
 		}, nil
+	case "issue":
+		return issueRequests(o, base)
 	case "healthz":
 		return func(ctx context.Context) (*http.Request, error) {
 			return http.NewRequestWithContext(ctx, "GET", base+"/healthz", nil)

@@ -384,10 +384,25 @@ func (l liveVerifier) Verify(ctx context.Context, der []byte) ([]byte, error) {
 	return verifier{l.n.vs.Load().v}.Verify(ctx, der)
 }
 
+// VerifySealed implements api.SealingVerifier: the report sealed with the exchange's organisation seal, as at
+// ingestion (issue 20: an insurer's evidence per document).
+func (l liveVerifier) VerifySealed(ctx context.Context, der []byte) ([]byte, []byte, error) {
+	rep := l.n.vs.Load().v.Verify(ctx, der)
+	js, err := json.Marshal(rep)
+	if err != nil {
+		return nil, nil, err
+	}
+	sealed, err := signing.SealReport(ctx, rep, l.n.seal, l.n.cfg.clock())
+	if err != nil {
+		return nil, nil, err
+	}
+	return sealed, js, nil
+}
+
 type liveBatch struct{ n *node }
 
-func (l liveBatch) VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer) error {
-	return batchVerifier{l.n.vs.Load().batch}.VerifyNDJSON(ctx, r, w)
+func (l liveBatch) VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer, opt api.BatchOptions) error {
+	return batchVerifier{l.n.vs.Load().batch}.VerifyNDJSON(ctx, r, w, opt)
 }
 
 // ---- readiness ----

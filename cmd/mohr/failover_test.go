@@ -2,14 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto"
+	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,6 +31,8 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/mohr-hix/mohr/internal/testenv"
+	"github.com/mohr-hix/mohr/signing"
+	"github.com/mohr-hix/mohr/signing/rxgen"
 )
 
 // The failure suite drives scripts/cluster.sh (PostgreSQL primary + synchronous standby, three nodes, HAProxy)
@@ -40,19 +47,60 @@ const propagation = 6 * time.Second
 type loadStats struct {
 	mu       sync.Mutex
 	requests map[string]int // by operation
-	errors   map[string]int // by kind: 503, conn, other
+	errors   map[string]int // by kind: 503, tryLater, conn, other
 	bad      []string       // answers that are wrong or not retryable
 	issued   map[string]bool
 	revoked  map[string]bool
+	rx       map[string]bool // prescriptions the exchange acknowledged (201, or 409 on a retry: already stored)
+	// phase is the fault being injected or recovered from; byPhase counts requests and errors per phase.
+	phase   string
+	phases  []string
+	byPhase map[string]map[string]int
+}
+
+func newLoadStats() *loadStats {
+	return &loadStats{requests: map[string]int{}, errors: map[string]int{}, issued: map[string]bool{}, revoked: map[string]bool{},
+		rx: map[string]bool{}, byPhase: map[string]map[string]int{}}
+}
+
+// setPhase starts counting under name (a fault, from its injection until the next one).
+func (s *loadStats) setPhase(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.phase = name
+	s.phases = append(s.phases, name)
+	s.byPhase[name] = map[string]int{}
 }
 
 func (s *loadStats) note(op, kind string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests[op]++
+	ph := s.byPhase[s.phase]
+	if ph == nil {
+		ph = map[string]int{}
+		s.byPhase[s.phase] = ph
+	}
+	ph["requests"]++
 	if kind != "" {
 		s.errors[kind]++
+		ph[kind]++
 	}
+}
+
+// tryLater counts an OCSP tryLater answer (RFC 6960 §4.2.1: OCSP's retryable answer), already counted as a
+// request.
+func (s *loadStats) tryLater() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.errors["tryLater"]++
+	s.byPhase[s.phase]["tryLater"]++
+}
+
+func (s *loadStats) wrong(msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bad = append(s.bad, msg)
 }
 
 type clusterEnv struct {
@@ -67,6 +115,68 @@ type clusterEnv struct {
 	op      *http.Client
 	issuer  *x509.Certificate
 	pgPorts []string
+	doc     *clusterDoctor // the physician whose prescriptions the load ingests
+}
+
+// clusterDoctor is a registered physician with a physician-signing key and certificate, and an mTLS client of
+// role physician.
+type clusterDoctor struct {
+	phy    rxgen.Physician
+	key    crypto.Signer
+	chain  []*x509.Certificate // signing certificate, intermediate
+	client *http.Client
+}
+
+// newClusterDoctor registers a physician through HAProxy and issues its certificates with the CLI.
+func (c *clusterEnv) newClusterDoctor(shared string) *clusterDoctor {
+	t := c.t
+	d := &clusterDoctor{phy: rxgen.New(uint64(time.Now().UnixNano())).Physician(), key: newP256(t)}
+	body, _ := json.Marshal(map[string]any{"physicians": []map[string]any{{"nationalCode": d.phy.NationalCode,
+		"councilNumber": d.phy.CouncilNumber, "name": d.phy.Given + " " + d.phy.Family, "specialty": d.phy.Specialty,
+		"status": "active", "registeredUntil": time.Now().AddDate(3, 0, 0).UTC()}}})
+	if !waitFor(clusterWait, func() bool {
+		resp, err := c.op.Post(c.lbAPI+"/v1/registry/physicians", "application/json", bytes.NewReader(body))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}) {
+		t.Fatal("physician registry import through HAProxy failed")
+	}
+	dir := t.TempDir()
+	issue := func(profile string, key crypto.Signer) *x509.Certificate {
+		out := mustMohr(t, shared, "cert", "issue", "--profile", profile, "--csr", writeCSR(t, dir, "Dr "+d.phy.Family, key),
+			"--name", "Dr "+d.phy.Family, "--national-code", d.phy.NationalCode, "--council-no", d.phy.CouncilNumber,
+			"--profession", "General Practitioner")
+		cert, err := x509.ParseCertificate(pemBlock(t, out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cert
+	}
+	d.chain = []*x509.Certificate{issue("physician-signing", d.key), c.issuer}
+	authKey := newP256(t)
+	auth := issue("physician-auth", authKey)
+	d.client = apiClient(t, shared)
+	d.client.Timeout = 30 * time.Second
+	d.client.Transport.(*http.Transport).TLSClientConfig.Certificates = []tls.Certificate{{Certificate: [][]byte{auth.Raw}, PrivateKey: authKey}}
+	return d
+}
+
+// signRx signs a new prescription of the cluster's physician (B-B, now) and returns it with its id (the
+// SHA-256 of the content, as the exchange names it).
+func (d *clusterDoctor) signRx(t *testing.T, gen *rxgen.Generator) ([]byte, string) {
+	body, err := gen.Prescription(d.phy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := signing.Sign(context.Background(), body, signing.SignOptions{Signer: d.key, Chain: d.chain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(body)
+	return der, hex.EncodeToString(sum[:])
 }
 
 func (c *clusterEnv) run(args ...string) string {
@@ -77,7 +187,13 @@ func (c *clusterEnv) run(args ...string) string {
 	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		c.t.Fatalf("cluster.sh %v: %v\n%s", args, err, out)
+		var logs []byte
+		for _, name := range []string{"pg1", "pg2"} {
+			if b, rerr := os.ReadFile(filepath.Join(c.dir, name, "log")); rerr == nil {
+				logs = append(logs, fmt.Sprintf("--- %s log:\n%s", name, b[max(0, len(b)-2000):])...)
+			}
+		}
+		c.t.Fatalf("cluster.sh %v: %v\n%s\n%s", args, err, out, logs)
 	}
 	return string(out)
 }
@@ -134,6 +250,7 @@ func (c *clusterEnv) allReady(limit time.Duration) time.Duration {
 // worker runs the mixed load until stop closes.
 func (c *clusterEnv) worker(stats *loadStats, stop chan struct{}, id int, cms []byte) {
 	rnd := rand.New(rand.NewPCG(uint64(id), uint64(time.Now().UnixNano())))
+	gen := rxgen.New(uint64(id) + uint64(time.Now().UnixNano()))
 	pubClient := &http.Client{Timeout: 10 * time.Second}
 	do := func(op string, req func() (*http.Response, error)) (*http.Response, []byte, bool) {
 		for attempt := 0; attempt < 2; attempt++ { // a retrying client: one retry of a failed connection
@@ -148,17 +265,13 @@ func (c *clusterEnv) worker(stats *loadStats, stop chan struct{}, id int, cms []
 			switch {
 			case resp.StatusCode == 503:
 				if resp.Header.Get("Retry-After") == "" {
-					stats.mu.Lock()
-					stats.bad = append(stats.bad, op+": 503 without Retry-After")
-					stats.mu.Unlock()
+					stats.wrong(op + ": 503 without Retry-After")
 				}
 				stats.note(op, "503")
 				return resp, b, false
 			case resp.StatusCode >= 500:
 				stats.note(op, "other")
-				stats.mu.Lock()
-				stats.bad = append(stats.bad, fmt.Sprintf("%s: %d %s", op, resp.StatusCode, b))
-				stats.mu.Unlock()
+				stats.wrong(fmt.Sprintf("%s: %d %s", op, resp.StatusCode, b))
 				return resp, b, false
 			}
 			stats.note(op, "")
@@ -172,7 +285,7 @@ func (c *clusterEnv) worker(stats *loadStats, stop chan struct{}, id int, cms []
 			return
 		default:
 		}
-		switch i % 4 {
+		switch i % 5 {
 		case 0: // issuance
 			key := newP256(c.t)
 			csr, _ := x509.CreateCertificateRequest(nil, &x509.CertificateRequest{}, key)
@@ -181,12 +294,15 @@ func (c *clusterEnv) worker(stats *loadStats, stop chan struct{}, id int, cms []
 			resp, b, ok := do("issue", func() (*http.Response, error) {
 				return c.op.Post(c.lbAPI+"/v1/certificates", "application/json", bytes.NewReader(body))
 			})
-			if ok && resp.StatusCode == 201 {
+			switch {
+			case ok && resp.StatusCode == 201:
 				var m map[string]any
 				json.Unmarshal(b, &m)
 				stats.mu.Lock()
 				stats.issued[m["serial"].(string)] = true
 				stats.mu.Unlock()
+			case ok:
+				stats.wrong(fmt.Sprintf("issue: %d %s", resp.StatusCode, b))
 			}
 		case 1: // revocation of an issued certificate
 			stats.mu.Lock()
@@ -229,21 +345,36 @@ func (c *clusterEnv) worker(stats *loadStats, stop chan struct{}, id int, cms []
 				r, err := ocsp.ParseResponse(b, c.issuer)
 				var re ocsp.ResponseError
 				if errors.As(err, &re) && re.Status == ocsp.TryLater {
-					stats.mu.Lock()
-					stats.errors["tryLater"]++ // OCSP's retryable answer (RFC 6960 §4.2.1)
-					stats.mu.Unlock()
+					stats.tryLater()
 					continue
 				}
 				if err != nil || r.Status == ocsp.Unknown {
-					stats.mu.Lock()
-					stats.bad = append(stats.bad, fmt.Sprintf("ocsp %s: %v", serial, err))
-					stats.mu.Unlock()
+					stats.wrong(fmt.Sprintf("ocsp %s: %v", serial, err))
 				}
 			}
 		case 3: // verification of a signature (untrusted chain: a full validation all the same)
 			do("verify", func() (*http.Response, error) {
 				return c.op.Post(c.lbAPI+"/v1/verify", "application/pkcs7-mime", bytes.NewReader(cms))
 			})
+		case 4: // ingestion of a prescription signed just now
+			der, rxID := c.doc.signRx(c.t, gen)
+			resp, b, ok := do("ingest", func() (*http.Response, error) {
+				return c.doc.client.Post(c.lbAPI+"/v1/prescriptions", "application/cms", bytes.NewReader(der))
+			})
+			var m struct {
+				Report map[string]any `json:"report"`
+			}
+			json.Unmarshal(b, &m)
+			id, _ := m.Report["contentSha256"].(string)
+			switch {
+			case ok && resp.StatusCode == 201 && id == rxID,
+				ok && resp.StatusCode == 409: // a retry of one stored before its connection dropped
+				stats.mu.Lock()
+				stats.rx[rxID] = true
+				stats.mu.Unlock()
+			case ok:
+				stats.wrong(fmt.Sprintf("ingest: %d %s", resp.StatusCode, b))
+			}
 		}
 	}
 }
@@ -259,6 +390,29 @@ func ocspRequestFor(t *testing.T, issuer *x509.Certificate, serial string) []byt
 	return req
 }
 
+// freeClusterBase picks a port base for cluster.sh whose every port (PostgreSQL +32/+33, HAProxy +40/+80/+90,
+// nodes +41..43/+81..83) is free now: other tests of the machine take ports of their own meanwhile.
+func freeClusterBase(t *testing.T) int {
+	offsets := []int{32, 33, 40, 41, 42, 43, 80, 81, 82, 83, 90}
+	for try := 0; try < 200; try++ {
+		base := 20000 + ((os.Getpid()+try*37)%100)*100 // below the ephemeral range (32768-)
+		free := true
+		for _, o := range offsets {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+o))
+			if err != nil {
+				free = false
+				break
+			}
+			ln.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatal("no free port range for the cluster")
+	return 0
+}
+
 // TestClusterFailures is the failure suite (README "Cluster"): it needs haproxy and PostgreSQL 15.
 func TestClusterFailures(t *testing.T) {
 	if testing.Short() {
@@ -272,7 +426,7 @@ func TestClusterFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Chmod(dir, 0o755) // PostgreSQL runs as postgres
-	base := 20000 + (os.Getpid()%400)*100
+	base := freeClusterBase(t)
 	c := &clusterEnv{t: t, script: filepath.Join(root, "scripts", "cluster.sh"), dir: dir,
 		env: map[string]string{"MOHR_BIN": mohrBin, "MOHR_CLUSTER_DIR": dir, "MOHR_CLUSTER_PORT": strconv.Itoa(base),
 			"MOHR_CHECKPOINT_INTERVAL": "2s"}}
@@ -299,9 +453,10 @@ func TestClusterFailures(t *testing.T) {
 	}
 	c.issuer = iss[0]
 	_, cms := foreignSigned(t)
+	c.doc = c.newClusterDoctor(shared)
 
-	// Throughput through HAProxy (three nodes) against one node alone, same run: OCSP for one serial.
-	stats := &loadStats{requests: map[string]int{}, errors: map[string]int{}, issued: map[string]bool{}, revoked: map[string]bool{}}
+	stats := newLoadStats()
+	stats.setPhase("warm-up")
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := 0; i < 4; i++ {
@@ -311,9 +466,9 @@ func TestClusterFailures(t *testing.T) {
 	if !waitFor(clusterWait, func() bool { // warm: some certificates issued
 		stats.mu.Lock()
 		defer stats.mu.Unlock()
-		return len(stats.issued) >= 8
+		return len(stats.issued) >= 8 && len(stats.rx) >= 2
 	}) {
-		t.Fatal("no certificates issued through HAProxy")
+		t.Fatalf("no certificates issued or prescriptions ingested through HAProxy: %v", stats.bad)
 	}
 
 	type faultRow struct {
@@ -321,6 +476,7 @@ func TestClusterFailures(t *testing.T) {
 		recovery time.Duration
 	}
 	var rows []faultRow
+	lost, dups := map[string]int{}, map[string]int{}
 	var lastCRL, lastAudit int64
 	check := func(name string) {
 		t.Helper()
@@ -340,20 +496,35 @@ func TestClusterFailures(t *testing.T) {
 				rsample = append(rsample, "'"+s+"'")
 			}
 		}
+		var xsample []string
+		for id := range stats.rx {
+			xsample = append(xsample, "'"+id+"'")
+		}
 		stats.mu.Unlock()
-		if len(sample) > 0 {
-			if n := c.sql("SELECT count(*) FROM certificates WHERE status IN ('issued','revoked') AND serial IN (" + strings.Join(sample, ",") + ")"); n != strconv.Itoa(len(sample)) {
-				t.Errorf("%s: %s of %d acknowledged certificates stored", name, n, len(sample))
+		stored := func(what, q string, ids []string) {
+			if len(ids) == 0 {
+				return
+			}
+			n, _ := strconv.Atoi(c.sql(q + " IN (" + strings.Join(ids, ",") + ")"))
+			if n != len(ids) {
+				lost[name] += len(ids) - n
+				t.Errorf("%s: %d of %d acknowledged %s stored", name, n, len(ids), what)
 			}
 		}
-		if len(rsample) > 0 {
-			if n := c.sql("SELECT count(*) FROM certificates WHERE status = 'revoked' AND serial IN (" + strings.Join(rsample, ",") + ")"); n != strconv.Itoa(len(rsample)) {
-				t.Errorf("%s: %s of %d acknowledged revocations stored", name, n, len(rsample))
+		stored("certificates", "SELECT count(*) FROM certificates WHERE status IN ('issued','revoked') AND serial", sample)
+		stored("revocations", "SELECT count(*) FROM certificates WHERE status = 'revoked' AND serial", rsample)
+		stored("prescriptions", "SELECT count(*) FROM prescriptions WHERE id", xsample)
+		// Nothing repeated: audit entries, CRL numbers per shard, the record of an issuance or an ingestion.
+		for what, q := range map[string]string{
+			"audit entries":     "SELECT seq FROM audit_log GROUP BY seq",
+			"CRL numbers":       "SELECT shard, number FROM crls GROUP BY shard, number",
+			"issuance records":  "SELECT event::jsonb->>'subject' FROM audit_log WHERE event::jsonb->>'kind' = 'cert.issued' GROUP BY 1",
+			"ingestion records": "SELECT event::jsonb->>'subject' FROM audit_log WHERE event::jsonb->>'kind' = 'rx.ingested' GROUP BY 1",
+		} {
+			if d, _ := strconv.Atoi(c.sql("SELECT count(*) FROM (" + q + " HAVING count(*) > 1) d")); d != 0 {
+				dups[name] += d
+				t.Errorf("%s: %d %s repeated", name, d, what)
 			}
-		}
-		// Nothing repeated or going backwards.
-		if d := c.sql("SELECT count(*) FROM (SELECT seq FROM audit_log GROUP BY seq HAVING count(*) > 1) d"); d != "0" {
-			t.Errorf("%s: %s audit entries repeated", name, d)
 		}
 		crl, _ := strconv.ParseInt(c.sql("SELECT COALESCE(MAX(number), 0) FROM crls"), 10, 64)
 		size, _ := strconv.ParseInt(c.sql("SELECT size FROM audit_head"), 10, 64)
@@ -395,46 +566,46 @@ func TestClusterFailures(t *testing.T) {
 				}
 			}
 		}
-		t.Logf("%s: %d issued, %d revoked acknowledged; audit %d entries; CRL max %d", name, issued, revoked, size, crl)
+		if out, errOut, code := mohr(t, shared, "audit", "verify"); code != 0 {
+			t.Errorf("%s: audit verify: exit %d %s %s", name, code, out, errOut)
+		}
+		t.Logf("%s: %d issued, %d revoked, %d prescriptions acknowledged; audit %d entries; CRL max %d", name, issued, revoked, len(xsample), size, crl)
 	}
 
-	// Fault 1: SIGKILL a node under load.
-	syscall.Kill(c.nodePid(2), syscall.SIGKILL)
-	start := time.Now()
-	time.Sleep(time.Second)
-	c.run("up") // restarts the dead node
-	c.allReady(clusterWait)
-	rows = append(rows, faultRow{"SIGKILL node2, restart", time.Since(start)})
-	check("node kill")
-
-	// Fault 2: SIGKILL the PostgreSQL primary, promote the standby; the nodes reconnect by themselves.
-	syscall.Kill(c.pgPid("pg1"), syscall.SIGKILL)
-	start = time.Now()
-	time.Sleep(time.Second)
-	c.run("promote")
-	c.allReady(clusterWait)
-	rows = append(rows, faultRow{"SIGKILL primary, promote standby", time.Since(start)})
-	check("failover")
-
-	// Fault 3: restart PostgreSQL (the new primary).
-	start = time.Now()
-	if out, err := exec.Command("runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D",
-		filepath.Join(dir, "pg2", "data"), "-l", filepath.Join(dir, "pg2", "log"), "-m", "fast", "-w", "-t", "60", "restart").CombinedOutput(); err != nil {
-		t.Fatalf("restart PostgreSQL: %v %s", err, out)
+	// fault injects one fault (counting what clients see under its name from now until the next fault), waits
+	// until HAProxy and every node are ready again, and checks.
+	fault := func(name string, inject func()) {
+		t.Helper()
+		stats.setPhase(name)
+		start := time.Now()
+		inject()
+		c.allReady(clusterWait)
+		rows = append(rows, faultRow{name, time.Since(start)})
+		check(name)
 	}
-	c.allReady(clusterWait)
-	rows = append(rows, faultRow{"restart PostgreSQL", time.Since(start)})
-	check("PostgreSQL restart")
-
-	// Fault 4: SIGSTOP a node past its leases (checkpoint lease: 2 x 2 s), then SIGCONT.
-	pid := c.nodePid(1)
-	syscall.Kill(pid, syscall.SIGSTOP)
-	start = time.Now()
-	time.Sleep(6 * time.Second)
-	syscall.Kill(pid, syscall.SIGCONT)
-	c.allReady(clusterWait)
-	rows = append(rows, faultRow{"SIGSTOP node1 6 s (past its lease)", time.Since(start)})
-	check("pause")
+	fault("SIGKILL node2, restart it", func() {
+		syscall.Kill(c.nodePid(2), syscall.SIGKILL)
+		time.Sleep(time.Second) // the node stays dead for a moment under load
+		c.run("up")             // restarts the dead node
+	})
+	fault("SIGKILL the primary, promote the standby", func() {
+		syscall.Kill(c.pgPid("pg1"), syscall.SIGKILL)
+		time.Sleep(time.Second)
+		c.run("promote") // the nodes reconnect by themselves (the DSN lists both servers)
+	})
+	fault("restart PostgreSQL (fast)", func() {
+		if out, err := exec.Command("runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D",
+			filepath.Join(dir, "pg2", "data"), "-l", filepath.Join(dir, "pg2", "log"), "-m", "fast", "-w", "-t", "60", "restart").CombinedOutput(); err != nil {
+			t.Fatalf("restart PostgreSQL: %v %s", err, out)
+		}
+	})
+	fault("SIGSTOP node1 for 6 s (past its 4 s lease)", func() {
+		pid := c.nodePid(1)
+		syscall.Kill(pid, syscall.SIGSTOP)
+		time.Sleep(6 * time.Second)
+		syscall.Kill(pid, syscall.SIGCONT)
+	})
+	stats.setPhase("after the faults")
 
 	close(stop)
 	wg.Wait()
@@ -522,14 +693,27 @@ func TestClusterFailures(t *testing.T) {
 	for _, n := range stats.requests {
 		total += n
 	}
-	fmt.Fprintf(&b, "| fault | recovery (all nodes ready) |\n|---|---|\n")
+	// Per fault: what clients saw from its injection until the next fault (recovery and checks included).
+	fmt.Fprintf(&b, "| fault | requests | 503 + Retry-After | OCSP tryLater | dropped connections | other errors | lost | duplicates | recovery |\n")
+	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|\n")
+	recovery := map[string]time.Duration{}
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %.1f s |\n", r.name, r.recovery.Seconds())
+		recovery[r.name] = r.recovery
 	}
-	fmt.Fprintf(&b, "\nrequests %d (issue %d, revoke %d, ocsp %d, verify %d); errors: 503 with Retry-After %d, OCSP tryLater %d, connection dropped (retried) %d, other %d; "+
-		"acknowledged certificates %d, revocations %d; lost 0, duplicates 0 (checked after every fault)\n",
-		total, stats.requests["issue"], stats.requests["revoke"], stats.requests["ocsp"], stats.requests["verify"],
-		stats.errors["503"], stats.errors["tryLater"], stats.errors["conn"], stats.errors["other"], len(stats.issued), len(stats.revoked))
+	for _, ph := range stats.phases {
+		m := stats.byPhase[ph]
+		rec := "-"
+		if d, ok := recovery[ph]; ok {
+			rec = fmt.Sprintf("%.1f s", d.Seconds())
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %d | %s |\n", ph, m["requests"], m["503"], m["tryLater"], m["conn"],
+			m["other"], lost[ph], dups[ph], rec)
+	}
+	fmt.Fprintf(&b, "\nrequests %d (issue %d, revoke %d, ocsp %d, verify %d, ingest %d); errors: 503 with Retry-After %d, OCSP tryLater %d, "+
+		"connection dropped (retried once) %d, other %d; acknowledged certificates %d, revocations %d, prescriptions %d; "+
+		"lost and duplicates checked after every fault\n",
+		total, stats.requests["issue"], stats.requests["revoke"], stats.requests["ocsp"], stats.requests["verify"], stats.requests["ingest"],
+		stats.errors["503"], stats.errors["tryLater"], stats.errors["conn"], stats.errors["other"], len(stats.issued), len(stats.revoked), len(stats.rx))
 	fmt.Fprintf(&b, "\nthroughput, same run, 8 clients, 4 s each: issuance node1 alone %.0f/s, HAProxy over three nodes %.0f/s (ratio %.2f); "+
 		"OCSP POST node1 alone %.0f req/s, HAProxy over three nodes %.0f req/s (ratio %.2f)\n", ione, ithree, ithree/ione, one, three, three/one)
 	t.Log("\n" + b.String())

@@ -44,11 +44,20 @@ func (c *fakeClock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 // clockNode builds a node in a fresh data directory whose every service runs on clk (SQLite store).
 func clockNode(t *testing.T, clk *fakeClock) *node {
 	t.Helper()
+	return clockNodeWith(t, clk, nil)
+}
+
+// clockNodeWith is clockNode with mutate applied to the configuration before it is derived and validated.
+func clockNodeWith(t *testing.T, clk *fakeClock, mutate func(*Config)) *node {
+	t.Helper()
 	dd := t.TempDir()
 	old := flagDataDir
 	flagDataDir = dd
 	t.Cleanup(func() { flagDataDir = old })
 	cfg := defaultConfig(dd)
+	if mutate != nil {
+		mutate(cfg)
+	}
 	cfg.fillDerived()
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)

@@ -95,7 +95,7 @@ func TestRxRenderSignVerifyPDF(t *testing.T) {
 	}
 	// The trust policy: the intermediate as anchor and signer CA (its CRL in the DSS covers the signer and the
 	// TSA), the test TSA on the trust list.
-	out, errOut, code := mohr(t, dd, "verify", "--roots", in("chain.pem"), "--signer-cas", in("intermediate.pem"), "--tsa-cert", in("tsa.pem"),
+	out, errOut, code := mohr(t, dd, "verify", "--no-registry", "--roots", in("chain.pem"), "--signer-cas", in("intermediate.pem"), "--tsa-cert", in("tsa.pem"),
 		"--format", "json", in("rx-signed.pdf"))
 	if code != 0 || !strings.Contains(out, `"indication":"TOTAL_PASSED"`) || !strings.Contains(out, `"level":"B-LT"`) {
 		t.Fatalf("verify: exit %d\n%s\n%s", code, out, errOut)

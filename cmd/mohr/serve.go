@@ -289,7 +289,8 @@ func (n *node) apiServer() (*api.Server, error) {
 }
 
 // publicPaths are the routes of the plain-HTTP listener: what relying parties fetch without credentials.
-var publicPaths = []string{"/healthz", "/readyz", "/crl/", "/ocsp", "/tsa", "/ca/", "/verify", "/trust-bundle", "/v1/revocations"}
+var publicPaths = []string{"/healthz", "/readyz", "/crl/", "/ocsp", "/tsa", "/ca/", "/verify", "/trust-bundle", "/v1/revocations",
+	"/v1/openapi.json"} // the API's description is public (docs/api.md), on both listeners
 
 func publicOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -309,6 +310,9 @@ func (n *node) caFiles(next http.Handler) http.Handler {
 	files := map[string][]byte{"/ca/intermediate.crt": is.Cert.Raw, "/ca/root.crt": is.Root().Raw}
 	// PEM copies for people: a facility's --ca-bundle is /ca/root.pem; /ca/chain.pem is intermediate then root.
 	pems := map[string][]byte{"/ca/root.pem": encodeChain(is.Root()), "/ca/chain.pem": encodeChain(is.Chain...)}
+	if len(n.tsaCerts) > 0 { // a verifier outside the exchange puts the TSA on its trust list (mohr verify --tsa-cert)
+		pems["/ca/tsa.pem"] = encodeChain(n.tsaCerts...)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if b, ok := pems[r.URL.Path]; ok && r.Method == http.MethodGet {
 			w.Header().Set("Content-Type", "application/x-pem-file")

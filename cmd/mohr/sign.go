@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,7 +26,7 @@ func newSignCmd() *cobra.Command {
 	var pdf, ocspOnline bool
 	var crls, ocsps, signerCAs, policies []string
 	cmd := &cobra.Command{
-		Use:   "sign --key URI --cert FILE [--chain FILE] --in FILE --out FILE [--tsa URL] [--qr-out FILE.png] [--pdf [--ocsp] [--crl FILE] [--ocsp-response FILE]]",
+		Use:   "sign --key URI --cert FILE [--chain FILE] --in FILE|DIR --out FILE|DIR [--tsa URL] [--qr-out FILE.png] [--pdf [--ocsp] [--crl FILE] [--ocsp-response FILE]]",
 		Short: "Sign a FHIR prescription (HIX-Rx-CAdES B-B, or B-T with --tsa; --qr-out adds the offline QR code), or its PDF printout as PAdES (--pdf)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -44,9 +46,25 @@ func newSignCmd() *cobra.Command {
 				}
 				chain = append(chain, more...)
 			}
-			content, err := os.ReadFile(in)
-			if err != nil {
-				return fmt.Errorf("sign: %w", err)
+			// A directory: every *.json in it, into --out (a directory) as *.p7s, with the key opened once (a card's
+			// PIN asked once): 2,000 prescriptions are one process, not 2,000.
+			var batch []string
+			if fi, err := os.Stat(in); err == nil && fi.IsDir() {
+				if pdf || qrOut != "" || qrText != "" {
+					return errors.New("sign: a directory --in signs prescriptions (.json) only, without --pdf or --qr-out")
+				}
+				if batch, err = filepath.Glob(filepath.Join(in, "*.json")); err != nil || len(batch) == 0 {
+					return fmt.Errorf("sign: no .json prescription in %s", in)
+				}
+				if err := os.MkdirAll(out, 0o755); err != nil {
+					return fmt.Errorf("sign: %w", err)
+				}
+			}
+			var content []byte
+			if batch == nil {
+				if content, err = os.ReadFile(in); err != nil {
+					return fmt.Errorf("sign: %w", err)
+				}
 			}
 			// Refuse, before the key or card is touched, a certificate the validation policy would not accept
 			// as a prescriber's (a TSA, seal, facility or TLS certificate; a revoked one when --ocsp can tell).
@@ -59,6 +77,26 @@ func newSignCmd() *cobra.Command {
 			}
 			if pdf {
 				return signPDF(cmd, content, key, chain, out, tsa, timeout, ocspOnline, crls, ocsps)
+			}
+			for _, f := range batch {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					return fmt.Errorf("sign: %w", err)
+				}
+				der, err := signing.Sign(ctx, b, signing.SignOptions{Signer: key, Chain: chain})
+				if err == nil && tsa != "" {
+					der, err = signing.AddSignatureTimestamp(ctx, der, &signing.HTTPTimestamper{URL: tsa, Timeout: timeout})
+				}
+				if err != nil {
+					return fmt.Errorf("sign: %s: %w", f, err)
+				}
+				if err := os.WriteFile(filepath.Join(out, strings.TrimSuffix(filepath.Base(f), ".json")+".p7s"), der, 0o644); err != nil {
+					return fmt.Errorf("sign: %w", err)
+				}
+			}
+			if batch != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "signed %d prescriptions into %s\n", len(batch), out)
+				return nil
 			}
 			der, err := signing.Sign(ctx, content, signing.SignOptions{Signer: key, Chain: chain})
 			if err != nil {

@@ -39,7 +39,7 @@ func TestVerifyCorpusCLI(t *testing.T) {
 	dd := t.TempDir()
 	// The corpus's validation time: two hours after its making (signing.corpusNow).
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).Format(time.RFC3339)
-	args := append([]string{"verify", "--format", "json", "--at", at, "--roots", filepath.Join(dir, "root.pem"),
+	args := append([]string{"verify", "--no-registry", "--format", "json", "--at", at, "--roots", filepath.Join(dir, "root.pem"),
 		"--signer-cas", filepath.Join(dir, "intermediate.pem"), "--tsa-cert", filepath.Join(dir, "tsa.pem"),
 		"--prescriber-policy", testpki.OIDPhysicianSigningPolicy.String(), "--workers", "2"}, files...)
 	out, errOut, code := mohr(t, dd, args...)

@@ -5,8 +5,10 @@ import (
 	"crypto/x509"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -28,15 +30,44 @@ func newVerifyCmd() *cobra.Command {
 	var roots, tsaRoots, format string
 	var signerCAs, tsaCerts, policies []string
 	var workers, gogc int
-	var ocspOnline bool
-	var at string
+	var ocspOnline, noRegistry bool
+	var at, registry, caBundle, certFile, keyRef string
+	var server, outFile string
+	var resume bool
 	cmd := &cobra.Command{
-		Use:   "verify [--roots FILE] [--signer-cas FILE] [--tsa-cert FILE]... [--format json|csv|text] FILES|DIRS|-",
+		Use:   "verify [--registry URL|--no-registry|--server URL] [--cert FILE --key FILE --ca-bundle FILE] [--roots FILE] [--signer-cas FILE] [--tsa-cert FILE]... [--format json|csv|text] FILES|DIRS|-",
 		Short: "Verify signed prescriptions and signed PDF printouts (files, directories, or NDJSON on stdin with -)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if format != "json" && format != "csv" && format != "text" {
 				return fmt.Errorf("verify: --format must be json, csv or text, not %q", format)
+			}
+			if server != "" {
+				// On the exchange: its registry, its revocation data; the results are the server's lines.
+				if registry != "" || noRegistry {
+					return errors.New("verify: with --server the exchange consults its own registry: drop --registry/--no-registry")
+				}
+				c, err := registryClient(cmd.Context(), server, caBundle, certFile, keyRef, 0)
+				if err != nil {
+					return err
+				}
+				c.c.Transport.(*http.Transport).ResponseHeaderTimeout = 5 * time.Minute
+				if _, err := c.whoami(cmd.Context()); err != nil {
+					return err
+				}
+				rb := &remoteBatch{c: c, inputs: args, out: outFile, resume: resume}
+				sum, err := rb.run(cmd.Context(), cmd.ErrOrStderr())
+				printSummary(cmd.ErrOrStderr(), sum)
+				if err != nil {
+					return err
+				}
+				if st := sum.Stats(); st.Passed != st.Total || len(sum.InputErrors) > 0 {
+					return &exitError{code: 2, err: fmt.Errorf("verify: %d of %d documents did not pass", st.Total-st.Passed, st.Total)}
+				}
+				return nil
+			}
+			if outFile != "" || resume {
+				return errors.New("verify: --out and --resume go with --server (batch verification on the exchange)")
 			}
 			// The trust policy: the configuration's validation section over the data directory's CA and
 			// TSA, with the flags replacing what they name.
@@ -80,6 +111,26 @@ func newVerifyCmd() *cobra.Command {
 			if ocspOnline {
 				cfg.Revocation = &signing.HTTPRevocation{Timeout: 10 * time.Second}
 				cfg.CRLs = &signing.HTTPCRLs{Timeout: 10 * time.Second}
+			}
+			// The council registry (docs/signature-policy.md §5.9): the exchange's, over the API with the caller's
+			// credential; or explicitly none (--no-registry: the registration is "not checked"); by default the
+			// result says it is incomplete (INDETERMINATE/TRY_LATER, "not consulted"), never TOTAL_PASSED.
+			switch {
+			case registry != "" && noRegistry:
+				return errors.New("verify: --registry and --no-registry exclude each other")
+			case registry != "":
+				reg, err := registryClient(cmd.Context(), registry, caBundle, certFile, keyRef, 30*time.Second)
+				if err != nil {
+					return err
+				}
+				if _, err := reg.whoami(cmd.Context()); err != nil {
+					return err
+				}
+				cfg.Registry = reg
+			case noRegistry:
+				fmt.Fprintln(os.Stderr, "verify: --no-registry: the prescribers' council registration is NOT checked; a TOTAL_PASSED here does not say the prescriber was registered")
+			default:
+				cfg.Registry = notConsulted{}
 			}
 			if gogc != 0 {
 				debug.SetGCPercent(gogc)
@@ -131,6 +182,9 @@ func newVerifyCmd() *cobra.Command {
 				}
 			}
 			fmt.Fprintf(os.Stderr, "%d verified: %d passed, %d failed, %d indeterminate\n", st.Total, st.Passed, st.Failed, st.Indeterminate)
+			if cfg.Registry == (notConsulted{}) && st.Indeterminate > 0 {
+				fmt.Fprintln(os.Stderr, "verify: the council registry was not consulted, so no prescription can pass: give --registry https://EXCHANGE:8443 with --cert/--key/--ca-bundle, or --no-registry to accept an unchecked registration")
+			}
 			if st.Passed != st.Total {
 				return &exitError{code: 2, err: fmt.Errorf("verify: %d of %d documents did not pass", st.Total-st.Passed, st.Total)}
 			}
@@ -147,6 +201,14 @@ func newVerifyCmd() *cobra.Command {
 	f.StringVar(&at, "at", "", "validation time (RFC 3339; default now)")
 	f.IntVar(&workers, "workers", 0, "verification workers (default: one per core)")
 	f.IntVar(&gogc, "gogc", 400, "garbage-collector target percentage for the run (see docs/signing.md)")
+	f.StringVar(&registry, "registry", "", "the exchange's API (https://HOST:8443): check each prescriber's council registration at the signing time there, with --cert/--key")
+	f.StringVar(&caBundle, "ca-bundle", "", "with --registry: the exchange's root certificate (PEM)")
+	f.StringVar(&certFile, "cert", "", "with --registry: the caller's API certificate (PEM; role insurer, pharmacy, auditor or operator)")
+	f.StringVar(&keyRef, "key", "", "with --registry: its private key (PEM file or key URI)")
+	f.StringVar(&server, "server", "", "verify on the exchange (https://HOST:8443, POST /v1/verify/batch) with --cert/--key/--ca-bundle; FILES are .p7s files, directories, or one .ndjson file")
+	f.StringVar(&outFile, "out", "", "with --server: write the result lines (NDJSON, numbered, then a summary line) to this file")
+	f.BoolVar(&resume, "resume", false, "with --server and --out: continue an interrupted batch after the last whole result line in --out")
+	f.BoolVar(&noRegistry, "no-registry", false, "accept an unchecked council registration (without it and without --registry every prescription is INDETERMINATE/TRY_LATER)")
 	f.BoolVar(&ocspOnline, "ocsp", false, "ask OCSP responders and CRL distribution points when a signature embeds no usable revocation data")
 	return cmd
 }
@@ -206,7 +268,7 @@ func newReportWriter(format string, w io.Writer) *reportWriter {
 		rw.enc = json.NewEncoder(w)
 	case "csv":
 		rw.csv = csv.NewWriter(w)
-		rw.csv.Write([]string{"name", "indication", "subIndication", "level", "bestSignatureTime", "signer", "councilNumber", "reason"})
+		rw.csv.Write(csvColumns)
 	}
 	return rw
 }
@@ -219,18 +281,36 @@ func (rw *reportWriter) write(r *signing.Report) {
 	case "json":
 		rw.err = rw.enc.Encode(r)
 	case "csv":
-		signer, council := "", ""
-		if r.Signer != nil {
-			signer = r.Signer.Subject
-		}
-		if r.Prescriber != nil {
-			council = r.Prescriber.CouncilNumber
-		}
-		rw.err = rw.csv.Write([]string{r.Name, string(r.Indication), string(r.SubIndication), r.Level,
-			r.BestSignatureTime.UTC().Format(time.RFC3339), signer, council, r.Reason})
+		rw.err = rw.csv.Write(csvRow(r))
 	default:
 		_, rw.err = fmt.Fprintln(rw.w, r.Summary())
 	}
+}
+
+// csvColumns are the CSV output's columns (docs/insurers.md): the first eight as before, then what a claim is
+// matched on.
+var csvColumns = []string{"name", "indication", "subIndication", "level", "bestSignatureTime", "signer", "councilNumber", "reason",
+	"contentSha256", "patientNationalCode", "prescriptionId", "signerSerial", "timestampTime", "registration"}
+
+func csvRow(r *signing.Report) []string {
+	var signer, serial, council, patient, rxID, reg, ts, best string
+	if r.Signer != nil {
+		signer, serial = r.Signer.Subject, r.Signer.Serial
+	}
+	if p := r.Prescriber; p != nil {
+		council, patient, rxID, reg = p.CouncilNumber, p.PatientCode, p.PrescriptionID, p.Registration
+	}
+	for _, t := range r.Timestamps {
+		if t.Type == "signature" && t.Valid {
+			ts = t.GenTime.UTC().Format(time.RFC3339)
+			break
+		}
+	}
+	if !r.BestSignatureTime.IsZero() {
+		best = r.BestSignatureTime.UTC().Format(time.RFC3339)
+	}
+	return []string{r.Name, string(r.Indication), string(r.SubIndication), r.Level, best, signer, council, r.Reason,
+		r.ContentSHA256, patient, rxID, serial, ts, reg}
 }
 
 func (rw *reportWriter) close() error {

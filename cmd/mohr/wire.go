@@ -41,7 +41,7 @@ func (s certService) Issue(ctx context.Context, r api.IssueRequest) (ca.CertReco
 	if err != nil {
 		return ca.CertRecord{}, invalid(err)
 	}
-	cert, err := s.ca.Issue(ctx, ca.Request{
+	_, rec, err := s.ca.IssueRecord(ctx, ca.Request{
 		Profile: r.Profile, CSR: csr, CommonName: r.Subject.CommonName,
 		SIAMID: r.Subject.SIAMID, LicenceNumber: r.Subject.LicenceNumber,
 		NationalCode: r.Subject.NationalCode, CouncilNumber: r.Subject.CouncilNumber,
@@ -54,7 +54,7 @@ func (s certService) Issue(ctx context.Context, r api.IssueRequest) (ca.CertReco
 		}
 		return ca.CertRecord{}, err
 	}
-	return s.st.Certificate(ctx, ca.SerialHex(cert.SerialNumber))
+	return rec, nil // as stored: no read back
 }
 
 func (s certService) Get(ctx context.Context, serial string) (ca.CertRecord, error) {
@@ -247,6 +247,11 @@ type ingestor struct{ in *signing.Ingestor }
 
 func (i ingestor) Ingest(ctx context.Context, der []byte, caller api.Identity) ([]byte, []byte, error) {
 	res, err := i.in.IngestAs(ctx, der, api.SubmitterOf(caller))
+	if errors.Is(err, signing.ErrRejected) && res != nil && res.Report != nil && res.Report.SubIndication == signing.TryLater {
+		// INDETERMINATE/TRY_LATER (ETSI EN 319 102-1 §5.1.3): the same prescription may pass once the registry or
+		// a revocation source answers again (a database failing over): 503 with Retry-After, not a refusal.
+		return nil, nil, unavailableError{err}
+	}
 	if errors.Is(err, signing.ErrRejected) && res != nil && res.Report != nil {
 		js, jerr := json.Marshal(res.Report)
 		if jerr != nil {
@@ -280,8 +285,8 @@ func (v verifier) Verify(ctx context.Context, der []byte) ([]byte, error) {
 // batchVerifier implements api.BatchVerifier.
 type batchVerifier struct{ b *signing.BatchVerifier }
 
-func (b batchVerifier) VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer) error {
-	_, err := b.b.VerifyNDJSON(ctx, r, w)
+func (b batchVerifier) VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writer, opt api.BatchOptions) error {
+	_, err := b.b.VerifyNDJSONWith(ctx, r, w, signing.BatchOptions{FromLine: opt.FromLine})
 	return err
 }
 
@@ -414,7 +419,8 @@ func (t tokenAPI) ImportPhysicians(ctx context.Context, recs []api.PhysicianReco
 	ps := make([]tokens.Physician, 0, len(recs))
 	for _, r := range recs {
 		ps = append(ps, tokens.Physician{NationalCode: r.NationalCode, CouncilNo: r.CouncilNumber, Name: r.Name,
-			Specialty: r.Specialty, Status: tokens.Status(r.Status), ValidFrom: time.Unix(0, 0).UTC(), ValidUntil: r.RegisteredUntil})
+			Specialty: r.Specialty, Status: tokens.Status(r.Status), ValidFrom: time.Unix(0, 0).UTC(), ValidUntil: r.RegisteredUntil,
+			StatusSince: r.StatusSince})
 	}
 	if err := t.svc.ImportPhysicians(ctx, ps, actor); err != nil {
 		return api.ImportResult{}, invalid(err)
@@ -435,6 +441,31 @@ func (t tokenAPI) PhysicianStanding(ctx context.Context, councilNo string) (api.
 		_, err = tokens.CheckPhysician(ctx, t.st, p.NationalCode, councilNo, now)
 	}
 	return standing(councilNo, err, now)
+}
+
+// PhysicianHistory implements api.RegistryService: today's registration and every standing change (issue 20).
+func (t tokenAPI) PhysicianHistory(ctx context.Context, councilNo string) (api.RegistrationHistory, error) {
+	p, err := t.st.PhysicianByCouncil(ctx, councilNo)
+	if errors.Is(err, tokens.ErrNotFound) {
+		return api.RegistrationHistory{}, fmt.Errorf("%w: council number %s", ca.ErrNotFound, councilNo)
+	}
+	if err != nil {
+		return api.RegistrationHistory{}, err
+	}
+	hist, err := t.st.PhysicianHistory(ctx, p.NationalCode)
+	if err != nil {
+		return api.RegistrationHistory{}, err
+	}
+	h := api.RegistrationHistory{CouncilNumber: p.CouncilNo, NationalCode: p.NationalCode, Name: p.Name, Specialty: p.Specialty,
+		Status: string(p.Status), ValidFrom: p.ValidFrom, ValidUntil: p.ValidUntil, CheckedAt: t.now().UTC(), History: []api.StandingEntry{}}
+	for _, c := range hist {
+		if c.CouncilNo != p.CouncilNo {
+			continue
+		}
+		h.History = append(h.History, api.StandingEntry{EffectiveAt: c.EffectiveAt, Status: string(c.Status),
+			ValidFrom: c.ValidFrom, ValidUntil: c.ValidUntil, RecordedAt: c.RecordedAt})
+	}
+	return h, nil
 }
 
 func standing(id string, err error, now time.Time) (api.Standing, error) {

@@ -426,3 +426,54 @@ func TestVerifyBatches(t *testing.T) {
 		t.Fatalf("altered 2001: %v", err)
 	}
 }
+
+// growingLog appends entries (and a checkpoint) each time Verify reads a batch: nodes keep writing while an
+// auditor verifies.
+type growingLog struct {
+	*memLog
+	t     *testing.T
+	cp    *audit.Checkpointer
+	reads *int
+}
+
+func (g growingLog) AuditEntries(ctx context.Context, start int64, limit int) ([]audit.Entry, error) {
+	es, err := g.memLog.AuditEntries(ctx, start, limit)
+	if *g.reads++; *g.reads <= 3 {
+		for i := 0; i < 7; i++ {
+			g.append(g.t, event(len(g.entries)))
+		}
+		g.checkpoint(g.t, g.cp)
+	}
+	return es, err
+}
+
+// TestVerifyWhileAppending: a log that grows during verification verifies as of the size read at the start
+// (before, Verify compared the entries it had read with the size at the end and called the log broken).
+func TestVerifyWhileAppending(t *testing.T) {
+	ctx := context.Background()
+	cp, vkey := newCheckpointer(t, "hix")
+	m := &memLog{}
+	for i := 0; i < 2100; i++ {
+		m.append(t, event(i))
+		if i == 999 {
+			m.checkpoint(t, cp)
+		}
+	}
+	res, err := audit.Verify(ctx, growingLog{m, t, cp, new(int)}, vkey)
+	if err != nil || res.Size != 2100 || res.Checkpoints != 1 {
+		t.Fatalf("Verify of a growing log: %+v, %v", res, err)
+	}
+	// Still fail closed: a head that records more entries than the log holds is a truncation.
+	m.entries = m.entries[:2000]
+	var bad *audit.BadEntryError
+	if _, err := audit.Verify(ctx, truncated{m, 2100}, vkey); !errors.As(err, &bad) || bad.Seq != 2000 {
+		t.Fatalf("truncated log: %v", err)
+	}
+}
+
+type truncated struct {
+	*memLog
+	size int64
+}
+
+func (x truncated) AuditSize(context.Context) (int64, error) { return x.size, nil }

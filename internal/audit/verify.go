@@ -74,6 +74,12 @@ func VerifyKeys(ctx context.Context, src Source, vkeys []string) (*VerifyResult,
 	if err != nil {
 		return nil, err
 	}
+	// The log's size, read after the checkpoints (so none of them covers more) and before the entries: nodes
+	// keep appending while an auditor verifies, and the log as of this size is what is verified.
+	size, err := src.AuditSize(ctx)
+	if err != nil {
+		return nil, err
+	}
 	type checkpoint struct {
 		size int64
 		tree tlog.Tree
@@ -123,8 +129,8 @@ func VerifyKeys(ctx context.Context, src Source, vkeys []string) (*VerifyResult,
 	if err := checkCheckpoints(); err != nil {
 		return nil, err
 	}
-	for {
-		batch, err := src.AuditEntries(ctx, tb.n, verifyBatch)
+	for tb.n < size {
+		batch, err := src.AuditEntries(ctx, tb.n, int(min(verifyBatch, size-tb.n)))
 		if err != nil {
 			return nil, err
 		}
@@ -191,10 +197,6 @@ func VerifyKeys(ctx context.Context, src Source, vkeys []string) (*VerifyResult,
 	}
 	if next < len(cps) {
 		return nil, &BadEntryError{Seq: tb.n, Reason: fmt.Sprintf("entry missing: checkpoint of size %d covers entries beyond the end of the log (size %d)", cps[next].size, tb.n)}
-	}
-	size, err := src.AuditSize(ctx)
-	if err != nil {
-		return nil, err
 	}
 	if size != tb.n {
 		return nil, &BadEntryError{Seq: tb.n, Reason: fmt.Sprintf("the store records %d entries but holds %d", size, tb.n)}

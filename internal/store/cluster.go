@@ -367,9 +367,9 @@ func (c *core) AppendAuditTx(ctx context.Context, tx *sql.Tx, ev audit.Event) er
 	if ev.Time.IsZero() {
 		ev.Time = c.now().UTC()
 	}
-	var q querier = sqlQuerier{tx}
+	var q querier = sqlQuerier{q: tx}
 	if _, ok := c.b.(*pgBackend); ok {
-		q = sqlDollarQuerier{sqlQuerier{tx}}
+		q = sqlDollarQuerier{sqlQuerier{q: tx}}
 	}
 	return opError("append audit", c.appendAudit(ctx, q, ev))
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -52,7 +53,7 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*SQLite, erro
 		return nil, fmt.Errorf("store: open SQLite: %w", err)
 	}
 	r.SetMaxOpenConns(4)
-	b := &sqliteBackend{w: w, r: r}
+	b := &sqliteBackend{w: w, r: r, ws: newStmtCache(w), rs: newStmtCache(r)}
 	if err := migrate(ctx, b, "sqlite", o.now()); err != nil {
 		b.close()
 		return nil, err
@@ -61,7 +62,8 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*SQLite, erro
 }
 
 type sqliteBackend struct {
-	w, r *sql.DB
+	w, r   *sql.DB
+	ws, rs *stmtCache // prepared statements of the writer and the readers
 }
 
 func (b *sqliteBackend) inTx(ctx context.Context, fn func(q querier) error) (err error) {
@@ -69,14 +71,17 @@ func (b *sqliteBackend) inTx(ctx context.Context, fn func(q querier) error) (err
 	if err != nil {
 		return err
 	}
-	if err := fn(sqlQuerier{tx}); err != nil {
+	defer func() {
+		b.ws.prepareWanted(ctx)
+	}()
+	if err := fn(sqlQuerier{q: tx, tx: tx, stmts: b.ws}); err != nil {
 		tx.Rollback()
 		return err
 	}
 	return tx.Commit()
 }
 
-func (b *sqliteBackend) reader() querier   { return sqlQuerier{b.r} }
+func (b *sqliteBackend) reader() querier   { return sqlQuerier{q: b.r, stmts: b.rs} }
 func (b *sqliteBackend) forUpdate() string { return "" }
 
 func (b *sqliteBackend) isUniqueViolation(err error) bool {
@@ -88,20 +93,111 @@ func (b *sqliteBackend) isUniqueViolation(err error) bool {
 }
 
 func (b *sqliteBackend) close() error {
+	b.ws.close()
+	b.rs.close()
 	return errors.Join(b.r.Close(), b.w.Close())
 }
 
-// sqlQuerier runs queries on a database/sql transaction or pool.
+// stmtCache keeps prepared statements by query text, so that each statement is parsed and planned once per
+// connection instead of on every call (database/sql reuses a statement prepared on the connection a
+// transaction runs on; the driver keeps the compiled statement). Queries whose text varies with their
+// arguments (multi-row VALUES) would fill it: past maxStmts, queries run unprepared.
+type stmtCache struct {
+	db   *sql.DB
+	mu   sync.Mutex
+	m    map[string]*sql.Stmt
+	want map[string]bool
+}
+
+const maxStmts = 256
+
+func newStmtCache(db *sql.DB) *stmtCache {
+	return &stmtCache{db: db, m: map[string]*sql.Stmt{}, want: map[string]bool{}}
+}
+
+// get returns the prepared statement for query, in tx when tx is not nil, or nil when it is not cached. It
+// never waits for a connection while holding the cache's lock (a connection may be held by a caller of get).
+func (c *stmtCache) get(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt {
+	// Multi-row VALUES and IN lists: the text varies with the arguments.
+	if c == nil || strings.Contains(query, "), (") || strings.Contains(query, " IN (?") {
+		return nil
+	}
+	c.mu.Lock()
+	st, ok := c.m[query]
+	room := !ok && len(c.m)+len(c.want) < maxStmts
+	if room && tx != nil {
+		// The writer's one connection is the transaction's until it ends: prepared after it.
+		c.want[query] = true
+	}
+	c.mu.Unlock()
+	if room && tx == nil {
+		st = c.prepare(ctx, query)
+	}
+	if st == nil || tx == nil {
+		return st
+	}
+	return tx.StmtContext(ctx, st)
+}
+
+// prepare prepares query on the pool and keeps it (or the one another caller kept first).
+func (c *stmtCache) prepare(ctx context.Context, query string) *sql.Stmt {
+	p, err := c.db.PrepareContext(context.WithoutCancel(ctx), query)
+	if err != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.m[query]; ok {
+		p.Close()
+		return old
+	}
+	c.m[query] = p
+	return p
+}
+
+// prepareWanted prepares the queries a transaction ran unprepared; the caller holds no connection.
+func (c *stmtCache) prepareWanted(ctx context.Context) {
+	c.mu.Lock()
+	var qs []string
+	for q := range c.want { // usually empty
+		qs = append(qs, q)
+		delete(c.want, q)
+	}
+	c.mu.Unlock()
+	for _, q := range qs {
+		c.prepare(ctx, q)
+	}
+}
+
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.m {
+		st.Close()
+	}
+	clear(c.m)
+}
+
+// sqlQuerier runs queries on a database/sql transaction or pool, with the prepared statements of stmts when set
+// (tx is the transaction q is, if it is one).
 type sqlQuerier struct {
 	q interface {
 		ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 		QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 		QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 	}
+	tx    *sql.Tx
+	stmts *stmtCache
 }
 
 func (s sqlQuerier) exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := s.q.ExecContext(ctx, query, args...)
+	var res sql.Result
+	var err error
+	if st := s.stmts.get(ctx, s.tx, query); st != nil {
+		res, err = st.ExecContext(ctx, args...)
+	} else {
+		res, err = s.q.ExecContext(ctx, query, args...)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -109,11 +205,20 @@ func (s sqlQuerier) exec(ctx context.Context, query string, args ...any) (int64,
 }
 
 func (s sqlQuerier) queryRow(ctx context.Context, query string, args ...any) row {
+	if st := s.stmts.get(ctx, s.tx, query); st != nil {
+		return sqlRow{st.QueryRowContext(ctx, args...)}
+	}
 	return sqlRow{s.q.QueryRowContext(ctx, query, args...)}
 }
 
 func (s sqlQuerier) query(ctx context.Context, query string, args ...any) (rows, error) {
-	rs, err := s.q.QueryContext(ctx, query, args...)
+	var rs *sql.Rows
+	var err error
+	if st := s.stmts.get(ctx, s.tx, query); st != nil {
+		rs, err = st.QueryContext(ctx, args...)
+	} else {
+		rs, err = s.q.QueryContext(ctx, query, args...)
+	}
 	if err != nil {
 		return nil, err
 	}

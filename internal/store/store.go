@@ -4,7 +4,10 @@
 //
 // Every state change and the audit event that records it are written in one transaction. Appends to the audit
 // log are serialised on a one-row head (audit_head), locked with SELECT ... FOR UPDATE on PostgreSQL and by
-// SQLite's single writer, so entry numbers have no gaps and the hash chain never forks.
+// SQLite's single writer, so entry numbers have no gaps and the hash chain never forks. The issuance path's
+// intents and records of concurrent requests share one transaction with their audit events (group commit,
+// groupcommit.go); each caller still returns only once its own change is durable. SQLite statements are
+// prepared once per connection (stmtCache).
 //
 // The SQL is kept to what both dialects and PostgreSQL-compatible distributed engines accept: no sequences,
 // triggers or stored procedures; upserts with INSERT ... ON CONFLICT; times as integer microseconds.

@@ -110,7 +110,17 @@ func TestSignerPolicyAtSessionOpen(t *testing.T) {
 	key := &cardKey{o: &agentcard.Opener{URI: cardURI, Intermediates: []*x509.Certificate{p.Intermediate}}}
 	e := newEnvPKI(t, p, key, func(c *agent.Config) { c.CheckSigner = policy.Check })
 
-	factory, err := testpki.New(pkiStart()) // another CA, as the card maker's
+	// The card's factory certificate: what the virtual card's own issuer ("Mohr Virtual Card Issuer CA", the
+	// card maker's) certifies at manufacture, for the same key.
+	iss := vc.Issuer()
+	ftmpl := &x509.Certificate{SerialNumber: big.NewInt(99), Subject: pkix.Name{CommonName: "سارا احمدی", SerialNumber: "IDCIR-0499370899"},
+		NotBefore: p.Clock.Now().Add(-time.Hour), NotAfter: p.Clock.Now().AddDate(5, 0, 0), KeyUsage: x509.KeyUsageContentCommitment}
+	fder, err := x509.CreateCertificate(rand.Reader, ftmpl, iss.Cert, cardPublicKey(t), iss.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	factoryCert, _ := x509.ParseCertificate(fder)
+	other, err := testpki.New(pkiStart()) // another health CA, not this exchange's
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +129,8 @@ func TestSignerPolicyAtSessionOpen(t *testing.T) {
 		cert       *x509.Certificate
 		advance    time.Duration
 	}{
-		{"factory certificate", "does not chain to the configured roots", leafFrom(t, factory, cardPublicKey(t), nil), 0},
+		{"factory certificate", `Mohr Virtual Card Issuer CA\") does not chain to the configured roots: the card is not enrolled`, factoryCert, 0},
+		{"another CA's certificate", "does not chain to the configured roots", leafFrom(t, other, cardPublicKey(t), nil), 0},
 		{"no physician-signing policy", "lacks the physician-signing certificate policy", leafFrom(t, p, cardPublicKey(t), func(c *x509.Certificate) { c.Policies = nil }), 0},
 		{"expired", "expired on", good, 400 * 24 * time.Hour},
 	}

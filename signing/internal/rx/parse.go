@@ -28,7 +28,7 @@ const maxDepth = 64
 
 // Parse reads the members of a FHIR Bundle the verifier needs, like json.Unmarshal into a Bundle, but without
 // reflection: it validates the whole document's JSON syntax and extracts only resourceType, entry[].fullUrl,
-// entry[].resource.resourceType and entry[].resource.identifier[].{system,value}. Unlike encoding/json it
+// id, entry[].resource.resourceType and entry[].resource.identifier[].{system,value}. Unlike encoding/json it
 // rejects a document that repeats one of those members, so no two JSON readers can see different prescribers
 // or patients in the same signed bytes. Verification calls it for every prescription, so it is on the hot path.
 func Parse(b []byte) (Bundle, error) {
@@ -41,6 +41,8 @@ func Parse(b []byte) (Bundle, error) {
 			return p.once(&out.ResourceType, 1) && p.str(&out.ResourceType)
 		case "type":
 			return p.once(&out.Type, 2) && p.str(&out.Type)
+		case "id":
+			return p.once(nil, 4) && p.str(&out.ID)
 		case "entry":
 			if !p.once(nil, 3) {
 				return false
@@ -52,7 +54,7 @@ func Parse(b []byte) (Bundle, error) {
 				return ok
 			})
 		}
-		return !alias(key, "resourceType", "type", "entry") && p.value()
+		return !alias(key, "resourceType", "type", "entry", "id") && p.value()
 	}) {
 		return Bundle{}, ErrSyntax
 	}

@@ -31,6 +31,7 @@ type Entry struct {
 // Bundle is a FHIR R4 Bundle, reduced to what verification reads.
 type Bundle struct {
 	ResourceType string  `json:"resourceType"`
+	ID           string  `json:"id,omitempty"` // the prescription's ID (Bundle.id), what a claim names
 	Type         string  `json:"type"`
 	Entry        []Entry `json:"entry"`
 }
