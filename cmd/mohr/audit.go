@@ -45,7 +45,7 @@ func newAuditCmd() *cobra.Command {
 		Use:   "audit",
 		Short: "Tamper-evident audit log: verify, checkpoint, prove",
 	}
-	cmd.AddCommand(newAuditKeygenCmd(), newAuditVerifyCmd(), newAuditCheckpointCmd(), newAuditProveCmd(), newAuditConsistencyCmd())
+	cmd.AddCommand(newAuditKeygenCmd(), newAuditVerifyCmd(), newAuditCheckpointCmd(), newAuditProveCmd(), newAuditConsistencyCmd(), newAuditRetireKeyCmd())
 	return cmd
 }
 
