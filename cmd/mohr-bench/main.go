@@ -45,13 +45,15 @@ type options struct {
 	cacert, cert, key        string
 	bodyFile, ocspFile       string
 	token, caCert, caKey     string
+	signers, chain           string
+	pool                     int
 	insecureSkipServerVerify bool
 }
 
 func run() error {
 	var o options
 	flag.StringVar(&o.url, "url", "", "base URL of a running API on loopback (empty: start an in-process server with stub services)")
-	flag.StringVar(&o.scenario, "scenario", "verify", "verify | ocsp-post | ocsp-get | healthz | issue | bare-create")
+	flag.StringVar(&o.scenario, "scenario", "verify", "verify | ocsp-post | ocsp-get | healthz | issue | bare-create | ingest | bare-ingest")
 	flag.IntVar(&o.conc, "c", 32, "concurrent clients")
 	flag.DurationVar(&o.dur, "d", 10*time.Second, "measured duration (at most 5m)")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "warm-up before measuring")
@@ -64,6 +66,9 @@ func run() error {
 	flag.StringVar(&o.token, "token", "", "issue: file with a bearer token (else the client certificate must be an operator's or RA officer's)")
 	flag.StringVar(&o.caCert, "ca-cert", "", "bare-create: PEM issuer certificate")
 	flag.StringVar(&o.caKey, "ca-key", "", "bare-create: PEM issuer key (PKCS#8 or SEC 1)")
+	flag.StringVar(&o.signers, "signers", "", "ingest, bare-ingest: file of physicians, one a line: key.pem cert.pem nationalCode councilNumber")
+	flag.StringVar(&o.chain, "chain", "", "ingest, bare-ingest: PEM issuing CA certificate of the physicians' certificates")
+	flag.IntVar(&o.pool, "pool", 20000, "ingest: prescriptions signed before the run (each request sends a new one)")
 	flag.Parse()
 	if o.conc < 1 || o.conc > 1024 {
 		return errors.New("-c must be 1 to 1024")
@@ -72,6 +77,9 @@ func run() error {
 		return errors.New("-d must be in (0, 5m]")
 	}
 
+	if o.scenario == "bare-ingest" {
+		return runBareIngest(o)
+	}
 	if o.scenario == "bare-create" {
 		fn, err := bareCreate(o)
 		if err != nil {
@@ -199,6 +207,8 @@ func scenario(o options, base string) (func(context.Context) (*http.Request, err
 		}, nil
 	case "issue":
 		return issueRequests(o, base)
+	case "ingest":
+		return ingestRequests(o, base)
 	case "healthz":
 		return func(ctx context.Context) (*http.Request, error) {
 			return http.NewRequestWithContext(ctx, "GET", base+"/healthz", nil)

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# bench-ingest.sh: ingestion through a real `mohr serve` over mTLS (a facility adapter's client certificate,
+# 32 kept-alive connections), POST /v1/prescriptions of real B-B prescriptions (HIX-Rx-CAdES, FHIR bundles from
+# signing/rxgen) signed before the run by PHYSICIANS registered physicians, each request a new prescription;
+# against the bare cryptographic operations one ingestion needs, measured in the same run at the same
+# concurrency (cmd/mohr-bench scenarios ingest and bare-ingest): ECDSA P-256 verification of the signature and
+# of the signing certificate by its CA, and three P-256 signatures (TSA token, fresh OCSP response, report seal).
+# Prints prescriptions/s, p50/p99, the server's CPU per prescription (from /proc) and the ratio to the bare sum.
+# SQLite in WAL with synchronous=FULL (durable). Knobs: DURATION (10s), ROUNDS (3; report medians),
+# PHYSICIANS (8), CONC (32), MOHR_BIN (another build of mohr).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin
+W=$(mktemp -d)
+SRV=
+trap '[ -n "$SRV" ] && kill "$SRV" 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
+dur=${DURATION:-10s} rounds=${ROUNDS:-3} nphy=${PHYSICIANS:-8} conc=${CONC:-32}
+if [ -n "${MOHR_BIN:-}" ]; then cp "$MOHR_BIN" "$W/mohr"; else go build -o "$W/mohr" ./cmd/mohr; fi
+go build -o "$W/bench" ./cmd/mohr-bench
+M="$W/mohr --data-dir $W/data"
+API=127.0.0.1:18643 PUB=127.0.0.1:18280
+mkdir -p "$W/data"
+printf 'listen: %s\npublic_listen: %s\napi: {rate_limit: 100000000, public_rate_limit: 100000000}\n' "$API" "$PUB" > "$W/data/mohr.yaml"
+$M ca init --dev 2>/dev/null
+
+# Registries: one facility, nphy physicians (valid national codes: check digit per the national algorithm).
+printf 'siam_id,name,licence_number,licence_status,licence_from,licence_until,system_id,system_status,system_from,system_until\nSIAM-10001,Bench Hospital,LIC/1402/77,active,2024-01-01,2030-06-30,SYS-42,active,2024-01-01,2030-06-30\n' > "$W/fac.csv"
+$M facility import "$W/fac.csv" >/dev/null
+natcode() { # 9 digits -> 10 with check digit
+	echo "$1" | awk '{ s = 0; for (i = 1; i <= 9; i++) s += substr($0, i, 1) * (11 - i); r = s % 11; printf "%s%d\n", $0, (r < 2 ? r : 11 - r) }'
+}
+echo 'national_code,council_no,name,specialty,status,valid_from,valid_until' > "$W/phy.csv"
+: > "$W/signers"
+for i in $(seq 1 "$nphy"); do
+	nc=$(natcode "$(printf '0%08d' $((49937000 + i * 7)))") council=$((120000 + i))
+	echo "$nc,$council,Dr Bench $i,General Practice,active,2020-01-01,2030-12-31" >> "$W/phy.csv"
+	echo "$W/dr$i.key $W/dr$i.pem $nc $council" >> "$W/signers"
+done
+$M physician import "$W/phy.csv" >/dev/null
+while read -r key pem nc council; do
+	openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -topk8 -nocrypt -out "$key"
+	openssl req -new -key "$key" -subj /CN=x -out "$key.csr"
+	$M cert issue --profile physician-signing --csr "$key.csr" --name "Dr Bench $council" --national-code "$nc" --council-no "$council" > "$pem"
+done < "$W/signers"
+# The facility adapter's API credential.
+openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -topk8 -nocrypt -out "$W/fac.key"
+openssl req -new -key "$W/fac.key" -subj /CN=x -out "$W/fac.csr"
+$M cert issue --profile facility-adapter --csr "$W/fac.csr" --siam-id SIAM-10001 --licence LIC/1402/77 --system-cert SYS-42 > "$W/fac.pem"
+
+GOMAXPROCS=2 $M serve > "$W/serve.log" 2>&1 &
+SRV=$!
+for _ in $(seq 1 200); do curl -sf "http://$PUB/healthz" >/dev/null && break; sleep 0.1; done
+curl -sf "http://$PUB/healthz" >/dev/null || { cat "$W/serve.log" >&2; exit 1; }
+cpu() { awk '{print $14 + $15}' "/proc/$SRV/stat"; }
+common=(-signers "$W/signers" -chain "$W/data/ca/intermediate.pem")
+ingest() { # -> "rps p50 p99 cpu_us_per_rx errors"
+	local c0 out c1
+	c0=$(cpu)
+	out=$("$W/bench" -url "https://$API" -cacert "$W/data/ca/root.pem" -cert "$W/fac.pem" -key "$W/fac.key" \
+		-scenario ingest "${common[@]}" -c "$conc" -d "$dur" -warmup 0 -timeout 60s)
+	c1=$(cpu)
+	echo "$out" | awk -v cpu=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" '/^scenario=/ {
+		for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+		printf "%s %s %s %.0f %s\n", v["rps"], v["p50"], v["p99"], cpu / hz * 1e6 / v["requests"], v["errors"] }'
+}
+bare() { "$W/bench" -scenario bare-ingest "${common[@]}" -ca-key "$W/data/ca/intermediate.key" -c "$conc" -d "$dur" -warmup 0 > "$W/bare.out"
+	sed -nE 's/.* rps=([0-9]+) .*/\1/p' "$W/bare.out"; }
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), SQLite durable, $nphy physicians, $conc clients, $dur per run"
+openssl speed -seconds 1 -multi 2 ecdsap256 2>/dev/null | tail -1 | awk '{print "# openssl speed -multi 2 ecdsap256: " $7 " signs/s"}'
+# Warm-up (and the check that prescriptions are accepted: any non-201 answer fails the run).
+"$W/bench" -url "https://$API" -cacert "$W/data/ca/root.pem" -cert "$W/fac.pem" -key "$W/fac.key" \
+	-scenario ingest "${common[@]}" -pool 200 -c "$conc" -d 2s -warmup 0 -timeout 60s >/dev/null 2>"$W/warm.err" ||
+	grep -q 'pool of 200' "$W/warm.err" || { cat "$W/warm.err" "$W/serve.log" >&2; exit 1; }
+for r in $(seq 1 "$rounds"); do
+	read -r rps p50 p99 cpurx errs < <(ingest)
+	[ "$errs" = 0 ] || { echo "bench-ingest: $errs requests failed" >&2; tail -5 "$W/serve.log" >&2; exit 1; }
+	b=$(bare)
+	awk -v r="$r" -v rps="$rps" -v p50="$p50" -v p99="$p99" -v cpu="$cpurx" -v b="$b" 'BEGIN {
+		printf "round %d: ingest %s rx/s p50 %s p99 %s, server CPU %s us/rx | bare sum of the operations %s/s | ratio %.3f\n",
+			r, rps, p50, p99, cpu, b, rps / b }'
+done
+grep '^bare-ingest' "$W/bare.out"
