@@ -34,6 +34,7 @@ func (m mapRegistry) Registration(_ context.Context, n string) (signing.Registra
 // verifier does not trust (undetermined).
 type fixture struct {
 	pki                      *testpki.PKI
+	doc                      *testpki.Leaf
 	h                        *Handler
 	roots                    *x509.CertPool
 	pass, fail, undetermined []byte
@@ -98,6 +99,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.doc = doc
 	tsaLeaf, err := p.Issue(testpki.TSA, testpki.LeafOptions{CommonName: "Mohr Test TSA"})
 	if err != nil {
 		t.Fatal(err)
@@ -171,6 +173,20 @@ func (f *fixture) server(t testing.TB) *httptest.Server {
 	mux := http.NewServeMux()
 	mux.Handle(Prefix, f.h)
 	mux.Handle(Prefix+"/", f.h)
+	// GET /trust-bundle, which package api serves beside the page; the browser check fetches it.
+	mux.HandleFunc("/trust-bundle", func(w http.ResponseWriter, r *http.Request) {
+		if f.h.cfg.TrustBundle == nil {
+			http.NotFound(w, r)
+			return
+		}
+		b, err := f.h.cfg.TrustBundle(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", `application/cose; cose-type="cose-sign1"`)
+		w.Write(b)
+	})
 	s := httptest.NewServer(mux)
 	t.Cleanup(s.Close)
 	return s

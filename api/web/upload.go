@@ -9,9 +9,11 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"strings"
 
 	"github.com/mohr-hix/mohr/internal/hixext"
 	"github.com/mohr-hix/mohr/signing"
+	"github.com/mohr-hix/mohr/signing/offline"
 	"github.com/mohr-hix/mohr/signing/pades"
 )
 
@@ -28,6 +30,7 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxUpload+64<<10)
 	mr := multipart.NewReader(r.Body, params["boundary"])
 	var file []byte
+	var qrText string
 	var tooLarge, gotFile bool
 	for {
 		part, err := mr.NextPart()
@@ -49,6 +52,16 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 			if string(b) == "en" {
 				lang = "en"
 			}
+		case "qr":
+			b, err := io.ReadAll(io.LimitReader(part, maxQRText+1))
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) || len(b) > maxQRText {
+				tooLarge = true
+			} else if err != nil {
+				h.render(w, r, http.StatusBadRequest, h.page(r, lang, nil, msgNoFile))
+				return
+			}
+			qrText = string(b)
 		case "file":
 			gotFile = true
 			file, err = io.ReadAll(io.LimitReader(part, h.cfg.MaxUpload+1))
@@ -69,13 +82,28 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 	case tooLarge:
 		h.render(w, r, http.StatusRequestEntityTooLarge, h.page(r, lang, nil, msgTooLarge))
 		return
-	case !gotFile || len(file) == 0:
+	case (!gotFile || len(file) == 0) && strings.TrimSpace(qrText) == "":
 		h.render(w, r, http.StatusBadRequest, h.page(r, lang, nil, msgNoFile))
 		return
 	}
 	// The bytes are not wiped afterwards: the verifier's caches may keep parsed certificates that point into
 	// them. They are garbage once the answer is written; nothing keeps or writes them anywhere.
-	res, msg := h.check(r.Context(), file)
+	var res *checked
+	var msg string
+	switch {
+	case len(file) > 0 && isImage(file):
+		// A photo or scan of the printed QR code (offline.go).
+		res, msg, err = h.checkQRImage(r.Context(), file)
+	case len(file) == 0:
+		res, msg, err = h.checkQR(r.Context(), qrText)
+	default:
+		res, msg = h.check(r.Context(), file)
+	}
+	if err != nil {
+		h.report(r, err)
+		h.render(w, r, http.StatusServiceUnavailable, h.page(r, lang, nil, msgServer))
+		return
+	}
 	if msg != "" {
 		h.render(w, r, http.StatusUnprocessableEntity, h.page(r, lang, nil, msg))
 		return
@@ -83,7 +111,9 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 	if h.observe != nil {
 		h.observe(string(res.report.Indication))
 	}
-	if h.cfg.Seal != nil {
+	// An offline check is not sealed: the exchange vouches for full validations, and the offline report is
+	// what any pharmacy's verifier computes from the same bundle.
+	if h.cfg.Seal != nil && res.offline == nil {
 		sealed, err := signing.SealReport(r.Context(), res.report, *h.cfg.Seal, h.cfg.Now)
 		if err != nil {
 			res.sealRef = h.report(r, err)
@@ -108,6 +138,8 @@ type checked struct {
 	certCouncil string
 	sealed      []byte
 	sealRef     string
+	// offline is set for a QR code checked offline against the trust bundle (offline.go).
+	offline *offline.Result
 }
 
 // check verifies file as a signed PDF or a CMS signature. msg is set (and res nil) when the file is not

@@ -17,10 +17,11 @@ import (
 // language's copy is hidden; the script swaps them in place, and without script the language link reloads
 // the empty form in the other language.
 type page struct {
-	Lang  string
-	Dir   string
-	Title string
-	Views []*view
+	SealKey string
+	Lang    string
+	Dir     string
+	Title   string
+	Views   []*view
 }
 
 type view struct {
@@ -30,7 +31,10 @@ type view struct {
 	MaxMB, Limit     string
 	Msg              string
 	Result           *resultView
-	t                map[string]string
+	// SealKey is the pinned trust-bundle seal key (base64 SubjectPublicKeyInfo) for the browser check
+	// (static/offline.js); empty when the page has no trust bundle.
+	SealKey string
+	t       map[string]string
 }
 
 // T returns the view's text for key.
@@ -61,6 +65,18 @@ type resultView struct {
 	SealedURL                 template.URL
 	SealRef                   string
 	ContentSHA256             string
+	Offline                   *offlineView
+}
+
+// offlineView says that a result is an offline check and against which trust bundle.
+type offlineView struct {
+	Note                     string // what an offline check proves and what it cannot
+	IssuedJalali, IssuedGreg string
+	NextJalali, NextGreg     string
+	Age                      string
+	Revoked                  string
+	SHA256                   string
+	PrescriptionID           string
 }
 
 type rxView struct {
@@ -85,19 +101,22 @@ type chainBox struct {
 
 // Message keys for the plain-language answers to bad input.
 const (
-	msgNoFile      = "msg.nofile"
-	msgTooLarge    = "msg.toolarge"
-	msgNotSigned   = "msg.notsigned"
-	msgNoSignature = "msg.nosignature"
-	msgRateLimited = "msg.ratelimited"
-	msgServer      = "msg.server"
-	msgNotFound    = "msg.notfound"
+	msgNoFile        = "msg.nofile"
+	msgTooLarge      = "msg.toolarge"
+	msgNotSigned     = "msg.notsigned"
+	msgNoSignature   = "msg.nosignature"
+	msgRateLimited   = "msg.ratelimited"
+	msgServer        = "msg.server"
+	msgNotFound      = "msg.notfound"
+	msgNotQR         = "msg.notqr"
+	msgNoQR          = "msg.noqr"
+	msgImageTooLarge = "msg.imagetoolarge"
 )
 
 func (h *Handler) page(r *http.Request, lang string, res *checked, msg string) *page {
-	p := &page{Lang: lang, Dir: dirOf(lang)}
+	p := &page{Lang: lang, Dir: dirOf(lang), SealKey: h.sealSPKI}
 	for _, l := range []string{lang, other(lang)} {
-		v := &view{Lang: l, Dir: dirOf(l), Other: other(l), Hidden: l != lang, Viewer: viewer(r.Context()), t: texts[l]}
+		v := &view{Lang: l, Dir: dirOf(l), Other: other(l), Hidden: l != lang, Viewer: viewer(r.Context()), t: texts[l], SealKey: h.sealSPKI}
 		v.MaxMB = num(l, fmt.Sprint(h.cfg.MaxUpload>>20))
 		v.Limit = strings.ReplaceAll(v.T("limit"), "{max}", v.MaxMB)
 		if msg != "" {
@@ -246,6 +265,8 @@ func (h *Handler) result(lang string, c *checked) *resultView {
 
 	// The prescription.
 	switch {
+	case c.offline != nil:
+		h.offlineResult(lang, c.offline, rv)
 	case c.pdf:
 		rv.RxNote = t["rx.pdf"]
 	case c.content != nil:
@@ -303,6 +324,8 @@ func standing(t map[string]string, reg string) (text, class string) {
 		return t["standing.mismatch"], "bad"
 	case reg == "unavailable":
 		return t["standing.unavailable"], "unknown"
+	case strings.Contains(reg, "offline"):
+		return t["standing.offline"], "unknown"
 	}
 	return t["standing.notchecked"], "unknown"
 }

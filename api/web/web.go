@@ -12,10 +12,14 @@ package web
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
+	"crypto/x509"
 	"embed"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"html/template"
 	"io"
 	"io/fs"
@@ -49,7 +53,13 @@ type Config struct {
 	Seal *signing.Seal
 	// MaxUpload bounds an uploaded file; 4 MiB when zero.
 	MaxUpload int64
-	// Now is the clock for sealing; time.Now when nil.
+	// TrustBundle, if set with SealKey, returns the signed trust bundle the exchange publishes (GET
+	// /trust-bundle); the page then checks prescription QR codes offline against it (offline.go).
+	TrustBundle func(ctx context.Context) ([]byte, error)
+	// SealKey is the pinned public key of the Ministry's trust-bundle seal: the page opens the bundle with it,
+	// as every offline verifier does, and never with a key taken from the bundle.
+	SealKey crypto.PublicKey
+	// Now is the clock for sealing and for offline checks; time.Now when nil.
 	Now func() time.Time
 	// OnError receives errors that are not the visitor's fault (a failed seal, a template error), with the
 	// opaque reference the visitor sees, for the caller's log. nil drops them.
@@ -63,6 +73,9 @@ type Handler struct {
 	tmpl    *template.Template
 	static  http.Handler
 	teh     *time.Location
+	bundles bundleCache
+	// sealSPKI is SealKey as base64 DER SubjectPublicKeyInfo, handed to the browser check with the page.
+	sealSPKI string
 }
 
 // New checks cfg and parses the templates.
@@ -84,7 +97,15 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{cfg: cfg, tmpl: t, static: http.StripPrefix(staticPath, http.FileServerFS(sub)), teh: tehran()}, nil
+	h := &Handler{cfg: cfg, tmpl: t, static: http.StripPrefix(staticPath, http.FileServerFS(sub)), teh: tehran()}
+	if cfg.SealKey != nil && cfg.TrustBundle != nil {
+		spki, err := x509.MarshalPKIXPublicKey(cfg.SealKey)
+		if err != nil {
+			return nil, fmt.Errorf("web: seal key: %w", err)
+		}
+		h.sealSPKI = base64.StdEncoding.EncodeToString(spki)
+	}
+	return h, nil
 }
 
 // Observe sets a function called with the indication of every verification the page makes (for metrics).
@@ -110,7 +131,8 @@ func viewer(ctx context.Context) string {
 // securityHeaders are set on every answer: the page loads only its own files, cannot be framed, sends no
 // referrer, and results are not cached (they describe a visitor's prescription).
 func securityHeaders(h http.Header) {
-	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; font-src 'self'; "+
+	// connect-src 'self': the browser check (static/offline.js) fetches /trust-bundle from the same origin.
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; font-src 'self'; "+
 		"img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")

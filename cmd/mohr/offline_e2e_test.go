@@ -1,16 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"crypto/x509"
 
@@ -59,13 +65,25 @@ func TestOfflineQREndToEnd(t *testing.T) {
 		"--in", in, "--out", filepath.Join(dir, "rx.p7s"), "--qr-out", png, "--qr-text", txt)
 
 	seal := filepath.Join(dd, "services", "trust-bundle-seal.pub")
-	fetch := func(out string) {
+	fetch := func(out string, also func()) {
 		srv := startServe(t, dd, apiPort)
 		defer func() { srv.Process.Signal(syscall.SIGTERM); srv.Wait() }()
 		mustMohr(t, dd, "trust-bundle", "fetch", "--url", fmt.Sprintf("http://127.0.0.1:%d/trust-bundle", pubPort), "--seal-key", seal, "--out", out)
+		if also != nil {
+			also()
+		}
 	}
 	bundle1 := filepath.Join(dir, "bundle1.cose")
-	fetch(bundle1)
+	// The verification page of both listeners checks the QR image offline against the node's own bundle.
+	fetch(bundle1, func() {
+		img, _ := os.ReadFile(png)
+		for _, url := range []string{fmt.Sprintf("http://127.0.0.1:%d/verify", pubPort), fmt.Sprintf("https://127.0.0.1:%d/verify", apiPort)} {
+			code, page := postPage(t, url, "file", "rx.png", img)
+			if code != 200 || !strings.Contains(page, "<code>TOTAL_PASSED</code>") || !strings.Contains(page, "Offline check") {
+				t.Errorf("POST %s: %d\n%s", url, code, page)
+			}
+		}
+	})
 	if out := mustMohr(t, dd, "trust-bundle", "show", "--seal-key", seal, bundle1); !strings.Contains(out, "0 revoked") {
 		t.Fatalf("trust-bundle show: %s", out)
 	}
@@ -89,7 +107,7 @@ func TestOfflineQREndToEnd(t *testing.T) {
 	// Revoke the physician's certificate; the next bundle carries it and the QR fails.
 	mustMohr(t, dd, "cert", "revoke", fmt.Sprintf("%x", cert.SerialNumber), "--reason", "keyCompromise")
 	bundle2 := filepath.Join(dir, "bundle2.cose")
-	fetch(bundle2)
+	fetch(bundle2, nil)
 	out, _, code := mohr(t, dd, "qr", "verify", "--bundle", bundle2, "--seal-key", seal, png)
 	if code == 0 || !strings.Contains(out, "REVOKED_NO_POE") {
 		t.Fatalf("revoked physician passed: exit %d: %s", code, out)
@@ -97,4 +115,24 @@ func TestOfflineQREndToEnd(t *testing.T) {
 	if out := mustMohr(t, dd, "qr", "verify", "--bundle", bundle1, "--seal-key", seal, png); !strings.Contains(out, "TOTAL_PASSED") {
 		t.Fatalf("old bundle: %s", out)
 	}
+}
+
+// postPage posts one file as field to the verification page at url (plain HTTP or TLS without a client
+// certificate) in English and returns the status and the page.
+func postPage(t *testing.T, url, field, name string, data []byte) (int, string) {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	_ = mw.WriteField("lang", "en")
+	fw, _ := mw.CreateFormFile(field, name)
+	fw.Write(data)
+	mw.Close()
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := client.Post(url, mw.FormDataContentType(), &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

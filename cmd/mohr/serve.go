@@ -265,6 +265,7 @@ func (n *node) apiServer() (*api.Server, error) {
 	}
 	ta := tokenAPI{svc: n.tokens, st: n.ts, now: n.cfg.clock(), chain: func() []*x509.Certificate { return n.ca.Issuer().Chain }}
 	pages, err := web.New(web.Config{Verifier: func() *signing.Verifier { return n.vs.Load().v }, Registry: physicianRegistry{n.ts}, Seal: &n.seal,
+		TrustBundle: n.bundle.Signed, SealKey: n.bundle.Seal.Public(),
 		OnError: func(r *http.Request, ref string, err error) {
 			n.log.Error("verification page", "ref", ref, "err", err)
 		}})

@@ -3,6 +3,8 @@ package offline
 import (
 	"bytes"
 	"context"
+	"errors"
+	"image"
 	"testing"
 	"time"
 )
@@ -113,6 +115,29 @@ func FuzzVerifyText(f *testing.F) {
 			if !bytes.Equal(raw1, raw2) {
 				t.Fatalf("a different COSE message passed")
 			}
+		}
+	})
+}
+
+// FuzzReadQRFile: any bytes given as an image (the verification page's upload, `mohr qr verify FILE`) are
+// read without a panic; an image whose header declares more than MaxImagePixels is refused with
+// ErrImageTooLarge before its pixels are decoded; a clean code reads back exactly.
+func FuzzReadQRFile(f *testing.F) {
+	text := Prefix + "6BFOXN%TS3DH0YOJ58S S-W5HDC *M0II5XHC9B5G2+$N IOP-IA%NFQGRJPC%OQHIZC4.OI1RM8ZA.A5:S9MKN4NN3F85QNCY0O%0VZ001HOC9JU0D0HT0HB2PL/IB*09B9LW4T*8+DCMH0LDK2%K:XFE70*LP$V25$0Q:J:4MO1P0%0L0HD+9E/HY+4J6TH48S%4K.GJ2PT3QY:GQ3TE2I+-CPHN6D7LLK*Y0ZU-CSB3"
+	png, _, err := QRPNG(text, 3)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(png)
+	f.Add([]byte("\x89PNG\r\n\x1a\n"))
+	f.Add([]byte{0xff, 0xd8, 0xff, 0xe0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := ReadQRFile(b)
+		if cfg, _, cerr := image.DecodeConfig(bytes.NewReader(b)); cerr == nil && int64(cfg.Width)*int64(cfg.Height) > MaxImagePixels && !errors.Is(err, ErrImageTooLarge) {
+			t.Fatalf("%d x %d image not refused: %v", cfg.Width, cfg.Height, err)
+		}
+		if bytes.Equal(b, png) && got != text {
+			t.Fatalf("the clean code reads %q, %v", got, err)
 		}
 	})
 }

@@ -63,3 +63,9 @@ func (p *Publisher) Bundle(ctx context.Context) (signed []byte, issued, nextUpda
 	p.signed, p.issued, p.next = b, in.Issued, in.NextUpdate
 	return b, p.issued, p.next, nil
 }
+
+// Signed returns the current signed bundle (Bundle without the dates).
+func (p *Publisher) Signed(ctx context.Context) ([]byte, error) {
+	b, _, _, err := p.Bundle(ctx)
+	return b, err
+}
