@@ -3,6 +3,7 @@ module github.com/mohr-hix/mohr
 go 1.26.8
 
 require (
+	filippo.io/nistec v0.0.4
 	github.com/chromedp/cdproto v0.160.1
 	github.com/chromedp/chromedp v0.23.1
 	github.com/digitorus/pdf v0.1.2

@@ -111,6 +111,13 @@ func BenchmarkSignParts(b *testing.B) {
 				}
 			}
 		})
+		b.Run(alg+"/verify-mohr", func(b *testing.B) {
+			for b.Loop() {
+				if err := k.verify(digest[:], sig, crypto.SHA256); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 		o.Close()
 	}
 }

@@ -94,6 +94,9 @@ func TestFaultySignatureRefused(t *testing.T) {
 				t.Fatalf("Sign with a corrupted answer: got sig=%x err=%v", sig, err)
 			}
 			signAndVerify(t, ctx, k, tc.opts)
+			if tc.alg == AlgECP256 && k.p256 == nil {
+				t.Fatal("ECDSA P-256 key without its precomputed verifier: the fast path is not in use")
+			}
 		})
 	}
 }

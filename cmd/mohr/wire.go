@@ -168,8 +168,9 @@ func (r registryRA) PhysicianStanding(ctx context.Context, nationalCode, council
 type physicianRegistry struct{ st *sqlstore.Store }
 
 func (r physicianRegistry) Registration(ctx context.Context, councilNo string) (signing.Registration, error) {
-	p, err := r.st.PhysicianByCouncil(ctx, councilNo)
-	if errors.Is(err, tokens.ErrNotFound) {
+	// The registration and its history (the standing at the signing time, issue 20) in one query.
+	p, hist, err := r.st.PhysicianByCouncilWithHistory(ctx, councilNo)
+	if errors.Is(err, tokens.ErrNotFound) && p.CouncilNo == "" {
 		return signing.Registration{}, signing.ErrUnknownPhysician // SIG_CONSTRAINTS_FAILURE, not TRY_LATER
 	}
 	if err != nil {
@@ -177,11 +178,6 @@ func (r physicianRegistry) Registration(ctx context.Context, councilNo string) (
 	}
 	reg := signing.Registration{CouncilNumber: p.CouncilNo, NationalCode: p.NationalCode, Name: p.Name,
 		Specialty: p.Specialty, Status: string(p.Status), ValidFrom: p.ValidFrom, ValidUntil: p.ValidUntil}
-	// The standing at the signing time comes from the registry's history (issue 20).
-	hist, err := r.st.PhysicianHistory(ctx, p.NationalCode)
-	if err != nil {
-		return signing.Registration{}, err
-	}
 	for _, h := range hist {
 		if h.CouncilNo != p.CouncilNo {
 			continue // the national code held another council number then: no standing for this one

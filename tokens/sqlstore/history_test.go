@@ -74,6 +74,13 @@ func testPhysicianHistory(t *testing.T, db *sql.DB, dialect string) {
 	if h[2].Actor != "api:ra-officer" || !h[2].RecordedAt.Equal(now) {
 		t.Errorf("entry 2 recorded %+v", h[2])
 	}
+	bp, bh, err := s.PhysicianByCouncilWithHistory(ctx, "12345")
+	if err != nil || bp.NationalCode != p.NationalCode || bp.Status != tokens.StatusActive || len(bh) != len(h) || !bh[1].EffectiveAt.Equal(h[1].EffectiveAt) {
+		t.Fatalf("one-query lookup %+v %+v %v", bp, bh, err)
+	}
+	if _, _, err := s.PhysicianByCouncilWithHistory(ctx, "999"); !errors.Is(err, tokens.ErrNotFound) {
+		t.Errorf("unknown council number: %v", err)
+	}
 	if _, err := s.PhysicianHistory(ctx, "1234567891"); !errors.Is(err, tokens.ErrNotFound) {
 		t.Errorf("unknown physician: %v", err)
 	}

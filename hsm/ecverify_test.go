@@ -1,0 +1,85 @@
+package hsm
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"testing"
+)
+
+// TestP256Verifier checks the per-key fast path against crypto/ecdsa: every valid signature is
+// accepted (so the fast path is really used, not silently bypassed), and a changed digest, a changed
+// bit of the signature, another key's signature, and malformed encodings are all refused.
+func TestP256Verifier(t *testing.T) {
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	v := newP256Verifier(&priv.PublicKey)
+	if v == nil {
+		t.Fatal("no verifier for a P-256 key")
+	}
+	for i := range 50 {
+		d := sha256.Sum256([]byte{byte(i)})
+		digest := d[:]
+		if i%5 == 0 {
+			d := sha512.Sum384([]byte{byte(i)}) // longer than the order: truncated
+			digest = d[:]
+		}
+		sig, err := ecdsa.SignASN1(rand.Reader, priv, digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !v.verify(digest, sig) {
+			t.Fatalf("%d: valid signature refused", i)
+		}
+		bad := append([]byte(nil), digest...)
+		bad[0] ^= 1
+		if v.verify(bad, sig) {
+			t.Fatalf("%d: signature accepted for another digest", i)
+		}
+		for _, pos := range []int{len(sig) / 3, len(sig) - 1, 1} {
+			c := append([]byte(nil), sig...)
+			c[pos] ^= 0x04
+			if v.verify(digest, c) {
+				t.Fatalf("%d: corrupted signature (byte %d) accepted", i, pos)
+			}
+		}
+		os, _ := ecdsa.SignASN1(rand.Reader, other, digest)
+		if v.verify(digest, os) {
+			t.Fatalf("%d: another key's signature accepted", i)
+		}
+		if v.verify(digest, append(sig, 0)) || v.verify(digest, sig[:len(sig)-1]) || v.verify(digest, nil) {
+			t.Fatalf("%d: malformed encoding accepted", i)
+		}
+	}
+	// r or s of 0 is refused; keys that are not P-256 get no fast path.
+	d := sha256.Sum256([]byte("zero"))
+	for _, z := range [][]byte{{0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x01}, {0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x00}} {
+		if v.verify(d[:], z) {
+			t.Fatalf("signature %x accepted", z)
+		}
+	}
+	if newP256Verifier(nil) != nil {
+		t.Fatal("verifier for nil key")
+	}
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if newP256Verifier(&p384.PublicKey) != nil {
+		t.Fatal("P-256 verifier for a P-384 key")
+	}
+}
+
+// FuzzP256Verifier checks that the fast path never accepts what crypto/ecdsa refuses.
+func FuzzP256Verifier(f *testing.F) {
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	v := newP256Verifier(&priv.PublicKey)
+	d := sha256.Sum256([]byte("seed"))
+	sig, _ := ecdsa.SignASN1(rand.Reader, priv, d[:])
+	f.Add(d[:], sig)
+	f.Add(d[:], []byte{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01})
+	f.Fuzz(func(t *testing.T, digest, sig []byte) {
+		if v.verify(digest, sig) && !ecdsa.VerifyASN1(&priv.PublicKey, digest, sig) {
+			t.Fatalf("fast path accepts a signature crypto/ecdsa refuses: %x / %x", digest, sig)
+		}
+	})
+}
