@@ -7,7 +7,8 @@
 # of the signing certificate by its CA, and three P-256 signatures (TSA token, fresh OCSP response, report seal).
 # Prints prescriptions/s, p50/p99, the server's CPU per prescription (from /proc) and the ratio to the bare sum.
 # SQLite in WAL with synchronous=FULL (durable). Knobs: DURATION (10s), ROUNDS (3; report medians),
-# PHYSICIANS (8), CONC (32), MOHR_BIN (another build of mohr).
+# PHYSICIANS (8), CONC (32), MOHR_BIN (another build of mohr), PROFILE_OUT (a directory to keep the binary and
+# the server's CPU profile in, for go tool pprof).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -47,7 +48,7 @@ openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -top
 openssl req -new -key "$W/fac.key" -subj /CN=x -out "$W/fac.csr"
 $M cert issue --profile facility-adapter --csr "$W/fac.csr" --siam-id SIAM-10001 --licence LIC/1402/77 --system-cert SYS-42 > "$W/fac.pem"
 
-GOMAXPROCS=2 $M serve > "$W/serve.log" 2>&1 &
+GOMAXPROCS=2 $M serve --cpuprofile "$W/cpu.pprof" > "$W/serve.log" 2>&1 &
 SRV=$!
 for _ in $(seq 1 200); do curl -sf "http://$PUB/healthz" >/dev/null && break; sleep 0.1; done
 curl -sf "http://$PUB/healthz" >/dev/null || { cat "$W/serve.log" >&2; exit 1; }
@@ -81,3 +82,30 @@ for r in $(seq 1 "$rounds"); do
 			r, rps, p50, p99, cpu, b, rps / b }'
 done
 grep '^bare-ingest' "$W/bare.out"
+
+# Where the server's CPU went (the profile covers the warm-up and every round; the server did nothing else), by
+# the ingestion's stage functions. Verification runs three times per prescription (the B-B input, the B-T
+# signature inside addRevocation for the chain's other statuses, the B-LT result); OCSP is addRevocation
+# without that verification. Background work (GC, the runtime) is not attributed to a stage.
+kill -TERM "$SRV"; wait "$SRV" 2>/dev/null || true; SRV=
+share() { # focus-regex [ignore-regex] -> fraction of all samples
+	go tool pprof -top -nodefraction=0 -edgefraction=0 -nodecount=1000000 -focus="$1" ${2:+-ignore="$2"} "$W/mohr" "$W/cpu.pprof" 2>/dev/null |
+		sed -nE 's/^Showing nodes accounting for .*, ([0-9.]+)% of .* total$/\1/p' | head -1 | awk '{print ($1 == "" ? 0 : $1 / 100)}'
+}
+[ -s "$W/cpu.pprof" ] || { echo "bench-ingest: no CPU profile" >&2; exit 1; }
+[ -z "${PROFILE_OUT:-}" ] || cp "$W/mohr" "$W/cpu.pprof" "$PROFILE_OUT"/
+echo "# CPU by stage (share of the server's samples; us/rx from the last round's CPU per prescription, $cpurx us):"
+for st in "ingest (all of IngestAs)|signing\.\(\*Ingestor\)\.IngestAs$|" \
+	"verify (3 passes)|signing\.\(\*Verifier\)\.Verify$|" \
+	"TSA (timestamp token)|signing\.AddSignatureTimestamp$|" \
+	"OCSP (fresh response, B-LT data)|signing\.\(\*Ingestor\)\.addRevocation$|signing\.\(\*Verifier\)\.Verify$" \
+	"store (SQLite, durable)|prescriptionStore\.SavePrescription$|" \
+	"seal (sealed report)|signing\.SealReport$|" \
+	"TLS (handshakes, records)|crypto/tls\.|signing\." \
+	"GC (background)|runtime\.gcBgMarkWorker$|"; do
+	IFS='|' read -r name focus ignore <<< "$st"
+	f=$(share "$focus" "$ignore")
+	case $name in ingest*|TLS*|GC*) rest=$(awk -v r="${rest:-1}" -v f="$f" 'BEGIN { print r - f }') ;; esac
+	awk -v n="$name" -v f="$f" -v c="$cpurx" 'BEGIN { printf "  %-34s %5.1f%%  %5.0f us/rx\n", n, f * 100, f * c }'
+done
+awk -v f="$rest" -v c="$cpurx" 'BEGIN { printf "  %-34s %5.1f%%  %5.0f us/rx\n", "rest (HTTP, router, JSON, runtime)", f * 100, f * c }'

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,7 +38,7 @@ import (
 func init() { rootCmd.AddCommand(newServeCmd()) }
 
 func newServeCmd() *cobra.Command {
-	var listen, publicListen string
+	var listen, publicListen, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the CA, revocation, TSA, signing and token services behind the HTTP API",
@@ -58,11 +59,23 @@ func newServeCmd() *cobra.Command {
 				cfg.PublicListen = publicListen
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			if cpuProfile != "" { // scripts/bench-ingest.sh: where the server's CPU goes under load
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return serve(cmd.Context(), cfg, log)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "this node's API address (overrides listen; the rest of the configuration is the cluster's)")
 	cmd.Flags().StringVar(&publicListen, "public-listen", "", "this node's public address (overrides public_listen)")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file (benchmarks)")
 	return cmd
 }
 
