@@ -76,6 +76,16 @@ func TestFaultySignatureRefused(t *testing.T) {
 			}
 			k := s.(*Key)
 			d := sha256.Sum256([]byte("prescription bundle"))
+			// A busy key: past p256TableAfter signatures, P-256 keys verify with their table; before,
+			// with crypto/ecdsa alone.
+			if _, err := k.SignContext(ctx, d[:], tc.opts); err != nil || k.p256.Load() != nil {
+				t.Fatalf("first signature: err %v, table built %v", err, k.p256.Load() != nil)
+			}
+			for range p256TableAfter {
+				if _, err := k.SignContext(ctx, d[:], tc.opts); err != nil {
+					t.Fatal(err)
+				}
+			}
 			cb.corrupt.Store(true)
 			before := cb.flipped.Load()
 			sig, err := k.SignContext(ctx, d[:], tc.opts)
@@ -94,7 +104,7 @@ func TestFaultySignatureRefused(t *testing.T) {
 				t.Fatalf("Sign with a corrupted answer: got sig=%x err=%v", sig, err)
 			}
 			signAndVerify(t, ctx, k, tc.opts)
-			if tc.alg == AlgECP256 && k.p256 == nil {
+			if tc.alg == AlgECP256 && k.p256.Load() == nil {
 				t.Fatal("ECDSA P-256 key without its precomputed verifier: the fast path is not in use")
 			}
 		})

@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -35,9 +36,21 @@ type Key struct {
 
 	handle atomic.Pointer[objectRef]
 
+	signs    atomic.Int64 // ECDSA signatures verified, until the table is considered
 	p256once sync.Once
-	p256     *p256Verifier // nil unless the key is P-256 and the table passed its self-check
+	p256     atomic.Pointer[p256Verifier] // nil unless built (P-256, busy key, table passed its self-check)
 }
+
+// A key builds its P-256 table (about 1 ms and 90 KB) only once it has signed p256TableAfter times,
+// so that keys opened for a few signatures (a physician's remote-signing key, `mohr hsm test`) never
+// pay for it, and the process holds at most p256TablesMax tables (about 6 MB); other keys verify
+// with crypto/ecdsa alone.
+const (
+	p256TableAfter = 64
+	p256TablesMax  = 64
+)
+
+var p256Tables atomic.Int64
 
 // objectRef is a cached object handle and the pool epoch it was found in.
 type objectRef struct {
@@ -95,13 +108,28 @@ func (k *Key) SignContext(ctx context.Context, digest []byte, opts crypto.Signer
 
 // verify checks sig against the key's public half before it may leave Mohr (docs/hsm.md, "What is
 // checked and why"). RSA signatures always go through crypto/rsa: one faulty RSA-CRT signature gives
-// the modulus's factors away. ECDSA P-256 signatures are checked in full too, with the key's
-// precomputed table (p256Verifier), which costs about half of crypto/ecdsa; a signature the fast
+// the modulus's factors away. ECDSA P-256 signatures are checked in full too, on busy keys with the
+// key's precomputed table (p256Verifier), which costs about half of crypto/ecdsa; a signature the fast
 // path does not accept is checked by crypto/ecdsa, whose answer is final.
 func (k *Key) verify(digest, sig []byte, opts crypto.SignerOpts) error {
 	if pub, ok := k.pub.(*ecdsa.PublicKey); ok {
-		k.p256once.Do(func() { k.p256 = newP256Verifier(pub) })
-		if k.p256 != nil && k.p256.verify(digest, sig) {
+		v := k.p256.Load()
+		if v == nil && k.signs.Add(1) >= p256TableAfter {
+			k.p256once.Do(func() {
+				if p256Tables.Add(1) > p256TablesMax {
+					p256Tables.Add(-1)
+					return
+				}
+				if v := newP256Verifier(pub); v != nil {
+					k.p256.Store(v)
+					runtime.AddCleanup(k, func(struct{}) { p256Tables.Add(-1) }, struct{}{})
+					return
+				}
+				p256Tables.Add(-1)
+			})
+			v = k.p256.Load()
+		}
+		if v != nil && v.verify(digest, sig) {
 			return nil
 		}
 	}
