@@ -65,7 +65,7 @@ ingest() { # -> "rps p50 p99 cpu_us_per_rx errors"
 		printf "%s %s %s %.0f %s\n", v["rps"], v["p50"], v["p99"], cpu / hz * 1e6 / v["requests"], v["errors"] }'
 }
 bare() { "$W/bench" -scenario bare-ingest "${common[@]}" -ca-key "$W/data/ca/intermediate.key" -c "$conc" -d "$dur" -warmup 0 > "$W/bare.out"
-	sed -nE 's/.* rps=([0-9]+) .*/\1/p' "$W/bare.out"; }
+	echo "$(sed -nE 's/.* rps=([0-9]+) .*/\1/p' "$W/bare.out") $(sed -nE 's/.*cpu_us_per_op=([0-9.]+).*/\1/p' "$W/bare.out")"; }
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), SQLite durable, $nphy physicians, $conc clients, $dur per run"
 openssl speed -seconds 1 -multi 2 ecdsap256 2>/dev/null | tail -1 | awk '{print "# openssl speed -multi 2 ecdsap256: " $7 " signs/s"}'
@@ -76,10 +76,10 @@ openssl speed -seconds 1 -multi 2 ecdsap256 2>/dev/null | tail -1 | awk '{print 
 for r in $(seq 1 "$rounds"); do
 	read -r rps p50 p99 cpurx errs < <(ingest)
 	[ "$errs" = 0 ] || { echo "bench-ingest: $errs requests failed" >&2; tail -5 "$W/serve.log" >&2; exit 1; }
-	b=$(bare)
-	awk -v r="$r" -v rps="$rps" -v p50="$p50" -v p99="$p99" -v cpu="$cpurx" -v b="$b" 'BEGIN {
-		printf "round %d: ingest %s rx/s p50 %s p99 %s, server CPU %s us/rx | bare sum of the operations %s/s | ratio %.3f\n",
-			r, rps, p50, p99, cpu, b, rps / b }'
+	read -r b bcpu < <(bare)
+	awk -v r="$r" -v rps="$rps" -v p50="$p50" -v p99="$p99" -v cpu="$cpurx" -v b="$b" -v bcpu="$bcpu" 'BEGIN {
+		printf "round %d: ingest %s rx/s p50 %s p99 %s, server CPU %s us/rx | bare sum of the operations %s/s, CPU %s us | ratio rate %.3f, CPU %.3f\n",
+			r, rps, p50, p99, cpu, b, bcpu, rps / b, bcpu / cpu }'
 done
 grep '^bare-ingest' "$W/bare.out"
 
