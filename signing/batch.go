@@ -53,6 +53,7 @@ func (b *BatchVerifier) workers() int {
 // Run verifies every item from in and sends one Report per item to out (Report.Name is the item's name), in
 // completion order, then closes out. It returns when in is closed and drained or ctx is done.
 func (b *BatchVerifier) Run(ctx context.Context, in <-chan BatchItem, out chan<- *Report) {
+	ctx = withRegistryMemo(ctx)
 	var wg sync.WaitGroup
 	for w := 0; w < b.workers(); w++ {
 		wg.Add(1)

@@ -156,7 +156,7 @@ func (b *BatchVerifier) VerifyNDJSON(ctx context.Context, r io.Reader, w io.Writ
 
 // VerifyNDJSONWith is VerifyNDJSON with options (resumption, line limit).
 func (b *BatchVerifier) VerifyNDJSONWith(ctx context.Context, r io.Reader, w io.Writer, opt BatchOptions) (BatchSummary, error) {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(withRegistryMemo(ctx))
 	defer cancel()
 	if opt.MaxLine <= 0 {
 		opt.MaxLine = MaxBatchLine

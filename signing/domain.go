@@ -151,7 +151,7 @@ func (v *Verifier) checkRegistration(ctx context.Context, signer *certEntry, bes
 	if v.cfg.Registry == nil {
 		return "", ""
 	}
-	reg, err := v.cfg.Registry.Registration(ctx, signer.council)
+	reg, err := v.registration(ctx, signer.council)
 	switch {
 	case errors.Is(err, ErrUnknownPhysician):
 		p.Registration = "unknown"
