@@ -242,7 +242,24 @@ func (c *clusterEnv) allReady(limit time.Duration) time.Duration {
 		return true
 	})
 	if !ok {
-		c.t.Fatalf("the cluster did not recover within %v", limit)
+		// Say which part stayed down and what the nodes wrote: CI keeps only this output.
+		var b strings.Builder
+		for _, p := range append([]string{c.lbPub}, c.pubs...) {
+			fmt.Fprintf(&b, "%s/readyz: %d\n", p, status(p+"/readyz"))
+		}
+		for n := 1; n <= 3; n++ {
+			log, _ := os.ReadFile(filepath.Join(c.dir, fmt.Sprintf("node%d", n), "serve.log"))
+			lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+			fmt.Fprintf(&b, "--- node%d serve.log (last lines):\n%s\n", n, strings.Join(lines[max(0, len(lines)-15):], "\n"))
+		}
+		st := exec.Command("bash", c.script, "status")
+		st.Env = os.Environ()
+		for k, v := range c.env {
+			st.Env = append(st.Env, k+"="+v)
+		}
+		out, _ := st.CombinedOutput()
+		fmt.Fprintf(&b, "--- cluster.sh status:\n%s", out)
+		c.t.Fatalf("the cluster did not recover within %v\n%s", limit, b.String())
 	}
 	return time.Since(start)
 }
