@@ -250,7 +250,7 @@ func TestJalaliAgainstICU(t *testing.T) {
 	for d := time.Date(1925, 3, 1, 12, 0, 0, 0, time.UTC); d.Year() < 2075; d = d.AddDate(0, 0, 11) {
 		days = append(days, d.UnixMilli())
 	}
-	ctx, cancel := context.WithTimeout(b.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(b.Context(), 3*time.Minute)
 	defer cancel()
 	js, _ := json.Marshal(days)
 	got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(function(days) {

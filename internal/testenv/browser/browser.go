@@ -91,9 +91,14 @@ func (b *Browser) Do(t testing.TB, steps ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
+// stepTimeout bounds one group of browser actions. It only stops a hung test: on CI's two cores, with other
+// packages' race-enabled tests running beside it, one page round trip (a server-side QR decode under -race)
+// has taken over 30 s.
+const stepTimeout = 3 * time.Minute
+
 // Try runs actions in the tab with a deadline and returns the error.
 func (b *Browser) Try(steps ...chromedp.Action[chromedp.Void]) error {
-	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
 	defer cancel()
 	return chromedp.Do(ctx, steps...)
 }
@@ -101,7 +106,7 @@ func (b *Browser) Try(steps ...chromedp.Action[chromedp.Void]) error {
 // Get runs one action that returns a value.
 func Get[T any](t testing.TB, b *Browser, a chromedp.Action[T]) T {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
 	defer cancel()
 	v, err := chromedp.Run(ctx, a)
 	if err != nil {
