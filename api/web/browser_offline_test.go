@@ -161,7 +161,7 @@ func TestBrowserOfflineJS(t *testing.T) {
 	check := func(text string) jsReport {
 		t.Helper()
 		b.Do(t, chromedp.SetValue(chromedp.CSS(shown+` form.qr textarea`), text))
-		ctx, cancel := context.WithTimeout(b.Context(), 60*time.Second)
+		ctx, cancel := context.WithTimeout(b.Context(), 3*time.Minute)
 		defer cancel()
 		r, err := chromedp.Run(ctx, chromedp.Evaluate[jsReport](`MohrOffline.check(document.querySelector("`+box+`"))`, chromedp.EvalAwaitPromise))
 		if err != nil {

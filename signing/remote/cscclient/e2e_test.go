@@ -168,7 +168,7 @@ func (w *world) ceremony(ctx context.Context, fn string, options []byte) ([]byte
 	}
 	js := fmt.Sprintf(`(async () => { const o = %s; const c = await navigator.credentials.%s({publicKey: PublicKeyCredential.%s(o.publicKey)});
 		return JSON.stringify(c.toJSON()); })()`, options, fn, parse)
-	cctx, cancel := context.WithTimeout(w.b.Context(), 30*time.Second)
+	cctx, cancel := context.WithTimeout(w.b.Context(), 3*time.Minute)
 	defer cancel()
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
