@@ -32,7 +32,7 @@ func printedPage(t *testing.T, f *qrFixture, text string) string {
 	if err := os.WriteFile(pdfPath, pdf, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(testenv.Tool(t, "pdftoppm"), "-png", "-r", "150", "-singlefile", pdfPath, pngPath).CombinedOutput(); err != nil {
+	if out, err := exec.Command(testenv.Tool(t, "pdftoppm"), "-png", "-r", "200", "-singlefile", pdfPath, pngPath).CombinedOutput(); err != nil {
 		t.Fatalf("pdftoppm: %v\n%s", err, out)
 	}
 	return pngPath + ".png"
@@ -44,8 +44,12 @@ func uploadQR(t *testing.T, b *browser.Browser, path string) {
 	b.Do(t,
 		chromedp.SetUploadFiles(chromedp.CSS(shown+` form.qr input[type=file]`), []string{path}),
 		chromedp.Click(chromedp.CSS(shown+` form.qr button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.CSS(shown+` .verdict h2`)),
+		// The answer is a verdict or a message (for example "no QR code found"): wait for either, then say which.
+		chromedp.WaitVisible(chromedp.CSS(shown+` .verdict h2, `+shown+` .msg`)),
 	)
+	if msg := browser.Get(t, b, chromedp.Evaluate[string](`(document.querySelector(".view:not([hidden]) .msg")||{}).textContent||""`)); strings.TrimSpace(msg) != "" {
+		t.Fatalf("upload of %s: the page answered a message, not a verdict: %s", path, strings.TrimSpace(msg))
+	}
 }
 
 // TestBrowserQR: in Chromium, a pharmacist uploads the scan of a printed prescription (pdftoppm of the

@@ -131,7 +131,7 @@ func TestCardPDFRoundTrip(t *testing.T) {
 	if err := os.WriteFile(pdfPath, pdf, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(testenv.Tool(t, "pdftoppm"), "-png", "-r", "150", "-singlefile", pdfPath, pngPath).CombinedOutput(); err != nil {
+	if out, err := exec.Command(testenv.Tool(t, "pdftoppm"), "-png", "-r", "200", "-singlefile", pdfPath, pngPath).CombinedOutput(); err != nil {
 		t.Fatalf("pdftoppm: %v\n%s", err, out)
 	}
 	page, err := os.ReadFile(pngPath + ".png")
