@@ -8,7 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
+	"github.com/mohr-hix/mohr/internal/sqlq"
 	"strings"
 	"time"
 
@@ -114,22 +114,7 @@ func NewSQLStore(ctx context.Context, db *sql.DB, opt SQLOptions) (*SQLStore, er
 }
 
 // q rewrites ? placeholders to $n for PostgreSQL.
-func (s *SQLStore) q(query string) string {
-	if !s.postgres {
-		return query
-	}
-	var b strings.Builder
-	n := 0
-	for i := 0; i < len(query); i++ {
-		if query[i] == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(query[i])
-	}
-	return b.String()
-}
+func (s *SQLStore) q(query string) string { return sqlq.Rebind(s.postgres, query) }
 
 func us(t time.Time) int64 { return t.UTC().UnixMicro() }
 

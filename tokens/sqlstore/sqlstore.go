@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mohr-hix/mohr/internal/sqlq"
 	"strconv"
 	"strings"
 	"time"
@@ -183,22 +184,7 @@ func (s *Store) seedHistory(ctx context.Context, at time.Time) error {
 }
 
 // q rewrites ? placeholders to $n for PostgreSQL.
-func (s *Store) q(query string) string {
-	if !s.postgres {
-		return query
-	}
-	var b strings.Builder
-	n := 0
-	for i := 0; i < len(query); i++ {
-		if query[i] == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(query[i])
-	}
-	return b.String()
-}
+func (s *Store) q(query string) string { return sqlq.Rebind(s.postgres, query) }
 
 func micros(t time.Time) int64 { return t.UTC().UnixMicro() }
 
