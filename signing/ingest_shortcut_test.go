@@ -48,7 +48,7 @@ func TestIngestShortcutsKeepChecks(t *testing.T) {
 	})
 	in := &Ingestor{Verifier: v, Store: store, Seal: Seal{Signer: sealLeaf.Key, Chain: sealLeaf.Chain}, Now: f.pki.Clock.Now,
 		Timestamper: tsFunc(func(ctx context.Context, h crypto.Hash, d []byte) ([]byte, error) { return ts.Timestamp(ctx, h, d) }),
-		Revocation: staleThenFresh{fresh: func() ([]byte, error) { return rev.(staleThenFresh).fresh() }}}
+		Revocation:  staleThenFresh{fresh: func() ([]byte, error) { return rev.(staleThenFresh).fresh() }}}
 	var err2 error
 	if good.old, err2 = f.pki.OCSP(f.doc.Cert); err2 != nil {
 		t.Fatal(err2)
