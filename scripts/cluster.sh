@@ -131,6 +131,8 @@ ca:
   root: $S/ca/root.pem
 services:
   tls_names: [127.0.0.1, localhost]
+  # Every node writes each pre-signed OCSP response here, for a static web server (docs/cluster.md).
+  ocsp_dir: $W/ocsp
 api:
   rate_limit: 1000000
   public_rate_limit: 1000000

@@ -77,6 +77,9 @@ type ResponderConfig struct {
 	// default), they are answered with the unsigned unauthorized error response (RFC 6960 §2.3, RFC 5019 §2.2.3),
 	// so random serials cost no signature.
 	SignUnknown bool
+	// Sink, if not nil, receives every pre-signed response this responder signs or takes from the store,
+	// and hears when a certificate's responses are withdrawn (a DirSink for a static web server or CDN).
+	Sink Sink
 	// OnError, if not nil, hears of failures inside Run (the library does not log).
 	OnError func(err error)
 	// Now is the clock; nil means time.Now.
@@ -568,6 +571,7 @@ func (r *Responder) Update(ctx context.Context, serial string) error {
 	key := string(intBytes(n))
 	seq := r.seq.Add(1)
 	r.install(key, &entry{seq: seq}) // tombstone: no longer served from the cache
+	r.withdraw(hexSerial)            // nor from the sink
 	d := r.del.Load()
 	if d == nil {
 		return nil // not started: Start will read the store
@@ -702,14 +706,19 @@ func (r *Responder) dropExpired(rec ca.CertRecord, seq uint64) {
 	if !ok {
 		return
 	}
-	r.remove(string(intBytes(n)), seq)
+	if r.remove(string(intBytes(n)), seq) {
+		r.withdraw(rec.Serial)
+	}
 }
 
-// remove deletes the entry of key unless it comes from a store read later than seq.
-func (r *Responder) remove(key string, seq uint64) {
+// remove deletes the entry of key unless it comes from a store read later than seq, and reports whether it
+// did.
+func (r *Responder) remove(key string, seq uint64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if cur := r.cache[key]; cur != nil && cur.seq <= seq {
 		delete(r.cache, key)
+		return true
 	}
+	return false
 }

@@ -186,7 +186,13 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	if err != nil {
 		return fail(err)
 	}
-	n.ocsp, err = revocation.NewResponder(revocation.ResponderConfig{Issuer: is, Store: n.st, Key: ocspKey,
+	var sink revocation.Sink
+	if cfg.Services.OCSPDir != "" {
+		if sink, err = revocation.NewDirSink(cfg.Services.OCSPDir, is.Cert); err != nil {
+			return fail(err)
+		}
+	}
+	n.ocsp, err = revocation.NewResponder(revocation.ResponderConfig{Issuer: is, Store: n.st, Key: ocspKey, Sink: sink,
 		Shards: cfg.CA.Issuance.CRLShards, Now: cfg.clock(), OnError: func(err error) { log.Error("OCSP", "err", err) },
 		SignNonces: cfg.Services.OCSPSignNonces, SignUnknown: cfg.Services.OCSPSignUnknown,
 		Issue: func(ctx context.Context, _ crypto.PublicKey, _, notAfter time.Time) (*x509.Certificate, error) {
