@@ -57,12 +57,13 @@ func (r *Responder) publish(recs []ca.OCSPRecord) {
 	}
 }
 
-// withdraw tells the sink that serial's responses are no longer to be served.
-func (r *Responder) withdraw(serial string) {
+// withdraw tells the sink that serial's responses signed from a record version older than olderThan (any,
+// if zero) are no longer to be served.
+func (r *Responder) withdraw(serial string, olderThan time.Time) {
 	if r.cfg.Sink == nil {
 		return
 	}
-	if err := r.cfg.Sink.Remove(serial); err != nil {
+	if err := r.cfg.Sink.Remove(serial, olderThan); err != nil {
 		r.report(fmt.Errorf("revocation: OCSP sink: %w", err))
 	}
 }

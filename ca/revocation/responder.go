@@ -571,7 +571,6 @@ func (r *Responder) Update(ctx context.Context, serial string) error {
 	key := string(intBytes(n))
 	seq := r.seq.Add(1)
 	r.install(key, &entry{seq: seq}) // tombstone: no longer served from the cache
-	r.withdraw(hexSerial)            // nor from the sink
 	d := r.del.Load()
 	if d == nil {
 		return nil // not started: Start will read the store
@@ -579,16 +578,23 @@ func (r *Responder) Update(ctx context.Context, serial string) error {
 	rec, err := r.cfg.Store.Certificate(ctx, hexSerial)
 	if errors.Is(err, ca.ErrNotFound) {
 		r.remove(key, seq)
+		r.withdraw(hexSerial, time.Time{})
 		return nil
 	}
 	if err != nil {
+		// The sink keeps what it has: this node cannot tell whether it is out of date (another node that
+		// read the record may already have written the new responses there). The caller retries.
 		return fmt.Errorf("revocation: OCSP update %s: %w", hexSerial, err)
 	}
 	now := r.cfg.Now()
 	if !cacheable(rec, now) {
 		r.remove(key, seq)
+		r.withdraw(hexSerial, time.Time{})
 		return nil
 	}
+	// Responses of an older version of the record leave the sink before the new ones are signed: if signing
+	// fails, a static server answers nothing rather than the previous status.
+	r.withdraw(hexSerial, rec.UpdatedAt)
 	if r.adopt(ctx, d, rec, key, seq, now) {
 		return nil // the responses another node signed for this change
 	}
@@ -707,7 +713,7 @@ func (r *Responder) dropExpired(rec ca.CertRecord, seq uint64) {
 		return
 	}
 	if r.remove(string(intBytes(n)), seq) {
-		r.withdraw(rec.Serial)
+		r.withdraw(rec.Serial, time.Time{})
 	}
 }
 

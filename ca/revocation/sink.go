@@ -19,11 +19,13 @@ import (
 )
 
 // Sink receives the responder's pre-signed responses as they are signed here or taken from the store, and
-// hears when a certificate's responses are withdrawn (a status change under way, an expiry). A DirSink is
-// one. Its errors go to ResponderConfig.OnError: the responder serves from memory either way.
+// hears when a certificate's responses are withdrawn: Remove(serial, v) drops responses signed from a record
+// version older than v (a status change whose new responses are being signed), or any (v zero: the
+// certificate expired). A DirSink is one. Its errors go to ResponderConfig.OnError: the responder serves from
+// memory either way.
 type Sink interface {
 	Put(recs []ca.OCSPRecord) error
-	Remove(serial string) error
+	Remove(serial string, olderThan time.Time) error
 }
 
 // DirSink keeps a directory in which every pre-signed OCSP response lies under the path of its RFC 5019 GET
@@ -143,9 +145,10 @@ func (s *DirSink) put(rec ca.OCSPRecord) error {
 	return writeAtomic(vfile, []byte(line), time.Time{})
 }
 
-// Remove deletes serial's responses (the version record stays, so a late write of an older version is still
-// refused).
-func (s *DirSink) Remove(serial string) error {
+// Remove deletes serial's responses if they were signed from a record version older than olderThan, or
+// whatever they are if olderThan is zero. The version record stays, so a late write of an older version is
+// still refused. Responses another node already wrote for the new version stay.
+func (s *DirSink) Remove(serial string, olderThan time.Time) error {
 	serial, err := NormalizeSerial(serial)
 	if err != nil {
 		return err
@@ -155,6 +158,9 @@ func (s *DirSink) Remove(serial string) error {
 		return err
 	}
 	defer unlock()
+	if v, _, ok := readVersion(filepath.Join(s.dir, ".mohr", "versions", serial)); ok && !olderThan.IsZero() && !v.Before(olderThan) {
+		return nil
+	}
 	for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
 		p, err := s.Path(serial, h)
 		if err != nil {

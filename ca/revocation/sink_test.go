@@ -291,8 +291,23 @@ func (s *downStore) Certificate(ctx context.Context, serial string) (ca.CertReco
 	return s.memStore.Certificate(ctx, serial)
 }
 
-// TestDirSinkWithdraw: a status change whose re-signing fails withdraws the files (a static server then answers
-// 404, never the old status), the revoked response replaces them once it is signed, and an expired
+// failSigner is a responder key that refuses to sign while fail is set.
+type failSigner struct {
+	crypto.Signer
+	fail atomic.Bool
+}
+
+func (f *failSigner) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, error) {
+	if f.fail.Load() {
+		return nil, errors.New("key unavailable")
+	}
+	return f.Signer.Sign(r, d, o)
+}
+
+// TestDirSinkWithdraw: a status change whose new responses cannot be signed withdraws the old ones (a static
+// server then answers 404, never the previous status); a node that cannot read the record leaves the
+// directory alone (another node may have written the new responses already), as does a withdrawal for a
+// version the directory already has; the revoked responses replace the old ones once signed; an expired
 // certificate's files go.
 func TestDirSinkWithdraw(t *testing.T) {
 	ctx := context.Background()
@@ -305,7 +320,8 @@ func TestDirSinkWithdraw(t *testing.T) {
 	}
 	_, s := p.leaf(t, true)
 	k := newKey(t)
-	r, err := NewResponder(ResponderConfig{Issuer: p.issuer, Store: st, Key: k, Now: p.clock.Now, Issue: p.issueFunc(t, st, k), Sink: sink})
+	key := &failSigner{Signer: k}
+	r, err := NewResponder(ResponderConfig{Issuer: p.issuer, Store: st, Key: key, Now: p.clock.Now, Issue: p.issueFunc(t, st, k), Sink: sink})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,9 +344,14 @@ func TestDirSinkWithdraw(t *testing.T) {
 		}
 		return resp.Status
 	}
-	if status(crypto.SHA1) != ocsp.Good || status(crypto.SHA256) != ocsp.Good {
-		t.Fatal("no good responses in the directory after Start")
+	both := func(want int, what string) {
+		t.Helper()
+		if a, b := status(crypto.SHA1), status(crypto.SHA256); a != want || b != want {
+			t.Fatalf("%s: SHA-1 file status %d, SHA-256 %d, want %d (-1: no file)", what, a, b, want)
+		}
 	}
+	both(ocsp.Good, "after Start")
+	p.clock.Add(time.Second)
 	if _, err := st.Revoke(ctx, s, 1, time.Time{}, audit.Event{Kind: EventRevoked, Actor: "test", Subject: s}); err != nil {
 		t.Fatal(err)
 	}
@@ -338,24 +359,31 @@ func TestDirSinkWithdraw(t *testing.T) {
 	if err := r.Update(ctx, s); err == nil {
 		t.Fatal("Update with the store down succeeded")
 	}
-	if status(crypto.SHA1) != -1 || status(crypto.SHA256) != -1 {
-		t.Fatal("the good responses stayed in the directory while the revocation could not be signed")
-	}
+	both(ocsp.Good, "record unreadable") // this node cannot know; the feed retries it
 	st.down.Store(false)
-	p.clock.Add(time.Second)
+	key.fail.Store(true)
+	if err := r.Update(ctx, s); err == nil {
+		t.Fatal("Update with the responder key failing succeeded")
+	}
+	both(-1, "revocation read but not signed")
+	key.fail.Store(false)
 	if err := r.Update(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	if status(crypto.SHA1) != ocsp.Revoked || status(crypto.SHA256) != ocsp.Revoked {
-		t.Fatal("the revoked responses were not written")
+	both(ocsp.Revoked, "after the revocation was signed")
+	rec, err := st.Certificate(ctx, s)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if err := sink.Remove(s, rec.UpdatedAt); err != nil { // a second node's withdrawal for the same change
+		t.Fatal(err)
+	}
+	both(ocsp.Revoked, "withdrawn for the version it holds")
 	p.clock.Add(366 * 24 * time.Hour) // the certificate has expired
 	if err := r.Refresh(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	if status(crypto.SHA1) != -1 || status(crypto.SHA256) != -1 {
-		t.Fatal("an expired certificate's responses stay in the directory")
-	}
+	both(-1, "expired")
 }
 
 // TestDirSinkPaths serves the directory with net/http's FileServer and asks for serials whose GET path is

@@ -472,11 +472,19 @@ func (n *node) changeFeed(ctx context.Context) error {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	reloadAnchors := false // a trust-anchor change seen but not applied yet (the database failed): retried each poll
+	// OCSP updates that failed (the database was unreachable): retried each poll, so that the responses this
+	// node serves, and those it writes to services.ocsp_dir, do not wait for the next full refresh.
+	retryOCSP := map[string]bool{}
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		}
+		for serial := range retryOCSP {
+			if err := n.ocsp.Update(ctx, serial); err == nil {
+				delete(retryOCSP, serial)
+			}
 		}
 		if reloadAnchors {
 			if err := n.reloadTrustAnchors(ctx); err != nil {
@@ -510,6 +518,9 @@ func (n *node) changeFeed(ctx context.Context) error {
 				case "cert.issued", revocation.EventRevoked, revocation.EventHeld, revocation.EventReleased:
 					if err := n.ocsp.Update(ctx, e.Event.Subject); err != nil {
 						n.log.Error("OCSP update", "serial", e.Event.Subject, "err", err)
+						if ctx.Err() == nil {
+							retryOCSP[e.Event.Subject] = true
+						}
 					}
 					if e.Event.Kind != "cert.issued" {
 						if rec, err := n.st.Certificate(ctx, e.Event.Subject); err == nil {
