@@ -60,7 +60,9 @@ func (f fakeRemote) CredentialsOfCouncil(context.Context, remote.Caller, string)
 func (f fakeRemote) Suspend(context.Context, remote.Caller, string, string) error {
 	return f.r.rec("Remote.Suspend")
 }
-func (f fakeRemote) Resume(context.Context, remote.Caller, string) error { return f.r.rec("Remote.Resume") }
+func (f fakeRemote) Resume(context.Context, remote.Caller, string) error {
+	return f.r.rec("Remote.Resume")
+}
 func (f fakeRemote) Block(context.Context, remote.Caller, string, string) error {
 	return f.r.rec("Remote.Block")
 }

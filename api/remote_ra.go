@@ -108,7 +108,7 @@ func init() {
 	routes = append(routes,
 		&route{method: "POST", pattern: "/v1/remote/credentials", op: "remoteEnrol", auditDenied: true, tag: "remote",
 			summary: "Enrol a physician for remote signing (RA officer, in person, after the national ID card check): key in the HSM, certificate, registration code",
-			roles: ra(), body: jsonBody, reqTypes: []string{ctJSON}, respType: ctJSON, okStatus: 201, needs: needs, handle: (*Server).handleRemoteEnrol},
+			roles:   ra(), body: jsonBody, reqTypes: []string{ctJSON}, respType: ctJSON, okStatus: 201, needs: needs, handle: (*Server).handleRemoteEnrol},
 		&route{method: "GET", pattern: "/v1/remote/credentials", op: "remoteListCredentials", auditDenied: true, tag: "remote",
 			summary: "A physician's remote signing credentials", roles: roles(caReaders...), respType: ctJSON, okStatus: 200,
 			query: []queryParam{{name: "councilNumber", desc: "the physician's medical-council number", required: true}},
@@ -118,7 +118,7 @@ func init() {
 			handle: (*Server).handleRemoteGet},
 		&route{method: "POST", pattern: p + "/registration", op: "remoteRegistration", auditDenied: true, tag: "remote",
 			summary: "A new passkey registration code for a pending or blocked credential (RA officer, in person)",
-			roles: ra(), respType: ctJSON, okStatus: 201, needs: needs, handle: (*Server).handleRemoteRegistration},
+			roles:   ra(), respType: ctJSON, okStatus: 201, needs: needs, handle: (*Server).handleRemoteRegistration},
 		&route{method: "POST", pattern: p + "/suspend", op: "remoteSuspend", auditDenied: true, tag: "remote",
 			summary: "Suspend a remote signing credential", roles: staff(), body: jsonBody, reqTypes: []string{ctJSON}, respType: ctJSON,
 			okStatus: 200, needs: needs, handle: (*Server).handleRemoteSuspend},
@@ -133,7 +133,7 @@ func init() {
 			body: jsonBody, reqTypes: []string{ctJSON}, respType: ctJSON, okStatus: 200, needs: needs, handle: (*Server).handleRemoteRevoke},
 		&route{method: "POST", pattern: p + "/rekey", op: "remoteRekey", auditDenied: true, tag: "remote",
 			summary: "Re-key a remote signing credential: new key and certificate, passkeys carried over, the old key destroyed (RA officer)",
-			roles: ra(), respType: ctJSON, okStatus: 201, needs: needs, handle: (*Server).handleRemoteRekey},
+			roles:   ra(), respType: ctJSON, okStatus: 201, needs: needs, handle: (*Server).handleRemoteRekey},
 	)
 }
 

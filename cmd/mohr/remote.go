@@ -14,8 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mohr-hix/mohr/cardreader"
 	"github.com/mohr-hix/mohr/ca/revocation"
+	"github.com/mohr-hix/mohr/cardreader"
 	"github.com/mohr-hix/mohr/internal/ids"
 )
 
