@@ -236,7 +236,16 @@ func (in *Ingestor) addRevocation(ctx context.Context, bt []byte) ([]byte, error
 	if res.responder != nil {
 		vd.Certs = append(vd.Certs, res.responder.Raw)
 	}
-	return AddValidationData(bt, vd)
+	return addValidationData(bt, vd, v.parseCert)
+}
+
+// parseCert parses a certificate through v's cache (by DER).
+func (v *Verifier) parseCert(der []byte) (*x509.Certificate, error) {
+	e, err := v.cert(der)
+	if err != nil {
+		return nil, err
+	}
+	return e.cert, nil
 }
 
 // issuedBy reports whether parent's key signed child (x509 CheckSignatureFrom), remembering the pairs that did

@@ -140,8 +140,9 @@ func TestTokenArchiveDue(t *testing.T) {
 		for _, window := range []time.Duration{0, 60 * 24 * time.Hour} {
 			want, werr := NextArchiveDueUnder(rec.Signature, window, p)
 			got, gerr := TokenArchiveDue(rec.SignatureTimestamp, window, p)
-			if werr != nil || gerr != nil || !got.Equal(want) {
-				t.Fatalf("%s, window %s: token %s %v, signature %s %v", name, window, got, gerr, want, werr)
+			cached, cerr := in.Verifier.TokenArchiveDue(rec.SignatureTimestamp, window, p)
+			if werr != nil || gerr != nil || cerr != nil || !got.Equal(want) || !cached.Equal(want) {
+				t.Fatalf("%s, window %s: token %s %v, through the verifier %s %v, signature %s %v", name, window, got, gerr, cached, cerr, want, werr)
 			}
 		}
 	}

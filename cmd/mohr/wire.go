@@ -223,6 +223,8 @@ type prescriptionStore struct {
 	window time.Duration
 	// trust gives the AlgorithmRules whose end dates also make it due (DefaultAlgorithms when nil).
 	trust *signing.TrustPolicy
+	// v, when set, parses the timestamp token's certificates through its cache.
+	v *signing.Verifier
 }
 
 func (p prescriptionStore) SavePrescription(ctx context.Context, rx signing.Prescription) error {
@@ -242,7 +244,11 @@ func (p prescriptionStore) SavePrescription(ctx context.Context, rx signing.Pres
 // timestamp (no second parse of the signature), else from the signature.
 func (p prescriptionStore) archiveDue(rx signing.Prescription) time.Time {
 	if rx.SignatureTimestamp != nil {
-		if t, err := signing.TokenArchiveDue(rx.SignatureTimestamp, p.window, p.trust); err == nil {
+		due := signing.TokenArchiveDue
+		if p.v != nil {
+			due = p.v.TokenArchiveDue
+		}
+		if t, err := due(rx.SignatureTimestamp, p.window, p.trust); err == nil {
 			return t
 		}
 	}
