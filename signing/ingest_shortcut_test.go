@@ -67,6 +67,9 @@ func TestIngestShortcutsKeepChecks(t *testing.T) {
 	if string(got) != string(want) {
 		t.Fatalf("the ingestion's report differs from a full verification of the stored signature:\n%s\n%s", got, want)
 	}
+	if sealed, _ := Content(res.SealedReport); string(res.ReportJSON) != string(got) || string(sealed) != string(got) {
+		t.Fatal("ReportJSON is not the report, or not what the sealed report signs")
+	}
 	if again, _ := json.Marshal(v.Verify(ctx, store.recs[0].Signature)); string(again) != string(want) {
 		t.Fatalf("the warm verifier's report differs:\n%s\n%s", again, want)
 	}

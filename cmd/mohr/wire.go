@@ -266,7 +266,7 @@ func (i ingestor) Ingest(ctx context.Context, der []byte, caller api.Identity) (
 		return nil, nil, unavailableError{err}
 	}
 	if errors.Is(err, signing.ErrRejected) && res != nil && res.Report != nil {
-		js, jerr := json.Marshal(res.Report)
+		js, jerr := reportJSON(res)
 		if jerr != nil {
 			return nil, nil, jerr
 		}
@@ -278,8 +278,16 @@ func (i ingestor) Ingest(ctx context.Context, der []byte, caller api.Identity) (
 	if err != nil {
 		return nil, nil, err
 	}
-	js, err := json.Marshal(res.Report)
+	js, err := reportJSON(res)
 	return res.SealedReport, js, err
+}
+
+// reportJSON is the ingestion's report as JSON: the bytes the sealed report signs when the ingestor kept them.
+func reportJSON(res *signing.IngestResult) ([]byte, error) {
+	if res.ReportJSON != nil {
+		return res.ReportJSON, nil
+	}
+	return json.Marshal(res.Report)
 }
 
 // unavailableError marks a failure of a dependency the caller may retry; the API answers it with 503.
