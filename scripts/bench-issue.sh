@@ -10,7 +10,8 @@
 # full_page_writes=on, as in production; the test cluster on 54329 runs fsync=off and is not used) and stops it
 # at exit. MOHR_BIN measures another build instead of this tree's; BASE_BIN (e.g. main's build) is measured too,
 # interleaved with it round by round on the same database, and the ratio of the two is printed.
-# Knobs: DB (sqlite), DURATION (10s), ROUNDS (3; report medians), PGPORT (54339), BASE_BIN.
+# Knobs: DB (sqlite), DURATION (10s), ROUNDS (3; report medians), PGPORT (54339), BASE_BIN, PROFILE (a file:
+# one more 32-client run of this build with the server's CPU profile written there; `go tool pprof -top FILE`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -55,27 +56,38 @@ openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -top
 openssl req -new -key "$W/ra.key" -subj /CN=x -out "$W/ra.csr"
 $M cert issue --profile operator --role ra-officer --csr "$W/ra.csr" --name "Bench RA Officer" > "$W/ra.pem"
 
-start() { # GOMAXPROCS [build]
-	GOMAXPROCS=$1 "$W/${2:-mohr}" --data-dir "$W/data" serve > "$W/serve.log" 2>&1 &
+start() { # GOMAXPROCS [build [serve flags]]
+	local flags=${3:-}
+	"$W/${2:-mohr}" serve --help 2>/dev/null | grep -q -- --log-level && flags="$flags --log-level debug"
+	GOMAXPROCS=$1 "$W/${2:-mohr}" --data-dir "$W/data" serve $flags > "$W/serve.log" 2>&1 &
 	SRV=$!
 	for _ in $(seq 1 200); do curl -sf "http://$PUB/healthz" >/dev/null && return; sleep 0.1; done
 	cat "$W/serve.log" >&2; exit 1
 }
-stop() { kill "$SRV"; wait "$SRV" 2>/dev/null || true; SRV=; }
+stop() { kill -INT "$SRV"; wait "$SRV" 2>/dev/null || true; SRV=; }
 cpu() { awk '{print $14 + $15}' "/proc/$SRV/stat"; }
-issue() { # concurrency -> "rps p50 cpu_us_per_cert"
+issue() { # concurrency [drain seconds] -> "rps p50 cpu_us_per_cert certs"
+	# The server's CPU is counted until drain seconds after the clients stop, so that work the certificates
+	# caused afterwards (the change feed's OCSP pre-signing) is counted too, whichever build falls behind.
 	local c0 out c1
 	c0=$(cpu)
 	out=$("$W/bench" -url "https://$API" -cacert "$W/data/ca/root.pem" -cert "$W/ra.pem" -key "$W/ra.key" \
 		-scenario issue -c "$1" -d "$dur" -warmup 0)
+	sleep "${2:-0}"
 	c1=$(cpu)
 	echo "$out" | awk -v cpu=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" '{
 		for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
 		p = v["p50"]; ms = p + 0
 		if (p ~ /µs$/) ms /= 1000; else if (p !~ /ms$/) ms *= 1000
 		if (v["errors"] > 0) printf "bench-issue: %s errors\n", v["errors"] > "/dev/stderr"
-		printf "%s %.3fms %.0f\n", v["rps"], ms, cpu / hz * 1e6 / v["requests"] }'
+		printf "%s %.3fms %.0f %d\n", v["rps"], ms, cpu / hz * 1e6 / v["requests"], v["requests"] - v["errors"] }'
 }
+# presigned -> "changes max_lag_ms": the OCSP pre-signing the server's change feed logged (--log-level debug;
+# builds without the flag log nothing).
+presigned() { awk '/OCSP pre-signed/ { for (i = 1; i <= NF; i++) { split($i, kv, "=")
+		if (kv[1] == "changes") n += kv[2]
+		if (kv[1] == "lag") { l = kv[2] + 0; if (kv[2] ~ /ms$/) l /= 1000; else if (kv[2] ~ /µs$/) l /= 1e6; else if (kv[2] ~ /m[0-9]/) l = 999; if (l > m) m = l } } }
+	END { printf "%d %.0f\n", n, m * 1000 }' "$W/serve.log"; }
 bare() { "$W/bench" -scenario bare-create -ca-cert "$W/data/ca/intermediate.pem" -ca-key "$W/data/ca/intermediate.key" -c "$1" -d "$dur" -warmup 0 |
 	sed -E 's/.* rps=([0-9]+) .*/\1/'; }
 
@@ -91,21 +103,25 @@ med() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[N
 for r in $(seq 1 "$rounds"); do
 	bn=$(bare 32)
 	echo "$bn" >> "$W/bare"
-	for b in $builds; do
+	order=$builds
+	[ $((r % 2)) = 0 ] && order=$(echo "$builds" | awk '{for (i = NF; i > 0; i--) printf "%s ", $i}') # alternate who goes first
+	for b in $order; do
 		start 2 "$b"
-		read -r one p50 cpu1 < <(issue 1)
-		read -r many p50m cpum < <(issue 32)
+		read -r one p50 cpu1 n1 < <(issue 1)
+		read -r many p50m cpum n32 < <(issue 32 5) # 5 s: two change-feed polls
+		read -r pre lag < <(presigned)
 		stop
 		echo "${p50%ms} $many $cpum $(awk -v m="$many" -v b="$bn" 'BEGIN {print m / b}')" >> "$W/$b.rounds"
 		awk -v r="$r" -v bd="$b" -v one="$one" -v p50="$p50" -v many="$many" -v p50m="$p50m" -v cpu="$cpum" -v b="$bn" 'BEGIN {
 			printf "round %d %s: 1 client %s certs/s p50 %s | 32 clients %s certs/s p50 %s, server CPU %s us/cert | bare 32 %s/s | ratio %.3f\n",
 				r, bd, one, p50, many, p50m, cpu, b, many / b }'
+		[ "$pre" -gt 0 ] && echo "  OCSP pre-signing: $pre of $((n1 + n32)) issued certificates pre-signed by the change feed, worst lag $lag ms after issuance"
 	done
 done
 for p in 1 2; do
 	for b in $builds; do
 		start "$p" "$b"
-		read -r rps _ _ < <(issue 32)
+		read -r rps _ _ _ < <(issue 32)
 		stop
 		echo "$rps" >> "$W/$b.gmp$p"
 		echo "GOMAXPROCS=$p $b: 32 clients $rps certs/s"
@@ -115,6 +131,12 @@ for b in $builds; do
 	col() { awk -v c="$1" '{print $c}' "$W/$b.rounds" | med; }
 	echo "median $b: 1-client p50 $(col 1) ms | 32 clients $(col 2) certs/s, server CPU $(col 3) us/cert, ratio to bare $(col 4) | GOMAXPROCS 2/1 $(awk -v a="$(med < "$W/$b.gmp2")" -v b="$(med < "$W/$b.gmp1")" 'BEGIN {printf "%.2f", a / b}')"
 done
+if [ -n "${PROFILE:-}" ]; then
+	start 2 mohr "--cpuprofile $PROFILE"
+	read -r rps _ cpum _ < <(issue 32)
+	stop
+	echo "profiled run: 32 clients $rps certs/s, server CPU $cpum us/cert; profile in $PROFILE"
+fi
 if [ -n "${BASE_BIN:-}" ]; then
 	paste "$W/mohr.rounds" "$W/base.rounds" | awk '{print $2 / $6, $3 / $7, $1 / $5}' > "$W/vs"
 	echo "this build / BASE_BIN, same run, medians: 32-client rate $(awk '{print $1}' "$W/vs" | med), CPU per cert $(awk '{print $2}' "$W/vs" | med), 1-client p50 $(awk '{print $3}' "$W/vs" | med)"

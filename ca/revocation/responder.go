@@ -558,40 +558,100 @@ func (r *Responder) install(key string, e *entry) bool {
 // responses are in place the old ones are withdrawn, so a failure here leaves the responder signing on
 // demand from the store, never serving the previous status.
 func (r *Responder) Update(ctx context.Context, serial string) error {
-	hexSerial, err := NormalizeSerial(serial)
-	if err != nil {
-		return err
+	return r.UpdateMany(ctx, []string{serial})
+}
+
+// UpdateMany is Update for many serials at once (the change feed's page of issuances and revocations): the
+// old responses of all of them are withdrawn first, the records are read, the responses are signed over
+// GOMAXPROCS goroutines and stored in one transaction, so that pre-signing keeps up with issuance (one
+// durable write per page instead of one per certificate). A serial named twice is updated once, from its
+// current record. Errors of single serials are joined; the others are updated.
+func (r *Responder) UpdateMany(ctx context.Context, serials []string) error {
+	type item struct {
+		hex, key string
+		seq      uint64
+		rec      ca.CertRecord
 	}
-	n, _ := new(big.Int).SetString(hexSerial, 16)
-	key := string(intBytes(n))
-	seq := r.seq.Add(1)
-	r.install(key, &entry{seq: seq}) // tombstone: no longer served from the cache
+	var errs []error
+	items := make([]item, 0, len(serials))
+	seen := make(map[string]bool, len(serials))
+	for _, serial := range serials {
+		hexSerial, err := NormalizeSerial(serial)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if seen[hexSerial] {
+			continue
+		}
+		seen[hexSerial] = true
+		n, _ := new(big.Int).SetString(hexSerial, 16)
+		key := string(intBytes(n))
+		seq := r.seq.Add(1)
+		r.install(key, &entry{seq: seq}) // tombstone: no longer served from the cache
+		items = append(items, item{hex: hexSerial, key: key, seq: seq})
+	}
 	d := r.del.Load()
 	if d == nil {
-		return nil // not started: Start will read the store
+		return errors.Join(errs...) // not started: Start will read the store
 	}
-	rec, err := r.cfg.Store.Certificate(ctx, hexSerial)
-	if errors.Is(err, ca.ErrNotFound) {
-		r.remove(key, seq)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("revocation: OCSP update %s: %w", hexSerial, err)
+	todo := items[:0]
+	for _, it := range items {
+		rec, err := r.cfg.Store.Certificate(ctx, it.hex)
+		if errors.Is(err, ca.ErrNotFound) {
+			r.remove(it.key, it.seq)
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("revocation: OCSP update %s: %w", it.hex, err))
+			continue
+		}
+		now := r.cfg.Now()
+		if !cacheable(rec, now) {
+			r.remove(it.key, it.seq)
+			continue
+		}
+		if r.adopt(ctx, d, rec, it.key, it.seq, now) {
+			continue // the responses another node signed for this change
+		}
+		it.rec = rec
+		todo = append(todo, it)
 	}
 	now := r.cfg.Now()
-	if !cacheable(rec, now) {
-		r.remove(key, seq)
-		return nil
+	workers := min(runtime.GOMAXPROCS(0), len(todo))
+	out := make([]ca.OCSPRecord, len(todo))
+	werrs := make([]error, len(todo))
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(todo) {
+					return
+				}
+				e, err := r.fill(d, todo[i].rec, todo[i].seq, now)
+				if err != nil {
+					werrs[i] = fmt.Errorf("revocation: OCSP update %s: %w", todo[i].hex, err)
+					continue
+				}
+				out[i] = record(d, todo[i].rec, e)
+			}
+		}()
 	}
-	if r.adopt(ctx, d, rec, key, seq, now) {
-		return nil // the responses another node signed for this change
+	wg.Wait()
+	done := out[:0]
+	for i, o := range out {
+		if werrs[i] != nil {
+			errs = append(errs, werrs[i])
+		} else {
+			done = append(done, o)
+		}
 	}
-	e, err := r.fill(d, rec, seq, now)
-	if err != nil {
-		return fmt.Errorf("revocation: OCSP update %s: %w", hexSerial, err)
-	}
-	r.persist(ctx, []ca.OCSPRecord{record(d, rec, e)})
-	return nil
+	r.persist(ctx, done)
+	return errors.Join(errs...)
 }
 
 // Refresh walks every certificate in the store and (re-)signs the responses that are missing, whose
