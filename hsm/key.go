@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rsa"
 	"fmt"
 	"io"
@@ -17,8 +18,8 @@ import (
 )
 
 // Key is a private key on a PKCS#11 token, usable as a crypto.Signer. It signs with CKM_ECDSA
-// (EC keys), CKM_RSA_PKCS (RSA PKCS#1 v1.5) and CKM_RSA_PKCS_PSS (RSA-PSS, when the options are
-// *rsa.PSSOptions). Every signature is verified against Public before it is returned, so a token
+// (EC keys), CKM_RSA_PKCS (RSA PKCS#1 v1.5), CKM_RSA_PKCS_PSS (RSA-PSS, when the options are
+// *rsa.PSSOptions) and CKM_EDDSA (Ed25519, pure: the "digest" is the message and the hash crypto.Hash(0)). Every signature is verified against Public before it is returned, so a token
 // that misbehaves yields an error matching keys.ErrBadSignature, not a bad signature.
 //
 // A Key is safe for concurrent use: each signature borrows a session from the token's pool, and gives
@@ -217,6 +218,8 @@ func (k *Key) mechanism(digest []byte, opts crypto.SignerOpts) ([]*pkcs11.Mechan
 			return nil, nil, fmt.Errorf("%w: ECDSA needs a hash", ErrUnsupportedAlgorithm)
 		}
 		return mechECDSA, digest, nil
+	case ed25519.PublicKey:
+		return ed25519Mechanism(digest, opts) // ed25519.go: digest is the message
 	case *rsa.PublicKey:
 		if pss, ok := opts.(*rsa.PSSOptions); ok {
 			pp, ok := pssParams[h]

@@ -20,10 +20,10 @@ const (
 )
 
 // Algorithms lists the algorithms GenerateKey accepts.
-var Algorithms = []string{AlgECP256, AlgECP384, AlgRSA2048, AlgRSA3072}
+var Algorithms = []string{AlgECP256, AlgECP384, AlgRSA2048, AlgRSA3072, AlgEd25519}
 
 // GenerateKey generates a key pair on the token uri names and returns the private key as a *Key
-// (a crypto.Signer). alg is one of "EC-P256", "EC-P384", "RSA-2048", "RSA-3072". The label is the
+// (a crypto.Signer). alg is one of "EC-P256", "EC-P384", "RSA-2048", "RSA-3072", "Ed25519". The label is the
 // URI's object attribute and the CKA_ID its id attribute; without an id, GenerateKey draws a random
 // 16-byte CKA_ID so that a certificate can later be stored beside the key under the same ID.
 //
@@ -155,6 +155,8 @@ func keygenTemplates(alg string) ([]*pkcs11.Mechanism, []*pkcs11.Attribute, []*p
 			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}))
 		priv = append(priv, pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA))
 		return []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)}, pub, priv, nil
+	case AlgEd25519:
+		return ed25519Keygen(pub, priv) // ed25519.go
 	}
 	return nil, nil, nil, fmt.Errorf("%w: key algorithm %q (want one of %v)", ErrUnsupportedAlgorithm, alg, Algorithms)
 }

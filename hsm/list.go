@@ -68,7 +68,7 @@ type ObjectInfo struct {
 	Class   string // "private", "public" or "cert", as in the RFC 7512 "type" attribute
 	Label   string
 	ID      []byte
-	KeyType string // "EC", "RSA" or empty
+	KeyType string // "EC", "RSA", "EdDSA" (CKK_EC_EDWARDS) or empty
 	// For private keys: CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE.
 	Sensitive, Extractable, AlwaysSensitive, NeverExtractable bool
 	// URI names the object (token, object, id, type), without module or PIN.
@@ -138,6 +138,8 @@ func objectInfo(b backend, sh pkcs11.SessionHandle, h pkcs11.ObjectHandle, cls u
 		oi.KeyType = "EC"
 	case kt == pkcs11.CKK_RSA:
 		oi.KeyType = "RSA"
+	case kt == ckkECEdwards:
+		oi.KeyType = "EdDSA"
 	default:
 		oi.KeyType = fmt.Sprintf("%#x", kt)
 	}

@@ -180,6 +180,8 @@ func publicKeyFrom(p backend, sh pkcs11.SessionHandle, o pkcs11.ObjectHandle, ke
 			return nil, fmt.Errorf("%w: bad CKA_EC_POINT", ErrUnsupportedAlgorithm)
 		}
 		return pub, nil
+	case ckkECEdwards:
+		return ed25519PublicFrom(p, sh, o) // ed25519.go
 	}
 	return nil, fmt.Errorf("%w: PKCS#11 key type %#x", ErrUnsupportedAlgorithm, keyType)
 }

@@ -29,16 +29,17 @@ const (
 	tokExt      = "MohrExt"
 	tokBench    = "MohrBench"
 	tokRace     = "MohrRace"
+	tokEdPIN    = "MohrEdPIN" // never logged in to by this process before TestEd25519WrongPIN
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(testenv.SoftHSMMain(m, tokCA, tokFault, tokWrongPIN, tokExt, tokBench, tokRace))
+	os.Exit(testenv.SoftHSMMain(m, tokCA, tokFault, tokWrongPIN, tokExt, tokBench, tokRace, tokEdPIN))
 }
 
 // softhsm returns the module path and a pin-source file for the SoftHSM tokens.
 func softhsm(tb testing.TB) (module, pinFile string) {
 	tb.Helper()
-	module, pin := testenv.SoftHSM(tb, tokCA, tokFault, tokWrongPIN, tokExt, tokBench, tokRace)
+	module, pin := testenv.SoftHSM(tb, tokCA, tokFault, tokWrongPIN, tokExt, tokBench, tokRace, tokEdPIN)
 	pinFile = filepath.Join(tb.TempDir(), "pin")
 	if err := os.WriteFile(pinFile, []byte(pin+"\n"), 0o600); err != nil {
 		tb.Fatal(err)

@@ -6,8 +6,6 @@ package signing
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/asn1"
 	"slices"
@@ -60,8 +58,8 @@ const (
 // checkSignerInfo verifies a SignerInfo over content per RFC 5652 §5.4 and §5.6: content-type matches
 // eContentType, message-digest matches, signing-certificate-v2 (RFC 5035) names the certificate, the signature
 // verifies, and CMS algorithm protection (RFC 6211 §3) matches when present (required is true for
-// HIX-Rx-CAdES signatures).
-func checkSignerInfo(si *signerInfo, eContentType, content []byte, signer *certEntry, need siNeeds, tp *TrustPolicy, at time.Time) (SubIndication, string) {
+// HIX-Rx-CAdES signatures). sigs, when not nil, remembers signatures that verified (sigcache.go).
+func checkSignerInfo(si *signerInfo, eContentType, content []byte, signer *certEntry, need siNeeds, tp *TrustPolicy, at time.Time, sigs *sigCache) (SubIndication, string) {
 	algProtRequired := need&needAlgProtection != 0
 	h := hashFromDER(si.digestOID)
 	if h == 0 || tp.algorithm(hashName(h), 0, at) == algRefused {
@@ -105,17 +103,12 @@ func checkSignerInfo(si *signerInfo, eContentType, content []byte, signer *certE
 	}
 	sum, n := digestOf(h, setTag, si.signedAttrsRaw[1:])
 	digest := sum[:n]
-	switch pub := signer.cert.PublicKey.(type) {
-	case *ecdsa.PublicKey:
-		if family != "ecdsa" || !ecdsa.VerifyASN1(pub, digest, si.signature) {
-			return SigCryptoFailure, "signature does not verify"
-		}
-	case *rsa.PublicKey:
-		if family != "rsa" || rsa.VerifyPKCS1v15(pub, h, digest, si.signature) != nil {
-			return SigCryptoFailure, "signature does not verify"
-		}
-	default:
+	valid, known := verifySignature(sigs, signer, family, h, digest, si.signature)
+	if !known {
 		return CryptoConstraintsFailure, "public key algorithm not allowed"
+	}
+	if !valid {
+		return SigCryptoFailure, "signature does not verify"
 	}
 	ap, _ := findAttr(si.signedAttrs, dAlgProtection)
 	if ap == nil {

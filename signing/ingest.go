@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
-
-	"golang.org/x/crypto/ocsp"
 )
 
 // Prescription is what the exchange keeps of an accepted prescription.
@@ -107,6 +107,11 @@ func (in *Ingestor) IngestAs(ctx context.Context, der []byte, submitter string) 
 	if now == nil {
 		now = time.Now
 	}
+	// The three validations of one ingestion (the input, the B-T signature, the B-LT result) judge the
+	// prescriber against the registry as it stood at the first lookup, milliseconds earlier: one query, not three.
+	if memo, _ := ctx.Value(registryMemoKey{}).(*registryMemo); memo == nil {
+		ctx = withRegistryMemo(ctx)
+	}
 	res := &IngestResult{}
 	seal := func(r *Report) error {
 		var err error
@@ -153,13 +158,34 @@ func (in *Ingestor) IngestAs(ctx context.Context, der []byte, submitter string) 
 }
 
 // addRevocation upgrades a B-T signature to B-LT: an OCSP response produced at or after its newest signature
-// timestamp, and the TSA and responder certificates.
+// timestamp, and the TSA and responder certificates. Certificates are parsed, chains checked and the fresh
+// response verified through the Verifier's caches (by fingerprint), so the validation of the result finds them
+// there instead of doing the work again.
 func (in *Ingestor) addRevocation(ctx context.Context, bt []byte) ([]byte, error) {
-	signer, others, err := SignerCertificates(bt)
+	v := in.Verifier
+	sd, err := parseOne(bt)
 	if err != nil {
 		return nil, err
 	}
-	issuer := findIssuer(signer, others)
+	var all []*certEntry
+	for _, c := range sd.certs {
+		e, err := v.cert(c)
+		if err != nil {
+			return nil, fmt.Errorf("%w: certificate: %v", errFormat, err)
+		}
+		all = append(all, e)
+	}
+	signer := findSigner(&sd.signers[0], all)
+	if signer == nil {
+		return nil, fmt.Errorf("%w: signing certificate not found", errFormat)
+	}
+	var issuer *certEntry
+	for _, c := range all {
+		if c != signer && v.issuedBy(signer, c) {
+			issuer = c
+			break
+		}
+	}
 	if issuer == nil {
 		return nil, errors.New("signing: issuer of the signing certificate not in the signature")
 	}
@@ -167,40 +193,66 @@ func (in *Ingestor) addRevocation(ctx context.Context, bt []byte) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
-	resp, err := in.revocationAfter(ctx, signer, issuer, genTime)
+	resp, res, err := in.revocationAfter(ctx, signer, issuer, genTime)
 	if err != nil {
 		return nil, err
 	}
 	vd := ValidationData{OCSPs: [][]byte{resp}}
 	// The status of the rest of the chain and of the TSA, as the verifier established it for the B-T
 	// signature (Report.Used), goes in too, so the B-LT verifies later without asking anyone.
-	if rbt := in.Verifier.Verify(ctx, bt); rbt.Used != nil {
+	if rbt := v.Verify(ctx, bt); rbt.Used != nil {
+		// The signer's own status is the fresh response above, never one produced before the timestamp: the
+		// responses the report used for the signing certificate stay out.
+		signers := map[string]bool{}
+		for _, ri := range rbt.Revocation {
+			if ri.Serial == signer.info.Serial {
+				signers[ri.ResponseSHA256] = true
+			}
+		}
 		for _, o := range rbt.Used.OCSPs {
-			// The signer's own status is the fresh response above, never one produced before the timestamp.
-			if r, err := ocsp.ParseResponse(o, nil); err == nil && r.SerialNumber.Cmp(signer.SerialNumber) != 0 {
+			if fp := sha256.Sum256(o); !signers[hex.EncodeToString(fp[:])] {
 				vd.OCSPs = append(vd.OCSPs, o)
 			}
 		}
 		vd.CRLs = append(vd.CRLs, rbt.Used.CRLs...)
 	}
-	if tsaCerts, err := timestampCerts(bt); err == nil {
-		for _, c := range tsaCerts {
-			vd.Certs = append(vd.Certs, c.Raw)
+	for _, a := range sd.signers[0].unsignedAttrs {
+		var tsd signedData
+		if tok, ok := a.single(); !ok || !bytes.Equal(a.oid, dSigTimeStamp) || parseSignedData(tok, &tsd) != nil {
+			continue
+		}
+		for _, c := range tsd.certs {
+			if _, err := v.cert(c); err == nil {
+				vd.Certs = append(vd.Certs, c)
+			}
 		}
 	}
-	if rc, err := responderCert(resp); err == nil && rc != nil {
-		vd.Certs = append(vd.Certs, rc.Raw)
+	if res.responder != nil {
+		vd.Certs = append(vd.Certs, res.responder.Raw)
 	}
 	return AddValidationData(bt, vd)
 }
 
-func findIssuer(c *x509.Certificate, pool []*x509.Certificate) *x509.Certificate {
-	for _, p := range pool {
-		if c.CheckSignatureFrom(p) == nil {
-			return p
-		}
+// issuedBy reports whether parent's key signed child (x509 CheckSignatureFrom), remembering the pairs that did
+// by fingerprint in the verifier's signature cache (a deterministic check: the same pair gives the same answer).
+func (v *Verifier) issuedBy(child, parent *certEntry) bool {
+	if !bytes.Equal(child.cert.RawIssuer, parent.cert.RawSubject) {
+		return false
 	}
-	return nil
+	var key [32]byte
+	k := sha256.New()
+	k.Write([]byte("issued-by\x00"))
+	k.Write(child.fp[:])
+	k.Write(parent.fp[:])
+	k.Sum(key[:0])
+	if _, ok := v.sigs.get(key); ok {
+		return true
+	}
+	if child.cert.CheckSignatureFrom(parent.cert) != nil {
+		return false
+	}
+	v.sigs.put(key, struct{}{})
+	return true
 }
 
 // producedAtSlack is how far producedAt may precede the signature timestamp when thisUpdate does not.
@@ -208,30 +260,40 @@ const producedAtSlack = time.Minute
 
 // revocationAfter obtains an OCSP response for signer produced at or after t (its producedAt and its thisUpdate),
 // from a FreshRevocationSource when Revocation is one, else from Revocation as it answers. Anything older is
-// ErrStaleRevocation: never embedded.
-func (in *Ingestor) revocationAfter(ctx context.Context, signer, issuer *x509.Certificate, t time.Time) ([]byte, error) {
+// ErrStaleRevocation: never embedded. The response is checked as the validation of the result will check it
+// (Verifier.checkOCSP: signed by the issuer or a responder it authorised, RFC 6960 §4.2.2.2), through the same
+// cache.
+func (in *Ingestor) revocationAfter(ctx context.Context, signer, issuer *certEntry, t time.Time) ([]byte, *ocspResult, error) {
 	var der []byte
 	var err error
 	if f, ok := in.Revocation.(FreshRevocationSource); ok {
-		der, err = f.OCSPAfter(ctx, signer, issuer, t)
+		der, err = f.OCSPAfter(ctx, signer.cert, issuer.cert, t)
 	} else {
-		der, err = in.Revocation.OCSP(ctx, signer, issuer)
+		der, err = in.Revocation.OCSP(ctx, signer.cert, issuer.cert)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("signing: fetch OCSP: %w", err)
+		return nil, nil, fmt.Errorf("signing: fetch OCSP: %w", err)
 	}
-	r, err := ocsp.ParseResponseForCert(der, signer, issuer)
+	basic, err := basicFromOCSPResponse(der)
 	if err != nil {
-		return nil, fmt.Errorf("signing: fetched OCSP response: %w", err)
+		return nil, nil, fmt.Errorf("signing: fetched OCSP response: %w", err)
+	}
+	res := in.Verifier.checkOCSP(basic, issuer, true)
+	if res.err != nil {
+		return nil, nil, fmt.Errorf("signing: fetched OCSP response: %w", res.err)
+	}
+	r := res.resp
+	if r.SerialNumber.Cmp(signer.cert.SerialNumber) != 0 {
+		return nil, nil, fmt.Errorf("signing: fetched OCSP response is for serial %x, not the signer's", r.SerialNumber)
 	}
 	// thisUpdate (when the status was known to be correct, RFC 6960 §4.2.2.1) must not precede the timestamp.
 	// producedAt may trail it by producedAtSlack: some responders, golang.org/x/crypto/ocsp's CreateResponse
 	// among them, write producedAt truncated to the minute. Mohr's own responder (SignFresh) dates both exactly.
 	if r.ThisUpdate.Before(t) || r.ProducedAt.Before(t.Add(-producedAtSlack)) {
-		return nil, fmt.Errorf("%w: produced %s, thisUpdate %s, timestamp %s", ErrStaleRevocation,
+		return nil, nil, fmt.Errorf("%w: produced %s, thisUpdate %s, timestamp %s", ErrStaleRevocation,
 			r.ProducedAt.UTC().Format(time.RFC3339), r.ThisUpdate.UTC().Format(time.RFC3339), t.UTC().Format(time.RFC3339Nano))
 	}
-	return der, nil
+	return der, res, nil
 }
 
 // newestSignatureTimestamp returns the latest genTime among the signature timestamps of der (the one Ingest has

@@ -196,7 +196,7 @@ func (v *Verifier) checkTimestampChain(tok []byte, outerCerts [][]byte, data []b
 		return time.Time{}, nil, errors.New("TSA certificate not found")
 	}
 	ti.TSA = tsaCert.info.Subject
-	if sub, why := checkSignerInfo(si, dTSTInfo, sd.content, tsaCert, needESS, v.trust, info.genTime); sub != "" {
+	if sub, why := checkSignerInfo(si, dTSTInfo, sd.content, tsaCert, needESS, v.trust, info.genTime, v.sigs); sub != "" {
 		return time.Time{}, nil, fmt.Errorf("%s: %s", sub, why)
 	}
 	h := hashFromDER(info.hashOID)

@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
-	"golang.org/x/crypto/ocsp"
 )
 
 // rebuild re-encodes sd with its single SignerInfo's unsigned attributes and the certificates extended. Every
@@ -242,13 +241,4 @@ func timestampCerts(der []byte) ([]*x509.Certificate, error) {
 		}
 	}
 	return out, nil
-}
-
-// responderCert returns the delegated responder certificate in an OCSPResponse, or nil.
-func responderCert(der []byte) (*x509.Certificate, error) {
-	r, err := ocsp.ParseResponse(der, nil)
-	if err != nil {
-		return nil, err
-	}
-	return r.Certificate, nil
 }

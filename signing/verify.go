@@ -67,6 +67,7 @@ type Verifier struct {
 	ocsps     *boundedCache[ocspKey, *ocspResult]
 	crlChecks *boundedCache[crlKey, *crlResult]
 	fetched   *fetchCache
+	sigs      *sigCache // signature verifications that succeeded (sigcache.go)
 	sds       sync.Pool
 }
 
@@ -90,7 +91,8 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	tp := *cfg.Trust
 	v := &Verifier{cfg: cfg, trust: &tp, limits: tp.Limits.withDefaults(), policy: RxPolicy(), anchors: x509.NewCertPool(),
 		chains: newCache[chainKey, *chainResult](cfg.MaxCache), oids: newCache[string, string](1000),
-		ocsps: newCache[ocspKey, *ocspResult](cfg.MaxCache), crlChecks: newCache[crlKey, *crlResult](cfg.MaxCache)}
+		ocsps: newCache[ocspKey, *ocspResult](cfg.MaxCache), crlChecks: newCache[crlKey, *crlResult](cfg.MaxCache),
+		sigs: newCache[[32]byte, struct{}](maxSigCache)}
 	for _, a := range tp.Anchors {
 		v.anchors.AddCert(a)
 	}
@@ -241,7 +243,7 @@ func (v *Verifier) run(ctx context.Context, der, detached []byte, vd *Validation
 	}
 	info := signer.info
 	r.Signer = &info
-	if sub, why := checkSignerInfo(si, sd.eContentType, content, signer, need, v.trust, now); sub != "" {
+	if sub, why := checkSignerInfo(si, sd.eContentType, content, signer, need, v.trust, now, v.sigs); sub != "" {
 		return r.fail(sub, "%s", why)
 	}
 	if st, n := findAttr(si.signedAttrs, dSigningTime); st != nil && n == 1 {

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/mohr-hix/mohr/ca"
@@ -36,7 +38,7 @@ var ErrFreshTooEarly = errors.New("revocation: fresh OCSP response asked for a t
 // know, or a store record holding another certificate under that serial, is answered "unknown".
 func (r *Responder) SignFresh(ctx context.Context, cert *x509.Certificate, notBefore time.Time) ([]byte, error) {
 	is := r.cfg.Issuer.Cert
-	if cert == nil || !bytes.Equal(cert.RawIssuer, is.RawSubject) || cert.CheckSignatureFrom(is) != nil {
+	if cert == nil || !bytes.Equal(cert.RawIssuer, is.RawSubject) || !r.signFresh.issued(cert, is) {
 		return nil, fmt.Errorf("%w: certificate not issued by %s", ErrUnauthorized, is.Subject.CommonName)
 	}
 	if cert.SerialNumber == nil || cert.SerialNumber.Sign() <= 0 {
@@ -76,4 +78,36 @@ func (r *Responder) SignFresh(ctx context.Context, cert *x509.Certificate, notBe
 		return nil, fmt.Errorf("%w: %w", ErrInternal, err)
 	}
 	return der, nil
+}
+
+// maxFreshIssued bounds the certificates SignFresh remembers as issued by the responder's CA.
+const maxFreshIssued = 1 << 14
+
+// freshState is SignFresh's memory: the certificates (by SHA-256 fingerprint) whose signature by the CA it has
+// checked. The check is deterministic, so remembering it changes no answer; it saves one signature
+// verification per ingestion of a physician's prescriptions.
+type freshState struct {
+	mu       sync.Mutex
+	verified map[[32]byte]struct{}
+}
+
+// issued reports whether is signed cert, checking each certificate once.
+func (f *freshState) issued(cert, is *x509.Certificate) bool {
+	fp := sha256.Sum256(cert.Raw)
+	f.mu.Lock()
+	_, ok := f.verified[fp]
+	f.mu.Unlock()
+	if ok {
+		return true
+	}
+	if cert.CheckSignatureFrom(is) != nil {
+		return false
+	}
+	f.mu.Lock()
+	if f.verified == nil || len(f.verified) >= maxFreshIssued {
+		f.verified = map[[32]byte]struct{}{}
+	}
+	f.verified[fp] = struct{}{}
+	f.mu.Unlock()
+	return true
 }

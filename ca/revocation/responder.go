@@ -140,6 +140,8 @@ type Responder struct {
 	seq   atomic.Uint64
 	mu    sync.RWMutex
 	cache map[string]*entry // key: content octets of the serialNumber INTEGER
+
+	signFresh freshState // SignFresh's memory (fresh.go)
 }
 
 // NewResponder checks cfg and returns a Responder that answers tryLater until Start succeeds.

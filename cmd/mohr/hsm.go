@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -206,13 +207,16 @@ func newHSMTestCmd(module *string) *cobra.Command {
 			}
 			opts := []crypto.SignerOpts{crypto.SHA256}
 			names := []string{"ECDSA with SHA-256"}
-			if _, ok := k.Public().(*rsa.PublicKey); ok {
-				opts = append(opts, &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash})
-				names = []string{"RSA PKCS#1 v1.5 with SHA-256", "RSA-PSS with SHA-256"}
-			}
 			msg := make([]byte, 32)
 			rand.Read(msg)
 			d := sha256.Sum256(msg)
+			switch k.Public().(type) {
+			case *rsa.PublicKey:
+				opts = append(opts, &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash})
+				names = []string{"RSA PKCS#1 v1.5 with SHA-256", "RSA-PSS with SHA-256"}
+			case ed25519.PublicKey:
+				opts, names = []crypto.SignerOpts{crypto.Hash(0)}, []string{"Ed25519"} // signs the message itself
+			}
 			for i, op := range opts {
 				start := time.Now()
 				for n := 0; n < count; n++ {

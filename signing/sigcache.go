@@ -1,0 +1,51 @@
+package signing
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/sha256"
+)
+
+// sigCache remembers signature verifications that succeeded, keyed by the SHA-256 of everything the verification
+// is a function of: the signing certificate's fingerprint, the hash, the digest signed and the signature value.
+// ECDSA and RSA PKCS#1 v1.5 verification are deterministic, so a hit answers exactly what the verification would;
+// a failure is never remembered. It saves the repeated verifications of one ingestion (the B-B signature is
+// verified before the upgrade and again in the B-T and B-LT results; the signature timestamp's token before and
+// after revocation data is added) without any check being skipped for bytes that were not verified before.
+type sigCache = boundedCache[[32]byte, struct{}]
+
+// maxSigCache bounds the remembered verifications; a few per prescription in flight are what is reused.
+const maxSigCache = 1 << 16
+
+// verifySignature checks sig over digest (hash h) with signer's key: family "ecdsa" (ASN.1 r,s) or "rsa"
+// (PKCS#1 v1.5). ok is false for another key type (the caller reports the key as not allowed).
+func verifySignature(c *sigCache, signer *certEntry, family string, h crypto.Hash, digest, sig []byte) (valid, ok bool) {
+	var key [32]byte
+	if c != nil {
+		k := sha256.New()
+		k.Write(signer.fp[:])
+		k.Write([]byte{byte(h)})
+		k.Write([]byte(family))
+		k.Write([]byte{0})
+		k.Write(digest)
+		k.Write([]byte{0})
+		k.Write(sig)
+		k.Sum(key[:0])
+		if _, hit := c.get(key); hit {
+			return true, true
+		}
+	}
+	switch pub := signer.cert.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		valid = family == "ecdsa" && ecdsa.VerifyASN1(pub, digest, sig)
+	case *rsa.PublicKey:
+		valid = family == "rsa" && rsa.VerifyPKCS1v15(pub, h, digest, sig) == nil
+	default:
+		return false, false
+	}
+	if valid && c != nil {
+		c.put(key, struct{}{})
+	}
+	return valid, true
+}
