@@ -563,12 +563,46 @@ func (r *Responder) Update(ctx context.Context, serial string) error {
 	return r.UpdateMany(ctx, []string{serial})
 }
 
-// UpdateMany is Update for many serials at once (the change feed's page of issuances and revocations): the
-// old responses of all of them are withdrawn first, the records are read, the responses are signed over
-// GOMAXPROCS goroutines and stored in one transaction, so that pre-signing keeps up with issuance (one
-// durable write per page instead of one per certificate). A serial named twice is updated once, from its
-// current record. Errors of single serials are joined; the others are updated.
+// UpdateMany is Update for many serials at once (the change feed's page of revocations, holds and releases):
+// the old responses of all of them are withdrawn first, the records are read, the responses are signed over
+// GOMAXPROCS goroutines and stored in one transaction (one durable write per page instead of one per
+// certificate). A serial named twice is updated once, from its current record. Errors of single serials are
+// joined; the others are updated.
 func (r *Responder) UpdateMany(ctx context.Context, serials []string) error {
+	_, err := r.update(ctx, serials, true)
+	return err
+}
+
+// UpdateIssued makes sure certificates just issued have pre-signed responses, and stores them (the change
+// feed's page of issuances, on every node). Nothing is withdrawn first: a serial that was pending had no
+// response to withdraw. A response already in the cache for the record's current status (Presign, in the
+// issuing request) is stored as it is, without signing again; others are adopted from the store or signed
+// as UpdateMany does. It returns how many were already pre-signed.
+func (r *Responder) UpdateIssued(ctx context.Context, serials []string) (cached int, err error) {
+	return r.update(ctx, serials, false)
+}
+
+// Ticket orders a store read against cache updates: take it before the read, and pass it with what the read
+// returned (Presign). A later Update of the same serial (a revocation) wins over it.
+type Ticket uint64
+
+// Ticket returns a ticket for a store read about to happen.
+func (r *Responder) Ticket() Ticket { return Ticket(r.seq.Add(1)) }
+
+// Presign signs and installs the responses of rec, a certificate the issuance pipeline has just recorded
+// as issued (the record it returned), with t taken before the issuance began. The issuing request calls it
+// (in its own goroutine, so that pre-signing keeps pace with issuance however loaded the node is); the
+// change feed then stores the responses (UpdateIssued). A revocation of the serial after t wins.
+func (r *Responder) Presign(rec ca.CertRecord, t Ticket) error {
+	d := r.del.Load()
+	if d == nil || !cacheable(rec, r.cfg.Now()) {
+		return nil
+	}
+	_, err := r.fill(d, rec, uint64(t), r.cfg.Now())
+	return err
+}
+
+func (r *Responder) update(ctx context.Context, serials []string, withdraw bool) (int, error) {
 	type item struct {
 		hex, key string
 		seq      uint64
@@ -590,13 +624,16 @@ func (r *Responder) UpdateMany(ctx context.Context, serials []string) error {
 		n, _ := new(big.Int).SetString(hexSerial, 16)
 		key := string(intBytes(n))
 		seq := r.seq.Add(1)
-		r.install(key, &entry{seq: seq}) // tombstone: no longer served from the cache
+		if withdraw {
+			r.install(key, &entry{seq: seq}) // tombstone: no longer served from the cache
+		}
 		items = append(items, item{hex: hexSerial, key: key, seq: seq})
 	}
 	d := r.del.Load()
 	if d == nil {
-		return errors.Join(errs...) // not started: Start will read the store
+		return 0, errors.Join(errs...) // not started: Start will read the store
 	}
+	var keep []ca.OCSPRecord // responses already in the cache, to store
 	todo := items[:0]
 	for _, it := range items {
 		rec, err := r.cfg.Store.Certificate(ctx, it.hex)
@@ -612,6 +649,15 @@ func (r *Responder) UpdateMany(ctx context.Context, serials []string) error {
 		if !cacheable(rec, now) {
 			r.remove(it.key, it.seq)
 			continue
+		}
+		if !withdraw && r.fresh(d, rec, now) {
+			r.mu.RLock()
+			e := r.cache[it.key]
+			r.mu.RUnlock()
+			if e != nil && e.valid && e.gen == d.gen {
+				keep = append(keep, record(d, rec, e))
+				continue
+			}
 		}
 		if r.adopt(ctx, d, rec, it.key, it.seq, now) {
 			continue // the responses another node signed for this change
@@ -644,7 +690,7 @@ func (r *Responder) UpdateMany(ctx context.Context, serials []string) error {
 		}()
 	}
 	wg.Wait()
-	done := out[:0]
+	done := keep
 	for i, o := range out {
 		if werrs[i] != nil {
 			errs = append(errs, werrs[i])
@@ -653,7 +699,7 @@ func (r *Responder) UpdateMany(ctx context.Context, serials []string) error {
 		}
 	}
 	r.persist(ctx, done)
-	return errors.Join(errs...)
+	return len(keep), errors.Join(errs...)
 }
 
 // Refresh walks every certificate in the store and (re-)signs the responses that are missing, whose

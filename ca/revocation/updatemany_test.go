@@ -107,3 +107,95 @@ func TestUpdateManyOnePage(t *testing.T) {
 		t.Fatal("a serial the store does not have was answered")
 	}
 }
+
+// TestPresignThenUpdateIssued: certificates pre-signed by the issuing request (Presign) are stored by the
+// change feed's UpdateIssued without a second signature, in one transaction; a certificate revoked after the
+// issuing request took its ticket stays revoked in the cache even if that request's Presign comes late.
+func TestPresignThenUpdateIssued(t *testing.T) {
+	ctx := context.Background()
+	p := newTestPKI(t, testEpoch, 2)
+	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "mohr.db"), store.WithClock(p.clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st := &countingStore{SQLite: db}
+	k := &countingSigner{Signer: newKey(t)}
+	r, err := NewResponder(ResponderConfig{Issuer: p.issuer, Store: st, Key: k, Shards: 2, Now: p.clock.Now, Issue: p.issueFunc(t, st, k)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	issue := func() (*x509.Certificate, ca.CertRecord, Ticket) {
+		tk := r.Ticket()
+		c, s := p.leaf(t, false)
+		rec := ca.CertRecord{Serial: s, Profile: "physician-auth", Subject: c.Subject.String(), NotBefore: c.NotBefore,
+			NotAfter: c.NotAfter, TBSHash: make([]byte, 32), Shard: ca.ShardFor(c.SerialNumber, 2)}
+		if err := st.AddPending(ctx, rec, audit.Event{Kind: "cert.intent", Actor: "test", Subject: s}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.MarkIssued(ctx, s, c.Raw, audit.Event{Kind: "cert.issued", Actor: "test", Subject: s}); err != nil {
+			t.Fatal(err)
+		}
+		rec.DER, rec.Status = c.Raw, ca.StatusIssued // what IssueRecord returns
+		return c, rec, tk
+	}
+	status := func(c *x509.Certificate) int {
+		req, _ := ocsp.CreateRequest(c, p.inter, &ocsp.RequestOptions{Hash: crypto.SHA1})
+		res, _ := r.Handle(ctx, req)
+		resp, err := ocsp.ParseResponseForCert(res.DER, c, p.inter)
+		if err != nil || !res.Cacheable {
+			t.Fatalf("%x: no cached response: %v", c.SerialNumber, err)
+		}
+		return resp.Status
+	}
+	var serials []string
+	for i := 0; i < 8; i++ {
+		c, rec, tk := issue()
+		if err := r.Presign(rec, tk); err != nil {
+			t.Fatal(err)
+		}
+		if status(c) != ocsp.Good {
+			t.Fatalf("%s: not good after Presign", rec.Serial)
+		}
+		serials = append(serials, rec.Serial)
+	}
+	signs, puts := k.n.Load(), st.puts.Load()
+	cached, err := r.UpdateIssued(ctx, serials)
+	if err != nil || cached != len(serials) {
+		t.Fatalf("UpdateIssued: %d of %d already pre-signed, %v", cached, len(serials), err)
+	}
+	if k.n.Load() != signs || st.puts.Load()-puts != 1 {
+		t.Fatalf("UpdateIssued signed %d times and stored in %d transactions, want 0 and 1", k.n.Load()-signs, st.puts.Load()-puts)
+	}
+	for _, s := range serials {
+		if o, err := st.OCSPResponse(ctx, s); err != nil || o.Status != ca.StatusIssued {
+			t.Fatalf("%s: stored %v %v", s, o.Status, err)
+		}
+	}
+
+	// Revoked between the issuance and its late Presign: the revocation wins.
+	c, rec, tk := issue()
+	p.clock.Add(time.Second)
+	if _, err := st.Revoke(ctx, rec.Serial, int(KeyCompromise), p.clock.Now(), audit.Event{Kind: EventRevoked, Actor: "test", Subject: rec.Serial}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Update(ctx, rec.Serial); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Presign(rec, tk); err != nil {
+		t.Fatal(err)
+	}
+	if got := status(c); got != ocsp.Revoked {
+		t.Fatalf("a late Presign replaced the revoked response: status %d", got)
+	}
+	// And the feed, seeing cert.issued and the revocation in one page, leaves it revoked.
+	if _, err := r.UpdateIssued(ctx, []string{rec.Serial}); err != nil {
+		t.Fatal(err)
+	}
+	if got := status(c); got != ocsp.Revoked {
+		t.Fatalf("UpdateIssued after a revocation: status %d", got)
+	}
+}

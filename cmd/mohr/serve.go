@@ -281,7 +281,7 @@ func (n *node) apiServer() (*api.Server, error) {
 		RateLimit: n.cfg.API.RateLimit, PublicRateLimit: n.cfg.API.PublicRateLimit,
 		RateWindow: time.Duration(n.cfg.API.RateWindow), SignRateLimit: n.cfg.API.SignRateLimit, SignGlobalRateLimit: n.cfg.API.SignGlobalRateLimit, AuthFailLimit: n.cfg.API.AuthFailLimit,
 		OCSPSignsOnDemand: n.cfg.Services.OCSPSignNonces || n.cfg.Services.OCSPSignUnknown}, api.Services{
-		Certs:         certService{ca: n.ca, st: n.st, rev: n.rev},
+		Certs:         certService{ca: n.ca, st: n.st, rev: n.rev, ocsp: n.ocsp},
 		CRL:           n.crl,
 		OCSP:          n.ocsp,
 		TSA:           n.tsa,
@@ -493,9 +493,10 @@ func (n *node) changeFeed(ctx context.Context) error {
 			if err != nil || len(es) == 0 {
 				break
 			}
-			// OCSP responses of the page's issuances and status changes are re-signed together (one stored
-			// batch), after the page; lag is how long the oldest of them waited since its event.
-			var ocspSerials []string
+			// OCSP responses of the page's issuances (pre-signed by the issuing request on this node) and
+			// status changes are signed and stored together after the page; lag is how long the oldest
+			// of them waited since its event.
+			var issued, changed []string
 			var oldest time.Time
 			for _, e := range es {
 				switch e.Event.Kind {
@@ -511,10 +512,14 @@ func (n *node) changeFeed(ctx context.Context) error {
 						reloadAnchors = true
 					}
 				case "cert.issued", revocation.EventRevoked, revocation.EventHeld, revocation.EventReleased:
-					if len(ocspSerials) == 0 {
+					if len(issued)+len(changed) == 0 {
 						oldest = e.Event.Time
 					}
-					ocspSerials = append(ocspSerials, e.Event.Subject)
+					if e.Event.Kind == "cert.issued" {
+						issued = append(issued, e.Event.Subject)
+					} else {
+						changed = append(changed, e.Event.Subject)
+					}
 					if e.Event.Kind != "cert.issued" {
 						if rec, err := n.st.Certificate(ctx, e.Event.Subject); err == nil {
 							n.crl.Trigger(rec.Shard)
@@ -523,12 +528,17 @@ func (n *node) changeFeed(ctx context.Context) error {
 				}
 				next = e.Seq + 1
 			}
-			if len(ocspSerials) > 0 {
-				if err := n.ocsp.UpdateMany(ctx, ocspSerials); err != nil {
+			if len(issued)+len(changed) > 0 {
+				cached, err := n.ocsp.UpdateIssued(ctx, issued)
+				if err != nil {
+					n.log.Error("OCSP update", "err", err)
+				}
+				if err := n.ocsp.UpdateMany(ctx, changed); err != nil { // after: a serial issued and revoked in the page ends revoked
 					n.log.Error("OCSP update", "err", err)
 				}
 				// scripts/bench-issue.sh reads these lines: pre-signing must keep up with issuance.
-				n.log.Debug("OCSP pre-signed", "changes", len(ocspSerials), "lag", time.Since(oldest).Round(time.Millisecond))
+				n.log.Debug("OCSP pre-signed", "changes", len(issued)+len(changed), "in_request", cached,
+					"lag", time.Since(oldest).Round(time.Millisecond))
 			}
 		}
 	}
