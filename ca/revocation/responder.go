@@ -602,6 +602,11 @@ func (r *Responder) Presign(rec ca.CertRecord, t Ticket) error {
 	return err
 }
 
+// batchReader is a store that reads many certificate records in one query (internal/store).
+type batchReader interface {
+	CertificatesBySerial(ctx context.Context, serials []string) (map[string]ca.CertRecord, error)
+}
+
 func (r *Responder) update(ctx context.Context, serials []string, withdraw bool) (int, error) {
 	type item struct {
 		hex, key string
@@ -633,10 +638,32 @@ func (r *Responder) update(ctx context.Context, serials []string, withdraw bool)
 	if d == nil {
 		return 0, errors.Join(errs...) // not started: Start will read the store
 	}
+	// One read for the page where the store can (a page of the change feed under issuance load would
+	// otherwise queue hundreds of reads behind the requests'); else one per serial.
+	var batch map[string]ca.CertRecord
+	if bs, ok := r.cfg.Store.(batchReader); ok && len(items) > 1 {
+		hexes := make([]string, len(items))
+		for i, it := range items {
+			hexes[i] = it.hex
+		}
+		var err error
+		if batch, err = bs.CertificatesBySerial(ctx, hexes); err != nil {
+			return 0, errors.Join(append(errs, fmt.Errorf("revocation: OCSP update: %w", err))...)
+		}
+	}
 	var keep []ca.OCSPRecord // responses already in the cache, to store
 	todo := items[:0]
 	for _, it := range items {
-		rec, err := r.cfg.Store.Certificate(ctx, it.hex)
+		var rec ca.CertRecord
+		var err error
+		if batch != nil {
+			var ok bool
+			if rec, ok = batch[it.hex]; !ok {
+				err = ca.ErrNotFound
+			}
+		} else {
+			rec, err = r.cfg.Store.Certificate(ctx, it.hex)
+		}
 		if errors.Is(err, ca.ErrNotFound) {
 			r.remove(it.key, it.seq)
 			continue
