@@ -50,11 +50,3 @@ func TestCertificatesBySerial(t *testing.T) {
 		})
 	}
 }
-
-// TestPostgresPoolSize: the pool is larger than pgxpool's default (a DSN's pool_max_conns still decides).
-func TestPostgresPoolSize(t *testing.T) {
-	p := OpenTestPostgres(t)
-	if n := p.b.(*pgBackend).pool.Config().MaxConns; n < defaultPGConns {
-		t.Fatalf("pool of %d connections, want at least %d", n, defaultPGConns)
-	}
-}

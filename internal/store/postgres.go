@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -30,12 +29,6 @@ func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (*Postgres, e
 		}
 		return nil, errors.New("store: invalid PostgreSQL DSN")
 	}
-	if !strings.Contains(dsn, "pool_max_conns") {
-		// pgxpool's default (the larger of 4 and the CPU count) makes the group commit's leader queue for a
-		// connection behind the reads of every request in flight (issuance reads a subject's earlier
-		// certificates before it writes); a DSN's pool_max_conns still decides.
-		cfg.MaxConns = max(cfg.MaxConns, defaultPGConns)
-	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: connect to PostgreSQL: %w", err)
@@ -51,9 +44,6 @@ func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (*Postgres, e
 	}
 	return &Postgres{core{b: b, now: o.now}}, nil
 }
-
-// defaultPGConns is the connection pool's size when the DSN does not set pool_max_conns.
-const defaultPGConns = 16
 
 type pgBackend struct {
 	pool *pgxpool.Pool
