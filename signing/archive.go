@@ -343,6 +343,38 @@ func ArchiveStatus(der []byte) (ArchiveState, error) {
 	return st, nil
 }
 
+// TokenArchiveDue is NextArchiveDueUnder for a signature whose only timestamp is the signature timestamp tok
+// (an RFC 3161 TimeStampToken), as an ingested prescription is: window before the earliest of its TSA
+// certificate's expiry and the end, under p's AlgorithmRules, of an algorithm the token relies on. It reads the
+// token only, not the whole signature (Prescription.SignatureTimestamp).
+func TokenArchiveDue(tok []byte, window time.Duration, p *TrustPolicy) (time.Time, error) {
+	var tsd signedData
+	if err := parseSignedData(tok, &tsd); err != nil {
+		return time.Time{}, err
+	}
+	var end time.Time
+	for _, c := range tsd.certs {
+		if x, err := x509.ParseCertificate(c); err == nil && hasEKU(x, x509.ExtKeyUsageTimeStamping) && (end.IsZero() || x.NotAfter.Before(end)) {
+			end = x.NotAfter
+		}
+	}
+	if end.IsZero() {
+		return time.Time{}, formatErr("no signature timestamp with its TSA certificate to archive")
+	}
+	rules := DefaultAlgorithms()
+	if p != nil {
+		rules = p.algorithms()
+	}
+	alg, err := tokenAlgorithmsEnd(tok, rules)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if !alg.IsZero() && alg.Before(end) {
+		end = alg
+	}
+	return end.Add(-window), nil
+}
+
 // RenewalDue reports whether der needs a (new) archive timestamp at now under the trust policy p: the TSA
 // certificate of the newest archive timestamp (of the signature timestamps when there is none yet) expires
 // within window, or an algorithm that timestamp relies on (its imprint digest, its signature's digest, the TSA's

@@ -32,6 +32,9 @@ type Prescription struct {
 	SealedReport []byte
 	// Submitter names who submitted it (the API caller), for read access; empty when unknown.
 	Submitter string
+	// SignatureTimestamp is the RFC 3161 token of the signature timestamp the ingestion added, when it is the
+	// signature's only timestamp (the input was B-B): TokenArchiveDue needs only it, not a parse of Signature.
+	SignatureTimestamp []byte
 }
 
 // PrescriptionStore persists accepted prescriptions. The database layer implements it.
@@ -126,9 +129,12 @@ func (in *Ingestor) IngestAs(ctx context.Context, der []byte, submitter string) 
 		}
 		return res, fmt.Errorf("%w: %s/%s", ErrRejected, r.Indication, r.SubIndication)
 	}
-	bt, err := AddSignatureTimestamp(ctx, der, in.Timestamper)
+	bt, tok, err := addSignatureTimestamp(ctx, der, in.Timestamper)
 	if err != nil {
 		return nil, err
+	}
+	if len(r.Timestamps) > 0 {
+		tok = nil // not the only signature timestamp
 	}
 	blt, err := in.addRevocation(ctx, bt)
 	if err != nil {
@@ -146,7 +152,7 @@ func (in *Ingestor) IngestAs(ctx context.Context, der []byte, submitter string) 
 	}
 	content, _ := Content(blt)
 	rec := Prescription{ID: r.ContentSHA256, ReceivedAt: now().UTC(), Signature: blt, Content: content,
-		SigningTime: r.BestSignatureTime, Report: r, SealedReport: res.SealedReport, Submitter: submitter}
+		SigningTime: r.BestSignatureTime, Report: r, SealedReport: res.SealedReport, Submitter: submitter, SignatureTimestamp: tok}
 	if p := r.Prescriber; p != nil {
 		rec.PrescriberNationalCode, rec.CouncilNumber, rec.PatientNationalCode = p.NationalCode, p.CouncilNumber, p.PatientCode
 	}

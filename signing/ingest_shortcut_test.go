@@ -107,3 +107,49 @@ func TestIngestShortcutsKeepChecks(t *testing.T) {
 	}}
 	refused("fresh OCSP response: revoked before the timestamp")
 }
+
+// TestTokenArchiveDue: for an ingested B-B, the archive due time computed from the token the ingestion added
+// equals NextArchiveDueUnder over the whole stored signature, under the default algorithms and under policies
+// whose algorithm rules end before the TSA certificate; a B-T input (two signature timestamps) carries no token.
+func TestTokenArchiveDue(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	sealLeaf, err := f.pki.Issue(testpki.OrganisationSeal, testpki.LeafOptions{CommonName: "Mohr Health Information Exchange"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &memStore{}
+	in := &Ingestor{Verifier: f.verifier(t, nil), Timestamper: f.tsa, Store: store, Now: f.pki.Clock.Now,
+		Revocation: RevocationFunc(func(_ context.Context, c, _ *x509.Certificate) ([]byte, error) { return f.pki.OCSP(c) }),
+		Seal:       Seal{Signer: sealLeaf.Key, Chain: sealLeaf.Chain}}
+	if _, err := in.Ingest(ctx, f.signBB(t, f.doc, f.physician)); err != nil {
+		t.Fatal(err)
+	}
+	rec := store.recs[0]
+	if rec.SignatureTimestamp == nil {
+		t.Fatal("no signature timestamp token recorded")
+	}
+	sunset := f.pki.Clock.Now().AddDate(0, 0, 200)
+	with := func(rules ...AlgorithmRule) *TrustPolicy { p := f.trust(); p.Algorithms = rules; return p }
+	for name, p := range map[string]*TrustPolicy{
+		"default":      nil,
+		"sha256 end":   with(AlgorithmRule{Name: "sha256", NotAfter: sunset}, AlgorithmRule{Name: "ecdsa-p256"}),
+		"p256 end":     with(AlgorithmRule{Name: "sha256"}, AlgorithmRule{Name: "ecdsa-p256", NotAfter: sunset.AddDate(0, 0, 9)}),
+		"not admitted": with(AlgorithmRule{Name: "sha384"}),
+	} {
+		for _, window := range []time.Duration{0, 60 * 24 * time.Hour} {
+			want, werr := NextArchiveDueUnder(rec.Signature, window, p)
+			got, gerr := TokenArchiveDue(rec.SignatureTimestamp, window, p)
+			if werr != nil || gerr != nil || !got.Equal(want) {
+				t.Fatalf("%s, window %s: token %s %v, signature %s %v", name, window, got, gerr, want, werr)
+			}
+		}
+	}
+	// A signature that already had a signature timestamp gets a second: no token, the store parses.
+	if _, err := in.Ingest(ctx, f.toBT(t, f.signBB(t, f.doc, f.physician))); err != nil {
+		t.Fatal(err)
+	}
+	if store.recs[1].SignatureTimestamp != nil {
+		t.Fatal("a token recorded for a signature with two signature timestamps")
+	}
+}

@@ -80,20 +80,27 @@ func parseOne(der []byte) (*signedData, error) {
 // SignerInfo's signature value (RFC 3161 Appendix A) with ts and adds the token as the unsigned attribute
 // id-aa-signatureTimeStampToken.
 func AddSignatureTimestamp(ctx context.Context, der []byte, ts Timestamper) ([]byte, error) {
+	out, _, err := addSignatureTimestamp(ctx, der, ts)
+	return out, err
+}
+
+// addSignatureTimestamp is AddSignatureTimestamp, also returning the token it added.
+func addSignatureTimestamp(ctx context.Context, der []byte, ts Timestamper) ([]byte, []byte, error) {
 	sd, err := parseOne(der)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := refuseArchived(sd); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	d := crypto.SHA256.New()
 	d.Write(sd.signers[0].signature)
 	tok, err := ts.Timestamp(ctx, crypto.SHA256, d.Sum(nil))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrTimestamp, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrTimestamp, err)
 	}
-	return rebuild(sd, nil, [][]byte{attribute(oidAttrSigTimeStamp, func(b *cryptobyte.Builder) { b.AddBytes(tok) })})
+	out, err := rebuild(sd, nil, [][]byte{attribute(oidAttrSigTimeStamp, func(b *cryptobyte.Builder) { b.AddBytes(tok) })})
+	return out, tok, err
 }
 
 // ValidationData is validation material in DER (EN 319 102-1 §5.2.5, §5.2.6): certificates (X.509), OCSP

@@ -1,9 +1,11 @@
 package revocation
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,4 +107,111 @@ func BenchmarkSignFresh(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestSignFreshShared: a fresh "good" response is shared by every call for the same certificate whose notBefore
+// is not after its producedAt (one signature for many, also for concurrent calls), and not past it: a call
+// asking for a later time, or made after the response's nextUpdate, gets a newly signed one. A revocation
+// recorded in between ends the sharing at once: from then on the certificate gets only "revoked" responses,
+// never a "good" one produced after its revocation, also for a notBefore the shared response would have
+// covered, and those are never shared.
+func TestSignFreshShared(t *testing.T) {
+	ctx := context.Background()
+	f := newOCSPFixture(t, testEpoch)
+	good, goodS := f.p.leaf(t, true)
+	if err := f.r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	parse := func(der []byte) *ocsp.Response {
+		t.Helper()
+		resp, err := ocsp.ParseResponseForCert(der, good, f.p.inter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	fresh := func(notBefore time.Time) ([]byte, int64) {
+		t.Helper()
+		n0 := f.key.n.Load()
+		der, err := f.r.SignFresh(ctx, good, notBefore)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := parse(der); r.ProducedAt.Before(notBefore.Truncate(time.Second)) || r.ThisUpdate.Before(notBefore) {
+			t.Fatalf("asked for >= %s, got producedAt %s thisUpdate %s", notBefore, r.ProducedAt, r.ThisUpdate)
+		}
+		return der, f.key.n.Load() - n0
+	}
+	f.p.clock.Add(300 * time.Millisecond) // 12:00:00.3: responses are dated 12:00:01
+	first, signed := fresh(f.p.clock.Now())
+	if signed != 1 {
+		t.Fatalf("first call: %d signatures", signed)
+	}
+	f.p.clock.Add(400 * time.Millisecond) // 12:00:00.7, still covered
+	if der, signed := fresh(f.p.clock.Now()); signed != 0 || !bytes.Equal(der, first) {
+		t.Fatalf("a call covered by the shared response signed %d", signed)
+	}
+	// Concurrent calls share one signing (singleflight) or the response already there.
+	f.p.clock.Add(time.Second) // 12:00:01.7: needs 12:00:02
+	n0 := f.key.n.Load()
+	var wg sync.WaitGroup
+	ders := make([][]byte, 16)
+	for i := range ders {
+		wg.Go(func() {
+			der, err := f.r.SignFresh(ctx, good, f.p.clock.Now())
+			if err != nil {
+				t.Error(err)
+			}
+			ders[i] = der
+		})
+	}
+	wg.Wait()
+	if n := f.key.n.Load() - n0; n != 1 {
+		t.Fatalf("16 concurrent calls signed %d responses", n)
+	}
+	for _, d := range ders[1:] {
+		if !bytes.Equal(d, ders[0]) || bytes.Equal(d, first) {
+			t.Fatal("concurrent calls got different responses, or the old one")
+		}
+	}
+	second := ders[0]
+	// Across the boundary: a notBefore after the shared producedAt gets a new response.
+	f.p.clock.Add(500 * time.Millisecond) // 12:00:02.2
+	third, signed := fresh(f.p.clock.Now())
+	if signed != 1 || bytes.Equal(third, second) {
+		t.Fatal("a notBefore after the shared producedAt got the shared response")
+	}
+	// Past the shared response's nextUpdate it is never served, even for an old notBefore.
+	nb := f.p.clock.Now()
+	f.p.clock.Add(parse(third).NextUpdate.Sub(nb) + time.Second)
+	if der, signed := fresh(nb); signed != 1 || bytes.Equal(der, third) {
+		t.Fatal("a response past its nextUpdate was shared")
+	}
+
+	// A revocation in between: the shared good response (dated up to a second ahead) is not handed out any more.
+	f.p.clock.Add(300 * time.Millisecond)
+	covered := f.p.clock.Now()
+	shared, _ := fresh(covered)
+	sharedAt := parse(shared).ProducedAt
+	f.p.clock.Add(200 * time.Millisecond)
+	revokedAt := f.p.clock.Now()
+	if _, err := f.p.store.Revoke(ctx, goodS, int(KeyCompromise), revokedAt, audit.Event{Kind: "cert.revoked", Actor: "test", Subject: goodS}); err != nil {
+		t.Fatal(err)
+	}
+	if !sharedAt.After(revokedAt) {
+		t.Fatalf("test assumption: the shared response (%s) is dated after the revocation (%s)", sharedAt, revokedAt)
+	}
+	for _, nb := range []time.Time{covered, f.p.clock.Now()} {
+		der, err := f.r.SignFresh(ctx, good, nb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := parse(der); r.Status != ocsp.Revoked || bytes.Equal(der, shared) {
+			t.Fatalf("after the revocation, notBefore %s: status %d (shared %v)", nb, r.Status, bytes.Equal(der, shared))
+		}
+	}
+	// Revoked responses are not shared: each call signs.
+	if _, signed := fresh(f.p.clock.Now()); signed != 1 {
+		t.Fatalf("a revoked response was shared (%d signatures)", signed)
+	}
 }

@@ -235,7 +235,18 @@ func (p prescriptionStore) SavePrescription(ctx context.Context, rx signing.Pres
 	return p.st.SavePrescription(ctx, store.PrescriptionRecord{ID: rx.ID, ReceivedAt: rx.ReceivedAt, SigningTime: rx.SigningTime,
 		PrescriberCode: rx.PrescriberNationalCode, CouncilNumber: rx.CouncilNumber, PatientCode: rx.PatientNationalCode,
 		Indication: ind, Signature: rx.Signature, SealedReport: rx.SealedReport, Submitter: rx.Submitter,
-		ArchiveDue: archiveDue(rx.Signature, p.window, p.trust)}, ev)
+		ArchiveDue: p.archiveDue(rx)}, ev)
+}
+
+// archiveDue is when rx's archive timestamp is due; from the token the ingestion added when it is the only
+// timestamp (no second parse of the signature), else from the signature.
+func (p prescriptionStore) archiveDue(rx signing.Prescription) time.Time {
+	if rx.SignatureTimestamp != nil {
+		if t, err := signing.TokenArchiveDue(rx.SignatureTimestamp, p.window, p.trust); err == nil {
+			return t
+		}
+	}
+	return archiveDue(rx.Signature, p.window, p.trust)
 }
 
 // ingestor implements api.PrescriptionIngestor.

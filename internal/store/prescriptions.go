@@ -29,12 +29,15 @@ type PrescriptionRecord struct {
 }
 
 // SavePrescription stores rec and appends ev in the same transaction. Saving the same ID again is
-// ca.ErrDuplicateSerial's sibling: an error wrapping ca.ErrConflict, and nothing changes.
+// ca.ErrDuplicateSerial's sibling: an error wrapping ca.ErrConflict, and nothing changes. Concurrent saves
+// share one durable transaction (group commit, groupcommit.go): each returns once its own record and event are
+// committed, and one that fails (a duplicate, an event that cannot be stored) fails alone.
 func (c *core) SavePrescription(ctx context.Context, rec PrescriptionRecord, ev audit.Event) error {
 	if rec.ID == "" || len(rec.Signature) == 0 {
 		return errors.New("store: save prescription: empty id or signature")
 	}
-	return c.change(ctx, "save prescription", ev, func(q querier) (bool, error) {
+	ctx = context.WithoutCancel(ctx) // once queued, the change is carried out (changeGrouped)
+	return c.changeGrouped(ctx, "save prescription", ev, func(q querier) (bool, error) {
 		_, err := q.exec(ctx, `INSERT INTO prescriptions (id, received_us, signing_us, prescriber_code, council_number,
 	patient_code, indication, signature, sealed_report, submitter, archive_due_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			rec.ID, toUS(rec.ReceivedAt), toUS(rec.SigningTime), rec.PrescriberCode, rec.CouncilNumber,

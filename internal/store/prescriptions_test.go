@@ -2,7 +2,11 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,6 +86,86 @@ func TestPrescriptionArchiveColumns(t *testing.T) {
 			}
 			if due, _ := st.PrescriptionsDue(ctx, now.AddDate(1, 6, 0), 10); len(due) != 0 {
 				t.Fatalf("still due: %v", due)
+			}
+		})
+	}
+}
+
+// TestPrescriptionsGroupCommit: many concurrent saves share transactions (group commit), with failing saves among
+// them: two workers racing for one prescription ID (one wins, the other gets ErrConflict) and saves whose audit
+// event cannot be stored. Each failing save leaves nothing behind, every other one is stored with its event, and
+// the audit log verifies; on SQLite and PostgreSQL.
+func TestPrescriptionsGroupCommit(t *testing.T) {
+	for name, st := range map[string]interface {
+		prescriptionStore
+		audit.Source
+	}{"sqlite": OpenTestSQLite(t), "postgres": OpenTestPostgres(t)} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+			save := func(id string, ev audit.Event) error {
+				rec := PrescriptionRecord{ID: id, ReceivedAt: now, SigningTime: now, Indication: "TOTAL_PASSED",
+					Signature: []byte("sig " + id), SealedReport: []byte{4}}
+				return st.SavePrescription(ctx, rec, ev)
+			}
+			evFor := func(id string) audit.Event {
+				return audit.Event{Time: now, Kind: "rx.ingested", Actor: "test", Subject: id, Data: json.RawMessage(`{"k": 1}`)}
+			}
+			bad := audit.Event{Time: now, Kind: "rx.ingested", Actor: "test", Data: json.RawMessage(`{"broken":`)}
+			before, _ := st.AuditSize(ctx)
+			const workers, each = 32, 5
+			var wg sync.WaitGroup
+			var won, lost, refused atomic.Int64
+			for w := range workers {
+				wg.Go(func() {
+					for i := range each {
+						id := fmt.Sprintf("rx%02x%02x", w, i)
+						if err := save(id, evFor(id)); err != nil {
+							t.Errorf("save %s: %v", id, err)
+						}
+						switch i {
+						case 1:
+							id := fmt.Sprintf("dup%02x", w/2)
+							switch err := save(id, evFor(id)); {
+							case err == nil:
+								won.Add(1)
+							case errors.Is(err, ca.ErrConflict):
+								lost.Add(1)
+							default:
+								t.Errorf("duplicate: %v", err)
+							}
+						case 2:
+							if err := save(fmt.Sprintf("bad%02x", w), bad); err != nil {
+								refused.Add(1)
+							}
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if won.Load() != workers/2 || lost.Load() != workers/2 || refused.Load() != workers {
+				t.Fatalf("duplicates %d stored, %d refused; bad events %d refused", won.Load(), lost.Load(), refused.Load())
+			}
+			for w := range workers {
+				if _, err := st.Prescription(ctx, fmt.Sprintf("bad%02x", w)); !errors.Is(err, ca.ErrNotFound) {
+					t.Fatalf("a save whose event failed was kept: %v", err)
+				}
+				for i := range each {
+					if got, err := st.Prescription(ctx, fmt.Sprintf("rx%02x%02x", w, i)); err != nil || string(got.Signature) != fmt.Sprintf("sig rx%02x%02x", w, i) {
+						t.Fatalf("rx%02x%02x: %v", w, i, err)
+					}
+				}
+			}
+			_, vkey, err := audit.GenerateKey("rxgroup")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := audit.Verify(ctx, st, vkey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := before + workers*each + workers/2; res.Size != want {
+				t.Fatalf("audit size %d, want %d", res.Size, want)
 			}
 		})
 	}
