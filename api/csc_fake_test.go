@@ -37,3 +37,38 @@ func (f fakeRemote) SignHash(_ context.Context, _ remote.Caller, _, _ string, h 
 func (f fakeRemote) MaxHashes() int { return 100 }
 
 func hexDecode(dst, src []byte) (int, error) { return hex.Decode(dst, src) }
+
+// The RA and lifecycle side (remote_ra.go).
+
+func (f fakeRemote) Enrol(_ context.Context, _ remote.Caller, r remote.EnrolRequest) (remote.Credential, remote.Registration, error) {
+	return remote.Credential{ID: "c1", CouncilNumber: r.CouncilNumber, Status: remote.StatusPending},
+		remote.Registration{ID: "r1", Code: "AAAAA-BBBBB-CCCCC-DDDDD", ExpiresAt: testNow.Add(time.Hour)}, f.r.rec("Remote.Enrol")
+}
+
+func (f fakeRemote) BeginPasskeyRegistration(context.Context, remote.Caller, string) (remote.Registration, error) {
+	return remote.Registration{ID: "r1", Code: "AAAAA-BBBBB-CCCCC-DDDDD", ExpiresAt: testNow.Add(time.Hour)}, f.r.rec("Remote.BeginPasskeyRegistration")
+}
+
+func (f fakeRemote) Lookup(_ context.Context, _ remote.Caller, id string) (remote.Credential, error) {
+	return remote.Credential{ID: id, Status: remote.StatusActive}, f.r.rec("Remote.Lookup")
+}
+
+func (f fakeRemote) CredentialsOfCouncil(context.Context, remote.Caller, string) ([]remote.Credential, error) {
+	return nil, f.r.rec("Remote.CredentialsOfCouncil")
+}
+
+func (f fakeRemote) Suspend(context.Context, remote.Caller, string, string) error {
+	return f.r.rec("Remote.Suspend")
+}
+func (f fakeRemote) Resume(context.Context, remote.Caller, string) error {
+	return f.r.rec("Remote.Resume")
+}
+func (f fakeRemote) Block(context.Context, remote.Caller, string, string) error {
+	return f.r.rec("Remote.Block")
+}
+func (f fakeRemote) Revoke(context.Context, remote.Caller, string, int) error {
+	return f.r.rec("Remote.Revoke")
+}
+func (f fakeRemote) Rekey(_ context.Context, _ remote.Caller, id string) (remote.Credential, error) {
+	return remote.Credential{ID: id + "n", Status: remote.StatusActive}, f.r.rec("Remote.Rekey")
+}

@@ -81,6 +81,16 @@ func validCalls(t testing.TB, e *testEnv) map[string]func() call {
 		"cscAuthorize": j("POST", "/csc/v2/credentials/authorize", `{"credentialID":"c1","numSignatures":1,"hashes":["`+zeroHash+`"],`+
 			`"authData":[{"id":"webauthn_handle","value":"aa"},{"id":"webauthn_assertion","value":"e30"}]}`),
 		"cscSignHash": j("POST", "/csc/v2/signatures/signHash", `{"credentialID":"c1","SAD":"sad","hashes":["`+zeroHash+`"],"signAlgo":"1.2.840.10045.4.3.2"}`),
+		"remoteEnrol": j("POST", "/v1/remote/credentials", `{"nationalCode":"0499370899","councilNumber":"123456","name":"Dr A",`+
+			`"identityCheck":{"method":"national-id-card"}}`),
+		"remoteListCredentials": plain("GET", "/v1/remote/credentials?councilNumber=123456"),
+		"remoteGetCredential":   plain("GET", "/v1/remote/credentials/c1"),
+		"remoteRegistration":    plain("POST", "/v1/remote/credentials/c1/registration"),
+		"remoteSuspend":         j("POST", "/v1/remote/credentials/c1/suspend", `{"reason":"on leave"}`),
+		"remoteResume":          plain("POST", "/v1/remote/credentials/c1/resume"),
+		"remoteBlock":           j("POST", "/v1/remote/credentials/c1/block", `{"reason":"lost"}`),
+		"remoteRevoke":          j("POST", "/v1/remote/credentials/c1/revoke", `{"reason":1}`),
+		"remoteRekey":           plain("POST", "/v1/remote/credentials/c1/rekey"),
 		"approve": func() call {
 			// A fresh approval requested by a third operator, so that both the operator and the admin may approve.
 			r := e.do(callerOp2, "POST", "/v1/ca/intermediate/rekey", "", nil)

@@ -90,6 +90,9 @@ func New(cfg Config, svc Services) (*Server, error) {
 	s.mux = r
 	s.handler = r
 	s.mountPages(r)
+	if err := s.mountRemotePages(); err != nil { // remote_pages.go
+		return nil, err
+	}
 	return s, nil
 }
 

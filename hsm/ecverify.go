@@ -17,14 +17,21 @@ import (
 // Why by hand: verification is x(u1·G + u2·Q) mod n == r. crypto/ecdsa computes u2·Q with a
 // variable-base multiplication (256 doublings) on every call, which the profile shows is about 2/3
 // of the cost. Q never changes for a Key, so, as for G, its multiples can be precomputed and u2·Q
-// becomes at most 64 additions. No library offers ECDSA verification with a per-key table; the
-// point arithmetic itself is nistec's (the same code as Go's crypto/internal/fips140/nistec).
+// becomes at most 33 additions (signed 8-bit windows). No library offers ECDSA verification with a
+// per-key table; the point arithmetic itself is nistec's (the same code as Go's
+// crypto/internal/fips140/nistec).
 //
 // It is only a fast path: it accepts a signature only when the equation holds; anything else goes
 // to crypto/ecdsa, whose answer is final (see Key.verify).
 type p256Verifier struct {
-	t [64][15]*nistec.P256Point // t[i][j-1] = j·16^i·Q
+	// t[i][j-1] = j·256^i·Q for j = 1..128: u2 is written in 33 signed base-256 digits in
+	// [-128, 128] (a digit above 128 borrows from the next one), so each window needs the 128
+	// positive multiples only; negative ones are negated on the fly. 33·128 points of 96 bytes:
+	// about 400 KB per key, values without pointers, so the garbage collector does not scan them.
+	t [p256Windows][128]nistec.P256Point
 }
+
+const p256Windows = 33
 
 var p256N = elliptic.P256().Params().N
 
@@ -42,40 +49,64 @@ func newP256Verifier(pub *ecdsa.PublicKey) *p256Verifier {
 		return nil
 	}
 	v := &p256Verifier{}
-	base := q
+	base := nistec.NewP256Point().Set(q)
 	for i := range v.t {
-		v.t[i][0] = nistec.NewP256Point().Set(base)
-		for j := 1; j < 15; j++ {
-			v.t[i][j] = nistec.NewP256Point().Add(v.t[i][j-1], base)
+		for j := range v.t[i] {
+			// A fresh point per entry: with the purego build a P256Point holds pointers, which
+			// entries must not share.
+			v.t[i][j] = *nistec.NewP256Point()
+			if j == 0 {
+				v.t[i][0].Set(base)
+			} else {
+				v.t[i][j].Add(&v.t[i][j-1], base)
+			}
 		}
-		next := nistec.NewP256Point().Set(base)
-		for range 4 {
-			next.Double(next)
-		}
-		base = next
+		base.Double(&v.t[i][127]) // 2·128·256^i·Q = 256^(i+1)·Q
 	}
-	// Self-check against nistec's own variable-base multiplication with a random scalar.
+	// Self-check against nistec's own variable-base multiplication: random scalars, and ones whose
+	// digits are all 128 or all -1 (0x80.., 0xff..), which reach the extreme table entries.
 	var u [32]byte
-	rand.Read(u[:])
-	u[0] &= 0x7f // below n
-	want, err := nistec.NewP256Point().ScalarMult(q, u[:])
-	if err != nil || string(v.mulQ(u[:]).Bytes()) != string(want.Bytes()) {
-		return nil
+	for k := range 4 {
+		switch k {
+		case 0:
+			for i := range u {
+				u[i] = 0x80
+			}
+		case 1:
+			for i := range u {
+				u[i] = 0xff
+			}
+		default:
+			rand.Read(u[:])
+		}
+		u[0] &= 0x7f // below n
+		want, err := nistec.NewP256Point().ScalarMult(q, u[:])
+		if err != nil || string(v.mulQ(&u).Bytes()) != string(want.Bytes()) {
+			return nil
+		}
 	}
 	return v
 }
 
 // mulQ returns u·Q for the 32-byte big-endian scalar u.
-func (v *p256Verifier) mulQ(u []byte) *nistec.P256Point {
+func (v *p256Verifier) mulQ(u *[32]byte) *nistec.P256Point {
 	acc := nistec.NewP256Point() // the point at infinity
-	for i := range 64 {
-		b := u[31-i/2]
-		nib := b & 0x0f
-		if i%2 == 1 {
-			nib = b >> 4
+	neg := nistec.NewP256Point()
+	carry := 0
+	for i := range p256Windows {
+		d := carry
+		if i < 32 {
+			d += int(u[31-i])
 		}
-		if nib != 0 {
-			acc.Add(acc, v.t[i][nib-1])
+		carry = 0
+		if d > 128 {
+			d, carry = d-256, 1
+		}
+		switch {
+		case d > 0:
+			acc.Add(acc, &v.t[i][d-1])
+		case d < 0:
+			acc.Add(acc, neg.Negate(&v.t[i][-d-1]))
 		}
 	}
 	return acc
@@ -110,7 +141,8 @@ func (v *p256Verifier) verify(digest, sig []byte) bool {
 	if err != nil {
 		return false
 	}
-	p.Add(p, v.mulQ(u2.FillBytes(b2[:])))
+	u2.FillBytes(b2[:])
+	p.Add(p, v.mulQ(&b2))
 	x, err := p.BytesX() // fails for the point at infinity
 	if err != nil {
 		return false

@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"testing"
+
+	"filippo.io/nistec"
 )
 
 // TestP256Verifier checks the per-key fast path against crypto/ecdsa: every valid signature is
@@ -82,4 +84,46 @@ func FuzzP256Verifier(f *testing.F) {
 			t.Fatalf("fast path accepts a signature crypto/ecdsa refuses: %x / %x", digest, sig)
 		}
 	})
+}
+
+// TestP256VerifierMulQ checks the table multiplication against nistec's variable-base one for random
+// scalars and for those whose signed digits borrow all the way up (0xff.., 0x80.., n-1, 2^256-1).
+func TestP256VerifierMulQ(t *testing.T) {
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	v := newP256Verifier(&priv.PublicKey)
+	if v == nil {
+		t.Fatal("no verifier")
+	}
+	ep, _ := priv.PublicKey.ECDH()
+	q, err := nistec.NewP256Point().SetBytes(ep.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scalars [][32]byte
+	var u [32]byte
+	scalars = append(scalars, u) // zero: the point at infinity
+	u[31] = 1
+	scalars = append(scalars, u)
+	for _, b := range []byte{0x80, 0x81, 0x7f, 0xff} {
+		for i := range u {
+			u[i] = b
+		}
+		scalars = append(scalars, u)
+	}
+	p256N.FillBytes(u[:])
+	u[31]-- // n-1
+	scalars = append(scalars, u)
+	for range 200 {
+		rand.Read(u[:])
+		scalars = append(scalars, u)
+	}
+	for _, u := range scalars {
+		want, err := nistec.NewP256Point().ScalarMult(q, u[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := v.mulQ(&u); string(got.Bytes()) != string(want.Bytes()) {
+			t.Fatalf("mulQ(%x) differs from ScalarMult", u)
+		}
+	}
 }

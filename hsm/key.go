@@ -42,13 +42,13 @@ type Key struct {
 	p256     atomic.Pointer[p256Verifier] // nil unless built (P-256, busy key, table passed its self-check)
 }
 
-// A key builds its P-256 table (about 1 ms and 90 KB) only once it has signed p256TableAfter times,
-// so that keys opened for a few signatures (a physician's remote-signing key, `mohr hsm test`) never
-// pay for it, and the process holds at most p256TablesMax tables (about 6 MB); other keys verify
-// with crypto/ecdsa alone.
+// A key builds its P-256 table (a few ms and about 400 KB) only once it has signed p256TableAfter
+// times, so that keys opened for a few signatures (a physician's remote-signing key, `mohr hsm test`)
+// never pay for it, and the process holds at most p256TablesMax tables (about 6.5 MB: a CA's busy
+// keys are its issuing, OCSP and timestamping keys); other keys verify with crypto/ecdsa alone.
 const (
 	p256TableAfter = 64
-	p256TablesMax  = 64
+	p256TablesMax  = 16
 )
 
 var p256Tables atomic.Int64

@@ -145,16 +145,9 @@ card operation; a wrong PIN changes nothing on the card.`,
 			if err != nil {
 				return err
 			}
-			if idIssuers == "" {
-				return errors.New("no --id-issuers: give the national ID card issuers' CA certificates (PEM), so that the physician's national ID card can be checked")
-			}
-			issuers, err := readCerts(idIssuers)
-			if err != nil || len(issuers) == 0 {
-				return fmt.Errorf("--id-issuers %s holds no PEM certificate (%v)", idIssuers, pathErrOrNil(err))
-			}
-			pool := x509.NewCertPool()
-			for _, c := range issuers {
-				pool.AddCert(c)
+			pool, err := idIssuerPool(idIssuers)
+			if err != nil {
+				return err
 			}
 			out, errw := cmd.OutOrStdout(), cmd.ErrOrStderr()
 
@@ -165,26 +158,11 @@ card operation; a wrong PIN changes nothing on the card.`,
 			defer pc.Release()
 
 			// 1. The national ID card: genuine, and whose.
-			idCard, err := findCard(ctx, pc, idReader, cardreader.ProfileNationalID, "national ID card")
+			idCheck, err := checkNationalIDCard(ctx, pc, idReader, pool, errw)
 			if err != nil {
 				return err
 			}
-			defer idCard.Close()
-			nid, err := cardreader.NationalID(ctx, idCard, cardreader.DefaultNationalIDProfile())
-			if err != nil {
-				return fmt.Errorf("the national ID card cannot be read: %v", err)
-			}
-			if _, err := nid.Authenticate(ctx, pool); err != nil {
-				if errors.Is(err, cardreader.ErrNotGenuine) {
-					return errors.New("the national ID card failed its authenticity check (its certificate does not chain to --id-issuers, or it did not prove its key): do not enrol; check --id-issuers")
-				}
-				return fmt.Errorf("the national ID card's authenticity check failed: %v", err)
-			}
-			person, err := nid.ReadHolder(ctx)
-			if err != nil {
-				return fmt.Errorf("the national ID card's holder data cannot be read: %v", err)
-			}
-			fmt.Fprintf(errw, "national ID card %s: genuine; holder %s %s, national code %s\n", idCard.Reader(), person.GivenName, person.FamilyName, person.NationalCode)
+			person := idCheck.Holder
 
 			// 2. The council card, of the same person.
 			card, err := findCard(ctx, pc, reader, cardreader.ProfileCouncil, "medical-council card")

@@ -57,6 +57,11 @@ func (n *node) wireRemote(ctx context.Context) (api.RemoteSigning, error) {
 	svc, err := remote.New(remote.Config{
 		Store: st, Keys: op, KeyToken: rc.KeyToken, RPID: rc.RPID, RPOrigins: rc.RPOrigins, MaxHashes: rc.MaxHashes,
 		Now: n.cfg.clock(),
+		// Enrolment's registry check: the council number must be this national code's, in good standing now.
+		CheckRegistry: func(ctx context.Context, nationalCode, councilNumber string) error {
+			_, err := registryRA{n.ts}.PhysicianStanding(ctx, nationalCode, councilNumber, n.cfg.clock()())
+			return err
+		},
 		Issue: func(ctx context.Context, r remote.IssueRequest) ([]*x509.Certificate, error) {
 			cert, err := n.ca.Issue(ctx, ca.Request{Profile: ca.ProfilePhysicianSigning, RemoteSigning: true, CSR: r.CSR,
 				CommonName: r.Name, NationalCode: r.NationalCode, CouncilNumber: r.CouncilNumber, Actor: r.Actor})

@@ -25,6 +25,9 @@ var (
 	ErrNotAuthorized = errors.New("remote: hash not authorized by the SAD")
 	// ErrKey: the HSM failed (key generation, signing, destruction).
 	ErrKey = errors.New("remote: key")
+	// ErrRegistry: the medical council's registry does not have the council number for this national code, in
+	// good standing (enrolment).
+	ErrRegistry = errors.New("remote: registry check failed")
 	// ErrIssue: the certificate could not be issued.
 	ErrIssue = errors.New("remote: issuance")
 )

@@ -89,6 +89,8 @@ type fixture struct {
 	pin    string
 	ra     remote.Caller
 	revoke func(context.Context, *x509.Certificate, int, string) error
+	// registry, if set, is the enrolment's registry check.
+	registry func(ctx context.Context, nationalCode, council string) error
 }
 
 // setRevoke makes fn the CA revocation the service calls.
@@ -204,6 +206,12 @@ func newFixture(t testing.TB, dialect string) *fixture {
 			return []*x509.Certificate{cert, p.Intermediate}, nil
 		},
 		RPID: rpID, RPOrigins: []string{origin}, MaxHashes: 20, Now: clock.Now,
+		CheckRegistry: func(ctx context.Context, nationalCode, council string) error {
+			if f.registry == nil {
+				return nil
+			}
+			return f.registry(ctx, nationalCode, council)
+		},
 		Revoke: func(ctx context.Context, cert *x509.Certificate, reason int, actor string) error {
 			if f.revoke == nil {
 				return nil

@@ -48,6 +48,7 @@ const (
 	RolePhysician = "physician"
 	RoleRAOfficer = "ra-officer"
 	RoleOperator  = "operator"
+	RoleAuditor   = "auditor"
 )
 
 // Caller is who asks: the role the API authenticated, the council number for a physician, and an actor
@@ -83,6 +84,13 @@ type Config struct {
 	// the SAD lives (default 1 minute).
 	ChallengeTTL time.Duration
 	SADTTL       time.Duration
+	// RegistrationTTL is how long a passkey registration (its one-use registration code) lives (default 30
+	// minutes: the RA hands the code over and the physician registers at the desk or soon after).
+	RegistrationTTL time.Duration
+	// CheckRegistry, if set, is the registry check at enrolment: it must return nil only when the medical
+	// council's registry has councilNumber, in good standing, for the person with nationalCode. Enrol calls it
+	// before it generates a key; a refusal is wrapped in ErrRegistry.
+	CheckRegistry func(ctx context.Context, nationalCode, councilNumber string) error
 	// Now and Rand default to time.Now and crypto/rand.
 	Now  func() time.Time
 	Rand io.Reader
@@ -116,6 +124,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.SADTTL <= 0 {
 		cfg.SADTTL = time.Minute
+	}
+	if cfg.RegistrationTTL <= 0 {
+		cfg.RegistrationTTL = 30 * time.Minute
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -192,7 +203,12 @@ type EnrolRequest struct {
 
 // Registration is a WebAuthn registration ceremony to run on the physician's authenticator.
 type Registration struct {
-	ID        string
+	// ID identifies the ceremony (FinishPasskeyRegistration).
+	ID string
+	// Code is the one-use registration code the RA officer hands the physician in person; the physician
+	// enters it on the registration page (RegistrationOptions, FinishRegistrationWithCode). It is a secret
+	// until used: only its hash (ID) is stored.
+	Code      string
 	Options   *protocol.CredentialCreation
 	ExpiresAt time.Time
 }
@@ -212,6 +228,11 @@ func (s *Service) Enrol(ctx context.Context, c Caller, r EnrolRequest) (Credenti
 	}
 	if strings.TrimSpace(r.Name) == "" || strings.TrimSpace(r.IdentityCheck) == "" {
 		return Credential{}, Registration{}, fmt.Errorf("%w: name and identity check are required", ErrBadRequest)
+	}
+	if s.cfg.CheckRegistry != nil {
+		if err := s.cfg.CheckRegistry(ctx, r.NationalCode, r.CouncilNumber); err != nil {
+			return Credential{}, Registration{}, s.refuse(ctx, "enrol", c, r.CouncilNumber, nil, fmt.Errorf("%w: %v", ErrRegistry, err))
+		}
 	}
 	cred, err := s.newKeyAndCertificate(ctx, c, r.NationalCode, r.CouncilNumber, r.Name)
 	if err != nil {
@@ -374,7 +395,7 @@ func (s *Service) BeginPasskeyRegistration(ctx context.Context, c Caller, credID
 }
 
 func (s *Service) beginRegistration(ctx context.Context, c Caller, cred Credential) (Registration, error) {
-	nonce, err := s.random(32)
+	code, err := s.newRegistrationCode()
 	if err != nil {
 		return Registration{}, err
 	}
@@ -382,6 +403,21 @@ func (s *Service) beginRegistration(ctx context.Context, c Caller, cred Credenti
 	if err != nil {
 		return Registration{}, err
 	}
+	opts, err := s.registrationOptions(u)
+	if err != nil {
+		return Registration{}, err
+	}
+	ch := challengeRecord{ID: registrationID(code), Kind: kindRegister, CredentialID: cred.ID,
+		Challenge: []byte(opts.Response.Challenge), ExpiresAt: s.now().Add(s.cfg.RegistrationTTL)}
+	if err := s.cfg.Store.putChallenge(ctx, ch, s.event("remote.passkey.registration-started", c, cred.ID,
+		map[string]any{"request": ch.ID, "expires": ch.ExpiresAt})); err != nil {
+		return Registration{}, err
+	}
+	return Registration{ID: ch.ID, Code: code, Options: opts, ExpiresAt: ch.ExpiresAt}, nil
+}
+
+// registrationOptions are the WebAuthn creation options for u's new passkey, with a fresh challenge.
+func (s *Service) registrationOptions(u *user) (*protocol.CredentialCreation, error) {
 	opts, _, err := s.wa.BeginRegistration(u,
 		webauthn.WithAuthenticatorSelection(protocol.AuthenticatorSelection{
 			UserVerification: protocol.VerificationRequired, ResidentKey: protocol.ResidentKeyRequirementPreferred,
@@ -389,14 +425,9 @@ func (s *Service) beginRegistration(ctx context.Context, c Caller, cred Credenti
 		webauthn.WithConveyancePreference(protocol.PreferNoAttestation),
 		webauthn.WithCredentialParameters(passkeyParams))
 	if err != nil {
-		return Registration{}, fmt.Errorf("remote: webauthn: %w", err)
+		return nil, fmt.Errorf("remote: webauthn: %w", err)
 	}
-	ch := challengeRecord{ID: hex.EncodeToString(nonce), Kind: kindRegister, CredentialID: cred.ID,
-		Challenge: []byte(opts.Response.Challenge), ExpiresAt: s.now().Add(s.cfg.ChallengeTTL)}
-	if err := s.cfg.Store.putChallenge(ctx, ch, s.event("remote.passkey.registration-started", c, cred.ID, map[string]any{"request": ch.ID})); err != nil {
-		return Registration{}, err
-	}
-	return Registration{ID: ch.ID, Options: opts, ExpiresAt: ch.ExpiresAt}, nil
+	return opts, nil
 }
 
 // FinishPasskeyRegistration checks the authenticator's attestation response (user verification required)
@@ -412,12 +443,22 @@ func (s *Service) FinishPasskeyRegistration(ctx context.Context, c Caller, credI
 	if ch.CredentialID != credID {
 		return s.refuse(ctx, "register", c, credID, nil, fmt.Errorf("%w: registration of another credential", ErrNotFound))
 	}
+	return s.finishRegistration(ctx, c, ch, response)
+}
+
+// finishRegistration checks an attestation response against the used-up registration ceremony ch and
+// registers the passkey.
+func (s *Service) finishRegistration(ctx context.Context, c Caller, ch challengeRecord, response []byte) error {
+	credID := ch.CredentialID
 	if !s.now().Before(ch.ExpiresAt) {
 		return s.refuse(ctx, "register", c, credID, nil, fmt.Errorf("%w: registration request", ErrExpired))
 	}
 	cred, err := s.cfg.Store.Credential(ctx, credID)
 	if err != nil {
 		return err
+	}
+	if cred.Status != StatusPending && cred.Status != StatusBlocked {
+		return s.refuse(ctx, "register", c, credID, nil, fmt.Errorf("%w: %s", ErrCredentialStatus, cred.Status))
 	}
 	u, _, err := s.loadUser(ctx, cred)
 	if err != nil {

@@ -361,6 +361,33 @@ func (s *SQLStore) putChallenge(ctx context.Context, ch challengeRecord, ev audi
 	})
 }
 
+// peekChallenge implements Store: the ceremony without using it up.
+func (s *SQLStore) peekChallenge(ctx context.Context, id string, kind challengeKind) (challengeRecord, error) {
+	ch := challengeRecord{ID: id, Kind: kind}
+	var hashes, chal string
+	var exp int64
+	var used sql.NullInt64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT credential_id, hashes, challenge, expires_at, used_at FROM remote_challenges
+		WHERE id = ? AND kind = ?`), id, string(kind)).Scan(&ch.CredentialID, &hashes, &chal, &exp, &used)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ch, fmt.Errorf("%w: %s request", ErrNotFound, kind)
+	}
+	if err != nil {
+		return ch, fmt.Errorf("remote: challenge: %w", err)
+	}
+	ch.ExpiresAt = fromMicros(exp)
+	if ch.Hashes, err = parseHexList(hashes); err != nil {
+		return ch, err
+	}
+	if ch.Challenge, err = hex.DecodeString(chal); err != nil {
+		return ch, fmt.Errorf("remote: stored challenge: %w", err)
+	}
+	if used.Valid {
+		return ch, fmt.Errorf("%w: %s request", ErrUsed, kind)
+	}
+	return ch, nil
+}
+
 func (s *SQLStore) takeChallenge(ctx context.Context, id string, kind challengeKind, now time.Time) (challengeRecord, error) {
 	var ch challengeRecord
 	err := s.tx(ctx, func(tx *sql.Tx) error {

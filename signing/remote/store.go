@@ -23,6 +23,8 @@ type Store interface {
 	DeletePasskeys(ctx context.Context, credentialID string, ev audit.Event) error
 
 	putChallenge(ctx context.Context, ch challengeRecord, ev audit.Event) error
+	// peekChallenge returns the ceremony without using it: ErrUsed if it was used, ErrNotFound if unknown.
+	peekChallenge(ctx context.Context, id string, kind challengeKind) (challengeRecord, error)
 	// takeChallenge marks the ceremony used and returns it; ErrUsed if it was used, ErrNotFound if unknown.
 	// Expiry is the caller's check (the record comes back so the refusal can be audited with its hashes).
 	takeChallenge(ctx context.Context, id string, kind challengeKind, now time.Time) (challengeRecord, error)

@@ -83,11 +83,10 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 
-	// The page the browser runs the ceremonies on: http://localhost is a secure context.
-	pageSrv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
-		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
-		io.WriteString(rw, `<!doctype html><title>Mohr remote signing</title><p>Activation</p>`)
-	}))
+	// The pages the browser runs the ceremonies on are the API's own (api/web/remotepage), served here over
+	// plain HTTP on localhost, which is a secure context (a browser refuses WebAuthn on a TLS error).
+	var pages http.Handler
+	pageSrv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { pages.ServeHTTP(rw, r) }))
 	t.Cleanup(pageSrv.Close)
 	w.page = strings.Replace(pageSrv.URL, "127.0.0.1", "localhost", 1)
 
@@ -124,6 +123,7 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pages = srv.Handler()
 	w.api = httptest.NewUnstartedServer(srv.Handler())
 	w.api.TLS = srv.TLSConfig()
 	w.api.StartTLS()
@@ -154,7 +154,7 @@ func newWorld(t *testing.T) *world {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	w.b.Do(t, chromedp.Navigate(w.page+"/"))
+	w.b.Do(t, chromedp.Navigate(w.page+"/remote/register"))
 	w.newExchange(t)
 	return w
 }
@@ -187,7 +187,8 @@ func (w *world) activator(ctx context.Context, options []byte) ([]byte, error) {
 	return w.ceremony(ctx, "get", options)
 }
 
-// enrol enrols the physician and registers a passkey in Chromium's virtual authenticator.
+// enrol enrols the physician (the RA's call) and has the physician register a passkey in Chromium's virtual
+// authenticator on the registration page with the code the RA handed over.
 func (w *world) enrol(t *testing.T) remote.Credential {
 	t.Helper()
 	ra := remote.Caller{Role: remote.RoleRAOfficer, Actor: "test:ra-officer"}
@@ -196,13 +197,11 @@ func (w *world) enrol(t *testing.T) remote.Credential {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts, _ := json.Marshal(reg.Options)
-	resp, err := w.ceremony(context.Background(), "create", opts)
-	if err != nil {
-		t.Fatalf("navigator.credentials.create: %v", err)
-	}
-	if err := w.svc.FinishPasskeyRegistration(context.Background(), ra, cred.ID, reg.ID, resp); err != nil {
-		t.Fatal(err)
+	w.b.Do(t, chromedp.Navigate(w.page+"/remote/register?lang=en"), chromedp.WaitVisible(chromedp.CSS(`#code`)),
+		chromedp.SendKeys(chromedp.CSS(`#code`), strings.ToLower(reg.Code)), chromedp.Click(chromedp.CSS(`#register button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#status.ok`)))
+	if got := browser.Get(t, w.b, chromedp.Evaluate[string](`document.getElementById("status").textContent`)); !strings.Contains(got, "passkey is registered") {
+		t.Fatalf("registration page says %q", got)
 	}
 	return cred
 }
@@ -359,5 +358,51 @@ func TestEndToEndChromium(t *testing.T) {
 	}
 	if w.stored.Load() != 10 {
 		t.Errorf("exchange stored %d", w.stored.Load())
+	}
+}
+
+// TestRegistrationPageChromium: the registration page in Persian (right to left) refuses a code the RA did
+// not hand out, with its message in Persian, and nothing is registered; the RA's code, typed with spaces,
+// registers the passkey in Chromium's virtual authenticator and the credential becomes active; the same
+// code a second time is refused.
+func TestRegistrationPageChromium(t *testing.T) {
+	w := newWorld(t)
+	ra := remote.Caller{Role: remote.RoleRAOfficer, Actor: "test:ra-officer"}
+	cred, reg, err := w.svc.Enrol(context.Background(), ra, remote.EnrolRequest{NationalCode: physician.NationalCode,
+		CouncilNumber: physician.CouncilNumber, Name: "Dr Sara Ahmadi", IdentityCheck: "national ID card INTERNAL AUTHENTICATE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := func() string {
+		return browser.Get(t, w.b, chromedp.Evaluate[string](`document.getElementById("status").className+"|"+document.getElementById("status").textContent`))
+	}
+	w.b.Do(t, chromedp.Navigate(w.page+"/remote/register"), chromedp.WaitVisible(chromedp.CSS(`#code`)))
+	if d := browser.Get(t, w.b, chromedp.Evaluate[string](`document.documentElement.lang+"/"+document.documentElement.dir+"/"+document.querySelector("h1").textContent`)); !strings.HasPrefix(d, "fa/rtl/ثبت کلید عبور") {
+		t.Fatalf("Persian page: %q", d)
+	}
+	w.b.Do(t, chromedp.SendKeys(chromedp.CSS(`#code`), "00000-00000-00000-00000"), chromedp.Click(chromedp.CSS(`#register button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#status.bad`)))
+	if s := status(); !strings.Contains(s, "این کد پذیرفته نشد") {
+		t.Fatalf("wrong code: %q", s)
+	}
+	if c, _ := w.st.Credential(context.Background(), cred.ID); c.Status != remote.StatusPending {
+		t.Fatalf("status after a wrong code: %s", c.Status)
+	}
+	spaced := strings.ReplaceAll(reg.Code, "-", " ")
+	w.b.Do(t, chromedp.SetValue(chromedp.CSS(`#code`), spaced), chromedp.Click(chromedp.CSS(`#register button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#status.ok`)))
+	if c, _ := w.st.Credential(context.Background(), cred.ID); c.Status != remote.StatusActive {
+		t.Fatalf("status after registration: %s", c.Status)
+	}
+	pks, err := w.st.Passkeys(context.Background(), cred.ID)
+	if err != nil || len(pks) != 1 {
+		t.Fatalf("passkeys: %d %v", len(pks), err)
+	}
+	// The same code again (the form is hidden after success: a fresh page).
+	w.b.Do(t, chromedp.Navigate(w.page+"/remote/register?lang=en"), chromedp.WaitVisible(chromedp.CSS(`#code`)),
+		chromedp.SendKeys(chromedp.CSS(`#code`), reg.Code), chromedp.Click(chromedp.CSS(`#register button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#status.bad`)))
+	if s := status(); !strings.Contains(s, "not accepted") {
+		t.Fatalf("used code: %q", s)
 	}
 }

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/mohr-hix/mohr/cardreader"
+)
+
+// The RA desk's check of a person's national ID card, shared by `mohr card enrol` and `mohr remote enrol`:
+// the card's authentication certificate must chain to the national ID card issuers (--id-issuers) and the
+// card must answer a fresh challenge (INTERNAL AUTHENTICATE) with that certificate's key; then its holder
+// data says whose card it is.
+
+// idIssuerPool reads the national ID card issuers' CA certificates (--id-issuers).
+func idIssuerPool(file string) (*x509.CertPool, error) {
+	if file == "" {
+		return nil, errors.New("no --id-issuers: give the national ID card issuers' CA certificates (PEM), so that the physician's national ID card can be checked")
+	}
+	issuers, err := readCerts(file)
+	if err != nil || len(issuers) == 0 {
+		return nil, fmt.Errorf("--id-issuers %s holds no PEM certificate (%v)", file, pathErrOrNil(err))
+	}
+	pool := x509.NewCertPool()
+	for _, c := range issuers {
+		pool.AddCert(c)
+	}
+	return pool, nil
+}
+
+// nationalIDCheck is the outcome of a passed check: whose card, and the evidence for the audit log.
+type nationalIDCheck struct {
+	Holder *cardreader.Holder
+	Reader string
+	// Cert is the card's authentication certificate that answered the challenge.
+	Cert *x509.Certificate
+}
+
+// Evidence is the check as the enrolment's audit event records it (no secret: the certificate is public).
+func (c *nationalIDCheck) Evidence() map[string]any {
+	sum := sha256.Sum256(c.Cert.Raw)
+	return map[string]any{
+		"method":                 "national ID card: certificate chained to the card issuers, INTERNAL AUTHENTICATE over a fresh challenge verified",
+		"reader":                 c.Reader,
+		"cardNumber":             c.Holder.CardNumber,
+		"nationalCode":           c.Holder.NationalCode,
+		"cardCertificateSHA256":  hex.EncodeToString(sum[:]),
+		"cardCertificateSerial":  c.Cert.SerialNumber.Text(16),
+		"cardCertificateIssuer":  c.Cert.Issuer.String(),
+		"cardCertificateSubject": c.Cert.Subject.String(),
+	}
+}
+
+// checkNationalIDCard finds the national ID card (in reader, or in any reader), proves it genuine against
+// issuers and reads its holder. The refusals are instructions for the RA officer.
+func checkNationalIDCard(ctx context.Context, pc *cardreader.Context, reader string, issuers *x509.CertPool, progress io.Writer) (*nationalIDCheck, error) {
+	idCard, err := findCard(ctx, pc, reader, cardreader.ProfileNationalID, "national ID card")
+	if err != nil {
+		return nil, err
+	}
+	defer idCard.Close()
+	nid, err := cardreader.NationalID(ctx, idCard, cardreader.DefaultNationalIDProfile())
+	if err != nil {
+		return nil, fmt.Errorf("the national ID card cannot be read: %v", err)
+	}
+	cert, err := nid.Authenticate(ctx, issuers)
+	if err != nil {
+		if errors.Is(err, cardreader.ErrNotGenuine) {
+			return nil, errors.New("the national ID card failed its authenticity check (its certificate does not chain to --id-issuers, or it did not prove its key): do not enrol; check --id-issuers")
+		}
+		return nil, fmt.Errorf("the national ID card's authenticity check failed: %v", err)
+	}
+	person, err := nid.ReadHolder(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("the national ID card's holder data cannot be read: %v", err)
+	}
+	fmt.Fprintf(progress, "national ID card %s: genuine; holder %s %s, national code %s\n", idCard.Reader(), person.GivenName, person.FamilyName, person.NationalCode)
+	return &nationalIDCheck{Holder: person, Reader: idCard.Reader(), Cert: cert}, nil
+}
