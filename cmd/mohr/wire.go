@@ -34,12 +34,19 @@ type certService struct {
 	ca  *ca.CA
 	st  ca.Store
 	rev *revocation.Service
+	// ocsp, when set, pre-signs the OCSP responses of each certificate issued, in a goroutine of its own, so
+	// that pre-signing keeps pace with issuance; the change feed stores them (and signs what this missed).
+	ocsp *revocation.Responder
 }
 
 func (s certService) Issue(ctx context.Context, r api.IssueRequest) (ca.CertRecord, error) {
 	csr, err := ca.ParseCSR(r.CSR)
 	if err != nil {
 		return ca.CertRecord{}, invalid(err)
+	}
+	var ticket revocation.Ticket
+	if s.ocsp != nil {
+		ticket = s.ocsp.Ticket() // before the record is written: a revocation after it wins
 	}
 	_, rec, err := s.ca.IssueRecord(ctx, ca.Request{
 		Profile: r.Profile, CSR: csr, CommonName: r.Subject.CommonName,
@@ -53,6 +60,9 @@ func (s certService) Issue(ctx context.Context, r api.IssueRequest) (ca.CertReco
 			return ca.CertRecord{}, invalid(err)
 		}
 		return ca.CertRecord{}, err
+	}
+	if s.ocsp != nil {
+		go func() { _ = s.ocsp.Presign(rec, ticket) }() // what it could not sign, the change feed signs
 	}
 	return rec, nil // as stored: no read back
 }
