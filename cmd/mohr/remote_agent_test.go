@@ -254,4 +254,3 @@ func clientFrom(t *testing.T, flags []string) *http.Client {
 	return &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots,
 		Certificates: []tls.Certificate{{Certificate: [][]byte{blk.Bytes}, PrivateKey: k.(*ecdsa.PrivateKey)}}}}}
 }
-
