@@ -21,6 +21,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -152,6 +153,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, pag
 			v.Msgs = append(v.Msgs, msg{key, t})
 		}
 	}
+	sort.Slice(v.Msgs, func(i, j int) bool { return v.Msgs[i].Key < v.Msgs[j].Key })
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	var b strings.Builder
