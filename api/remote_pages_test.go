@@ -72,3 +72,44 @@ func TestCSCActivationPage(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoteRARefusedRoles: every role the access matrix refuses on the RA and lifecycle routes gets a 403
+// problem document, reaches no service, and the attempt is in the audit log; the RA officer enrols.
+func TestRemoteRARefusedRoles(t *testing.T) {
+	e := newCSCEnv(t)
+	enrol := map[string]any{"nationalCode": testNatCode, "councilNumber": testCouncil, "name": "Dr Test",
+		"identityCheck": map[string]string{"method": "national ID card"}}
+	for _, c := range []struct{ caller, method, path string }{
+		{string(RoleOperator), "POST", "/v1/remote/credentials"},
+		{string(RolePhysician), "POST", "/v1/remote/credentials"},
+		{string(RoleAuditor), "POST", "/v1/remote/credentials/" + e.cred.ID + "/suspend"},
+		{string(RoleOperator), "POST", "/v1/remote/credentials/" + e.cred.ID + "/rekey"},
+		{string(RolePhysician), "POST", "/v1/remote/credentials/" + e.cred.ID + "/registration"},
+	} {
+		e.rec.reset()
+		r := e.doJSON(c.caller, c.method, c.path, enrol)
+		if r.status != http.StatusForbidden {
+			t.Fatalf("%s %s as %s: %d %s", c.method, c.path, c.caller, r.status, r.body)
+		}
+		e.rec.mu.Lock()
+		evs := e.rec.events
+		e.rec.mu.Unlock()
+		if len(evs) != 1 || evs[0].Kind != "remote.refused" {
+			t.Fatalf("audit after %s %s as %s: %+v", c.method, c.path, c.caller, evs)
+		}
+	}
+	r := e.doJSON(string(RoleRAOfficer), "POST", "/v1/remote/credentials", enrol)
+	var m struct {
+		Credential   struct{ ID, Status string }
+		Registration struct{ Code, Page string }
+	}
+	if r.status != http.StatusCreated || json.Unmarshal(r.body, &m) != nil || m.Credential.Status != "pending" || len(m.Registration.Code) != 23 ||
+		m.Registration.Page != "/remote/register" {
+		t.Fatalf("enrol: %d %s", r.status, r.body)
+	}
+	// No identity check: refused.
+	delete(enrol, "identityCheck")
+	if r := e.doJSON(string(RoleRAOfficer), "POST", "/v1/remote/credentials", enrol); r.status != http.StatusUnprocessableEntity {
+		t.Fatalf("enrol without the identity check: %d %s", r.status, r.body)
+	}
+}
