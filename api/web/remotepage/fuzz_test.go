@@ -23,7 +23,9 @@ func (refusingService) FinishRegistrationWithCode(context.Context, string, []byt
 func (refusingService) ActivationOptions(context.Context, string) (remote.PendingActivation, error) {
 	return remote.PendingActivation{}, remote.ErrExpired
 }
-func (refusingService) ApproveActivation(context.Context, string, []byte) error { return remote.ErrAssertion }
+func (refusingService) ApproveActivation(context.Context, string, []byte) error {
+	return remote.ErrAssertion
+}
 
 // FuzzPageCalls: any body sent to the pages' JSON calls gets a JSON answer with an error key the page knows
 // (never a 500, never a success from a refusing service), and the security headers.
