@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,6 +22,15 @@ type certEntry struct {
 	// The physician-signing profile, read once.
 	nationalCode, council, profession string
 	profileErr                        string
+	// Revocation lookups (revocation.go): the fetched-OCSP cache key for the last issuer asked about, and
+	// whether the Verifier's RevocationSource said the certificate names no OCSP responder (ErrNoOCSPResponder).
+	ocspKey atomic.Pointer[ocspKeyMemo]
+	noOCSP  atomic.Bool
+}
+
+type ocspKeyMemo struct {
+	issuer [32]byte
+	key    string
 }
 
 // chainKind says which constraints a path is built for.

@@ -45,9 +45,15 @@ func newFetchCache(now func() time.Time, skew, ttl time.Duration, max int, ocsp 
 	return &fetchCache{now: now, skew: skew, ttl: ttl, max: max, ocsp: ocsp, ocsps: map[string]fetchedEntry{}, crls: map[string]fetchedEntry{}}
 }
 
-// ocspKey names a certificate: its issuer (by the issuer certificate's fingerprint) and serial number.
+// ocspKey names a certificate: its issuer (by the issuer certificate's fingerprint) and serial number. The
+// key is remembered on the certificate's entry, which a batch of one signer shares.
 func ocspFetchKey(issuer *certEntry, cert *certEntry) string {
-	return "o" + hex.EncodeToString(issuer.fp[:]) + cert.cert.SerialNumber.Text(16)
+	if m := cert.ocspKey.Load(); m != nil && m.issuer == issuer.fp {
+		return m.key
+	}
+	k := "o" + hex.EncodeToString(issuer.fp[:]) + cert.cert.SerialNumber.Text(16)
+	cert.ocspKey.Store(&ocspKeyMemo{issuer: issuer.fp, key: k})
+	return k
 }
 
 // get returns an entry valid now: thisUpdate no later than now (with the clock skew a responder may be ahead

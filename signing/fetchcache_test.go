@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -54,7 +55,7 @@ func (c *countingResponder) source(p *testpki.PKI) RevocationSource {
 	h := &HTTPRevocation{Timeout: 10 * time.Second}
 	return RevocationFunc(func(ctx context.Context, cert, issuer *x509.Certificate) ([]byte, error) {
 		if !issuer.Equal(p.Intermediate) {
-			return nil, errors.New("no OCSP responder")
+			return h.OCSP(ctx, cert, issuer) // it names no responder: ErrNoOCSPResponder
 		}
 		cp := *cert
 		cp.OCSPServer = []string{c.srv.URL}
@@ -324,4 +325,49 @@ func BenchmarkVerifyOCSPOneSigner(b *testing.B) {
 	b.ReportMetric(bareT.Seconds()/mohrT.Seconds(), "ratio")
 	b.ReportMetric(bareCPU.Seconds()/mohrCPU.Seconds(), "cpu-ratio")
 	b.ReportMetric(float64(resp.n.Load())/float64(b.N), "ocsp-requests/batch")
+}
+
+// TestNoOCSPResponderAskedOnce: a certificate the source says names no OCSP responder (ErrNoOCSPResponder, as
+// HTTPRevocation answers for one without an AIA OCSP URL) is not asked about again, and its status still comes
+// from its issuer's CRL: once the intermediate is revoked, documents fail. Any other failure is not remembered:
+// the source is asked again for every document.
+func TestNoOCSPResponderAskedOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want int64
+	}{
+		{"no responder", fmt.Errorf("wrapped: %w", ErrNoOCSPResponder), 1},
+		{"other failure", errors.New("connection refused"), 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			var asked atomic.Int64
+			v := f.verifier(t, func(c *VerifierConfig) {
+				c.RevocationCache = 100
+				c.Revocation = RevocationFunc(func(_ context.Context, cert, _ *x509.Certificate) ([]byte, error) {
+					if cert.Equal(f.pki.Intermediate) {
+						asked.Add(1)
+						return nil, tc.err
+					}
+					return f.pki.OCSP(cert)
+				})
+			})
+			doc := f.signBB(t, f.doc, f.physician)
+			for range 3 {
+				if r := v.Verify(context.Background(), doc); !r.Passed() {
+					t.Fatal(r.Summary())
+				}
+			}
+			f.pki.Revoke(f.pki.Intermediate.SerialNumber, f.pki.Clock.Now(), 1)
+			f.pki.Clock.Advance(25 * time.Hour) // past the cached root CRL's nextUpdate
+			r := v.Verify(context.Background(), doc)
+			if r.Passed() || r.SubIndication != RevokedCANoPOE {
+				t.Fatalf("a revoked intermediate: got %s, want %s", r.Summary(), RevokedCANoPOE)
+			}
+			if got := asked.Load(); got != tc.want {
+				t.Fatalf("the source was asked %d times about the intermediate, want %d", got, tc.want)
+			}
+		})
+	}
 }

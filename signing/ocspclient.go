@@ -14,6 +14,12 @@ import (
 	"golang.org/x/crypto/ocsp"
 )
 
+// ErrNoOCSPResponder says that a certificate names no OCSP responder, so this source will never have an OCSP
+// answer for it. A RevocationSource returns it (or an error wrapping it) only for such a lasting property of the
+// certificate, not for a failure that may pass: the Verifier then stops asking the source about that certificate
+// and goes on to its CRLs, as it would after any failed lookup.
+var ErrNoOCSPResponder = errors.New("signing: certificate names no OCSP responder")
+
 // HTTPRevocation is a RevocationSource that asks the OCSP responder named in the certificate's authority
 // information access extension (RFC 5280 §4.2.2.1), by HTTP POST (RFC 6960 Appendix A.1), with a timeout.
 type HTTPRevocation struct {
@@ -25,7 +31,7 @@ type HTTPRevocation struct {
 // OCSP implements RevocationSource.
 func (h *HTTPRevocation) OCSP(ctx context.Context, cert, issuer *x509.Certificate) ([]byte, error) {
 	if len(cert.OCSPServer) == 0 {
-		return nil, errors.New("signing: certificate names no OCSP responder")
+		return nil, ErrNoOCSPResponder
 	}
 	req, err := ocsp.CreateRequest(cert, issuer, &ocsp.RequestOptions{Hash: crypto.SHA256})
 	if err != nil {

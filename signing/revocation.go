@@ -458,7 +458,8 @@ func (v *Verifier) certStatus(ctx context.Context, in *revInput, cert, issuer *c
 	if ctx.Err() != nil {
 		return nil
 	}
-	if v.cfg.Revocation != nil {
+	// A certificate the source said names no responder is not asked about again (its CRLs are, below).
+	if v.cfg.Revocation != nil && !cert.noOCSP.Load() {
 		der, err := v.fetched.lookup(ctx, v.fetched.ocsps, ocspFetchKey(issuer, cert), v.fetched.ocsp,
 			func(ctx context.Context) ([]byte, error) { return v.cfg.Revocation.OCSP(ctx, cert.cert, issuer.cert) },
 			func(der []byte) (time.Time, time.Time, bool) {
@@ -468,6 +469,9 @@ func (v *Verifier) certStatus(ctx context.Context, in *revInput, cert, issuer *c
 				}
 				return res.resp.ThisUpdate, res.resp.NextUpdate, true
 			})
+		if errors.Is(err, ErrNoOCSPResponder) {
+			cert.noOCSP.Store(true)
+		}
 		if err == nil {
 			if st := fromOCSP(v.checkOCSP(der, issuer, false), "fetched"); st != nil {
 				r.used().OCSPs = append(r.used().OCSPs, der)

@@ -64,13 +64,24 @@ func withAuditStore(ctx context.Context, fn func(AuditStore) error) error {
 func auditKeyPath(name string) string { return filepath.Join(flagDataDir, name) }
 
 func newAuditKeygenCmd() *cobra.Command {
-	var name string
+	var name, hsmURI, vkeyOut string
 	var force bool
 	cmd := &cobra.Command{
 		Use:   "keygen",
-		Short: "Generate the Ed25519 key that signs audit checkpoints (<data-dir>/audit.skey, audit.vkey)",
-		Args:  cobra.NoArgs,
+		Short: "Generate the Ed25519 key that signs audit checkpoints (<data-dir>/audit.skey, audit.vkey; or in an HSM with --hsm)",
+		Long: "keygen makes the deployment's checkpoint key. By default it writes the note signer key <data-dir>/audit.skey\n" +
+			"(0600) and its verifier key <data-dir>/audit.vkey. With --hsm pkcs11:URI it generates a non-extractable Ed25519\n" +
+			"key on the token instead, writes only the verifier key (--vkey-out, default <data-dir>/audit.vkey) and adds it\n" +
+			"to the audit.vkeys file auditors use, if the configuration names one; then set audit.key to the URI printed.",
+		Example: "  mohr audit keygen --hsm 'pkcs11:token=MohrAudit;object=audit-2027?pin-source=file:/etc/mohr/hsm.pin' --vkey-out audit-2027.vkey",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if hsmURI != "" {
+				return auditKeygenHSM(cmd, hsmURI, name, vkeyOut, force)
+			}
+			if vkeyOut != "" {
+				return errors.New("--vkey-out goes with --hsm (a file key is written to <data-dir>/audit.skey and audit.vkey)")
+			}
 			skey, vkey, err := audit.GenerateKey(name)
 			if err != nil {
 				return err
@@ -94,6 +105,8 @@ func newAuditKeygenCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&name, "name", "mohr", "log name: checkpoints carry the origin line mohr.audit/<name>")
 	cmd.Flags().BoolVar(&force, "force", false, "replace existing key files")
+	cmd.Flags().StringVar(&hsmURI, "hsm", "", "generate the key on a PKCS#11 token: pkcs11:token=...;object=...?pin-source=file:... (docs/hsm.md)")
+	cmd.Flags().StringVar(&vkeyOut, "vkey-out", "", "with --hsm: where to write the verifier key (default <data-dir>/audit.vkey)")
 	return cmd
 }
 

@@ -19,7 +19,8 @@ import (
 // key of the log's history signs nothing from now on (audit.EventKeyRetired). `mohr audit verify` then
 // refuses any checkpoint that key signs after the event, so a stolen or withdrawn key cannot vouch for later
 // history, while the checkpoints it signed before stay valid. The key in use (the last activated) is refused:
-// rotate first (point audit.key at the new key and restart the nodes), then retire the old one.
+// rotate first (point audit.key at the new key and restart the nodes), then retire the old one. A node still
+// configured with the retired key stops signing checkpoints and refuses to start (auditKeyRetired).
 func newAuditRetireKeyCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "retire-key VKEY|FILE",
@@ -47,7 +48,8 @@ func newAuditRetireKeyCmd() *cobra.Command {
 				}
 				data, _ := json.Marshal(audit.KeyEventData{VKey: vkey})
 				ev := audit.Event{Time: time.Now().UTC(), Kind: audit.EventKeyRetired, Actor: cliActor(), Subject: strings.SplitN(vkey, "+", 2)[0], Data: data}
-				if err := as.AppendAudit(cmd.Context(), ev); err != nil {
+				// The event and the per-key marker that stops nodes signing with the key, in one transaction.
+				if err := as.PutBlob(cmd.Context(), auditRetiredBlob(vkey), []byte(vkey), ev); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "retired checkpoint key %s\n", vkey)

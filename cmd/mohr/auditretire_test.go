@@ -9,7 +9,8 @@ import (
 
 // TestAuditRetireKey: after a rotation the old checkpoint key is retired with `mohr audit retire-key`; the
 // key in use cannot be retired; the old key's earlier checkpoints still verify; and a checkpoint the retired
-// key signs afterwards (a stolen key, or a node never reconfigured that does not record itself) is refused.
+// key signs afterwards (a stolen key, or a node never reconfigured that does not record itself) is refused,
+// and Mohr itself refuses to sign with it.
 func TestAuditRetireKey(t *testing.T) {
 	if testing.Short() {
 		t.Skip("uses PostgreSQL and the CLI")
@@ -48,9 +49,14 @@ func TestAuditRetireKey(t *testing.T) {
 		t.Fatalf("verify after the retirement: %s", out)
 	}
 
-	// The retired key signs again without recording itself (the log's record of the key in use is set back
-	// to it, so `audit checkpoint` appends no activation): verify refuses that checkpoint.
+	// Mohr refuses to sign with the retired key.
 	mustMohr(t, c.shared, "cert", "issue", "--profile", "tsa", "--csr", writeCSR(t, t.TempDir(), "tsa", newP256(t)), "--name", "TSA after retirement")
+	if _, errOut, code := mohr(t, c.shared, "audit", "checkpoint"); code == 0 || !strings.Contains(errOut, "retired") {
+		t.Fatalf("audit checkpoint with the retired key: exit %d %s", code, errOut)
+	}
+	// The retired key signs anyway, behind Mohr's back (its retirement marker removed and the log's record of
+	// the key in use set back to it, so `audit checkpoint` appends no activation): verify refuses that checkpoint.
+	c.psql(`DELETE FROM blobs WHERE name LIKE 'audit/retired/%'`)
 	c.psql(`UPDATE blobs SET data = convert_to('` + oldV + `', 'UTF8') WHERE name = 'audit/active-vkey'`)
 	mustMohr(t, c.shared, "audit", "checkpoint")
 	out, errOut, code := mohr(t, c.shared, "audit", "verify", "--vkey", both)

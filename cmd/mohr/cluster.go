@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -163,6 +164,13 @@ func recordAuditKey(ctx context.Context, st appStore, id auditIdentity, actor st
 	if err != nil && !errors.Is(err, ca.ErrNotFound) {
 		return err
 	}
+	if retired, err := auditKeyRetired(ctx, st, id.vkey); err != nil || retired {
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("the checkpoint key %s was retired (audit.key.retired): it signs nothing any more; "+
+			"configure audit.key with the deployment's current key", id.vkey)
+	}
 	if strings.TrimSpace(string(cur)) == id.vkey {
 		return nil
 	}
@@ -173,6 +181,26 @@ func recordAuditKey(ctx context.Context, st appStore, id auditIdentity, actor st
 	data, _ := json.Marshal(map[string]string{"vkey": id.vkey, "previous": strings.TrimSpace(string(cur))})
 	ev := audit.Event{Time: time.Now().UTC(), Kind: audit.EventKeyActivated, Actor: actor, Subject: id.cp.Origin(), Data: data}
 	return st.PutBlob(ctx, auditKeyBlob, []byte(id.vkey), ev)
+}
+
+// auditRetiredBlob names the blob that marks vkey retired (`mohr audit retire-key`, written in the transaction
+// of its audit.key.retired event): one blob per key, so that two retirements never overwrite each other.
+func auditRetiredBlob(vkey string) string {
+	h := sha256.Sum256([]byte(strings.TrimSpace(vkey)))
+	return "audit/retired/" + hex.EncodeToString(h[:])
+}
+
+// auditKeyRetired reports whether the log retired vkey. A node whose key was retired neither starts nor signs
+// checkpoints: `mohr audit verify` would refuse what it signs.
+func auditKeyRetired(ctx context.Context, st clusterStore, vkey string) (bool, error) {
+	_, err := st.GetBlob(ctx, auditRetiredBlob(vkey))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ca.ErrNotFound):
+		return false, nil
+	}
+	return false, err
 }
 
 // trustedVKeys returns the verifier keys of the log's history: the audit.vkeys file (or --vkey), one per line,
@@ -212,7 +240,17 @@ const checkpointLease = "audit-checkpoint"
 
 // checkpointDue signs a checkpoint if this node holds the checkpoint lease, the newest checkpoint is at least
 // interval old and the log has grown since. It reports whether it signed one.
-func checkpointDue(ctx context.Context, st appStore, cp *audit.Checkpointer, holder string, interval time.Duration, now time.Time) (bool, error) {
+//
+// A node whose key was retired after it started (`mohr audit retire-key` run while it still had the old
+// configuration) signs nothing and does not take the lease, so that a node with the current key signs instead.
+func checkpointDue(ctx context.Context, st appStore, id auditIdentity, holder string, interval time.Duration, now time.Time) (bool, error) {
+	if retired, err := auditKeyRetired(ctx, st, id.vkey); err != nil || retired {
+		if err == nil {
+			err = fmt.Errorf("not signing checkpoints: this node's checkpoint key %s was retired; configure audit.key with the current key and restart", id.vkey)
+		}
+		return false, err
+	}
+	cp := id.cp
 	ok, err := st.ClaimLease(ctx, checkpointLease, holder, 2*interval)
 	if err != nil || !ok {
 		return false, err

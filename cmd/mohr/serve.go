@@ -96,8 +96,9 @@ type node struct {
 	verifier *signing.Verifier
 	tokens   *tokens.Service
 	cp       *audit.Checkpointer
-	vkeys    []string // verifier keys of the log's history, the current one included
-	id       string   // this process, in leases
+	audit    auditIdentity // the checkpoint key: cp and its verifier key
+	vkeys    []string      // verifier keys of the log's history, the current one included
+	id       string        // this process, in leases
 	// feedFrom is the audit log's size before the node read any shared state: the change feed starts there,
 	// so a change committed by another node while this one starts is applied, never skipped.
 	feedFrom int64
@@ -171,7 +172,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	if err := recordAuditKey(ctx, n.st, id, "system:serve"); err != nil {
 		return fail(err)
 	}
-	n.cp = id.cp
+	n.cp, n.audit = id.cp, id
 	if n.vkeys, err = trustedVKeys(cfg, "", id.vkey); err != nil {
 		return fail(err)
 	}
@@ -448,7 +449,7 @@ func (n *node) checkpointLoop(ctx context.Context) error {
 	t := time.NewTicker(interval / 2)
 	defer t.Stop()
 	for {
-		if _, err := checkpointDue(ctx, n.st, n.cp, n.id, interval, time.Now()); err != nil && ctx.Err() == nil {
+		if _, err := checkpointDue(ctx, n.st, n.audit, n.id, interval, time.Now()); err != nil && ctx.Err() == nil {
 			n.log.Error("audit checkpoint", "err", err)
 		}
 		select {

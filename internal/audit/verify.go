@@ -52,10 +52,11 @@ func Verify(ctx context.Context, src Source, vkey string) (*VerifyResult, error)
 // the auditor trusts, and each checkpoint must be signed by one of them that was valid at the checkpoint's
 // size according to the log itself. The log records key changes as events: EventKeyActivated (data
 // {"vkey": ...}) makes a key valid for the checkpoints that include the event; EventKeyRetired ends it for
-// the checkpoints that include that event. Checkpoints of a log before its first key event may be signed by
-// any trusted key (logs written before keys were recorded). A trusted key the log never activated signs
-// nothing after that point, so a stolen retired key, or one smuggled into the trusted list, cannot vouch for
-// later history.
+// the checkpoints that include that event. A checkpoint signed by a key the log never activated is refused,
+// even when the auditor trusts that key, so a stolen retired key, or one smuggled into the trusted list,
+// cannot vouch for any of the history. Checkpoints made before the log's first key event (logs written
+// before keys were recorded) must be signed by the key of its first activation, the key those logs ran
+// with; a log that records no key at all is checked against the trusted keys alone.
 func VerifyKeys(ctx context.Context, src Source, vkeys []string) (*VerifyResult, error) {
 	if len(vkeys) == 0 {
 		return nil, errors.New("audit: no verifier key")
@@ -103,6 +104,17 @@ func VerifyKeys(ctx context.Context, src Source, vkeys []string) (*VerifyResult,
 	sort.SliceStable(cps, func(i, j int) bool { return cps[i].size < cps[j].size })
 
 	res := &VerifyResult{}
+	var early []checkpoint // checkpoints before the first key event
+	checkEarly := func() error {
+		for _, cp := range early {
+			if strings.TrimSpace(cp.key) != keys.first {
+				return &BadEntryError{Seq: cp.size - 1, Reason: fmt.Sprintf("checkpoint of size %d: made before the log recorded its keys, "+
+					"signed by a key other than the first one the log activated", cp.size)}
+			}
+		}
+		early = nil
+		return nil
+	}
 	var tb treeBuilder
 	var prev *Entry
 	next := 0 // index of the next checkpoint to check
@@ -117,6 +129,12 @@ func VerifyKeys(ctx context.Context, src Source, vkeys []string) (*VerifyResult,
 				bad.Reason = fmt.Sprintf("checkpoint of size %d: root %v does not match the log (%v)", cp.size, cp.tree.Hash, tb.root())
 			case !keys.allows(cp.key):
 				bad.Reason = fmt.Sprintf("checkpoint of size %d: signed by a key the log had not activated or had retired by then", cp.size)
+			case !keys.any:
+				// Before the first key event: the key is judged once the log names its first key.
+				early = append(early, cp)
+				res.Checkpoints++
+				res.Latest = cp.tree
+				continue
 			default:
 				res.Checkpoints++
 				res.Latest = cp.tree
@@ -184,7 +202,11 @@ func VerifyKeys(ctx context.Context, src Source, vkeys []string) (*VerifyResult,
 				}
 			}
 			prev = &calc
-			keys.see(e.Event)
+			if keys.see(e.Event) && len(early) > 0 {
+				if err := checkEarly(); err != nil {
+					return nil, err
+				}
+			}
 			if err := checkCheckpoints(); err != nil {
 				return nil, err
 			}
@@ -259,20 +281,28 @@ type KeyEventData struct {
 
 // keyHistory follows the key events of the entries read so far.
 type keyHistory struct {
-	any   bool // a key event was seen
+	any   bool   // a key event was seen
+	first string // the key of the first activation; "" if the first key event was a retirement
 	valid map[string]bool
 }
 
-func (h *keyHistory) see(ev Event) {
+// see follows ev and reports whether it was the log's first key event.
+func (h *keyHistory) see(ev Event) bool {
 	if ev.Kind != EventKeyActivated && ev.Kind != EventKeyRetired {
-		return
+		return false
 	}
 	var d KeyEventData
 	if json.Unmarshal(ev.Data, &d) != nil || d.VKey == "" {
-		return
+		return false
+	}
+	k := strings.TrimSpace(d.VKey)
+	wasFirst := !h.any
+	if wasFirst && ev.Kind == EventKeyActivated {
+		h.first = k
 	}
 	h.any = true
-	h.valid[strings.TrimSpace(d.VKey)] = ev.Kind == EventKeyActivated
+	h.valid[k] = ev.Kind == EventKeyActivated
+	return wasFirst
 }
 
 func (h *keyHistory) allows(vkey string) bool {
