@@ -210,10 +210,13 @@ func (c *Client) AuthorizeOnPage(ctx context.Context, credID string, hashes [][]
 			Status string `json:"status"`
 		}
 		st, err := c.post(ctx, "credentials/authorize", req, &step2)
-		if err != nil {
+		var ce *Error
+		switch {
+		case errors.As(err, &ce) && (ce.Status == http.StatusTooManyRequests || ce.Status == http.StatusServiceUnavailable):
+			st = http.StatusAccepted // the service asks to slow down: keep waiting for the approval
+		case err != nil:
 			return "", err
-		}
-		if st == http.StatusOK && step2.SAD != "" {
+		case st == http.StatusOK && step2.SAD != "":
 			return step2.SAD, nil
 		}
 		if st != http.StatusAccepted {

@@ -423,7 +423,7 @@ func TestEndToEndActivationPage(t *testing.T) {
 	pages := make(chan string, 1)
 	approve := func(_ context.Context, u string) error { pages <- u; return nil }
 	a := w.agentWith(t, &cscclient.AgentKey{Client: w.client, CredentialID: cred.ID, Page: w.page + "/remote/activate",
-		Approve: approve, Poll: 100 * time.Millisecond, Now: w.pki.Clock.Now})
+		Approve: approve, Poll: 250 * time.Millisecond, Now: w.pki.Clock.Now})
 	gen := rxgen.New(19)
 	gen.Now = w.pki.Clock.Now
 	var docs []agent.Document
