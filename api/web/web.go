@@ -27,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mohr-hix/mohr/api/web/internal/pagesec"
 	"github.com/mohr-hix/mohr/signing"
 )
 
@@ -128,22 +129,9 @@ func viewer(ctx context.Context) string {
 	return s
 }
 
-// securityHeaders are set on every answer: the page loads only its own files, cannot be framed, sends no
-// referrer, and results are not cached (they describe a visitor's prescription).
-func securityHeaders(h http.Header) {
-	// connect-src 'self': the browser check (static/offline.js) fetches /trust-bundle from the same origin.
-	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; font-src 'self'; "+
-		"img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Cross-Origin-Opener-Policy", "same-origin")
-	h.Set("Cross-Origin-Resource-Policy", "same-origin")
-}
-
 // ServeHTTP routes the page and its files.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	securityHeaders(w.Header())
+	pagesec.Set(w.Header())
 	switch {
 	case strings.HasPrefix(r.URL.Path, staticPath) && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		w.Header().Set("Cache-Control", "public, max-age=3600")
@@ -163,7 +151,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Refuse answers with the page and a plain-language message instead of a result: package api calls it when
 // its own checks (rate limit, size) stop a request before the handler.
 func (h *Handler) Refuse(w http.ResponseWriter, r *http.Request, status int) {
-	securityHeaders(w.Header())
+	pagesec.Set(w.Header())
 	msg := msgServer
 	switch status {
 	case http.StatusTooManyRequests:

@@ -178,25 +178,9 @@ func (s *Service) Activate(ctx context.Context, c Caller, credID, requestID stri
 	if err != nil {
 		return Activation{}, err
 	}
-	parsed, err := protocol.ParseCredentialRequestResponseBytes(assertion)
+	wc, err := s.checkAssertion(u, want, assertion)
 	if err != nil {
-		return Activation{}, s.refuse(ctx, "activate", c, credID, ch.Hashes, fmt.Errorf("%w: %v", ErrAssertion, err))
-	}
-	allowed := make([][]byte, len(u.creds))
-	for i, wc := range u.creds {
-		allowed[i] = wc.ID
-	}
-	sd := webauthn.SessionData{Challenge: base64.RawURLEncoding.EncodeToString(want), RelyingPartyID: s.cfg.RPID,
-		UserID: u.WebAuthnID(), AllowedCredentialIDs: allowed, UserVerification: protocol.VerificationRequired}
-	wc, err := s.wa.ValidateLogin(u, sd, parsed)
-	if err != nil {
-		return Activation{}, s.refuse(ctx, "activate", c, credID, ch.Hashes, fmt.Errorf("%w: %v", ErrAssertion, webauthnDetail(err)))
-	}
-	if !parsed.Response.AuthenticatorData.Flags.HasUserVerified() {
-		return Activation{}, s.refuse(ctx, "activate", c, credID, ch.Hashes, fmt.Errorf("%w: no user verification", ErrAssertion))
-	}
-	if wc.Authenticator.CloneWarning {
-		return Activation{}, s.refuse(ctx, "activate", c, credID, ch.Hashes, fmt.Errorf("%w: signature counter did not advance (cloned authenticator?)", ErrAssertion))
+		return Activation{}, s.refuse(ctx, "activate", c, credID, ch.Hashes, err)
 	}
 	for _, p := range pks {
 		if bytes.Equal(p.ID, wc.ID) {
@@ -219,6 +203,34 @@ func (s *Service) Activate(ctx context.Context, c Caller, credID, requestID stri
 		return Activation{}, err
 	}
 	return Activation{SAD: sad, Hashes: ch.Hashes, ExpiresAt: a.ExpiresAt}, nil
+}
+
+// checkAssertion checks a WebAuthn assertion (the JSON of navigator.credentials.get) for challenge want
+// against u's passkeys: it verifies under one of them, for the RP ID and an allowed origin, with user presence
+// and user verification, and the signature counter advances (a cloned authenticator is refused). Errors wrap
+// ErrAssertion. Activate and ApproveActivation both use it, so the two ways to activate check the same.
+func (s *Service) checkAssertion(u *user, want, assertion []byte) (*webauthn.Credential, error) {
+	parsed, err := protocol.ParseCredentialRequestResponseBytes(assertion)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrAssertion, err)
+	}
+	allowed := make([][]byte, len(u.creds))
+	for i, wc := range u.creds {
+		allowed[i] = wc.ID
+	}
+	sd := webauthn.SessionData{Challenge: base64.RawURLEncoding.EncodeToString(want), RelyingPartyID: s.cfg.RPID,
+		UserID: u.WebAuthnID(), AllowedCredentialIDs: allowed, UserVerification: protocol.VerificationRequired}
+	wc, err := s.wa.ValidateLogin(u, sd, parsed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrAssertion, webauthnDetail(err))
+	}
+	if !parsed.Response.AuthenticatorData.Flags.HasUserVerified() {
+		return nil, fmt.Errorf("%w: no user verification", ErrAssertion)
+	}
+	if wc.Authenticator.CloneWarning {
+		return nil, fmt.Errorf("%w: signature counter did not advance (cloned authenticator?)", ErrAssertion)
+	}
+	return wc, nil
 }
 
 // List returns the caller's own credentials (a physician's; nobody else has remote credentials to list).

@@ -2,7 +2,6 @@ package remote
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"time"
@@ -100,25 +99,9 @@ func (s *Service) ApproveActivation(ctx context.Context, handle string, assertio
 	c := pageCaller(cred.ID)
 	nonce, _ := hex.DecodeString(ch.ID)
 	want := Challenge(cred.ID, nonce, ch.Hashes)
-	parsed, err := protocol.ParseCredentialRequestResponseBytes(assertion)
+	wc, err := s.checkAssertion(u, want, assertion)
 	if err != nil {
-		return s.refuse(ctx, "approve", c, cred.ID, ch.Hashes, fmt.Errorf("%w: %v", ErrAssertion, err))
-	}
-	allowed := make([][]byte, len(u.creds))
-	for i, wc := range u.creds {
-		allowed[i] = wc.ID
-	}
-	sd := webauthn.SessionData{Challenge: base64.RawURLEncoding.EncodeToString(want), RelyingPartyID: s.cfg.RPID,
-		UserID: u.WebAuthnID(), AllowedCredentialIDs: allowed, UserVerification: protocol.VerificationRequired}
-	wc, err := s.wa.ValidateLogin(u, sd, parsed)
-	if err != nil {
-		return s.refuse(ctx, "approve", c, cred.ID, ch.Hashes, fmt.Errorf("%w: %v", ErrAssertion, webauthnDetail(err)))
-	}
-	if !parsed.Response.AuthenticatorData.Flags.HasUserVerified() {
-		return s.refuse(ctx, "approve", c, cred.ID, ch.Hashes, fmt.Errorf("%w: no user verification", ErrAssertion))
-	}
-	if wc.Authenticator.CloneWarning {
-		return s.refuse(ctx, "approve", c, cred.ID, ch.Hashes, fmt.Errorf("%w: signature counter did not advance (cloned authenticator?)", ErrAssertion))
+		return s.refuse(ctx, "approve", c, cred.ID, ch.Hashes, err)
 	}
 	err = s.cfg.Store.parkAssertion(ctx, ch.ID, assertion, s.now(), s.event("remote.activation.approved", c, cred.ID, map[string]any{
 		"request": ch.ID, "hashes": hexStrings(ch.Hashes), "passkey_id": hex.EncodeToString(wc.ID), "user_verified": true,

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mohr-hix/mohr/api/web/internal/pagesec"
 	"github.com/mohr-hix/mohr/signing/remote"
 )
 
@@ -88,21 +89,9 @@ func New(cfg Config) (*Handler, error) {
 	return &Handler{cfg: cfg, tmpl: t, static: http.StripPrefix(staticPath, http.FileServerFS(sub))}, nil
 }
 
-// securityHeaders: the page loads only its own files and talks only to its own origin; it cannot be framed
-// (a framed WebAuthn prompt is a clickjacking vector); no referrer (the URL may hold an activation handle).
-func securityHeaders(h http.Header) {
-	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "+
-		"font-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Cross-Origin-Opener-Policy", "same-origin")
-	h.Set("Cross-Origin-Resource-Policy", "same-origin")
-}
-
 // ServeHTTP routes the pages.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	securityHeaders(w.Header())
+	pagesec.Set(w.Header())
 	get := r.Method == http.MethodGet || r.Method == http.MethodHead
 	switch p := r.URL.Path; {
 	case strings.HasPrefix(p, staticPath) && get:
