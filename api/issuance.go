@@ -115,6 +115,10 @@ func (s *Server) handleIssue(w http.ResponseWriter, r *http.Request) {
 			s.problem(w, probNotImplemented, "dual control is not configured")
 			return
 		}
+		if _, err := parseCSR(b.CSR); err != nil { // the CA checks it again when the approval is executed
+			s.fail(w, r, err)
+			return
+		}
 		csrSum := sha256.Sum256(b.CSR)
 		s.requestApproval(w, r, opIssueCert, issueApprovalParams{Profile: b.Profile, Subject: b.Subject, CSR: b.CSR,
 			CSRSHA256: hex.EncodeToString(csrSum[:])})

@@ -108,6 +108,8 @@ func classify(err error) (k problemKind, detail string, known bool) {
 		return probNotFound, "", true
 	case errors.Is(err, ca.ErrConflict):
 		return probConflict, "", true
+	case errors.Is(err, ca.ErrCSRSignature): // checked by the CA, not again by the handler
+		return probInvalid, "csr signature does not verify", true
 	case errors.Is(err, ca.ErrDuplicateSerial):
 		return probConflict, "serial already in use", true
 	case errors.Is(err, ids.ErrNationalCodeFormat), errors.Is(err, ids.ErrNationalCodeChecksum),

@@ -7,8 +7,9 @@
 # of the signing certificate by its CA, and three P-256 signatures (TSA token, fresh OCSP response, report seal).
 # Prints prescriptions/s, p50/p99, the server's CPU per prescription (from /proc) and the ratio to the bare sum.
 # SQLite in WAL with synchronous=FULL (durable). Knobs: DURATION (10s), ROUNDS (3; report medians),
-# PHYSICIANS (8), CONC (32), MOHR_BIN (another build of mohr), PROFILE_OUT (a directory to keep the binary and
-# the server's CPU profile in, for go tool pprof).
+# PHYSICIANS (8), CONC (32), MOHR_BIN (another build of mohr), BASE_BIN (a previous build, measured in every
+# round just before MOHR_BIN on the same data and reported as a ratio to it), PROFILE_OUT (a directory to keep
+# the binary and the server's CPU profile in, for go tool pprof).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -17,6 +18,7 @@ SRV=
 trap '[ -n "$SRV" ] && kill "$SRV" 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
 dur=${DURATION:-10s} rounds=${ROUNDS:-3} nphy=${PHYSICIANS:-8} conc=${CONC:-32}
 if [ -n "${MOHR_BIN:-}" ]; then cp "$MOHR_BIN" "$W/mohr"; else go build -o "$W/mohr" ./cmd/mohr; fi
+[ -z "${BASE_BIN:-}" ] || cp "$BASE_BIN" "$W/mohr-base"
 go build -o "$W/bench" ./cmd/mohr-bench
 M="$W/mohr --data-dir $W/data"
 API=127.0.0.1:18643 PUB=127.0.0.1:18280
@@ -48,17 +50,25 @@ openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -top
 openssl req -new -key "$W/fac.key" -subj /CN=x -out "$W/fac.csr"
 $M cert issue --profile facility-adapter --csr "$W/fac.csr" --siam-id SIAM-10001 --licence LIC/1402/77 --system-cert SYS-42 > "$W/fac.pem"
 
-GOMAXPROCS=2 $M serve --cpuprofile "$W/cpu.pprof" > "$W/serve.log" 2>&1 &
-SRV=$!
-for _ in $(seq 1 200); do curl -sf "http://$PUB/healthz" >/dev/null && break; sleep 0.1; done
-curl -sf "http://$PUB/healthz" >/dev/null || { cat "$W/serve.log" >&2; exit 1; }
-cpu() { awk '{print $14 + $15}' "/proc/$SRV/stat"; }
 common=(-signers "$W/signers" -chain "$W/data/ca/intermediate.pem")
+# start BIN [PROFILE]: serve with that build (GOMAXPROCS=2), warmed up (and checked: any non-201 answer fails the
+# run); stop: SIGTERM and wait (the profile is written then).
+start() {
+	GOMAXPROCS=2 "$1" --data-dir "$W/data" serve ${2:+--cpuprofile "$2"} >> "$W/serve.log" 2>&1 &
+	SRV=$!
+	for _ in $(seq 1 200); do curl -sf "http://$PUB/healthz" >/dev/null && break; sleep 0.1; done
+	curl -sf "http://$PUB/healthz" >/dev/null || { cat "$W/serve.log" >&2; exit 1; }
+	"$W/bench" -url "https://$API" -cacert "$W/data/ca/root.pem" -cert "$W/fac.pem" -key "$W/fac.key" \
+		-scenario ingest "${common[@]}" -pool 200 -c "$conc" -d 2s -warmup 0 -timeout 60s >/dev/null 2>"$W/warm.err" ||
+		grep -q 'pool of 200' "$W/warm.err" || { cat "$W/warm.err" "$W/serve.log" >&2; exit 1; }
+}
+stop() { kill -TERM "$SRV"; wait "$SRV" 2>/dev/null || true; SRV=; }
+cpu() { awk '{print $14 + $15}' "/proc/$SRV/stat"; }
 ingest() { # -> "rps p50 p99 cpu_us_per_rx errors"
 	local c0 out c1
 	c0=$(cpu)
 	out=$("$W/bench" -url "https://$API" -cacert "$W/data/ca/root.pem" -cert "$W/fac.pem" -key "$W/fac.key" \
-		-scenario ingest "${common[@]}" -c "$conc" -d "$dur" -warmup 0 -timeout 60s)
+		-scenario ingest "${common[@]}" -pool 40000 -c "$conc" -d "$dur" -warmup 0 -timeout 60s)
 	c1=$(cpu)
 	echo "$out" | awk -v cpu=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" '/^scenario=/ {
 		for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
@@ -69,25 +79,35 @@ bare() { "$W/bench" -scenario bare-ingest "${common[@]}" -ca-key "$W/data/ca/int
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), SQLite durable, $nphy physicians, $conc clients, $dur per run"
 openssl speed -seconds 1 -multi 2 ecdsap256 2>/dev/null | tail -1 | awk '{print "# openssl speed -multi 2 ecdsap256: " $7 " signs/s"}'
-# Warm-up (and the check that prescriptions are accepted: any non-201 answer fails the run).
-"$W/bench" -url "https://$API" -cacert "$W/data/ca/root.pem" -cert "$W/fac.pem" -key "$W/fac.key" \
-	-scenario ingest "${common[@]}" -pool 200 -c "$conc" -d 2s -warmup 0 -timeout 60s >/dev/null 2>"$W/warm.err" ||
-	grep -q 'pool of 200' "$W/warm.err" || { cat "$W/warm.err" "$W/serve.log" >&2; exit 1; }
+profiles=()
 for r in $(seq 1 "$rounds"); do
+	if [ -n "${BASE_BIN:-}" ]; then
+		start "$W/mohr-base"
+		read -r brps bp50 bp99 bcpurx berrs < <(ingest)
+		stop
+		[ "$berrs" = 0 ] || { echo "bench-ingest: $berrs requests to the base build failed" >&2; tail -5 "$W/serve.log" >&2; exit 1; }
+	fi
+	start "$W/mohr" "$W/cpu.$r.pprof"
+	profiles+=("$W/cpu.$r.pprof")
 	read -r rps p50 p99 cpurx errs < <(ingest)
+	stop
 	[ "$errs" = 0 ] || { echo "bench-ingest: $errs requests failed" >&2; tail -5 "$W/serve.log" >&2; exit 1; }
 	read -r b bcpu < <(bare)
 	awk -v r="$r" -v rps="$rps" -v p50="$p50" -v p99="$p99" -v cpu="$cpurx" -v b="$b" -v bcpu="$bcpu" 'BEGIN {
 		printf "round %d: ingest %s rx/s p50 %s p99 %s, server CPU %s us/rx | bare sum of the operations %s/s, CPU %s us | ratio rate %.3f, CPU %.3f\n",
 			r, rps, p50, p99, cpu, b, bcpu, rps / b, bcpu / cpu }'
+	[ -z "${BASE_BIN:-}" ] || awk -v r="$r" -v rps="$brps" -v p50="$bp50" -v p99="$bp99" -v cpu="$bcpurx" -v b="$b" -v bcpu="$bcpu" -v nrps="$rps" -v ncpu="$cpurx" 'BEGIN {
+		printf "round %d: base build %s rx/s p50 %s p99 %s, server CPU %s us/rx | ratio to bare: rate %.3f, CPU %.3f | MOHR_BIN / base: rate %.2f, CPU per rx %.2f\n",
+			r, rps, p50, p99, cpu, rps / b, bcpu / cpu, nrps / rps, ncpu / cpu }'
 done
 grep '^bare-ingest' "$W/bare.out"
 
-# Where the server's CPU went (the profile covers the warm-up and every round; the server did nothing else), by
-# the ingestion's stage functions. Verification runs three times per prescription (the B-B input, the B-T
-# signature inside addRevocation for the chain's other statuses, the B-LT result); OCSP is addRevocation
-# without that verification. Background work (GC, the runtime) is not attributed to a stage.
-kill -TERM "$SRV"; wait "$SRV" 2>/dev/null || true; SRV=
+# Where the server's CPU went (the profiles of MOHR_BIN's servers cover their warm-ups and rounds; they did
+# nothing else), by the ingestion's stage functions. Verification runs three times per prescription (the B-B
+# input, the B-T signature inside addRevocation for the chain's other statuses, the B-LT result), the later
+# passes finding the earlier passes' signature checks in the verifier's cache; OCSP is addRevocation without
+# that verification. Background work (GC, the runtime) is not attributed to a stage.
+go tool pprof -proto "$W/mohr" "${profiles[@]}" > "$W/cpu.pprof" 2>/dev/null
 share() { # focus-regex [ignore-regex] -> fraction of all samples
 	go tool pprof -top -nodefraction=0 -edgefraction=0 -nodecount=1000000 -focus="$1" ${2:+-ignore="$2"} "$W/mohr" "$W/cpu.pprof" 2>/dev/null |
 		sed -nE 's/^Showing nodes accounting for .*, ([0-9.]+)% of .* total$/\1/p' | head -1 | awk '{print ($1 == "" ? 0 : $1 / 100)}'
@@ -97,9 +117,9 @@ share() { # focus-regex [ignore-regex] -> fraction of all samples
 echo "# CPU by stage (share of the server's samples; us/rx from the last round's CPU per prescription, $cpurx us):"
 for st in "ingest (all of IngestAs)|signing\.\(\*Ingestor\)\.IngestAs$|" \
 	"verify (3 passes)|signing\.\(\*Verifier\)\.Verify$|" \
-	"TSA (timestamp token)|signing\.AddSignatureTimestamp$|" \
+	"TSA (timestamp token)|signing\.[aA]ddSignatureTimestamp$|" \
 	"OCSP (fresh response, B-LT data)|signing\.\(\*Ingestor\)\.addRevocation$|signing\.\(\*Verifier\)\.Verify$" \
-	"store (SQLite, durable)|prescriptionStore\.SavePrescription$|" \
+	"store (SQLite, durable; group commit)|prescriptionStore\.SavePrescription$|" \
 	"seal (sealed report)|signing\.SealReport$|" \
 	"TLS (handshakes, records)|crypto/tls\.|signing\." \
 	"GC (background)|runtime\.gcBgMarkWorker$|"; do

@@ -348,13 +348,23 @@ func ArchiveStatus(der []byte) (ArchiveState, error) {
 // certificate's expiry and the end, under p's AlgorithmRules, of an algorithm the token relies on. It reads the
 // token only, not the whole signature (Prescription.SignatureTimestamp).
 func TokenArchiveDue(tok []byte, window time.Duration, p *TrustPolicy) (time.Time, error) {
+	return tokenArchiveDue(tok, window, p, x509.ParseCertificate)
+}
+
+// TokenArchiveDue is the package function TokenArchiveDue with the token's certificates parsed through v's
+// certificate cache.
+func (v *Verifier) TokenArchiveDue(tok []byte, window time.Duration, p *TrustPolicy) (time.Time, error) {
+	return tokenArchiveDue(tok, window, p, v.parseCert)
+}
+
+func tokenArchiveDue(tok []byte, window time.Duration, p *TrustPolicy, parse func([]byte) (*x509.Certificate, error)) (time.Time, error) {
 	var tsd signedData
 	if err := parseSignedData(tok, &tsd); err != nil {
 		return time.Time{}, err
 	}
 	var end time.Time
 	for _, c := range tsd.certs {
-		if x, err := x509.ParseCertificate(c); err == nil && hasEKU(x, x509.ExtKeyUsageTimeStamping) && (end.IsZero() || x.NotAfter.Before(end)) {
+		if x, err := parse(c); err == nil && hasEKU(x, x509.ExtKeyUsageTimeStamping) && (end.IsZero() || x.NotAfter.Before(end)) {
 			end = x.NotAfter
 		}
 	}
@@ -365,7 +375,7 @@ func TokenArchiveDue(tok []byte, window time.Duration, p *TrustPolicy) (time.Tim
 	if p != nil {
 		rules = p.algorithms()
 	}
-	alg, err := tokenAlgorithmsEnd(tok, rules)
+	alg, err := tokenAlgorithmsEnd(tok, rules, parse)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -418,7 +428,7 @@ func archiveAlgorithmsEnd(der []byte, p *TrustPolicy) (time.Time, error) {
 	}
 	var first time.Time
 	for _, tok := range toks {
-		end, err := tokenAlgorithmsEnd(tok, rules)
+		end, err := tokenAlgorithmsEnd(tok, rules, x509.ParseCertificate)
 		if err != nil {
 			return time.Time{}, err
 		}
@@ -433,7 +443,7 @@ func archiveAlgorithmsEnd(der []byte, p *TrustPolicy) (time.Time, error) {
 // its imprint digest, its SignerInfo's digest, the TSA's key (type and size) and the digest of the signature
 // on the TSA certificate. Zero when no rule that admits them ends; the token's genTime when one is admitted by
 // no rule (renewal due at once).
-func tokenAlgorithmsEnd(tok []byte, rules []AlgorithmRule) (time.Time, error) {
+func tokenAlgorithmsEnd(tok []byte, rules []AlgorithmRule, parse func([]byte) (*x509.Certificate, error)) (time.Time, error) {
 	var tsd signedData
 	if err := parseSignedData(tok, &tsd); err != nil || !tsd.hasContent || len(tsd.signers) != 1 {
 		return time.Time{}, formatErr("timestamp token")
@@ -448,7 +458,7 @@ func tokenAlgorithmsEnd(tok []byte, rules []AlgorithmRule) (time.Time, error) {
 	}
 	uses := []use{{hashName(hashFromDER(info.hashOID)), 0}, {hashName(hashFromDER(tsd.signers[0].digestOID)), 0}}
 	for _, c := range tsd.certs {
-		if x, err := x509.ParseCertificate(c); err == nil && findSigner(&tsd.signers[0], []*certEntry{{cert: x}}) != nil {
+		if x, err := parse(c); err == nil && findSigner(&tsd.signers[0], []*certEntry{{cert: x}}) != nil {
 			name, bits := keyName(x.PublicKey)
 			uses = append(uses, use{name, bits}, use{hashName(sigHash(x.SignatureAlgorithm)), 0})
 		}

@@ -54,11 +54,18 @@ const MIMEReportJSON = "application/json"
 // SealReport returns r as JSON in an attached CMS SignedData signed with the seal (signed attributes as for
 // prescriptions, with mime-type application/json and no signature policy).
 func SealReport(ctx context.Context, r *Report, s Seal, now func() time.Time) ([]byte, error) {
+	sealed, _, err := sealReport(ctx, r, s, now)
+	return sealed, err
+}
+
+// sealReport is SealReport, also returning the report's JSON (the sealed content).
+func sealReport(ctx context.Context, r *Report, s Seal, now func() time.Time) ([]byte, []byte, error) {
 	js, err := json.Marshal(r)
 	if err != nil {
-		return nil, fmt.Errorf("signing: marshal report: %w", err)
+		return nil, nil, fmt.Errorf("signing: marshal report: %w", err)
 	}
-	return Sign(ctx, js, SignOptions{Signer: s.Signer, Chain: s.Chain, Now: now, MIMEType: MIMEReportJSON, NoPolicy: true})
+	sealed, err := Sign(ctx, js, SignOptions{Signer: s.Signer, Chain: s.Chain, Now: now, MIMEType: MIMEReportJSON, NoPolicy: true})
+	return sealed, js, err
 }
 
 // FreshRevocationSource is a RevocationSource that can also give an OCSP response produced at or after a given
@@ -93,6 +100,8 @@ type Ingestor struct {
 type IngestResult struct {
 	Report       *Report
 	SealedReport []byte
+	// ReportJSON is Report as JSON, the content SealedReport signs.
+	ReportJSON []byte
 	// Prescription is set when the prescription was accepted and stored.
 	Prescription *Prescription
 }
@@ -119,7 +128,7 @@ func (in *Ingestor) IngestAs(ctx context.Context, der []byte, submitter string) 
 	seal := func(r *Report) error {
 		var err error
 		res.Report = r
-		res.SealedReport, err = SealReport(ctx, r, in.Seal, now)
+		res.SealedReport, res.ReportJSON, err = sealReport(ctx, r, in.Seal, now)
 		return err
 	}
 	r := in.Verifier.Verify(ctx, der)
@@ -236,7 +245,16 @@ func (in *Ingestor) addRevocation(ctx context.Context, bt []byte) ([]byte, error
 	if res.responder != nil {
 		vd.Certs = append(vd.Certs, res.responder.Raw)
 	}
-	return AddValidationData(bt, vd)
+	return addValidationData(bt, vd, v.parseCert)
+}
+
+// parseCert parses a certificate through v's cache (by DER).
+func (v *Verifier) parseCert(der []byte) (*x509.Certificate, error) {
+	e, err := v.cert(der)
+	if err != nil {
+		return nil, err
+	}
+	return e.cert, nil
 }
 
 // issuedBy reports whether parent's key signed child (x509 CheckSignatureFrom), remembering the pairs that did

@@ -67,6 +67,9 @@ func TestIngestShortcutsKeepChecks(t *testing.T) {
 	if string(got) != string(want) {
 		t.Fatalf("the ingestion's report differs from a full verification of the stored signature:\n%s\n%s", got, want)
 	}
+	if sealed, _ := Content(res.SealedReport); string(res.ReportJSON) != string(got) || string(sealed) != string(got) {
+		t.Fatal("ReportJSON is not the report, or not what the sealed report signs")
+	}
 	if again, _ := json.Marshal(v.Verify(ctx, store.recs[0].Signature)); string(again) != string(want) {
 		t.Fatalf("the warm verifier's report differs:\n%s\n%s", again, want)
 	}
@@ -140,8 +143,9 @@ func TestTokenArchiveDue(t *testing.T) {
 		for _, window := range []time.Duration{0, 60 * 24 * time.Hour} {
 			want, werr := NextArchiveDueUnder(rec.Signature, window, p)
 			got, gerr := TokenArchiveDue(rec.SignatureTimestamp, window, p)
-			if werr != nil || gerr != nil || !got.Equal(want) {
-				t.Fatalf("%s, window %s: token %s %v, signature %s %v", name, window, got, gerr, want, werr)
+			cached, cerr := in.Verifier.TokenArchiveDue(rec.SignatureTimestamp, window, p)
+			if werr != nil || gerr != nil || cerr != nil || !got.Equal(want) || !cached.Equal(want) {
+				t.Fatalf("%s, window %s: token %s %v, through the verifier %s %v, signature %s %v", name, window, got, gerr, cached, cerr, want, werr)
 			}
 		}
 	}

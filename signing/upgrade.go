@@ -117,6 +117,11 @@ type ValidationData struct {
 // the certificates (except roots) into SignedData.certificates (EN 319 122-1 §5.5.1 allows either place for
 // certificate values).
 func AddValidationData(der []byte, vd ValidationData) ([]byte, error) {
+	return addValidationData(der, vd, x509.ParseCertificate)
+}
+
+// addValidationData is AddValidationData with the certificates parsed by parse (a Verifier's cache).
+func addValidationData(der []byte, vd ValidationData, parse func([]byte) (*x509.Certificate, error)) ([]byte, error) {
 	sd, err := parseOne(der)
 	if err != nil {
 		return nil, err
@@ -134,12 +139,12 @@ func AddValidationData(der []byte, vd ValidationData) ([]byte, error) {
 	}
 	var certs [][]byte
 	for _, der := range vd.Certs {
-		c, err := x509.ParseCertificate(der)
+		c, err := parse(der)
 		if err != nil {
 			return nil, fmt.Errorf("%w: certificate: %v", errFormat, err)
 		}
 		if !bytes.Equal(c.RawIssuer, c.RawSubject) { // never a root
-			certs = append(certs, c.Raw)
+			certs = append(certs, der)
 		}
 	}
 	var attrs [][]byte

@@ -560,40 +560,173 @@ func (r *Responder) install(key string, e *entry) bool {
 // responses are in place the old ones are withdrawn, so a failure here leaves the responder signing on
 // demand from the store, never serving the previous status.
 func (r *Responder) Update(ctx context.Context, serial string) error {
-	hexSerial, err := NormalizeSerial(serial)
-	if err != nil {
-		return err
+	return r.UpdateMany(ctx, []string{serial})
+}
+
+// UpdateMany is Update for many serials at once (the change feed's page of revocations, holds and releases):
+// the old responses of all of them are withdrawn first, the records are read, the responses are signed over
+// GOMAXPROCS goroutines and stored in one transaction (one durable write per page instead of one per
+// certificate). A serial named twice is updated once, from its current record. Errors of single serials are
+// joined; the others are updated.
+func (r *Responder) UpdateMany(ctx context.Context, serials []string) error {
+	_, err := r.update(ctx, serials, true)
+	return err
+}
+
+// UpdateIssued makes sure certificates just issued have pre-signed responses, and stores them (the change
+// feed's page of issuances, on every node). Nothing is withdrawn first: a serial that was pending had no
+// response to withdraw. A response already in the cache for the record's current status (Presign, in the
+// issuing request) is stored as it is, without signing again; others are adopted from the store or signed
+// as UpdateMany does. It returns how many were already pre-signed.
+func (r *Responder) UpdateIssued(ctx context.Context, serials []string) (cached int, err error) {
+	return r.update(ctx, serials, false)
+}
+
+// Ticket orders a store read against cache updates: take it before the read, and pass it with what the read
+// returned (Presign). A later Update of the same serial (a revocation) wins over it.
+type Ticket uint64
+
+// Ticket returns a ticket for a store read about to happen.
+func (r *Responder) Ticket() Ticket { return Ticket(r.seq.Add(1)) }
+
+// Presign signs and installs the responses of rec, a certificate the issuance pipeline has just recorded
+// as issued (the record it returned), with t taken before the issuance began. The issuing request calls it
+// (in its own goroutine, so that pre-signing keeps pace with issuance however loaded the node is); the
+// change feed then stores the responses (UpdateIssued). A revocation of the serial after t wins.
+func (r *Responder) Presign(rec ca.CertRecord, t Ticket) error {
+	d := r.del.Load()
+	if d == nil || !cacheable(rec, r.cfg.Now()) {
+		return nil
 	}
-	n, _ := new(big.Int).SetString(hexSerial, 16)
-	key := string(intBytes(n))
-	seq := r.seq.Add(1)
-	r.install(key, &entry{seq: seq}) // tombstone: no longer served from the cache
+	_, err := r.fill(d, rec, uint64(t), r.cfg.Now())
+	return err
+}
+
+// batchReader is a store that reads many certificate records in one query (internal/store).
+type batchReader interface {
+	CertificatesBySerial(ctx context.Context, serials []string) (map[string]ca.CertRecord, error)
+}
+
+func (r *Responder) update(ctx context.Context, serials []string, withdraw bool) (int, error) {
+	type item struct {
+		hex, key string
+		seq      uint64
+		rec      ca.CertRecord
+	}
+	var errs []error
+	items := make([]item, 0, len(serials))
+	seen := make(map[string]bool, len(serials))
+	for _, serial := range serials {
+		hexSerial, err := NormalizeSerial(serial)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if seen[hexSerial] {
+			continue
+		}
+		seen[hexSerial] = true
+		n, _ := new(big.Int).SetString(hexSerial, 16)
+		key := string(intBytes(n))
+		seq := r.seq.Add(1)
+		if withdraw {
+			r.install(key, &entry{seq: seq}) // tombstone: no longer served from the cache
+		}
+		items = append(items, item{hex: hexSerial, key: key, seq: seq})
+	}
 	d := r.del.Load()
 	if d == nil {
-		return nil // not started: Start will read the store
+		return 0, errors.Join(errs...) // not started: Start will read the store
 	}
-	rec, err := r.cfg.Store.Certificate(ctx, hexSerial)
-	if errors.Is(err, ca.ErrNotFound) {
-		r.remove(key, seq)
-		return nil
+	// One read for the page where the store can (a page of the change feed under issuance load would
+	// otherwise queue hundreds of reads behind the requests'); else one per serial.
+	var batch map[string]ca.CertRecord
+	if bs, ok := r.cfg.Store.(batchReader); ok && len(items) > 1 {
+		hexes := make([]string, len(items))
+		for i, it := range items {
+			hexes[i] = it.hex
+		}
+		var err error
+		if batch, err = bs.CertificatesBySerial(ctx, hexes); err != nil {
+			return 0, errors.Join(append(errs, fmt.Errorf("revocation: OCSP update: %w", err))...)
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("revocation: OCSP update %s: %w", hexSerial, err)
+	var keep []ca.OCSPRecord // responses already in the cache, to store
+	todo := items[:0]
+	for _, it := range items {
+		var rec ca.CertRecord
+		var err error
+		if batch != nil {
+			var ok bool
+			if rec, ok = batch[it.hex]; !ok {
+				err = ca.ErrNotFound
+			}
+		} else {
+			rec, err = r.cfg.Store.Certificate(ctx, it.hex)
+		}
+		if errors.Is(err, ca.ErrNotFound) {
+			r.remove(it.key, it.seq)
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("revocation: OCSP update %s: %w", it.hex, err))
+			continue
+		}
+		now := r.cfg.Now()
+		if !cacheable(rec, now) {
+			r.remove(it.key, it.seq)
+			continue
+		}
+		if !withdraw && r.fresh(d, rec, now) {
+			r.mu.RLock()
+			e := r.cache[it.key]
+			r.mu.RUnlock()
+			if e != nil && e.valid && e.gen == d.gen {
+				keep = append(keep, record(d, rec, e))
+				continue
+			}
+		}
+		if r.adopt(ctx, d, rec, it.key, it.seq, now) {
+			continue // the responses another node signed for this change
+		}
+		it.rec = rec
+		todo = append(todo, it)
 	}
 	now := r.cfg.Now()
-	if !cacheable(rec, now) {
-		r.remove(key, seq)
-		return nil
+	workers := min(runtime.GOMAXPROCS(0), len(todo))
+	out := make([]ca.OCSPRecord, len(todo))
+	werrs := make([]error, len(todo))
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(todo) {
+					return
+				}
+				e, err := r.fill(d, todo[i].rec, todo[i].seq, now)
+				if err != nil {
+					werrs[i] = fmt.Errorf("revocation: OCSP update %s: %w", todo[i].hex, err)
+					continue
+				}
+				out[i] = record(d, todo[i].rec, e)
+			}
+		}()
 	}
-	if r.adopt(ctx, d, rec, key, seq, now) {
-		return nil // the responses another node signed for this change
+	wg.Wait()
+	done := keep
+	for i, o := range out {
+		if werrs[i] != nil {
+			errs = append(errs, werrs[i])
+		} else {
+			done = append(done, o)
+		}
 	}
-	e, err := r.fill(d, rec, seq, now)
-	if err != nil {
-		return fmt.Errorf("revocation: OCSP update %s: %w", hexSerial, err)
-	}
-	r.persist(ctx, []ca.OCSPRecord{record(d, rec, e)})
-	return nil
+	r.persist(ctx, done)
+	return len(keep), errors.Join(errs...)
 }
 
 // Refresh walks every certificate in the store and (re-)signs the responses that are missing, whose

@@ -113,6 +113,16 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Fatalf("issue as operator: %d %v", code, cert)
 	}
 	serial := cert["serial"].(string)
+	// A CSR whose self-signature does not verify is refused, issued at once (the CA checks it) and under dual
+	// control (checked before the approval is stored), and no serial is reserved for it.
+	for _, profile := range []string{"organisation-auth", "tsa"} {
+		bad, _ := x509.CreateCertificateRequest(nil, &x509.CertificateRequest{}, newP256(t))
+		bad[len(bad)-3] ^= 0x01 // inside the signature's last INTEGER
+		req := map[string]any{"profile": profile, "csr": bad, "subject": map[string]any{"commonName": "Forged Pharmacy", "role": "pharmacy"}}
+		if code, m := call(t, op1, "POST", base+"/v1/certificates", req); code != 422 || !strings.Contains(fmt.Sprint(m), "signature") {
+			t.Fatalf("%s with a forged CSR signature: %d %v", profile, code, m)
+		}
+	}
 
 	// Revoke it through the API, then ask the running responder with openssl, and check the served CRL.
 	if code, m := call(t, op1, "POST", base+"/v1/certificates/"+serial+"/revoke", map[string]any{"reason": 1}); code != 200 {

@@ -390,7 +390,7 @@ func (n *node) buildVerifiers(roots []*x509.Certificate) (*verifiers, error) {
 	return &verifiers{
 		v: v,
 		ingest: &signing.Ingestor{Verifier: v, Timestamper: n.tsa, Revocation: localRevocation{n.ocsp},
-			Store: prescriptionStore{st: n.st, actor: "api:ingestion", window: time.Duration(n.cfg.Archive.RenewWindow), trust: trust}, Seal: n.seal, Now: n.cfg.clock()},
+			Store: prescriptionStore{st: n.st, actor: "api:ingestion", window: time.Duration(n.cfg.Archive.RenewWindow), trust: trust, v: v}, Seal: n.seal, Now: n.cfg.clock()},
 		batch: &signing.BatchVerifier{Verifier: v},
 	}, nil
 }

@@ -34,12 +34,19 @@ type certService struct {
 	ca  *ca.CA
 	st  ca.Store
 	rev *revocation.Service
+	// ocsp, when set, pre-signs the OCSP responses of each certificate issued, in a goroutine of its own, so
+	// that pre-signing keeps pace with issuance; the change feed stores them (and signs what this missed).
+	ocsp *revocation.Responder
 }
 
 func (s certService) Issue(ctx context.Context, r api.IssueRequest) (ca.CertRecord, error) {
 	csr, err := ca.ParseCSR(r.CSR)
 	if err != nil {
 		return ca.CertRecord{}, invalid(err)
+	}
+	var ticket revocation.Ticket
+	if s.ocsp != nil {
+		ticket = s.ocsp.Ticket() // before the record is written: a revocation after it wins
 	}
 	_, rec, err := s.ca.IssueRecord(ctx, ca.Request{
 		Profile: r.Profile, CSR: csr, CommonName: r.Subject.CommonName,
@@ -53,6 +60,9 @@ func (s certService) Issue(ctx context.Context, r api.IssueRequest) (ca.CertReco
 			return ca.CertRecord{}, invalid(err)
 		}
 		return ca.CertRecord{}, err
+	}
+	if s.ocsp != nil {
+		go func() { _ = s.ocsp.Presign(rec, ticket) }() // what it could not sign, the change feed signs
 	}
 	return rec, nil // as stored: no read back
 }
@@ -223,6 +233,8 @@ type prescriptionStore struct {
 	window time.Duration
 	// trust gives the AlgorithmRules whose end dates also make it due (DefaultAlgorithms when nil).
 	trust *signing.TrustPolicy
+	// v, when set, parses the timestamp token's certificates through its cache.
+	v *signing.Verifier
 }
 
 func (p prescriptionStore) SavePrescription(ctx context.Context, rx signing.Prescription) error {
@@ -242,7 +254,11 @@ func (p prescriptionStore) SavePrescription(ctx context.Context, rx signing.Pres
 // timestamp (no second parse of the signature), else from the signature.
 func (p prescriptionStore) archiveDue(rx signing.Prescription) time.Time {
 	if rx.SignatureTimestamp != nil {
-		if t, err := signing.TokenArchiveDue(rx.SignatureTimestamp, p.window, p.trust); err == nil {
+		due := signing.TokenArchiveDue
+		if p.v != nil {
+			due = p.v.TokenArchiveDue
+		}
+		if t, err := due(rx.SignatureTimestamp, p.window, p.trust); err == nil {
 			return t
 		}
 	}
@@ -260,7 +276,7 @@ func (i ingestor) Ingest(ctx context.Context, der []byte, caller api.Identity) (
 		return nil, nil, unavailableError{err}
 	}
 	if errors.Is(err, signing.ErrRejected) && res != nil && res.Report != nil {
-		js, jerr := json.Marshal(res.Report)
+		js, jerr := reportJSON(res)
 		if jerr != nil {
 			return nil, nil, jerr
 		}
@@ -272,8 +288,16 @@ func (i ingestor) Ingest(ctx context.Context, der []byte, caller api.Identity) (
 	if err != nil {
 		return nil, nil, err
 	}
-	js, err := json.Marshal(res.Report)
+	js, err := reportJSON(res)
 	return res.SealedReport, js, err
+}
+
+// reportJSON is the ingestion's report as JSON: the bytes the sealed report signs when the ingestor kept them.
+func reportJSON(res *signing.IngestResult) ([]byte, error) {
+	if res.ReportJSON != nil {
+		return res.ReportJSON, nil
+	}
+	return json.Marshal(res.Report)
 }
 
 // unavailableError marks a failure of a dependency the caller may retry; the API answers it with 503.

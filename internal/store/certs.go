@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -110,6 +111,36 @@ func (c *core) Certificate(ctx context.Context, serial string) (ca.CertRecord, e
 		return ca.CertRecord{}, fmt.Errorf("store: serial %s: %w", serial, ca.ErrNotFound)
 	}
 	return rec, opError("certificate", err)
+}
+
+// CertificatesBySerial returns the records of serials that exist, by serial, with one query per
+// hashQueryChunk serials (the OCSP responder reads a page of the change feed's serials at once).
+func (c *core) CertificatesBySerial(ctx context.Context, serials []string) (map[string]ca.CertRecord, error) {
+	out := make(map[string]ca.CertRecord, len(serials))
+	for chunk := range slices.Chunk(serials, hashQueryChunk) {
+		args := make([]any, len(chunk))
+		for i, s := range chunk {
+			args[i] = s
+		}
+		rs, err := c.b.reader().query(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial IN (`+placeholders(len(chunk))+`)`, args...)
+		if err != nil {
+			return nil, opError("certificates by serial", err)
+		}
+		for rs.Next() {
+			rec, err := scanCert(rs)
+			if err != nil {
+				rs.Close()
+				return nil, opError("certificates by serial", err)
+			}
+			out[rec.Serial] = rec
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return nil, opError("certificates by serial", err)
+		}
+	}
+	return out, nil
 }
 
 // Certificates lists records ordered by serial (as text: lower-case hex strings compare byte by byte).
