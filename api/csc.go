@@ -28,6 +28,9 @@ type RemoteSigning interface {
 	Info(ctx context.Context, c remote.Caller, credID string) (remote.Credential, error)
 	BeginActivation(ctx context.Context, c remote.Caller, credID string, hashes [][]byte) (remote.ActivationRequest, error)
 	Activate(ctx context.Context, c remote.Caller, credID, requestID string, assertion []byte) (remote.Activation, error)
+	// ActivateParked is Activate with the assertion the activation page (api/web/remotepage) received for
+	// the request; remote.ErrPending while the physician has not approved.
+	ActivateParked(ctx context.Context, c remote.Caller, credID, requestID string) (remote.Activation, error)
 	SignHash(ctx context.Context, c remote.Caller, credID, sad string, hashes [][]byte) ([][]byte, error)
 	MaxHashes() int
 }
@@ -406,12 +409,24 @@ func (s *Server) handleCSCAuthorize(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	asn, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(assertion, "="))
-	if handle == "" || assertion == "" || err != nil {
-		cscErr(w, http.StatusBadRequest, "invalid_authentication_data", "The authentication data is invalid")
-		return
+	var act remote.Activation
+	var err error
+	if handle != "" && assertion == "" {
+		// The physician approves on Mohr's activation page (/remote/activate?h=<handle>), which parks the
+		// assertion: 202 again while they have not, then the SAD.
+		act, err = s.svc.Remote.ActivateParked(r.Context(), c, *req.CredentialID, handle)
+		if errors.Is(err, remote.ErrPending) {
+			writeJSON(w, http.StatusAccepted, map[string]any{"handle": handle, "status": "pending"})
+			return
+		}
+	} else {
+		asn, derr := base64.RawURLEncoding.DecodeString(strings.TrimRight(assertion, "="))
+		if handle == "" || assertion == "" || derr != nil {
+			cscErr(w, http.StatusBadRequest, "invalid_authentication_data", "The authentication data is invalid")
+			return
+		}
+		act, err = s.svc.Remote.Activate(r.Context(), c, *req.CredentialID, handle, asn)
 	}
-	act, err := s.svc.Remote.Activate(r.Context(), c, *req.CredentialID, handle, asn)
 	if err != nil {
 		s.cscFail(w, r, "authorize", err)
 		return

@@ -30,6 +30,10 @@ func (f fakeRemote) Activate(_ context.Context, _ remote.Caller, _, _ string, _ 
 	return remote.Activation{SAD: "sad", Hashes: [][]byte{make([]byte, 32)}, ExpiresAt: testNow.Add(time.Minute)}, f.r.rec("Remote.Activate")
 }
 
+func (f fakeRemote) ActivateParked(_ context.Context, _ remote.Caller, _, _ string) (remote.Activation, error) {
+	return remote.Activation{SAD: "sad", Hashes: [][]byte{make([]byte, 32)}, ExpiresAt: testNow.Add(time.Minute)}, f.r.rec("Remote.ActivateParked")
+}
+
 func (f fakeRemote) SignHash(_ context.Context, _ remote.Caller, _, _ string, h [][]byte) ([][]byte, error) {
 	return make([][]byte, len(h)), f.r.rec("Remote.SignHash")
 }

@@ -4,14 +4,17 @@
 #   PostgreSQL 15 primary (127.0.0.1:$PG1) with a synchronous streaming-replication standby ($PG2)
 #   three `mohr serve` nodes sharing one configuration (API ports $API1..3, public ports $PUB1..3)
 #   HAProxy in front: API (TLS passed through, mTLS ends at the nodes) on $LB_API, public HTTP on $LB_PUB,
-#   both health-checked on each node's /readyz
+#   both health-checked on each node's /readyz; HAProxy answers repeated OCSP requests (GET, and POST of at
+#   most 255 bytes) from its own cache for at most $MOHR_OCSP_CACHE_SECONDS (default 2) seconds
 #
-# Usage: scripts/cluster.sh up|down|status|env|promote
+# Usage: scripts/cluster.sh up|down|status|env|promote|bench
 #   up       builds mohr (unless MOHR_BIN is set), starts everything, waits until HAProxy answers
 #   down     stops everything it started (by the pids it recorded) and keeps the data directory
 #   status   one line per component
 #   env      prints the addresses as shell variables (eval "$(scripts/cluster.sh env)")
 #   promote  promotes the standby (after the primary was lost); the nodes find it through the DSN's host list
+#   bench    OCSP POST and GET with cmd/mohr-bench through HAProxy and to node1 alone, interleaved in one run,
+#            medians of $MOHR_BENCH_ROUNDS (3) rounds and their ratios (needs a cluster that is up)
 #
 # Everything lives under $MOHR_CLUSTER_DIR (default /tmp/mohr-cluster) and listens on loopback only.
 set -euo pipefail
@@ -54,14 +57,21 @@ wait_http() { # wait_http URL SECONDS
   return 1
 }
 
-alive() { # alive PID: running, not a zombie waiting to be reaped
-  [ -n "$1" ] && kill -0 "$1" 2>/dev/null && ! awk '{ exit !($3 == "Z") }' "/proc/$1/stat" 2>/dev/null
+alive() { # alive PID MATCH: PID runs (is not a zombie waiting to be reaped) and its command line holds MATCH
+  # One read of /proc/PID/stat decides: a process reaped between two checks is dead, not alive (the old
+  # `kill -0 && ! awk ... stat` called a node alive when it was reaped between the two, and `up` then did not
+  # restart it). MATCH guards against the PID having been reused by another process since it was recorded.
+  local st
+  [ -n "$1" ] && st=$(cat "/proc/$1/stat" 2>/dev/null) && [ -n "$st" ] || return 1
+  st=${st##*) }
+  [ "${st%% *}" != Z ] || return 1
+  tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$2"
 }
 
 node_up() { # node_up N API PUB
   local n=$1 api=$2 pub=$3 d="$W/node$1"
   mkdir -p "$d"
-  if [ -f "$d/pid" ] && alive "$(cat "$d/pid")"; then return 0; fi
+  if [ -f "$d/pid" ] && alive "$(cat "$d/pid")" "--data-dir $d "; then return 0; fi
   nohup "$MOHR" --data-dir "$d" --config "$W/shared/mohr.yaml" serve \
     --listen "127.0.0.1:$api" --public-listen "127.0.0.1:$pub" >>"$d/serve.log" 2>&1 &
   echo $! >"$d/pid"
@@ -121,6 +131,8 @@ ca:
   root: $S/ca/root.pem
 services:
   tls_names: [127.0.0.1, localhost]
+  # Every node writes each pre-signed OCSP response here, for a static web server (docs/cluster.md).
+  ocsp_dir: $W/ocsp
 api:
   rate_limit: 1000000
   public_rate_limit: 1000000
@@ -137,9 +149,13 @@ EOF
   node_up 2 "$API2" "$PUB2"
   node_up 3 "$API3" "$PUB3"
 
+  # HAProxy runs one thread: on a machine it shares with the nodes a second thread only takes CPU from them
+  # (docs/cluster.md, "OCSP through HAProxy"). Production runs HAProxy on its own machines: raise it there.
+  local cache_s=${MOHR_OCSP_CACHE_SECONDS:-2}
   cat >"$W/haproxy.cfg" <<EOF
 global
   maxconn 4096
+  nbthread ${MOHR_HAPROXY_THREADS:-1}
 defaults
   timeout connect 2s
   timeout client 30s
@@ -159,12 +175,41 @@ backend api
   server node1 127.0.0.1:$API1 check port $PUB1
   server node2 127.0.0.1:$API2 check port $PUB2
   server node3 127.0.0.1:$API3 check port $PUB3
+# OCSP responses are pre-signed and identical for every client: HAProxy keeps those the nodes mark cacheable
+# (RFC 5019 §6: Cache-Control max-age up to nextUpdate) for at most $cache_s s, the lower of the two. So a
+# response is never served past its nextUpdate, and a revocation shows through HAProxy at most $cache_s s
+# after it shows on every node (docs/cluster.md: the propagation time plus this). Error and tryLater
+# responses are sent with Cache-Control no-cache and are never kept.
+cache ocsp
+  total-max-size 64
+  max-object-size 16384
+  max-age $cache_s
 frontend public
   bind 127.0.0.1:$LB_PUB
   mode http
   option http-keep-alive
   # HAProxy's own 503 (no node ready) tells clients when to come back, as the nodes' do.
   http-after-response set-header Retry-After 2 if { status 503 } !{ res.hdr(Retry-After) -m found }
+  http-request set-var(txn.ocsp) bool(true) if { method GET } { path_beg /ocsp/ }
+  http-request cache-use ocsp if { var(txn.ocsp) -m bool }
+  http-response cache-store ocsp if { var(txn.ocsp) -m bool }
+  # A small POST is the same request as a GET with it in the path (RFC 6960 A.1, RFC 5019 §5): it goes
+  # through the GET cache (HAProxy caches GET only, decided when the request arrives, hence the second pass).
+  use_backend ocsp_post if { method POST } { path /ocsp } { req.hdr(content-type) -m str application/ocsp-request } { req.hdr_val(content-length) le 255 }
+  default_backend public
+backend ocsp_post
+  mode http
+  http-request wait-for-body time 2s
+  http-request set-var(txn.ocspreq) req.body,base64
+  http-request set-method GET
+  http-request set-path /ocsp/%[var(txn.ocspreq)]
+  http-reuse always
+  server cache abns@mohr-ocsp-$BASE
+frontend ocsp_get
+  bind abns@mohr-ocsp-$BASE
+  mode http
+  http-request cache-use ocsp
+  http-response cache-store ocsp
   default_backend public
 backend public
   mode http
@@ -182,28 +227,28 @@ frontend stats
   stats enable
   stats uri /
 EOF
-  if ! { [ -f "$W/haproxy.pid" ] && alive "$(cat "$W/haproxy.pid")"; }; then
+  if ! { [ -f "$W/haproxy.pid" ] && alive "$(cat "$W/haproxy.pid")" "$W/haproxy.cfg"; }; then
     haproxy -f "$W/haproxy.cfg" -D -p "$W/haproxy.pid"
   fi
   wait_http "http://127.0.0.1:$LB_PUB/readyz" 30 || { log "HAProxy does not answer"; exit 1; }
   log "HAProxy: API https://127.0.0.1:$LB_API, public http://127.0.0.1:$LB_PUB, stats http://127.0.0.1:$LB_STATS"
 }
 
-stop_pid() { # stop_pid FILE
+stop_pid() { # stop_pid FILE MATCH (as alive)
   [ -f "$1" ] || return 0
   local pid
   pid=$(cat "$1")
-  if alive "$pid"; then
+  if alive "$pid" "$2"; then
     kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do alive "$pid" "$2" || break; sleep 0.1; done
+    if alive "$pid" "$2"; then kill -9 "$pid" 2>/dev/null || true; fi
   fi
   rm -f "$1"
 }
 
 down() {
-  stop_pid "$W/haproxy.pid"
-  for n in 1 2 3; do stop_pid "$W/node$n/pid"; done
+  stop_pid "$W/haproxy.pid" "$W/haproxy.cfg"
+  for n in 1 2 3; do stop_pid "$W/node$n/pid" "--data-dir $W/node$n "; done
   for s in pg2 pg1; do
     [ -f "$W/$s/data/PG_VERSION" ] && pg "$s" -m fast stop >/dev/null 2>&1 || true
   done
@@ -224,6 +269,39 @@ status() {
   echo "haproxy :$LB_API/:$LB_PUB readyz $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$LB_PUB/readyz" 2>/dev/null || true)"
 }
 
+bench() { # OCSP through HAProxy against node1 alone, same run, same load tool (cmd/mohr-bench), medians of 3
+  local S="$W/shared" B="$W/bench" rounds=${MOHR_BENCH_ROUNDS:-3} conc=${MOHR_BENCH_CONC:-8} dur=${MOHR_BENCH_DURATION:-3s}
+  MOHR=${MOHR_BIN:-$W/mohr}
+  mkdir -p "$B"
+  local BENCH=${MOHR_BENCH_BIN:-$B/mohr-bench}
+  [ -n "${MOHR_BENCH_BIN:-}" ] || (cd "$ROOT" && go build -o "$B/mohr-bench" ./cmd/mohr-bench)
+  if ! [ -f "$B/ocsp.req" ]; then # one issued certificate, its OCSP request (SHA-1 CertID, no nonce: RFC 5019)
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$B/leaf.key" -subj /CN=bench \
+      -out "$B/leaf.csr" 2>/dev/null
+    "$MOHR" --data-dir "$S" --config "$S/mohr.yaml" cert issue --profile organisation-auth --role pharmacy \
+      --csr "$B/leaf.csr" --name "OCSP Bench Pharmacy" >"$B/leaf.pem"
+    openssl ocsp -issuer "$S/ca/intermediate.pem" -cert "$B/leaf.pem" -no_nonce -reqout "$B/ocsp.req" >/dev/null 2>&1
+  fi
+  local r u sc
+  : >"$B/results"
+  for ((r = 1; r <= rounds; r++)); do
+    for sc in ocsp-post ocsp-get; do
+      for u in node1=http://127.0.0.1:$PUB1 haproxy=http://127.0.0.1:$LB_PUB; do
+        "$BENCH" -url "${u#*=}" -scenario "$sc" -ocsp-req "$B/ocsp.req" -c "$conc" -d "$dur" -warmup 500ms |
+          sed -n 's/.*rps=\([0-9]*\).*/\1/p' | sed "s/^/$sc ${u%%=*} /" >>"$B/results"
+      done
+    done
+  done
+  # Medians per scenario and target, and each HAProxy median over node1's median of the same scenario.
+  sort -k1,2 -k3n "$B/results" | awk -v n="$rounds" '
+    { v[$1" "$2] = v[$1" "$2] " " $3 }
+    END {
+      for (k in v) { split(substr(v[k], 2), a, " "); m[k] = a[int((n + 1) / 2)] }
+      for (k in m) printf "%s req/s median of %d: %s\n", k, n, m[k]
+      for (sc in m) { split(sc, p, " "); if (p[2] == "haproxy") printf "%s ratio haproxy/node1: %.2f (node1 POST as the baseline: %.2f)\n", p[1], m[sc] / m[p[1]" node1"], m[sc] / m["ocsp-post node1"] }
+    }' | sort
+}
+
 env_vars() {
   cat <<EOF
 MOHR_CLUSTER_DIR=$W
@@ -241,6 +319,7 @@ up) up ;;
 down) down ;;
 status) status ;;
 env) env_vars ;;
+bench) bench ;;
 promote) pg pg2 promote -w >/dev/null && log "standby promoted" ;;
-*) echo "usage: $0 up|down|status|env|promote" >&2; exit 2 ;;
+*) echo "usage: $0 up|down|status|env|promote|bench" >&2; exit 2 ;;
 esac

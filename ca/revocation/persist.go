@@ -34,14 +34,37 @@ func record(d *delegate, rec ca.CertRecord, e *entry) ca.OCSPRecord {
 		NextUpdate: e.s.nextUpdate, DER: e.der, Responder: sha256.Sum256(d.cert.Raw)}
 }
 
-// persist stores recs; a failure is reported, not returned: the responses are served from memory either way.
+// persist stores recs and hands them to the sink; a failure is reported, not returned: the responses are
+// served from memory either way.
 func (r *Responder) persist(ctx context.Context, recs []ca.OCSPRecord) {
+	r.publish(recs)
 	os, ok := r.ocspStore()
 	if !ok || len(recs) == 0 {
 		return
 	}
 	if err := os.PutOCSPResponses(ctx, recs); err != nil {
 		r.report(fmt.Errorf("revocation: store OCSP responses: %w", err))
+	}
+}
+
+// publish hands recs to the sink, if there is one.
+func (r *Responder) publish(recs []ca.OCSPRecord) {
+	if r.cfg.Sink == nil || len(recs) == 0 {
+		return
+	}
+	if err := r.cfg.Sink.Put(recs); err != nil {
+		r.report(fmt.Errorf("revocation: OCSP sink: %w", err))
+	}
+}
+
+// withdraw tells the sink that serial's responses signed from a record version older than olderThan (any,
+// if zero) are no longer to be served.
+func (r *Responder) withdraw(serial string, olderThan time.Time) {
+	if r.cfg.Sink == nil {
+		return
+	}
+	if err := r.cfg.Sink.Remove(serial, olderThan); err != nil {
+		r.report(fmt.Errorf("revocation: OCSP sink: %w", err))
 	}
 }
 
@@ -108,6 +131,7 @@ func (r *Responder) warm(ctx context.Context, d *delegate) (int, error) {
 			return loaded, fmt.Errorf("revocation: load OCSP responses: %w", err)
 		}
 		now := r.cfg.Now()
+		var installed []ca.OCSPRecord
 		for _, o := range recs {
 			after = o.Serial
 			if o.NextUpdate.Sub(now) <= r.cfg.RefreshBefore {
@@ -119,8 +143,10 @@ func (r *Responder) warm(ctx context.Context, d *delegate) (int, error) {
 			}
 			if r.install(string(raw), e) {
 				loaded++
+				installed = append(installed, o)
 			}
 		}
+		r.publish(installed)
 		if len(recs) < refreshPage {
 			return loaded, nil
 		}
@@ -146,7 +172,9 @@ func (r *Responder) adopt(ctx context.Context, d *delegate, rec ca.CertRecord, k
 	if e.s.status != want.status || e.s.reason != want.reason {
 		return false
 	}
-	r.install(key, e)
+	if r.install(key, e) {
+		r.publish([]ca.OCSPRecord{o})
+	}
 	return true
 }
 

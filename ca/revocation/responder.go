@@ -77,6 +77,9 @@ type ResponderConfig struct {
 	// default), they are answered with the unsigned unauthorized error response (RFC 6960 §2.3, RFC 5019 §2.2.3),
 	// so random serials cost no signature.
 	SignUnknown bool
+	// Sink, if not nil, receives every pre-signed response this responder signs or takes from the store,
+	// and hears when a certificate's responses are withdrawn (a DirSink for a static web server or CDN).
+	Sink Sink
 	// OnError, if not nil, hears of failures inside Run (the library does not log).
 	OnError func(err error)
 	// Now is the clock; nil means time.Now.
@@ -666,16 +669,25 @@ func (r *Responder) update(ctx context.Context, serials []string, withdraw bool)
 		}
 		if errors.Is(err, ca.ErrNotFound) {
 			r.remove(it.key, it.seq)
+			r.withdraw(it.hex, time.Time{})
 			continue
 		}
 		if err != nil {
+			// The sink keeps what it has: this node cannot tell whether it is out of date (another node that
+			// read the record may already have written the new responses there). The caller retries.
 			errs = append(errs, fmt.Errorf("revocation: OCSP update %s: %w", it.hex, err))
 			continue
 		}
 		now := r.cfg.Now()
 		if !cacheable(rec, now) {
 			r.remove(it.key, it.seq)
+			r.withdraw(it.hex, time.Time{})
 			continue
+		}
+		if withdraw {
+			// Responses of an older version of the record leave the sink before the new ones are signed: if
+			// signing fails, a static server answers nothing rather than the previous status.
+			r.withdraw(it.hex, rec.UpdatedAt)
 		}
 		if !withdraw && r.fresh(d, rec, now) {
 			r.mu.RLock()
@@ -835,14 +847,19 @@ func (r *Responder) dropExpired(rec ca.CertRecord, seq uint64) {
 	if !ok {
 		return
 	}
-	r.remove(string(intBytes(n)), seq)
+	if r.remove(string(intBytes(n)), seq) {
+		r.withdraw(rec.Serial, time.Time{})
+	}
 }
 
-// remove deletes the entry of key unless it comes from a store read later than seq.
-func (r *Responder) remove(key string, seq uint64) {
+// remove deletes the entry of key unless it comes from a store read later than seq, and reports whether it
+// did.
+func (r *Responder) remove(key string, seq uint64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if cur := r.cache[key]; cur != nil && cur.seq <= seq {
 		delete(r.cache, key)
+		return true
 	}
+	return false
 }

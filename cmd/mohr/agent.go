@@ -34,8 +34,11 @@ func init() { rootCmd.AddCommand(newAgentCmd()) }
 type agentConfig struct {
 	// Listen must be a loopback address.
 	Listen string `yaml:"listen"`
-	// Key is the signing key URI: card:..., pkcs11:... (a vendor module) or file:... (development).
+	// Key is the signing key URI: card:..., pkcs11:... (a vendor module), csc:credential=<id> (a remote
+	// signing credential, section csc) or file:... (development).
 	Key string `yaml:"key"`
+	// CSC is the remote signing service for a csc: key (agentcsc.go).
+	CSC agentCSCConfig `yaml:"csc"`
 	// Chain is a PEM file: for card: keys the intermediates; otherwise the signing certificate first.
 	Chain string `yaml:"chain"`
 	// Roots (PEM) are the trust anchors the signing certificate must chain to at session open (the
@@ -143,6 +146,8 @@ func agentKey(c *agentConfig, chain []*x509.Certificate) (agent.KeyOpener, error
 		return nil, err
 	}
 	switch scheme {
+	case "csc":
+		return agentCSCKey(c)
 	case "card":
 		return &agentcard.Opener{URI: c.Key, Intermediates: chain}, nil
 	case "pkcs11":
@@ -295,7 +300,10 @@ func runAgent(ctx context.Context) error {
 		return err
 	}
 	var notify func(agent.SessionEvent)
-	if pinPage == nil {
+	if scheme, _ := keys.Scheme(c.Key); scheme == "csc" {
+		// A remote credential has no PIN: the physician's passkey on the activation page is the factor.
+		pinFn, pinPage = cscNoPIN, nil
+	} else if pinPage == nil {
 		tp := newTTYPrompter(c)
 		if err := tp.check(); err != nil {
 			log.Warn("no controlling terminal: every PIN request will fail with pin_unavailable; run mohr agent in a terminal, or set pin_entry: web")

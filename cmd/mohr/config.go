@@ -61,6 +61,10 @@ type Config struct {
 		// request can make it sign (docs/revocation.md "Signing on request").
 		OCSPSignNonces  bool `yaml:"ocsp_sign_nonces"`
 		OCSPSignUnknown bool `yaml:"ocsp_sign_unknown"`
+		// OCSPDir, if set, is a directory into which the node writes every pre-signed OCSP response under the
+		// path of its RFC 5019 GET request, for a static web server or CDN (docs/cluster.md, "OCSP directory
+		// sink"). Nodes may share it.
+		OCSPDir string `yaml:"ocsp_dir"`
 	} `yaml:"services"`
 	// API tunes the HTTP API: requests per client per minute (by client certificate, else IP), and per IP
 	// on the public routes (OCSP, CRL, TSA). Zero keeps the defaults (600 and 6000).

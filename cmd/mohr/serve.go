@@ -192,7 +192,13 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	if err != nil {
 		return fail(err)
 	}
-	n.ocsp, err = revocation.NewResponder(revocation.ResponderConfig{Issuer: is, Store: n.st, Key: ocspKey,
+	var sink revocation.Sink
+	if cfg.Services.OCSPDir != "" {
+		if sink, err = revocation.NewDirSink(cfg.Services.OCSPDir, is.Cert); err != nil {
+			return fail(err)
+		}
+	}
+	n.ocsp, err = revocation.NewResponder(revocation.ResponderConfig{Issuer: is, Store: n.st, Key: ocspKey, Sink: sink,
 		Shards: cfg.CA.Issuance.CRLShards, Now: cfg.clock(), OnError: func(err error) { log.Error("OCSP", "err", err) },
 		SignNonces: cfg.Services.OCSPSignNonces, SignUnknown: cfg.Services.OCSPSignUnknown,
 		Issue: func(ctx context.Context, _ crypto.PublicKey, _, notAfter time.Time) (*x509.Certificate, error) {
@@ -472,11 +478,21 @@ func (n *node) changeFeed(ctx context.Context) error {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	reloadAnchors := false // a trust-anchor change seen but not applied yet (the database failed): retried each poll
+	// The serials of pages whose OCSP update failed (the database was unreachable): retried each poll, so
+	// that the responses this node serves, and those it writes to services.ocsp_dir, do not wait for the
+	// next full refresh.
+	var retryIssued, retryChanged []string
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		}
+		if len(retryIssued)+len(retryChanged) > 0 {
+			_, err1 := n.ocsp.UpdateIssued(ctx, retryIssued)
+			if err := errors.Join(err1, n.ocsp.UpdateMany(ctx, retryChanged)); err == nil {
+				retryIssued, retryChanged = nil, nil
+			}
 		}
 		if reloadAnchors {
 			if err := n.reloadTrustAnchors(ctx); err != nil {
@@ -534,8 +550,12 @@ func (n *node) changeFeed(ctx context.Context) error {
 				if err != nil {
 					n.log.Error("OCSP update", "err", err)
 				}
-				if err := n.ocsp.UpdateMany(ctx, changed); err != nil { // after: a serial issued and revoked in the page ends revoked
-					n.log.Error("OCSP update", "err", err)
+				err2 := n.ocsp.UpdateMany(ctx, changed) // after: a serial issued and revoked in the page ends revoked
+				if err2 != nil {
+					n.log.Error("OCSP update", "err", err2)
+				}
+				if (err != nil || err2 != nil) && ctx.Err() == nil {
+					retryIssued, retryChanged = append(retryIssued, issued...), append(retryChanged, changed...)
 				}
 				// scripts/bench-issue.sh reads these lines: pre-signing must keep up with issuance.
 				n.log.Debug("OCSP pre-signed", "changes", len(issued)+len(changed), "in_request", cached,

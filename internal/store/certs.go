@@ -66,8 +66,16 @@ func (c *core) lockCert(ctx context.Context, q querier, serial string) (ca.Statu
 }
 
 // transition moves serial from status from to status to, setting the given extra columns, or fails with
-// ca.ErrConflict if it is in another state.
+// ca.ErrConflict if it is in another state. One conditional UPDATE both locks and checks the row (a group
+// commit of many records on PostgreSQL makes one round trip per certificate, not two); only when it changes
+// nothing is the row read, to say why.
 func (c *core) transition(ctx context.Context, q querier, serial string, from, to ca.Status, set string, args ...any) error {
+	args = append([]any{string(to), toUS(c.now())}, args...)
+	args = append(args, serial, string(from))
+	n, err := q.exec(ctx, `UPDATE certificates SET status = ?, updated_us = ?`+set+` WHERE serial = ? AND status = ?`, args...)
+	if err != nil || n == 1 {
+		return err
+	}
 	status, _, err := c.lockCert(ctx, q, serial)
 	if err != nil {
 		return err
@@ -75,13 +83,7 @@ func (c *core) transition(ctx context.Context, q querier, serial string, from, t
 	if status != from {
 		return fmt.Errorf("serial %s is %s, not %s: %w", serial, status, from, ca.ErrConflict)
 	}
-	args = append([]any{string(to), toUS(c.now())}, args...)
-	args = append(args, serial)
-	n, err := q.exec(ctx, `UPDATE certificates SET status = ?, updated_us = ?`+set+` WHERE serial = ?`, args...)
-	if err == nil && n != 1 {
-		err = fmt.Errorf("serial %s: updated %d rows", serial, n)
-	}
-	return err
+	return fmt.Errorf("serial %s: updated %d rows", serial, n)
 }
 
 // MarkIssued records the signed certificate of a pending serial.

@@ -28,6 +28,8 @@ var (
 	// ErrRegistry: the medical council's registry does not have the council number for this national code, in
 	// good standing (enrolment).
 	ErrRegistry = errors.New("remote: registry check failed")
+	// ErrPending: the physician has not yet approved the activation request on the activation page.
+	ErrPending = errors.New("remote: activation not yet approved")
 	// ErrIssue: the certificate could not be issued.
 	ErrIssue = errors.New("remote: issuance")
 )

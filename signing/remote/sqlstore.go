@@ -82,6 +82,11 @@ var remoteSchema = []string{
 		used_at        BIGINT,
 		PRIMARY KEY (sad_hash, hash)
 	)`,
+	`CREATE TABLE IF NOT EXISTS remote_parked_assertions (
+		request_id     VARCHAR(64) PRIMARY KEY,
+		assertion      TEXT NOT NULL,
+		parked_at      BIGINT NOT NULL
+	)`,
 	`CREATE TABLE IF NOT EXISTS remote_audit_outbox (
 		id      VARCHAR(32) PRIMARY KEY,
 		at      BIGINT NOT NULL,
@@ -423,6 +428,37 @@ func (s *SQLStore) takeChallenge(ctx context.Context, id string, kind challengeK
 		return ch, err
 	}
 	return ch, err
+}
+
+// parkAssertion implements Store.
+func (s *SQLStore) parkAssertion(ctx context.Context, requestID string, assertion []byte, now time.Time, ev audit.Event) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM remote_parked_assertions WHERE request_id = ?`), requestID).Scan(&n); err != nil {
+			return fmt.Errorf("remote: parked assertion: %w", err)
+		}
+		if n != 0 {
+			return fmt.Errorf("%w: the request was already approved", ErrUsed)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO remote_parked_assertions (request_id, assertion, parked_at) VALUES (?, ?, ?)`),
+			requestID, hex.EncodeToString(assertion), us(now)); err != nil {
+			return fmt.Errorf("%w: the request was already approved", ErrUsed) // the primary key: a concurrent approval won
+		}
+		return s.audit(ctx, tx, ev)
+	})
+}
+
+// parkedAssertion implements Store.
+func (s *SQLStore) parkedAssertion(ctx context.Context, requestID string) ([]byte, error) {
+	var h string
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT assertion FROM remote_parked_assertions WHERE request_id = ?`), requestID).Scan(&h)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrPending
+	}
+	if err != nil {
+		return nil, fmt.Errorf("remote: parked assertion: %w", err)
+	}
+	return hex.DecodeString(h)
 }
 
 func (s *SQLStore) putActivation(ctx context.Context, a activationRecord, ev audit.Event) error {

@@ -28,6 +28,11 @@ type Store interface {
 	// takeChallenge marks the ceremony used and returns it; ErrUsed if it was used, ErrNotFound if unknown.
 	// Expiry is the caller's check (the record comes back so the refusal can be audited with its hashes).
 	takeChallenge(ctx context.Context, id string, kind challengeKind, now time.Time) (challengeRecord, error)
+	// parkAssertion keeps the assertion the activation page received for request requestID until the
+	// physician's signing application fetches it (ActivateParked); ErrUsed if one is parked already.
+	parkAssertion(ctx context.Context, requestID string, assertion []byte, now time.Time, ev audit.Event) error
+	// parkedAssertion returns it, or ErrPending.
+	parkedAssertion(ctx context.Context, requestID string) ([]byte, error)
 	putActivation(ctx context.Context, a activationRecord, ev audit.Event) error
 	activation(ctx context.Context, sadHash string) (activationRecord, error)
 	// spendHashes marks each hash of the SAD used, all or none: ErrUsed if one was used, ErrNotAuthorized if

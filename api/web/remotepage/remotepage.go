@@ -14,12 +14,14 @@ package remotepage
 import (
 	"context"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"html/template"
 	"io"
 	"io/fs"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -47,6 +49,8 @@ const maxBody = 64 << 10
 type Service interface {
 	RegistrationOptions(ctx context.Context, code string) (remote.PendingRegistration, error)
 	FinishRegistrationWithCode(ctx context.Context, code string, response []byte) (remote.Credential, error)
+	ActivationOptions(ctx context.Context, handle string) (remote.PendingActivation, error)
+	ApproveActivation(ctx context.Context, handle string, assertion []byte) error
 }
 
 // Config configures the pages.
@@ -110,6 +114,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.registerOptions(w, r)
 	case p == RegisterPath+"/finish" && r.Method == http.MethodPost:
 		h.registerFinish(w, r)
+	case p == ActivatePath && get:
+		h.render(w, r, http.StatusOK, "activate")
+	case p == ActivatePath+"/options" && r.Method == http.MethodPost:
+		h.activateOptions(w, r)
+	case p == ActivatePath+"/approve" && r.Method == http.MethodPost:
+		h.activateApprove(w, r)
 	default:
 		h.render(w, r, http.StatusNotFound, "notfound")
 	}
@@ -143,6 +153,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, pag
 			v.Msgs = append(v.Msgs, msg{key, t})
 		}
 	}
+	sort.Slice(v.Msgs, func(i, j int) bool { return v.Msgs[i].Key < v.Msgs[j].Key })
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	var b strings.Builder
@@ -246,4 +257,46 @@ func (h *Handler) registerFinish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"credentialID": cred.ID, "status": string(cred.Status)})
+}
+
+type handleRequest struct {
+	Handle string `json:"handle"`
+}
+
+// activateOptions answers what the activation request is (whose credential, how many documents, their
+// hashes, until when) and the WebAuthn request options.
+func (h *Handler) activateOptions(w http.ResponseWriter, r *http.Request) {
+	var req handleRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	pa, err := h.cfg.Service.ActivationOptions(r.Context(), req.Handle)
+	if err != nil {
+		h.fail(w, r, err, "request")
+		return
+	}
+	hashes := make([]string, len(pa.Hashes))
+	for i, x := range pa.Hashes {
+		hashes[i] = hex.EncodeToString(x)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"name": pa.Name, "councilNumber": pa.CouncilNumber, "count": len(pa.Hashes),
+		"hashes": hashes, "expiresAt": pa.ExpiresAt.UTC(), "publicKey": pa.Options.Response})
+}
+
+type approveRequest struct {
+	Handle     string          `json:"handle"`
+	Credential json.RawMessage `json:"credential"`
+}
+
+// activateApprove hands the assertion to the service, which checks and parks it for the signing application.
+func (h *Handler) activateApprove(w http.ResponseWriter, r *http.Request) {
+	var req approveRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if err := h.cfg.Service.ApproveActivation(r.Context(), req.Handle, req.Credential); err != nil {
+		h.fail(w, r, err, "request")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"approved": true})
 }

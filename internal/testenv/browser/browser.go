@@ -27,8 +27,9 @@ type Browser struct {
 }
 
 // Start launches Chromium (failing under MOHR_REQUIRE_SERVICES=1, else skipping, when it is missing) and
-// stops it when t ends.
-func Start(t testing.TB) *Browser {
+// stops it when t ends. extra are further allocator options (for example chromedp.Env("HOME=...") to give it
+// an NSS database that trusts a test root).
+func Start(t testing.TB, extra ...chromedp.ExecAllocatorOption) *Browser {
 	t.Helper()
 	path := Path
 	if _, err := os.Stat(path); err != nil {
@@ -53,6 +54,7 @@ func Start(t testing.TB) *Browser {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1200, 900),
 	}
+	opts = append(opts, extra...)
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	b := &Browser{ctx: ctx}

@@ -43,7 +43,14 @@ func ParseURI(uri string) (string, error) {
 type AgentKey struct {
 	Client       *Client
 	CredentialID string
-	Activate     Activator
+	// Activate runs the WebAuthn ceremony in a browser the agent drives (tests, embedded browsers). In
+	// production set Page and Approve instead: the physician approves on Mohr's activation page.
+	Activate Activator
+	// Page is the address of Mohr's activation page (https://HOST:8443/remote/activate); Approve tells the
+	// physician to open it for a request; Poll is how often the agent asks whether they have (default 1 s).
+	Page    string
+	Approve Approver
+	Poll    time.Duration
 	// Now is the clock for the signing time (time.Now by default).
 	Now func() time.Time
 	// Timeout bounds each signHash call made from crypto.Signer.Sign, which has no context (default 30 s).
@@ -70,8 +77,8 @@ func (c *capture) Sign(_ io.Reader, d []byte, _ crypto.SignerOpts) ([]byte, erro
 // OpenKey implements agent.KeyOpener. The agent's PIN callback is not used: the activation factor is the
 // physician's passkey, through Activate.
 func (k *AgentKey) OpenKey(ctx context.Context, _ keys.PINFunc) (*agent.Key, error) {
-	if k.Client == nil || k.Activate == nil || k.CredentialID == "" {
-		return nil, errors.New("cscclient: AgentKey needs a client, an activator and a credential")
+	if k.Client == nil || (k.Activate == nil && (k.Approve == nil || k.Page == "")) || k.CredentialID == "" {
+		return nil, errors.New("cscclient: AgentKey needs a client, an activator (or an activation page and an approver) and a credential")
 	}
 	chain, enabled, err := k.Client.Chain(ctx, k.CredentialID)
 	if err != nil {
@@ -100,7 +107,7 @@ func (k *AgentKey) OpenKey(ctx context.Context, _ keys.PINFunc) (*agent.Key, err
 		}
 		digests[i] = c.digest
 	}
-	sad, err := k.Client.Authorize(ctx, k.CredentialID, digests, k.Activate)
+	sad, err := k.authorize(ctx, digests)
 	if err != nil {
 		return nil, err
 	}
@@ -111,6 +118,14 @@ func (k *AgentKey) OpenKey(ctx context.Context, _ keys.PINFunc) (*agent.Key, err
 	}
 	key.SigningTime = func() time.Time { return t }
 	return key, nil
+}
+
+// authorize activates the credential for digests with the configured activator.
+func (k *AgentKey) authorize(ctx context.Context, digests [][]byte) (string, error) {
+	if k.Activate != nil {
+		return k.Client.Authorize(ctx, k.CredentialID, digests, k.Activate)
+	}
+	return k.Client.AuthorizeOnPage(ctx, k.CredentialID, digests, k.Page, k.Approve, k.Poll)
 }
 
 // remoteSigner signs through signatures/signHash.
@@ -132,6 +147,9 @@ func (s *remoteSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) 
 	timeout := s.k.Timeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
+		if s.k.Activate == nil && s.allowed == nil {
+			timeout = 3 * time.Minute // a person approves this signature on the activation page
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -147,7 +165,7 @@ func (s *remoteSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) 
 	s.mu.Unlock()
 	if allowed == nil {
 		var err error
-		if sad, err = s.k.Client.Authorize(ctx, s.k.CredentialID, [][]byte{digest}, s.k.Activate); err != nil {
+		if sad, err = s.k.authorize(ctx, [][]byte{digest}); err != nil {
 			return nil, err
 		}
 	}

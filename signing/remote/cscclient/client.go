@@ -14,7 +14,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
+	"time"
 )
 
 // Error is a CSC error answer (CSC API v2 §10.2).
@@ -157,6 +159,75 @@ func (c *Client) Authorize(ctx context.Context, credID string, hashes [][]byte, 
 		return "", errors.New("cscclient: credentials/authorize returned no SAD")
 	}
 	return step2.SAD, nil
+}
+
+// Approver is the production activator: it tells the physician (or opens their browser) to approve the
+// signing request on Mohr's activation page at pageURL, on Mohr's own origin, where their authenticator
+// answers the WebAuthn request; it returns once the physician has been told (the client then waits for the
+// approval).
+type Approver func(ctx context.Context, pageURL string) error
+
+// AuthorizeOnPage activates the credential for hashes with the physician's approval on Mohr's activation
+// page (page, e.g. https://hix.example:8443/remote/activate): credentials/authorize step 1, approve with the
+// page's address for the request's handle, then step 2 with the handle alone every poll interval until the
+// service answers the SAD (the physician approved), an error, or ctx ends.
+func (c *Client) AuthorizeOnPage(ctx context.Context, credID string, hashes [][]byte, page string, approve Approver, poll time.Duration) (string, error) {
+	req := map[string]any{"credentialID": credID, "numSignatures": len(hashes), "hashes": b64(hashes),
+		"hashAlgorithmOID": "2.16.840.1.101.3.4.2.1"}
+	var step1 struct {
+		Handle    string `json:"handle"`
+		ExpiresIn int    `json:"expiresIn"`
+	}
+	st, err := c.post(ctx, "credentials/authorize", req, &step1)
+	if err != nil {
+		return "", err
+	}
+	if st != http.StatusAccepted || step1.Handle == "" {
+		return "", fmt.Errorf("cscclient: credentials/authorize answered %d without an activation handle", st)
+	}
+	u, err := url.Parse(page)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("cscclient: activation page %q is not an absolute URL", page)
+	}
+	u.RawQuery = url.Values{"h": {step1.Handle}}.Encode()
+	if err := approve(ctx, u.String()); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrActivation, err)
+	}
+	if poll <= 0 {
+		poll = time.Second
+	}
+	if step1.ExpiresIn > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(step1.ExpiresIn)*time.Second+poll)
+		defer cancel()
+	}
+	req["authData"] = []map[string]string{{"id": "webauthn_handle", "value": step1.Handle}}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		var step2 struct {
+			SAD    string `json:"SAD"`
+			Status string `json:"status"`
+		}
+		st, err := c.post(ctx, "credentials/authorize", req, &step2)
+		var ce *Error
+		switch {
+		case errors.As(err, &ce) && (ce.Status == http.StatusTooManyRequests || ce.Status == http.StatusServiceUnavailable):
+			st = http.StatusAccepted // the service asks to slow down: keep waiting for the approval
+		case err != nil:
+			return "", err
+		case st == http.StatusOK && step2.SAD != "":
+			return step2.SAD, nil
+		}
+		if st != http.StatusAccepted {
+			return "", fmt.Errorf("cscclient: credentials/authorize answered %d without a SAD", st)
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("%w: not approved on the activation page in time: %w", ErrActivation, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // SignHash signs hashes with the SAD (signatures/signHash, ECDSA with SHA-256) and returns DER signatures.

@@ -271,6 +271,12 @@ func (w *world) newExchange(t *testing.T) {
 
 func (w *world) agent(t *testing.T, credID string) *agent.Agent {
 	t.Helper()
+	return w.agentWith(t, &cscclient.AgentKey{Client: w.client, CredentialID: credID, Activate: w.activator, Now: w.pki.Clock.Now})
+}
+
+func (w *world) agentWith(t *testing.T, key *cscclient.AgentKey) *agent.Agent {
+	t.Helper()
+	credID := key.CredentialID
 	au, err := agent.OpenAudit(filepath.Join(t.TempDir(), "audit.jsonl"), w.pki.Clock.Now)
 	if err != nil {
 		t.Fatal(err)
@@ -281,7 +287,7 @@ func (w *world) agent(t *testing.T, credID string) *agent.Agent {
 		t.Fatal(err)
 	}
 	a, err := agent.New(agent.Config{
-		Key: &cscclient.AgentKey{Client: w.client, CredentialID: credFromURI, Activate: w.activator, Now: w.pki.Clock.Now},
+		Key: func() *cscclient.AgentKey { key.CredentialID = credFromURI; return key }(),
 		// The passkey is the activation factor; the agent's PIN prompt only confirms the call.
 		PIN:       func(context.Context, string) ([]byte, error) { return []byte("confirm"), nil },
 		Submitter: agent.NewHTTPSubmitter(w.exchange.URL+"/v1/prescriptions", nil, 30*time.Second),
@@ -404,5 +410,76 @@ func TestRegistrationPageChromium(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#status.bad`)))
 	if s := status(); !strings.Contains(s, "not accepted") {
 		t.Fatalf("used code: %q", s)
+	}
+}
+
+// TestEndToEndActivationPage: the production activator. The agent's key names Mohr's activation page for the
+// batch's request; the physician opens it in Chromium, sees the 10 documents and approves once; the agent
+// polls credentials/authorize with the handle until the SAD comes; 10 prescriptions TOTAL_PASSED with the
+// remote-signing policy; the service's audit has one approval, one activation and ten signatures.
+func TestEndToEndActivationPage(t *testing.T) {
+	w := newWorld(t)
+	cred := w.enrol(t)
+	pages := make(chan string, 1)
+	approve := func(_ context.Context, u string) error { pages <- u; return nil }
+	a := w.agentWith(t, &cscclient.AgentKey{Client: w.client, CredentialID: cred.ID, Page: w.page + "/remote/activate",
+		Approve: approve, Poll: 250 * time.Millisecond, Now: w.pki.Clock.Now})
+	gen := rxgen.New(19)
+	gen.Now = w.pki.Clock.Now
+	var docs []agent.Document
+	for i := 0; i < 10; i++ {
+		b, err := gen.Prescription(physician)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, agent.Document{ID: fmt.Sprintf("rx-%d", i), Content: b})
+	}
+	type out struct {
+		sum agent.Summary
+		res []agent.Result
+		err error
+	}
+	done := make(chan out, 1)
+	go func() {
+		var o out
+		o.sum, o.err = a.SignBatch(context.Background(), docs, agent.SignOptions{}, func(r agent.Result) { o.res = append(o.res, r) })
+		done <- o
+	}()
+	var u string
+	select {
+	case u = <-pages:
+	case o := <-done:
+		t.Fatalf("the batch ended without asking for approval: %v", o.err)
+	case <-time.After(3 * time.Minute):
+		t.Fatal("no activation page")
+	}
+	if !strings.HasPrefix(u, w.page+"/remote/activate?h=") {
+		t.Fatalf("activation page %s", u)
+	}
+	w.b.Do(t, chromedp.Navigate(u), chromedp.WaitVisible(chromedp.CSS(`#approve`)))
+	if n := browser.Get(t, w.b, chromedp.Evaluate[int](`document.querySelectorAll("#a-hashes li").length`)); n != 10 {
+		t.Fatalf("the page lists %d hashes", n)
+	}
+	w.b.Do(t, chromedp.Click(chromedp.CSS(`#approve`)), chromedp.WaitVisible(chromedp.CSS(`#status.ok`)))
+	var o out
+	select {
+	case o = <-done:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("the batch did not finish after the approval")
+	}
+	if o.err != nil || o.sum.Passed != 10 {
+		for _, r := range o.res {
+			t.Logf("%s: %v", r.ID, r.Err)
+		}
+		t.Fatalf("summary %+v, %v", o.sum, o.err)
+	}
+	for _, r := range o.res {
+		var rep signing.Report
+		if err := json.Unmarshal(r.Submission.Report, &rep); err != nil || rep.Indication != signing.TotalPassed || rep.Prescriber.RemoteSigningPolicy != "2.999.1742.6.1" {
+			t.Fatalf("%s: report %s", r.ID, r.Submission.Report)
+		}
+	}
+	if p, g, s := w.count(t, "remote.activation.approved"), w.count(t, "remote.activation.granted"), w.count(t, "remote.signature"); p != 1 || g != 1 || s != 10 {
+		t.Errorf("audit: %d approvals, %d activations, %d signatures; want 1, 1 and 10", p, g, s)
 	}
 }

@@ -5,7 +5,7 @@
   const status = document.getElementById("status");
   const msgs = document.getElementById("msgs");
   function say(key, cls, extra) {
-    const m = msgs && msgs.querySelector('li[data-key="' + CSS.escape(key) + '"]');
+    const m = key && msgs && msgs.querySelector('li[data-key="' + CSS.escape(key) + '"]');
     status.textContent = (m ? m.textContent : key) + (extra ? " " + extra : "");
     status.className = cls || "";
   }
@@ -44,6 +44,49 @@
         await call("/remote/register/finish", { code, credential: c.toJSON() });
         say("registered", "ok");
         reg.hidden = true;
+      } catch (e) {
+        fail(e);
+      } finally {
+        btn.disabled = false;
+      }
+    });
+  }
+
+  const act = document.getElementById("activate");
+  if (act) {
+    const handle = new URLSearchParams(location.search).get("h") || "";
+    let opts = null;
+    (async () => {
+      say("loading");
+      try {
+        opts = await call("/remote/activate/options", { handle });
+      } catch (e) {
+        return fail(e);
+      }
+      document.getElementById("a-name").textContent = opts.name;
+      document.getElementById("a-council").textContent = opts.councilNumber;
+      document.getElementById("a-count").textContent = String(opts.count);
+      document.getElementById("a-expires").textContent = opts.expiresAt.replace("T", " ").replace(/\.\d+/, "").replace("Z", "");
+      const ol = document.getElementById("a-hashes");
+      for (const h of opts.hashes) {
+        const li = document.createElement("li");
+        li.textContent = h;
+        ol.appendChild(li);
+      }
+      act.hidden = false;
+      say("", "");
+    })();
+    document.getElementById("approve").addEventListener("click", async () => {
+      if (!opts) return;
+      if (!supported()) return say("unsupported", "bad");
+      const btn = document.getElementById("approve");
+      btn.disabled = true;
+      try {
+        say("working");
+        const c = await navigator.credentials.get({ publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(opts.publicKey) });
+        await call("/remote/activate/approve", { handle, credential: c.toJSON() });
+        say("approved", "ok");
+        act.hidden = true;
       } catch (e) {
         fail(e);
       } finally {
