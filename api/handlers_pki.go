@@ -76,6 +76,18 @@ func (s *Server) handleOCSPGet(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, probMalformed, "the path does not hold a base64 OCSP request")
 		return
 	}
+	if hr, ok := s.svc.OCSP.(OCSPGETHeaders); ok {
+		resp, hdr := hr.RespondGETHeaders(r.Context(), b64, s.cfg.Now())
+		h := w.Header()
+		if hdr == nil {
+			h.Set("Cache-Control", "no-cache")
+		}
+		for k, v := range hdr {
+			h.Set(k, v)
+		}
+		writeBytes(w, http.StatusOK, ctOCSPResp, resp)
+		return
+	}
 	resp, err := s.svc.OCSP.RespondGET(r.Context(), b64)
 	if err != nil {
 		s.fail(w, r, err)

@@ -464,3 +464,41 @@ func TestBatchLineTooLong(t *testing.T) {
 		t.Fatalf("problem %+v", p)
 	}
 }
+
+// headerOCSP is an OCSP responder that knows its GET answers' caching headers (OCSPGETHeaders).
+type headerOCSP struct {
+	fakeOCSP
+	hdr map[string]string
+}
+
+func (h headerOCSP) RespondGETHeaders(_ context.Context, b64 string, _ time.Time) ([]byte, map[string]string) {
+	return []byte("ocsp-" + b64), h.hdr
+}
+
+// TestOCSPGETHeadersFromResponder: with a responder that knows its caching headers, GET answers carry exactly
+// those (no parsing of the response per request), and an answer it says must not be cached is sent no-cache.
+func TestOCSPGETHeadersFromResponder(t *testing.T) {
+	hdr := map[string]string{"Cache-Control": "public, max-age=60, no-transform, must-revalidate",
+		"ETag": `"abc"`, "Expires": "Thu, 03 Dec 2026 18:00:00 GMT", "Last-Modified": "Thu, 03 Dec 2026 12:00:00 GMT"}
+	for _, tc := range []struct {
+		name string
+		hdr  map[string]string
+		want map[string]string
+	}{
+		{"cacheable", hdr, hdr},
+		{"not cacheable", nil, map[string]string{"Cache-Control": "no-cache", "ETag": "", "Expires": ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(_ *Config, s *Services) { s.OCSP = headerOCSP{fakeOCSP: fakeOCSP{}, hdr: tc.hdr} })
+			r := e.do(callerNone, "GET", "/ocsp/MEQwQjBAMD4", "", nil)
+			if r.status != 200 || string(r.body) != "ocsp-MEQwQjBAMD4" || r.header.Get("Content-Type") != ctOCSPResp {
+				t.Fatalf("GET: %d %q %v", r.status, r.body, r.header)
+			}
+			for k, v := range tc.want {
+				if got := r.header.Get(k); got != v {
+					t.Errorf("%s: %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
+}

@@ -66,6 +66,13 @@ type OCSPResponder interface {
 	RespondGET(ctx context.Context, b64 string) ([]byte, error)
 }
 
+// OCSPGETHeaders is implemented by an OCSPResponder that knows the HTTP caching headers of its GET answers
+// (RFC 5019 §6.2: Cache-Control, Expires, Last-Modified, ETag), nil for an answer that must not be cached.
+// The API uses it when present instead of parsing every response to derive them.
+type OCSPGETHeaders interface {
+	RespondGETHeaders(ctx context.Context, b64 string, now time.Time) ([]byte, map[string]string)
+}
+
 // TSA answers RFC 3161 time-stamp queries with a DER TimeStampResp.
 type TSA interface {
 	Respond(ctx context.Context, req []byte) ([]byte, error)

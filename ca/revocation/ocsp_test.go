@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"maps"
 	"net/url"
 	"sync"
 	"testing"
@@ -335,6 +336,19 @@ func TestResponderNonceAndGET(t *testing.T) {
 		if err != nil || !bytes.Equal(got.DER, post.DER) || !got.Cacheable {
 			t.Errorf("GET %s: %v", name, err)
 		}
+	}
+	// RespondGETHeaders: the pre-signed answer with its caching headers (max-age ends at nextUpdate), none
+	// for an answer that must not be cached.
+	now := f.r.cfg.Now()
+	gd, hdr := f.r.RespondGETHeaders(ctx, b64, now)
+	if !bytes.Equal(gd, post.DER) || hdr == nil {
+		t.Fatalf("RespondGETHeaders: %d bytes, headers %v", len(gd), hdr)
+	}
+	if want := CacheHeaders(now, post.ThisUpdate, post.NextUpdate, post.DER); !maps.Equal(hdr, want) {
+		t.Fatalf("RespondGETHeaders headers %v, want %v", hdr, want)
+	}
+	if bad, hdr := f.r.RespondGETHeaders(ctx, "%%%", now); !bytes.Equal(bad, malformedResponse) || hdr != nil {
+		t.Fatalf("malformed GET: headers %v", hdr)
 	}
 	for name, path := range map[string]string{
 		"not base64": "%%%", "bad escape": "%zz", "huge": string(bytes.Repeat([]byte("A"), MaxGETPathSize+1)),

@@ -323,6 +323,14 @@ func (r *Responder) RespondGET(ctx context.Context, b64path string) ([]byte, err
 	return resp.DER, nil
 }
 
+// RespondGETHeaders is RespondGET with the HTTP caching headers of the answer at now (Response.CacheHeaders:
+// computed once when a pre-signed response was signed), or nil when the answer must not be cached (an error,
+// unknown or nonce-bearing response). The API uses it instead of parsing the response again per request.
+func (r *Responder) RespondGETHeaders(ctx context.Context, b64path string, now time.Time) ([]byte, map[string]string) {
+	resp, _ := r.HandleGET(ctx, b64path)
+	return resp.DER, resp.CacheHeaders(now)
+}
+
 // HandleGET is RespondGET with the response's validity, for caching headers.
 func (r *Responder) HandleGET(ctx context.Context, b64path string) (Response, error) {
 	der, err := decodeGETPath(b64path)

@@ -27,6 +27,7 @@ import (
 
 	"github.com/mohr-hix/mohr/internal/testenv"
 	"github.com/mohr-hix/mohr/signing"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // pgProxy forwards TCP connections to PostgreSQL until cut, so a test can take the database away from the
@@ -338,7 +339,23 @@ func TestClusterTwoNodes(t *testing.T) {
 	mustMohr(t, rot, "audit", "keygen")
 	cfg2 := strings.Replace(string(mustRead(t, filepath.Join(c.shared, "mohr.yaml"))), filepath.Join(c.shared, "audit.skey"), filepath.Join(rot, "audit.skey"), 1)
 	os.WriteFile(filepath.Join(rot, "mohr.yaml"), []byte(cfg2), 0o600)
-	mustMohr(t, rot, "--config", filepath.Join(rot, "mohr.yaml"), "audit", "checkpoint")
+	// The nodes keep checkpointing with the old key, and a checkpoint of a size already stored is kept (ON
+	// CONFLICT DO NOTHING): a node may take the size the CLI signs (the size after the activation event) first.
+	// Grow the log and sign again until a checkpoint of the new key is stored.
+	rotV, err := note.NewVerifier(strings.TrimSpace(string(mustRead(t, filepath.Join(rot, "audit.vkey")))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		out := mustMohr(t, rot, "--config", filepath.Join(rot, "mohr.yaml"), "audit", "checkpoint")
+		if _, err := note.Open([]byte(out), note.VerifierList(rotV)); err == nil {
+			break
+		}
+		if i == 10 {
+			t.Fatalf("no checkpoint of the new key stored after %d tries (the nodes took every size first)", i+1)
+		}
+		mustMohr(t, c.shared, "cert", "issue", "--profile", "tsa", "--csr", writeCSR(t, t.TempDir(), "tsa", newP256(t)), "--name", fmt.Sprintf("TSA during rotation %d", i))
+	}
 	if !strings.Contains(c.psql(`SELECT string_agg(event, ' ') FROM audit_log WHERE event LIKE '%audit.key.activated%'`), strings.TrimSpace(string(mustRead(t, filepath.Join(rot, "audit.vkey"))))) {
 		t.Error("the key rotation is not in the audit log")
 	}
