@@ -53,6 +53,10 @@ type Options struct {
 	Rand io.Reader
 	// BlockedKeys holds SHA-256 hashes of SubjectPublicKeyInfos that must never be certified.
 	BlockedKeys map[[32]byte]bool
+	// IssuerUsable, when set, is asked before every issuance whether the issuer's key may still sign
+	// certificates; an error (for example: the key was superseded by a key rollover or retired, a state the
+	// nodes share in the database) stops the issuance before a serial is reserved or anything is signed.
+	IssuerUsable func(ctx context.Context) error
 }
 
 // CA issues certificates under one issuer.
@@ -171,6 +175,11 @@ func (c *CA) Issue(ctx context.Context, r Request) (*x509.Certificate, error) {
 func (c *CA) IssueRecord(ctx context.Context, r Request) (*x509.Certificate, CertRecord, error) {
 	if why := c.suspended.Load(); why != nil {
 		return nil, CertRecord{}, fmt.Errorf("%w: %s", ErrSuspended, *why)
+	}
+	if c.opt.IssuerUsable != nil {
+		if err := c.opt.IssuerUsable(ctx); err != nil {
+			return nil, CertRecord{}, fmt.Errorf("%w: %w", ErrSuspended, err)
+		}
 	}
 	// 1. Validate the request, the key and the subject's standing.
 	r, err := c.normalize(r)

@@ -192,7 +192,10 @@ func TestCheckpointKeyRetiredWhileRunning(t *testing.T) {
 	}
 	// The lease is left to a node with the current key: node-1 did not renew it (it expires 2 s after the
 	// first checkpoint, by the database's clock), so node-2 takes it once it runs out.
-	if !waitFor(clusterWait, func() bool { ok, err := n.st.ClaimLease(ctx, checkpointLease, "node-2", time.Minute); return err == nil && ok }) {
+	if !waitFor(clusterWait, func() bool {
+		ok, err := n.st.ClaimLease(ctx, checkpointLease, "node-2", time.Minute)
+		return err == nil && ok
+	}) {
 		t.Fatal("the node with the retired key kept the checkpoint lease")
 	}
 	if err := recordAuditKey(ctx, n.st, n.audit, "system:serve"); err == nil || !strings.Contains(err.Error(), "retired") {

@@ -103,6 +103,7 @@ func newCACmd() *cobra.Command {
 		},
 	}
 	cmd.AddCommand(initCmd, importCmd, chainCmd)
+	cmd.AddCommand(newCARetireKeyCmd()) // cakeys.go
 	return cmd
 }
 

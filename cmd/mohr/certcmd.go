@@ -254,7 +254,7 @@ func withCA(ctx context.Context, checkRegistry bool, fn func(*ca.CA, appStore) e
 			defer db.Close()
 			opt.RA = registryRA{ts}
 		}
-		c, err := ca.New(is, st, cfg.CA.Issuance, opt)
+		c, err := openCA(ctx, st, is, cfg.CA.Issuance, opt, cliActor()) // cakeys.go
 		if err != nil {
 			return err
 		}

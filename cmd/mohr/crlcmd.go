@@ -32,6 +32,12 @@ func newCRLCmd() *cobra.Command {
 				return err
 			}
 			return withStore(cmd.Context(), func(st appStore) error {
+				// A superseded key still signs the CRLs of what it issued; a retired one nothing (cakeys.go).
+				if s, err := caKeyState(cmd.Context(), st, caKeyID(is.Cert)); err != nil {
+					return err
+				} else if s == caKeyStateRetired {
+					return errCAKeyRetired
+				}
 				p, err := revocation.NewCRLPublisher(revocation.CRLConfig{Issuer: is, Store: st,
 					Shards: cfg.CA.Issuance.CRLShards, BaseURL: cfg.CA.Issuance.CRLBaseURL})
 				if err != nil {

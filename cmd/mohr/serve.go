@@ -163,7 +163,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	}
 	n.ts = ts
 	n.closers = append(n.closers, db.Close)
-	if n.ca, err = ca.New(is, n.st, cfg.CA.Issuance, ca.Options{RA: registryRA{ts}, Now: cfg.clock()}); err != nil {
+	if n.ca, err = openCA(ctx, n.st, is, cfg.CA.Issuance, ca.Options{RA: registryRA{ts}, Now: cfg.clock()}, "system:serve"); err != nil { // cakeys.go
 		return fail(err)
 	}
 	if b, err := os.ReadFile(revokedMarker(cfg)); err == nil {

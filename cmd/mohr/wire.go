@@ -634,7 +634,7 @@ func init() {
 		svc := &tokens.Service{Store: ts}
 		// Issuance needs the CA; commands that only touch registries work without one.
 		if is, err := loadIssuer(ctx, cfg); err == nil {
-			c, err := ca.New(is, st, cfg.CA.Issuance, ca.Options{RA: registryRA{ts}})
+			c, err := openCA(ctx, st, is, cfg.CA.Issuance, ca.Options{RA: registryRA{ts}}, cliActor()) // cakeys.go
 			if err != nil {
 				return nil, err
 			}
