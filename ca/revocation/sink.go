@@ -42,8 +42,10 @@ type Sink interface {
 // which static servers answer such a path with. A file's modification time is the response's thisUpdate
 // (the servers' Last-Modified).
 //
-// Writes are atomic (a temporary file in the same directory, synced, then renamed over the old one), so a
-// server reads either the old or the new response, never a part. Several nodes may share the directory:
+// Writes are atomic (a temporary file in <dir>/.mohr/tmp, synced, then renamed over the old one), so a
+// server reads either the old or the new response, never a part. A node killed in the middle of a write leaves
+// its temporary file there; whoever takes the lock next removes it (nobody else writes while the lock is held,
+// so every file in .mohr/tmp then is an orphan). Several nodes may share the directory:
 // each write takes an exclusive lock (<dir>/.mohr/lock), and a response signed from an older version of
 // the certificate record (then an older thisUpdate) never replaces a newer one, the rule the database
 // applies (ca.OCSPStore); the versions are kept in <dir>/.mohr/versions. Serve the directory without
@@ -52,6 +54,7 @@ type DirSink struct {
 	dir      string
 	issuer   *x509.Certificate
 	lockFile string
+	tmpDir   string
 }
 
 // NewDirSink returns a DirSink writing into dir (created if missing) for the certificates of issuer.
@@ -59,12 +62,13 @@ func NewDirSink(dir string, issuer *x509.Certificate) (*DirSink, error) {
 	if dir == "" || issuer == nil {
 		return nil, fmt.Errorf("%w: OCSP directory and issuer required", ErrConfig)
 	}
-	meta := filepath.Join(dir, ".mohr", "versions")
-	if err := os.MkdirAll(meta, 0o755); err != nil {
-		return nil, fmt.Errorf("revocation: OCSP directory: %w", err)
+	for _, sub := range []string{"versions", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, ".mohr", sub), 0o755); err != nil {
+			return nil, fmt.Errorf("revocation: OCSP directory: %w", err)
+		}
 	}
-	s := &DirSink{dir: dir, issuer: issuer, lockFile: filepath.Join(dir, ".mohr", "lock")}
-	unlock, err := s.lock() // fails now, not at the first write, where locks are not available
+	s := &DirSink{dir: dir, issuer: issuer, lockFile: filepath.Join(dir, ".mohr", "lock"), tmpDir: filepath.Join(dir, ".mohr", "tmp")}
+	unlock, err := s.locked() // fails now, not at the first write, where locks are not available
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +101,7 @@ func (s *DirSink) Put(recs []ca.OCSPRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	unlock, err := s.lock()
+	unlock, err := s.locked()
 	if err != nil {
 		return err
 	}
@@ -137,12 +141,12 @@ func (s *DirSink) put(rec ca.OCSPRecord) error {
 			}
 			continue
 		}
-		if err := writeAtomic(p, rec.DER[i], rec.ThisUpdate); err != nil {
+		if err := writeAtomic(s.tmpDir, p, rec.DER[i], rec.ThisUpdate); err != nil {
 			return err
 		}
 	}
 	line := rec.CertVersion.UTC().Format(time.RFC3339Nano) + " " + rec.ThisUpdate.UTC().Format(time.RFC3339Nano) + "\n"
-	return writeAtomic(vfile, []byte(line), time.Time{})
+	return writeAtomic(s.tmpDir, vfile, []byte(line), time.Time{})
 }
 
 // Remove deletes serial's responses if they were signed from a record version older than olderThan, or
@@ -153,7 +157,7 @@ func (s *DirSink) Remove(serial string, olderThan time.Time) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := s.lock()
+	unlock, err := s.locked()
 	if err != nil {
 		return err
 	}
@@ -192,9 +196,23 @@ func readVersion(path string) (version, thisUpdate time.Time, ok bool) {
 	return v, t, err1 == nil && err2 == nil
 }
 
-// writeAtomic replaces path with data: a synced temporary file in the same directory renamed over it. A
-// non-zero mtime becomes the file's modification time. An identical file is left alone.
-func writeAtomic(path string, data []byte, mtime time.Time) error {
+// locked takes the directory's lock and removes the temporary files a writer killed mid-write left behind.
+func (s *DirSink) locked() (func(), error) {
+	unlock, err := s.lock()
+	if err != nil {
+		return nil, err
+	}
+	if left, err := os.ReadDir(s.tmpDir); err == nil {
+		for _, e := range left {
+			os.Remove(filepath.Join(s.tmpDir, e.Name()))
+		}
+	}
+	return unlock, nil
+}
+
+// writeAtomic replaces path with data: a synced temporary file in tmpDir (on the same file system) renamed
+// over it. A non-zero mtime becomes the file's modification time. An identical file is left alone.
+func writeAtomic(tmpDir, path string, data []byte, mtime time.Time) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
 		return nil
 	}
@@ -202,7 +220,7 @@ func writeAtomic(path string, data []byte, mtime time.Time) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("revocation: OCSP directory: %w", err)
 	}
-	f, err := os.CreateTemp(dir, ".tmp-*")
+	f, err := os.CreateTemp(tmpDir, ".tmp-*")
 	if err != nil {
 		return fmt.Errorf("revocation: OCSP directory: %w", err)
 	}

@@ -449,3 +449,47 @@ func TestDirSinkPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestDirSinkKilledWriter: a writer killed between creating its temporary file and renaming it leaves the file
+// in .mohr/tmp (never where a web server would serve it); the next writer to take the lock removes it, and
+// a new sink on the directory (a restarted node) does too.
+func TestDirSinkKilledWriter(t *testing.T) {
+	p := newTestPKI(t, testEpoch, 1)
+	dir := t.TempDir()
+	sink, err := NewDirSink(dir, p.inter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan := func() string {
+		t.Helper()
+		f, err := os.CreateTemp(filepath.Join(dir, ".mohr", "tmp"), ".tmp-*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteString("half a response")
+		f.Close()
+		return f.Name()
+	}
+	left := orphan()
+	serial := ca.SerialHex(big.NewInt(0x1234567))
+	if err := sink.Put([]ca.OCSPRecord{{Serial: serial, CertVersion: testEpoch, ThisUpdate: testEpoch,
+		DER: [2][]byte{[]byte("sha1"), []byte("sha256")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the orphan survived a write: %v", err)
+	}
+	left = orphan()
+	if _, err := NewDirSink(dir, p.inter); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the orphan survived a restart: %v", err)
+	}
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), ".tmp-") {
+			t.Errorf("temporary file left: %s", path)
+		}
+		return nil
+	})
+}

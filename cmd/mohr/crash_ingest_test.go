@@ -41,7 +41,10 @@ func crashConsistencyIngest(t *testing.T, extraConfig string) {
 	}
 	dd, work := t.TempDir(), t.TempDir()
 	apiPort, pubPort := freePort(t), freePort(t)
-	os.WriteFile(filepath.Join(dd, "mohr.yaml"), []byte(fmt.Sprintf("listen: 127.0.0.1:%d\npublic_listen: 127.0.0.1:%d\n", apiPort, pubPort)+extraConfig), 0o600)
+	// No request-rate limit: the read-back after the last kill asks for every acknowledged prescription (hundreds)
+	// from one client, which the default per-client limit answers with 429.
+	os.WriteFile(filepath.Join(dd, "mohr.yaml"), []byte(fmt.Sprintf("listen: 127.0.0.1:%d\npublic_listen: 127.0.0.1:%d\n", apiPort, pubPort)+
+		"api: {rate_limit: 100000000, public_rate_limit: 100000000}\n"+extraConfig), 0o600)
 	mustMohr(t, dd, "ca", "init", "--dev")
 
 	// A registered facility (its adapter certificate is the API credential) and a registered physician.
