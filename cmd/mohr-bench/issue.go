@@ -119,39 +119,57 @@ func bareCreate(o options) (func() error, error) {
 	}, nil
 }
 
-// loadLocal is load for a function run in this process.
+// loadLocal runs fn, a function run in this process, from conc goroutines for d; its latency is the whole call.
 func loadLocal(fn func() error, conc int, d time.Duration) *result {
+	return loadTimed(func() (time.Duration, error) {
+		t0 := time.Now()
+		err := fn()
+		return time.Since(t0), err
+	}, conc, d)
+}
+
+// stopWorker wraps an error after which a worker of loadTimed stops (it cannot make further requests).
+type stopWorker struct{ error }
+
+// loadTimed calls op from conc goroutines until d has passed; op returns the latency it measured itself (so it
+// may leave preparation out) or an error, counted and not timed.
+func loadTimed(op func() (time.Duration, error), conc int, d time.Duration) *result {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	res := &result{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var n, nerr atomic.Int64
-	var firstErr atomic.Value
+	var firstErr atomic.Pointer[error] // not atomic.Value: its swaps panic on errors of different types
 	start := time.Now()
 	for range conc {
 		wg.Go(func() {
 			var local []time.Duration
+			defer func() {
+				mu.Lock()
+				res.lats = append(res.lats, local...)
+				mu.Unlock()
+			}()
 			for ctx.Err() == nil {
-				t0 := time.Now()
-				if err := fn(); err != nil {
-					firstErr.CompareAndSwap(nil, err)
+				lat, err := op()
+				if err != nil {
+					firstErr.CompareAndSwap(nil, &err)
 					nerr.Add(1)
+					if _, stop := err.(stopWorker); stop {
+						return
+					}
 					continue
 				}
-				local = append(local, time.Since(t0))
+				local = append(local, lat)
 				n.Add(1)
 			}
-			mu.Lock()
-			res.lats = append(res.lats, local...)
-			mu.Unlock()
 		})
 	}
 	wg.Wait()
 	res.elapsed = time.Since(start)
 	res.n, res.errors = n.Load(), nerr.Load()
-	if v := firstErr.Load(); v != nil {
-		res.firstErr = v.(error)
+	if p := firstErr.Load(); p != nil {
+		res.firstErr = *p
 	}
 	slices.Sort(res.lats)
 	return res

@@ -25,9 +25,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -235,60 +232,28 @@ type result struct {
 	lats      []time.Duration
 }
 
+// load runs HTTP requests made by mk from conc connections for d. A request's latency is from sending it to
+// reading its whole answer (making it, which may sign a prescription, is not counted); an answer other than
+// 2xx is an error. A worker whose mk fails stops.
 func load(c *http.Client, mk func(context.Context) (*http.Request, error), conc int, d time.Duration) *result {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	res := &result{}
-	var (
-		mu       sync.Mutex
-		wg       sync.WaitGroup
-		n, nerr  atomic.Int64
-		firstErr atomic.Value
-	)
-	start := time.Now()
-	for i := 0; i < conc; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var local []time.Duration
-			for ctx.Err() == nil {
-				// Requests are not tied to ctx: the last ones finish, so the end of the run is not an error.
-				req, err := mk(context.Background())
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					nerr.Add(1)
-					return
-				}
-				t0 := time.Now()
-				resp, err := c.Do(req)
-				if err == nil {
-					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if err == nil && (resp.StatusCode < 200 || resp.StatusCode > 299) {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					nerr.Add(1)
-					continue
-				}
-				local = append(local, time.Since(t0))
-				n.Add(1)
-			}
-			mu.Lock()
-			res.lats = append(res.lats, local...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	res.elapsed = time.Since(start)
-	res.n, res.errors = n.Load(), nerr.Load()
-	if v := firstErr.Load(); v != nil {
-		res.firstErr = v.(error)
-	}
-	slices.Sort(res.lats)
-	return res
+	return loadTimed(func() (time.Duration, error) {
+		// Requests are not tied to the run's deadline: the last ones finish, so the end of the run is not an error.
+		req, err := mk(context.Background())
+		if err != nil {
+			return 0, stopWorker{err}
+		}
+		t0 := time.Now()
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err == nil && (resp.StatusCode < 200 || resp.StatusCode > 299) {
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return time.Since(t0), err
+	}, conc, d)
 }
 
 func (r *result) pct(p float64) time.Duration {
