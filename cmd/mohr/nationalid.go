@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -8,14 +9,45 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+
+	"golang.org/x/term"
 
 	"github.com/mohr-hix/mohr/cardreader"
+	"github.com/mohr-hix/mohr/keys"
 )
 
 // The RA desk's check of a person's national ID card, shared by `mohr card enrol` and `mohr remote enrol`:
 // the card's authentication certificate must chain to the national ID card issuers (--id-issuers) and the
-// card must answer a fresh challenge (INTERNAL AUTHENTICATE) with that certificate's key; then its holder
-// data says whose card it is.
+// card must answer a fresh challenge (VERIFY with the holder's PIN, then INTERNAL AUTHENTICATE) with that
+// certificate's key; then its holder data says whose card it is.
+
+// idCardPINSource asks the national ID card's PIN: --id-pin-file, else env MOHR_ID_CARD_PIN, else a prompt
+// without echo. The PIN goes only to the card (VERIFY); it is never logged, stored or sent anywhere else.
+func idCardPINSource(pinFile string) keys.PINFunc {
+	return func(_ context.Context, prompt string) ([]byte, error) {
+		if pinFile != "" {
+			b, err := os.ReadFile(pinFile)
+			if err != nil {
+				return nil, fmt.Errorf("read --id-pin-file: %w", err)
+			}
+			pin := append([]byte(nil), bytes.TrimRight(b, "\r\n")...)
+			clear(b)
+			return pin, nil
+		}
+		if v := os.Getenv("MOHR_ID_CARD_PIN"); v != "" {
+			return []byte(v), nil
+		}
+		fd := int(os.Stdin.Fd())
+		if !term.IsTerminal(fd) {
+			return nil, errors.New("no national ID card PIN: stdin is not a terminal; use --id-pin-file or MOHR_ID_CARD_PIN")
+		}
+		fmt.Fprintf(os.Stderr, "%s: ", prompt)
+		pin, err := term.ReadPassword(fd)
+		fmt.Fprintln(os.Stderr)
+		return pin, err
+	}
+}
 
 // idIssuerPool reads the national ID card issuers' CA certificates (--id-issuers).
 func idIssuerPool(file string) (*x509.CertPool, error) {
@@ -58,7 +90,7 @@ func (c *nationalIDCheck) Evidence() map[string]any {
 
 // checkNationalIDCard finds the national ID card (in reader, or in any reader), proves it genuine against
 // issuers and reads its holder. The refusals are instructions for the RA officer.
-func checkNationalIDCard(ctx context.Context, pc *cardreader.Context, reader string, issuers *x509.CertPool, progress io.Writer) (*nationalIDCheck, error) {
+func checkNationalIDCard(ctx context.Context, pc *cardreader.Context, reader string, issuers *x509.CertPool, pin keys.PINFunc, progress io.Writer) (*nationalIDCheck, error) {
 	idCard, err := findCard(ctx, pc, reader, cardreader.ProfileNationalID, "national ID card")
 	if err != nil {
 		return nil, err
@@ -68,8 +100,11 @@ func checkNationalIDCard(ctx context.Context, pc *cardreader.Context, reader str
 	if err != nil {
 		return nil, fmt.Errorf("the national ID card cannot be read: %v", err)
 	}
-	cert, err := nid.Authenticate(ctx, issuers)
+	cert, err := nid.Authenticate(ctx, issuers, pin)
 	if err != nil {
+		if pe := cardPINError(err, "nothing was sent"); pe != nil {
+			return nil, fmt.Errorf("national ID card: %w", pe)
+		}
 		if errors.Is(err, cardreader.ErrNotGenuine) {
 			return nil, errors.New("the national ID card failed its authenticity check (its certificate does not chain to --id-issuers, or it did not prove its key): do not enrol; check --id-issuers")
 		}

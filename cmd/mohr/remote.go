@@ -234,7 +234,7 @@ func newRemoteCmd() *cobra.Command {
 }
 
 func newRemoteEnrolCmd(f *remoteFlags) *cobra.Command {
-	var idReader, idIssuers, council string
+	var idReader, idIssuers, idPINFile, council string
 	c := &cobra.Command{
 		Use:   "enrol --council-no N --id-issuers FILE",
 		Short: "RA desk: enrol a physician for remote signing, in person, after checking their national ID card",
@@ -270,7 +270,7 @@ func newRemoteEnrolCmd(f *remoteFlags) *cobra.Command {
 				return cardOpenError("card", "", err)
 			}
 			defer pc.Release()
-			check, err := checkNationalIDCard(ctx, pc, idReader, pool, cmd.ErrOrStderr())
+			check, err := checkNationalIDCard(ctx, pc, idReader, pool, idCardPINSource(idPINFile), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -295,6 +295,7 @@ func newRemoteEnrolCmd(f *remoteFlags) *cobra.Command {
 	}
 	c.Flags().StringVar(&idIssuers, "id-issuers", "", "CA certificates (PEM) of the national ID card issuer")
 	c.Flags().StringVar(&idReader, "id-reader", "", "reader holding the national ID card (default: find it)")
+	c.Flags().StringVar(&idPINFile, "id-pin-file", "", "read the national ID card's PIN from this file (else env MOHR_ID_CARD_PIN, else a prompt without echo)")
 	c.Flags().StringVar(&council, "council-no", "", "the physician's medical-council number")
 	return c
 }

@@ -102,6 +102,9 @@ func registerWithCode(t *testing.T, c *http.Client, base, origin, code string) (
 // authenticity check, a genuine card whose national code the registry does not have for the council
 // number, an operator's credential for enrolment and for re-keying.
 func TestRemoteEnrol(t *testing.T) {
+	// The national ID card's authentication key is "PIN always": the RA desk's check asks its PIN (the
+	// virtual card's default).
+	t.Setenv("MOHR_ID_CARD_PIN", "123456")
 	testenv.LockPCSCD(t)
 	dd, base, origin, ra, op := remoteDesk(t)
 	work := t.TempDir()
