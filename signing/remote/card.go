@@ -180,13 +180,13 @@ type CheckedCard struct {
 // Evidence is the check as an audit event records it (the certificate is public; no PIN was ever here).
 func (k CheckedCard) Evidence() map[string]any {
 	return map[string]any{
-		"method":                 "national ID card: certificate chained to the configured card issuers, INTERNAL AUTHENTICATE (after the card's PIN) over a server-issued challenge verified by the exchange",
-		"card_national_code":     k.NationalCode,
-		"card_cert_sha256":       k.Fingerprint,
-		"card_cert_serial":       k.Cert.SerialNumber.Text(16),
-		"card_cert_issuer":       k.Cert.Issuer.String(),
-		"card_cert_subject":      k.Cert.Subject.String(),
-		"card_cert_not_after":    k.Cert.NotAfter.UTC(),
+		"method":                  "national ID card: certificate chained to the configured card issuers, INTERNAL AUTHENTICATE (after the card's PIN) over a server-issued challenge verified by the exchange",
+		"card_national_code":      k.NationalCode,
+		"card_cert_sha256":        k.Fingerprint,
+		"card_cert_serial":        k.Cert.SerialNumber.Text(16),
+		"card_cert_issuer":        k.Cert.Issuer.String(),
+		"card_cert_subject":       k.Cert.Subject.String(),
+		"card_cert_not_after":     k.Cert.NotAfter.UTC(),
 		"card_verified_by_server": true,
 	}
 }

@@ -205,7 +205,7 @@ func newFixture(t testing.TB, dialect string) *fixture {
 	}
 	cfg := remote.Config{
 		CardIssuers: []*x509.Certificate{cardIssuer.Cert},
-		Store: st, Keys: keys, KeyToken: "pkcs11:token=" + tokenLabel + "?pin-source=file:" + pinFile,
+		Store:       st, Keys: keys, KeyToken: "pkcs11:token=" + tokenLabel + "?pin-source=file:" + pinFile,
 		Issue: func(ctx context.Context, r remote.IssueRequest) ([]*x509.Certificate, error) {
 			cert, err := c.Issue(ctx, ca.Request{Profile: ca.ProfilePhysicianSigning, RemoteSigning: true, CSR: r.CSR,
 				CommonName: r.Name, NationalCode: r.NationalCode, CouncilNumber: r.CouncilNumber, Actor: r.Actor})
