@@ -70,8 +70,7 @@ func newCSCEnvTB(t testing.TB) *cscEnv {
 		t.Fatal(err)
 	}
 	svc, err := remote.New(remote.Config{Store: st, Keys: op, KeyToken: "pkcs11:token=" + cscToken + "?pin-source=file:" + pinFile,
-		CardIssuers: []*x509.Certificate{cardIssuer.Cert},
-		RPID: "localhost", RPOrigins: []string{"https://localhost"}, MaxHashes: 10, Now: clock.Now,
+		RPID: "localhost", RPOrigins: []string{"https://localhost"}, MaxHashes: 10, Now: clock.Now, CardIssuers: []*x509.Certificate{cardIssuer.Cert},
 		Issue: func(_ context.Context, r remote.IssueRequest) ([]*x509.Certificate, error) {
 			return []*x509.Certificate{issueRemoteCert(t, issuer, r), issuer.cert}, nil
 		}})
