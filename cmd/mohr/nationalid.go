@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -116,4 +117,55 @@ func checkNationalIDCard(ctx context.Context, pc *cardreader.Context, reader str
 	}
 	fmt.Fprintf(progress, "national ID card %s: genuine; holder %s %s, national code %s\n", idCard.Reader(), person.GivenName, person.FamilyName, person.NationalCode)
 	return &nationalIDCheck{Holder: person, Reader: idCard.Reader(), Cert: cert}, nil
+}
+
+// cardAnswer is the national ID card's answer to a challenge the exchange issued, as the RA routes take it.
+type cardAnswer struct {
+	ChallengeID string `json:"challengeId"`
+	Certificate string `json:"certificate"`
+	Signature   string `json:"signature"`
+}
+
+// serverCardChallenge asks the exchange for a one-use card challenge (POST /v1/remote/card-challenges, bound
+// to this RA officer), has the national ID card (in reader, or in any reader) sign it after its PIN, and
+// returns the answer for the exchange, the card's certificate and its holder data. The exchange checks the
+// answer itself; nothing here is trusted by it.
+func serverCardChallenge(ctx context.Context, f *remoteFlags, pc *cardreader.Context, reader string, pin keys.PINFunc, purpose, credID string) (cardAnswer, *x509.Certificate, *cardreader.Holder, error) {
+	var ch struct {
+		ID        string `json:"id"`
+		Challenge string `json:"challenge"`
+	}
+	if err := f.call(ctx, "POST", "/v1/remote/card-challenges", map[string]string{"purpose": purpose, "credentialId": credID}, "card challenge", &ch); err != nil {
+		return cardAnswer{}, nil, nil, err
+	}
+	challenge, err := base64.StdEncoding.DecodeString(ch.Challenge)
+	if err != nil || len(challenge) == 0 {
+		return cardAnswer{}, nil, nil, errors.New("the exchange's card challenge cannot be read; is --server the exchange's API (port 8443)?")
+	}
+	idCard, err := findCard(ctx, pc, reader, cardreader.ProfileNationalID, "national ID card")
+	if err != nil {
+		return cardAnswer{}, nil, nil, err
+	}
+	defer idCard.Close()
+	nid, err := cardreader.NationalID(ctx, idCard, cardreader.DefaultNationalIDProfile())
+	if err != nil {
+		return cardAnswer{}, nil, nil, fmt.Errorf("the national ID card cannot be read: %v", err)
+	}
+	cert, err := nid.Certificate(ctx)
+	if err != nil {
+		return cardAnswer{}, nil, nil, fmt.Errorf("the national ID card's certificate cannot be read: %v", err)
+	}
+	holder, err := nid.ReadHolder(ctx)
+	if err != nil {
+		return cardAnswer{}, nil, nil, fmt.Errorf("the national ID card's holder data cannot be read: %v", err)
+	}
+	sig, err := nid.SignChallenge(ctx, pin, challenge)
+	if err != nil {
+		if pe := cardPINError(err, "nothing was sent"); pe != nil {
+			return cardAnswer{}, nil, nil, fmt.Errorf("national ID card: %w", pe)
+		}
+		return cardAnswer{}, nil, nil, fmt.Errorf("the national ID card did not answer the challenge: %v", err)
+	}
+	return cardAnswer{ChallengeID: ch.ID, Certificate: base64.StdEncoding.EncodeToString(cert.Raw), Signature: base64.StdEncoding.EncodeToString(sig)},
+		cert, holder, nil
 }
