@@ -399,3 +399,21 @@ func (s *Service) Factors(ctx context.Context, c Caller, credID string) (passkey
 // ErrCardRefused: a national ID card answer does not hold (signature, certificate chain, validity, national
 // code, not registered, challenge of another purpose or officer).
 var ErrCardRefused = errors.New("remote: national ID card refused")
+
+// enrolmentCard checks the national ID card of an enrolment: the challenge is an unexpired, unused
+// enrolment challenge of this RA officer (used up now), the answer holds (chain, validity, signature over
+// that challenge), and the card's national code is the one enrolled.
+func (s *Service) enrolmentCard(ctx context.Context, c Caller, r EnrolRequest) (CheckedCard, error) {
+	rec, err := s.redeemCardChallenge(ctx, c, r.Card.ChallengeID, PurposeEnrol, "")
+	if err != nil {
+		return CheckedCard{}, err
+	}
+	k, err := s.checkCardAnswer(r.Card.Answer, rec.Challenge)
+	if err != nil {
+		return CheckedCard{}, err
+	}
+	if k.NationalCode != r.NationalCode {
+		return CheckedCard{}, fmt.Errorf("%w: the card's national code is not the one enrolled", ErrCardRefused)
+	}
+	return k, nil
+}

@@ -111,6 +111,24 @@ func idCard(t *testing.T, p physician, iss *virtualcard.Issuer, now func() time.
 	return vc
 }
 
+// enrolWithCard enrols p over a fresh enrolment challenge that vc signs (and registers vc as a factor with
+// register).
+func (f *fixture) enrolWithCard(d *cardDesk, p physician, vc *virtualcard.Card, register bool) (remote.Credential, error) {
+	f.t.Helper()
+	ctx := context.Background()
+	ch, err := f.svc.BeginCardChallenge(ctx, f.ra, remote.PurposeEnrol, "")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ans, err := d.answer(vc, cardPIN, ch.Challenge)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	cred, _, err := f.svc.Enrol(ctx, f.ra, remote.EnrolRequest{NationalCode: p.national, CouncilNumber: p.council, Name: p.name,
+		Card: &remote.EnrolCard{ChallengeID: ch.ID, Answer: ans, Register: register}})
+	return cred, err
+}
+
 // registerCard registers vc for credID over a fresh registration challenge.
 func (f *fixture) registerCard(d *cardDesk, credID string, vc *virtualcard.Card) (remote.Card, error) {
 	f.t.Helper()
@@ -138,6 +156,7 @@ func TestCardFactor(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			d.t = t
 			f := newFixture(t, dialect)
+			f.withCards()
 			ctx := context.Background()
 			now := f.clock.Now
 			cardA := idCard(t, drA, f.cardIssuer, now)
@@ -148,8 +167,7 @@ func TestCardFactor(t *testing.T) {
 			// A card whose certificate ends two hours from the fixture's start (issued two years before).
 			old := idCard(t, drA, f.cardIssuer, func() time.Time { return now().AddDate(-2, 0, 0).Add(2 * time.Hour) })
 
-			cred, _, err := f.svc.Enrol(ctx, f.ra, remote.EnrolRequest{NationalCode: drA.national, CouncilNumber: drA.council,
-				Name: drA.name, IdentityCheck: "national ID card"})
+			cred, err := f.enrolWithCard(d, drA, cardA, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -404,4 +422,136 @@ func TestCardFactor(t *testing.T) {
 func fingerprint(vc *virtualcard.Card) string {
 	sum := sha256.Sum256(vc.Certificate(0x81).Raw)
 	return hexs(sum[:])
+}
+
+// TestEnrolCardChecked: the exchange re-verifies the national ID card at enrolment (item 2 of issue 18's
+// last round): its own one-use challenge, bound to the RA officer, signed by the card after its PIN, checked
+// against its configured issuers. The holder's card enrols and is registered as a factor; refused, each with
+// no credential, no key and the attempt audited: no card answer, a forged answer (another card's signature
+// under this card's certificate), the replayed answer, an expired challenge, another RA officer's challenge, a
+// card of an issuer not configured, a card of another national code.
+func TestEnrolCardChecked(t *testing.T) {
+	d := newCardDesk(t)
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			d.t = t
+			f := newFixture(t, dialect)
+			f.withCards()
+			ctx := context.Background()
+			now := f.clock.Now
+			cardA, cardB := idCard(t, drA, f.cardIssuer, now), idCard(t, drB, f.cardIssuer, now)
+			otherIssuer, _ := virtualcard.NewIssuer(nil, now())
+			untrusted := idCard(t, drA, otherIssuer, now)
+			req := func(ch remote.CardChallenge, ans remote.CardAnswer) remote.EnrolRequest {
+				return remote.EnrolRequest{NationalCode: drA.national, CouncilNumber: drA.council, Name: drA.name,
+					Card: &remote.EnrolCard{ChallengeID: ch.ID, Answer: ans, Register: true}}
+			}
+			challenge := func(c remote.Caller) remote.CardChallenge {
+				t.Helper()
+				ch, err := f.svc.BeginCardChallenge(ctx, c, remote.PurposeEnrol, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ch
+			}
+			sign := func(vc *virtualcard.Card, ch remote.CardChallenge) remote.CardAnswer {
+				t.Helper()
+				a, err := d.answer(vc, cardPIN, ch.Challenge)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return a
+			}
+			nothing := func(name string, err error, want error, text string) {
+				t.Helper()
+				if !errors.Is(err, want) {
+					t.Fatalf("%s: %v, want %v", name, err, want)
+				}
+				if creds, _ := f.st.CredentialsOf(ctx, drA.council); len(creds) != 0 {
+					t.Fatalf("%s: %d credentials exist", name, len(creds))
+				}
+				if f.keys.signs.Load() != 0 {
+					t.Fatalf("%s: a key was generated and used", name)
+				}
+				if !f.refusedWith("enrol", nil, text) {
+					t.Fatalf("%s: no remote.refused event with %q", name, text)
+				}
+			}
+
+			_, _, err := f.svc.Enrol(ctx, f.ra, remote.EnrolRequest{NationalCode: drA.national, CouncilNumber: drA.council, Name: drA.name,
+				IdentityCheck: "the RA client says the card was fine"})
+			nothing("no card answer", err, remote.ErrCardRefused, "enrolment challenge is required")
+
+			ch := challenge(f.ra)
+			forged := sign(cardA, ch)
+			forged.Signature = sign(cardB, ch).Signature // cardB's key under cardA's certificate
+			_, _, err = f.svc.Enrol(ctx, f.ra, req(ch, forged))
+			nothing("forged answer", err, remote.ErrCardRefused, "does not verify")
+
+			ch = challenge(f.ra)
+			good := sign(cardA, ch)
+			f.clock.Advance(remote.CardChallengeTTL + time.Second)
+			_, _, err = f.svc.Enrol(ctx, f.ra, req(ch, good))
+			nothing("expired challenge", err, remote.ErrExpired, "card challenge")
+			_, _, err = f.svc.Enrol(ctx, f.ra, req(ch, good))
+			nothing("expired challenge, again", err, remote.ErrUsed, "already used")
+
+			ch = challenge(f.ra)
+			ra2 := remote.Caller{Role: remote.RoleRAOfficer, Actor: "api:ra-officer:ra2"}
+			_, _, err = f.svc.Enrol(ctx, ra2, req(ch, sign(cardA, ch)))
+			nothing("another RA officer's challenge", err, remote.ErrCardRefused, "another purpose, credential or RA officer")
+
+			ch = challenge(f.ra)
+			_, _, err = f.svc.Enrol(ctx, f.ra, req(ch, sign(untrusted, ch)))
+			nothing("issuer not configured", err, remote.ErrCardRefused, "does not chain")
+
+			ch = challenge(f.ra)
+			_, _, err = f.svc.Enrol(ctx, f.ra, req(ch, sign(cardB, ch)))
+			nothing("another national code", err, remote.ErrCardRefused, "not the one enrolled")
+
+			ch = challenge(f.ra)
+			good = sign(cardA, ch)
+			cred, _, err := f.svc.Enrol(ctx, f.ra, req(ch, good))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cred.Status != remote.StatusActive {
+				t.Fatalf("status %s after enrolment with the card registered", cred.Status)
+			}
+			_, _, err = f.svc.Enrol(ctx, f.ra, req(ch, good))
+			if !errors.Is(err, remote.ErrUsed) || !f.refusedWith("enrol", nil, "already used") {
+				t.Fatalf("replayed enrolment answer: %v", err)
+			}
+			if creds, _ := f.st.CredentialsOf(ctx, drA.council); len(creds) != 1 {
+				t.Fatalf("%d credentials after the replay", len(creds))
+			}
+			evs := f.events("remote.credential.enrolled")
+			var ev struct {
+				Server struct {
+					Verified bool   `json:"card_verified_by_server"`
+					SHA      string `json:"card_cert_sha256"`
+				} `json:"identity_check_server"`
+			}
+			if len(evs) != 1 || json.Unmarshal(evs[0].Data, &ev) != nil || !ev.Server.Verified || ev.Server.SHA != fingerprint(cardA) {
+				t.Fatalf("enrolment audit: %d events %+v", len(evs), ev)
+			}
+			// The card registered at enrolment activates.
+			hs := randomHashes(3)
+			r, err := f.svc.BeginActivation(ctx, drA.caller(), cred.ID, hs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := d.answer(cardA, cardPIN, r.Challenge)
+			if err != nil {
+				t.Fatal(err)
+			}
+			act, err := f.svc.ActivateWithCard(ctx, drA.caller(), cred.ID, r.ID, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.svc.SignHash(ctx, drA.caller(), cred.ID, act.SAD, hs); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

@@ -199,9 +199,23 @@ type EnrolRequest struct {
 	NationalCode  string
 	CouncilNumber string
 	Name          string
-	// IdentityCheck records how the physician's identity was established in person (for example the
-	// national ID card's INTERNAL AUTHENTICATE result and card serial). Required; audited.
+	// IdentityCheck records how the physician's identity was established in person, as the RA officer's
+	// client reports it (for example its own check of the national ID card). Audited as given. Required
+	// without Card.
 	IdentityCheck string
+	// Card is the physician's national ID card's answer to an enrolment challenge the exchange issued to this
+	// RA officer (BeginCardChallenge with PurposeEnrol). The exchange verifies it itself (chain to
+	// Config.CardIssuers, validity, the signature over its own challenge, NationalCode) before anything else;
+	// when Config.CardIssuers is set, an enrolment without it is refused.
+	Card *EnrolCard
+}
+
+// EnrolCard is the national ID card's part of an enrolment.
+type EnrolCard struct {
+	ChallengeID string
+	Answer      CardAnswer
+	// Register also registers the card as an activation factor of the new credential (which is then active).
+	Register bool
 }
 
 // Registration is a WebAuthn registration ceremony to run on the physician's authenticator.
@@ -229,8 +243,21 @@ func (s *Service) Enrol(ctx context.Context, c Caller, r EnrolRequest) (Credenti
 	if r.CouncilNumber, err = ids.CouncilNumber(r.CouncilNumber); err != nil {
 		return Credential{}, Registration{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	if strings.TrimSpace(r.Name) == "" || strings.TrimSpace(r.IdentityCheck) == "" {
+	if strings.TrimSpace(r.Name) == "" || (r.Card == nil && strings.TrimSpace(r.IdentityCheck) == "") {
 		return Credential{}, Registration{}, fmt.Errorf("%w: name and identity check are required", ErrBadRequest)
+	}
+	// The exchange's own check of the national ID card, before the registry and before any key exists.
+	var card *CheckedCard
+	switch {
+	case r.Card != nil:
+		k, err := s.enrolmentCard(ctx, c, r)
+		if err != nil {
+			return Credential{}, Registration{}, s.refuse(ctx, "enrol", c, r.CouncilNumber, nil, err)
+		}
+		card = &k
+	case len(s.cfg.CardIssuers) > 0:
+		return Credential{}, Registration{}, s.refuse(ctx, "enrol", c, r.CouncilNumber, nil,
+			fmt.Errorf("%w: the national ID card's answer to an enrolment challenge is required", ErrCardRefused))
 	}
 	if s.cfg.CheckRegistry != nil {
 		if err := s.cfg.CheckRegistry(ctx, r.NationalCode, r.CouncilNumber); err != nil {
@@ -242,13 +269,25 @@ func (s *Service) Enrol(ctx context.Context, c Caller, r EnrolRequest) (Credenti
 		return Credential{}, Registration{}, err
 	}
 	leaf, _ := x509.ParseCertificate(cred.Chain[0])
-	ev := s.event("remote.credential.enrolled", c, cred.ID, map[string]any{
+	data := map[string]any{
 		"council_number": cred.CouncilNumber, "key_label": cred.KeyLabel, "serial": leaf.SerialNumber.Text(16),
 		"policy": hixext.OIDPolicyRemoteSigning.String(), "identity_check": r.IdentityCheck,
-	})
-	if err := s.cfg.Store.CreateCredential(ctx, cred, ev); err != nil {
+	}
+	if card != nil {
+		data["identity_check_server"] = card.Evidence()
+		data["card_challenge_id"] = r.Card.ChallengeID
+	}
+	if err := s.cfg.Store.CreateCredential(ctx, cred, s.event("remote.credential.enrolled", c, cred.ID, data)); err != nil {
 		s.destroyKey(ctx, c, cred, "enrolment not recorded")
 		return Credential{}, Registration{}, err
+	}
+	if card != nil && r.Card.Register {
+		ev := card.Evidence()
+		ev["at_enrolment"] = true
+		if err := s.cfg.Store.AddCard(ctx, newCard(cred.ID, *card, s.now()), true, s.event("remote.card.registered", c, cred.ID, ev)); err != nil {
+			return cred, Registration{}, err
+		}
+		cred.Status = StatusActive
 	}
 	reg, err := s.beginRegistration(ctx, c, cred)
 	if err != nil {
