@@ -331,6 +331,19 @@ func TestCardFactor(t *testing.T) {
 			if cardA.TriesLeft() != 2 {
 				t.Fatalf("tries left %d", cardA.TriesLeft())
 			}
+			// What the exchange saw of it: the activation request with its hashes, and nothing after.
+			seen := false
+			for _, e := range f.events("remote.activation.requested") {
+				var d struct {
+					Request string   `json:"request"`
+					Hashes  []string `json:"hashes"`
+				}
+				json.Unmarshal(e.Data, &d)
+				seen = seen || (d.Request == r.ID && len(d.Hashes) == 1 && d.Hashes[0] == hexs(hs[0]))
+			}
+			if !seen {
+				t.Fatal("wrong PIN: the activation request is not in the audit log")
+			}
 
 			// A suspended credential: the answer was made before the suspension.
 			hs = randomHashes(2)
