@@ -13,6 +13,7 @@ import (
 
 	"github.com/mohr-hix/mohr/cardreader"
 	"github.com/mohr-hix/mohr/cardreader/virtualcard"
+	"github.com/mohr-hix/mohr/internal/softauthn"
 	"github.com/mohr-hix/mohr/internal/testenv"
 	"github.com/mohr-hix/mohr/keys"
 	"github.com/mohr-hix/mohr/signing/remote"
@@ -524,12 +525,17 @@ func TestEnrolCardChecked(t *testing.T) {
 
 			ch = challenge(f.ra)
 			good = sign(cardA, ch)
-			cred, _, err := f.svc.Enrol(ctx, f.ra, req(ch, good))
+			cred, reg, err := f.svc.Enrol(ctx, f.ra, req(ch, good))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if cred.Status != remote.StatusActive {
 				t.Fatalf("status %s after enrolment with the card registered", cred.Status)
+			}
+			// The enrolment's registration code still adds a passkey to the (active) credential.
+			f.register(cred.ID, reg, softauthn.New(origin))
+			if pks, cards, err := f.svc.Factors(ctx, f.ra, cred.ID); err != nil || len(pks) != 1 || len(cards) != 1 {
+				t.Fatalf("factors after the passkey: %v, %d passkeys, %d cards", err, len(pks), len(cards))
 			}
 			_, _, err = f.svc.Enrol(ctx, f.ra, req(ch, good))
 			if !errors.Is(err, remote.ErrUsed) || !f.refusedWith("enrol", nil, "already used") {

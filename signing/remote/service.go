@@ -499,7 +499,9 @@ func (s *Service) finishRegistration(ctx context.Context, c Caller, ch challenge
 	if err != nil {
 		return err
 	}
-	if cred.Status != StatusPending && cred.Status != StatusBlocked {
+	// A pending or blocked credential becomes active with its passkey; an active one (its national ID card
+	// registered at enrolment, the enrolment's one-use code) gains the passkey as a second factor.
+	if cred.Status != StatusPending && cred.Status != StatusBlocked && cred.Status != StatusActive {
 		return s.refuse(ctx, "register", c, credID, nil, fmt.Errorf("%w: %s", ErrCredentialStatus, cred.Status))
 	}
 	u, _, err := s.loadUser(ctx, cred)
@@ -524,7 +526,7 @@ func (s *Service) finishRegistration(ctx context.Context, c Caller, ch challenge
 		return err
 	}
 	pk := Passkey{CredentialID: credID, ID: wc.ID, Data: data, CreatedAt: s.now()}
-	return s.cfg.Store.AddPasskey(ctx, pk, true, s.event("remote.passkey.registered", c, credID, map[string]any{
+	return s.cfg.Store.AddPasskey(ctx, pk, cred.Status != StatusActive, s.event("remote.passkey.registered", c, credID, map[string]any{
 		"passkey_id": hex.EncodeToString(wc.ID), "attestation": wc.AttestationFormat, "aaguid": hex.EncodeToString(wc.Authenticator.AAGUID),
 	}))
 }
