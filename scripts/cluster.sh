@@ -13,8 +13,11 @@
 #   status   one line per component
 #   env      prints the addresses as shell variables (eval "$(scripts/cluster.sh env)")
 #   promote  promotes the standby (after the primary was lost); the nodes find it through the DSN's host list
-#   bench    OCSP POST and GET with cmd/mohr-bench through HAProxy and to node1 alone, interleaved in one run,
-#            medians of $MOHR_BENCH_ROUNDS (3) rounds and their ratios (needs a cluster that is up)
+#   bench    OCSP POST and GET and issuance (POST /v1/certificates over mTLS) with cmd/mohr-bench through HAProxy
+#            and to node1 alone, interleaved in one run, medians of $MOHR_BENCH_ROUNDS (3) rounds and their ratios,
+#            and what each certificate cost in CPU and database commits (needs a cluster that is up).
+#            MOHR_BENCH_SCENARIOS (ocsp-post ocsp-get issue), MOHR_BENCH_CONC (8 clients),
+#            MOHR_BENCH_DURATION (3s; issuance: MOHR_BENCH_ISSUE_DURATION, 5s, then MOHR_BENCH_SETTLE, 3 s)
 #
 # Everything lives under $MOHR_CLUSTER_DIR (default /tmp/mohr-cluster) and listens on loopback only.
 set -euo pipefail
@@ -269,8 +272,33 @@ status() {
   echo "haproxy :$LB_API/:$LB_PUB readyz $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$LB_PUB/readyz" 2>/dev/null || true)"
 }
 
-bench() { # OCSP through HAProxy against node1 alone, same run, same load tool (cmd/mohr-bench), medians of 3
+ticks() { # ticks PID...: user + system CPU of the processes, in clock ticks (gone ones count 0)
+  local p t=0 st
+  for p in "$@"; do
+    st=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    st=${st##*) }
+    t=$((t + $(echo "$st" | awk '{print $12 + $13}')))
+  done
+  echo "$t"
+}
+
+primary_port() { # the port of the PostgreSQL server that is not in recovery
+  local p
+  for p in $PG1 $PG2; do
+    [ "$(psql_on "$p" "SELECT pg_is_in_recovery()" 2>/dev/null)" = f ] && { echo "$p"; return 0; }
+  done
+  return 1
+}
+
+# pg_counters PORT: commits of the mohr database, WAL records, WAL syncs (pg_stat_wal), in one line
+pg_counters() {
+  psql_on "$1" "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = 'mohr'), wal_records, wal_sync FROM pg_stat_wal" | tr '|' ' '
+}
+
+bench() { # node1 alone against HAProxy over three nodes, same run, same load tool (cmd/mohr-bench), medians
   local S="$W/shared" B="$W/bench" rounds=${MOHR_BENCH_ROUNDS:-3} conc=${MOHR_BENCH_CONC:-8} dur=${MOHR_BENCH_DURATION:-3s}
+  local idur=${MOHR_BENCH_ISSUE_DURATION:-5s} settle=${MOHR_BENCH_SETTLE:-3}
+  local scenarios=${MOHR_BENCH_SCENARIOS:-ocsp-post ocsp-get issue}
   MOHR=${MOHR_BIN:-$W/mohr}
   mkdir -p "$B"
   local BENCH=${MOHR_BENCH_BIN:-$B/mohr-bench}
@@ -282,13 +310,52 @@ bench() { # OCSP through HAProxy against node1 alone, same run, same load tool (
       --csr "$B/leaf.csr" --name "OCSP Bench Pharmacy" >"$B/leaf.pem"
     openssl ocsp -issuer "$S/ca/intermediate.pem" -cert "$B/leaf.pem" -no_nonce -reqout "$B/ocsp.req" >/dev/null 2>&1
   fi
-  local r u sc
+  if ! [ -f "$B/ra.pem" ]; then # issuance: an RA officer's client certificate (mTLS to the nodes, through HAProxy's TCP pass)
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$B/ra.key" -subj /CN=x \
+      -out "$B/ra.csr" 2>/dev/null
+    "$MOHR" --data-dir "$S" --config "$S/mohr.yaml" cert issue --profile operator --role ra-officer \
+      --csr "$B/ra.csr" --name "Bench RA Officer" >"$B/ra.pem"
+  fi
+  local r u sc order pgp hz nodes ha
+  hz=$(getconf CLK_TCK)
+  pgp=$(primary_port) || { log "no PostgreSQL primary"; exit 1; }
   : >"$B/results"
+  : >"$B/issue-costs"
   for ((r = 1; r <= rounds; r++)); do
-    for sc in ocsp-post ocsp-get; do
-      for u in node1=http://127.0.0.1:$PUB1 haproxy=http://127.0.0.1:$LB_PUB; do
-        "$BENCH" -url "${u#*=}" -scenario "$sc" -ocsp-req "$B/ocsp.req" -c "$conc" -d "$dur" -warmup 500ms |
-          sed -n 's/.*rps=\([0-9]*\).*/\1/p' | sed "s/^/$sc ${u%%=*} /" >>"$B/results"
+    # Each round alternates which target goes first, so neither always runs after the other's leftovers.
+    order="node1=http://127.0.0.1:$PUB1 haproxy=http://127.0.0.1:$LB_PUB"
+    ((r % 2)) || order="haproxy=http://127.0.0.1:$LB_PUB node1=http://127.0.0.1:$PUB1"
+    for sc in $scenarios; do
+      for u in $order; do
+        if [ "$sc" != issue ]; then
+          "$BENCH" -url "${u#*=}" -scenario "$sc" -ocsp-req "$B/ocsp.req" -c "$conc" -d "$dur" -warmup 500ms |
+            sed -n 's/.*rps=\([0-9]*\).*/\1/p' | sed "s/^/$sc ${u%%=*} /" >>"$B/results"
+          continue
+        fi
+        # Issuance goes to the API (mTLS; HAProxy passes TLS through). Besides the rate, what each
+        # certificate cost: CPU of the three nodes, of HAProxy and of the primary's backends, database
+        # commits and WAL syncs, counted from the start of the run until $settle s after it, so that the
+        # change feeds' work on the run's certificates (on every node) is counted too.
+        local target=https://127.0.0.1:$API1
+        [ "${u%%=*}" = haproxy ] && target=https://127.0.0.1:$LB_API
+        local pids pgpids c0 c1 g0 g1 h0 h1 p0 p1 out
+        pids="$(cat "$W/node1/pid" "$W/node2/pid" "$W/node3/pid" 2>/dev/null | tr '\n' ' ')"
+        ha=$(cat "$W/haproxy.pid" 2>/dev/null || true)
+        pgpids=$(pgrep -P "$(head -1 "$W/$([ "$pgp" = "$PG1" ] && echo pg1 || echo pg2)/data/postmaster.pid")" | tr '\n' ' ')
+        c0=$(ticks $pids) h0=$(ticks $ha) g0=$(ticks $pgpids) p0=$(pg_counters "$pgp")
+        out=$("$BENCH" -url "$target" -cacert "$S/ca/root.pem" -cert "$B/ra.pem" -key "$B/ra.key" -scenario issue \
+          -c "$conc" -d "$idur" -warmup 0)
+        sleep "$settle"
+        c1=$(ticks $pids) h1=$(ticks $ha) g1=$(ticks $pgpids) p1=$(pg_counters "$pgp")
+        echo "$out" | awk -v who="${u%%=*}" -v hz="$hz" -v c="$((c1 - c0))" -v h="$((h1 - h0))" -v g="$((g1 - g0))" \
+          -v p0="$p0" -v p1="$p1" '{
+            for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+            n = v["requests"]; if (n < 1) n = 1
+            split(p0, a, " "); split(p1, b, " ")
+            printf "issue %s %s\n", who, v["rps"] > "/dev/stderr"
+            printf "%s %s %.2f %.2f %.2f %.2f %.1f %.2f\n", who, v["rps"], c / hz * 1000 / n, g / hz * 1000 / n,
+              h / hz * 1000 / n, (b[1] - a[1]) / n, (b[2] - a[2]) / n, (b[3] - a[3]) / n
+          }' 2>>"$B/results" >>"$B/issue-costs"
       done
     done
   done
@@ -298,8 +365,18 @@ bench() { # OCSP through HAProxy against node1 alone, same run, same load tool (
     END {
       for (k in v) { split(substr(v[k], 2), a, " "); m[k] = a[int((n + 1) / 2)] }
       for (k in m) printf "%s req/s median of %d: %s\n", k, n, m[k]
-      for (sc in m) { split(sc, p, " "); if (p[2] == "haproxy") printf "%s ratio haproxy/node1: %.2f (node1 POST as the baseline: %.2f)\n", p[1], m[sc] / m[p[1]" node1"], m[sc] / m["ocsp-post node1"] }
+      for (sc in m) { split(sc, p, " "); if (p[2] == "haproxy") printf "%s ratio haproxy/node1: %.2f%s\n", p[1], m[sc] / m[p[1]" node1"], (p[1] ~ /^ocsp/ && m["ocsp-post node1"] ? sprintf(" (node1 POST as the baseline: %.2f)", m[sc] / m["ocsp-post node1"]) : "") }
     }' | sort
+  if [ -s "$B/issue-costs" ]; then # per certificate, medians of the rounds
+    echo "issue costs per certificate (medians): target, CPU ms of the 3 nodes, of PostgreSQL's backends, of HAProxy; commits; WAL records; WAL syncs"
+    for who in node1 haproxy; do
+      local line="$who" col
+      for col in 3 4 5 6 7 8; do
+        line="$line $(awk -v w="$who" -v c="$col" '$1 == w { print $c }' "$B/issue-costs" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')"
+      done
+      echo "  $line"
+    done
+  fi
 }
 
 env_vars() {
