@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -44,8 +45,8 @@ func FuzzCardAnswer(f *testing.F) {
 	svc := &Service{cfg: Config{CardIssuers: []*x509.Certificate{iss}, Now: func() time.Time { return clock }}}
 	late := &Service{cfg: Config{CardIssuers: []*x509.Certificate{iss}, Now: func() time.Time { return now.AddDate(3, 0, 0) }}}
 	f.Fuzz(func(t *testing.T, cert, sg, ch []byte) {
-		k, err := svc.checkCardAnswer(CardAnswer{Certificate: cert, Signature: sg}, ch)
-		if _, lerr := late.checkCardAnswer(CardAnswer{Certificate: cert, Signature: sg}, ch); lerr == nil {
+		k, err := svc.checkCardAnswer(context.Background(), CardAnswer{Certificate: cert, Signature: sg}, ch)
+		if _, lerr := late.checkCardAnswer(context.Background(), CardAnswer{Certificate: cert, Signature: sg}, ch); lerr == nil {
 			t.Fatal("accepted with the card certificate expired")
 		}
 		if err != nil {

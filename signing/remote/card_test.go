@@ -3,11 +3,14 @@ package remote_test
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -572,5 +575,91 @@ func TestEnrolCardChecked(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestCardRevocation: with the national ID card issuers' CRLs configured (Config.CardCRLs), a card
+// certificate its issuer's current CRL lists is refused at registration and at activation; a stale CRL (past
+// nextUpdate by the injected clock) or one signed by another issuer leaves the card unchecked, and the exchange
+// then refuses it (fail closed); an unlisted card works. Nothing is signed by a refused activation.
+func TestCardRevocation(t *testing.T) {
+	d := newCardDesk(t)
+	f := newFixture(t, "sqlite")
+	ctx := context.Background()
+	now := f.clock.Now
+	var crls atomic.Pointer[[]*x509.RevocationList]
+	crl := func(iss *virtualcard.Issuer, revoked ...*virtualcard.Card) {
+		t.Helper()
+		var entries []x509.RevocationListEntry
+		for _, vc := range revoked {
+			entries = append(entries, x509.RevocationListEntry{SerialNumber: vc.Certificate(0x81).SerialNumber, RevocationTime: now().Add(-time.Minute)})
+		}
+		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(now().Unix()), ThisUpdate: now().Add(-time.Hour),
+			NextUpdate: now().Add(24 * time.Hour), RevokedCertificateEntries: entries}, iss.Cert, iss.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := x509.ParseRevocationList(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crls.Store(&[]*x509.RevocationList{l})
+	}
+	f.cfg.CardCRLs = func(context.Context) ([]*x509.RevocationList, error) { return *crls.Load(), nil }
+	f.withCards()
+	cardA, lost := idCard(t, drA, f.cardIssuer, now), idCard(t, drA, f.cardIssuer, now)
+	crl(f.cardIssuer)
+	cred, err := f.enrolWithCard(d, drA, cardA, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.registerCard(d, cred.ID, lost); err != nil {
+		t.Fatal(err)
+	}
+	activate := func(vc *virtualcard.Card) error {
+		t.Helper()
+		hs := randomHashes(2)
+		r, err := f.svc.BeginActivation(ctx, drA.caller(), cred.ID, hs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := d.answer(vc, cardPIN, r.Challenge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.svc.ActivateWithCard(ctx, drA.caller(), cred.ID, r.ID, a)
+		return err
+	}
+	if err := activate(lost); err != nil {
+		t.Fatalf("the card before its revocation: %v", err)
+	}
+	// The card is reported lost: its issuer's CRL lists it.
+	crl(f.cardIssuer, lost)
+	before := f.keys.signs.Load()
+	if err := activate(lost); !errors.Is(err, remote.ErrCardRefused) || !f.refusedWith("activate-card", nil, "revoked") {
+		t.Fatalf("revoked card: %v", err)
+	}
+	if err := activate(cardA); err != nil {
+		t.Fatalf("the unrevoked card: %v", err)
+	}
+	replacement := idCard(t, drA, f.cardIssuer, now)
+	crl(f.cardIssuer, lost, replacement)
+	if _, err := f.registerCard(d, cred.ID, replacement); !errors.Is(err, remote.ErrCardRefused) || !f.refusedWith("card-register", nil, "revoked") {
+		t.Fatalf("registration of a revoked card: %v", err)
+	}
+	// A CRL of another issuer only: no current CRL for the card's issuer.
+	other, _ := virtualcard.NewIssuer(nil, now())
+	crl(other)
+	if err := activate(cardA); !errors.Is(err, remote.ErrCardRefused) || !f.refusedWith("activate-card", nil, "no current CRL") {
+		t.Fatalf("CRL of another issuer: %v", err)
+	}
+	// A stale CRL: the clock passes its nextUpdate.
+	crl(f.cardIssuer)
+	f.clock.Advance(25 * time.Hour)
+	if err := activate(cardA); !errors.Is(err, remote.ErrCardRefused) {
+		t.Fatalf("stale CRL: %v", err)
+	}
+	if n := f.keys.signs.Load() - before; n != 0 {
+		t.Fatalf("refused activations made %d HSM signatures", n)
 	}
 }

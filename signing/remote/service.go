@@ -94,6 +94,10 @@ type Config struct {
 	// CardIssuers are the national ID card issuers' CA certificates: a card certificate must chain to one of
 	// them (at the service's clock) to be registered or to activate. Empty: the card factor is refused.
 	CardIssuers []*x509.Certificate
+	// CardCRLs, if set, returns the national ID card issuers' current CRLs (RFC 5280): a card certificate
+	// must then be covered by a CRL of its issuer (signed by it, not past its nextUpdate by the service's
+	// clock) that does not list it, at registration and at every activation. Unset: no revocation check.
+	CardCRLs func(ctx context.Context) ([]*x509.RevocationList, error)
 	// Now and Rand default to time.Now and crypto/rand.
 	Now  func() time.Time
 	Rand io.Reader
