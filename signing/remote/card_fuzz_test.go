@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"math/big"
 	"testing"
 	"time"
@@ -58,4 +59,35 @@ func FuzzCardAnswer(f *testing.F) {
 			t.Fatalf("accepted %x / %x over %x", cert, sg, ch)
 		}
 	})
+}
+
+// TestCardKeyUsage: a card certificate of a configured issuer whose key usage does not include
+// digitalSignature is refused even with a verifying answer; the same key with digitalSignature passes.
+func TestCardKeyUsage(t *testing.T) {
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	issKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	issTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Card Issuer"}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.AddDate(5, 0, 0), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	issDER, _ := x509.CreateCertificate(rand.Reader, issTmpl, issTmpl, issKey.Public(), issKey)
+	iss, _ := x509.ParseCertificate(issDER)
+	cardKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	challenge := []byte("a challenge of some length")
+	h := sha256.Sum256(challenge)
+	r, s, _ := ecdsa.Sign(rand.Reader, cardKey, h[:])
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	svc := &Service{cfg: Config{CardIssuers: []*x509.Certificate{iss}, Now: func() time.Time { return now }}}
+	for _, tc := range []struct {
+		ku   x509.KeyUsage
+		want bool
+	}{{x509.KeyUsageKeyEncipherment, false}, {x509.KeyUsageDigitalSignature, true}} {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{SerialNumber: "IDCIR-0499370899"},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0), KeyUsage: tc.ku}
+		der, _ := x509.CreateCertificate(rand.Reader, tmpl, iss, cardKey.Public(), issKey)
+		_, err := svc.checkCardAnswer(context.Background(), CardAnswer{Certificate: der, Signature: sig}, challenge)
+		if (err == nil) != tc.want || (err != nil && !errors.Is(err, ErrCardRefused)) {
+			t.Errorf("key usage %v: %v", tc.ku, err)
+		}
+	}
 }
