@@ -5,7 +5,9 @@
 # against the bare cryptographic operations one ingestion needs, measured in the same run at the same
 # concurrency (cmd/mohr-bench scenarios ingest and bare-ingest): ECDSA P-256 verification of the signature and
 # of the signing certificate by its CA, and three P-256 signatures (TSA token, fresh OCSP response, report seal).
-# Prints prescriptions/s, p50/p99, the server's CPU per prescription (from /proc) and the ratio to the bare sum.
+# Prints prescriptions/s, p50/p99, the server's CPU per prescription (from /proc) and the ratio to the bare sum;
+# then the split of the server's CPU by stage (its CPU profile) and what it allocated per prescription (its
+# allocation profile, mohr serve --memprofile, when the build has the flag).
 # SQLite in WAL with synchronous=FULL (durable). Knobs: DURATION (10s), ROUNDS (3; report medians),
 # PHYSICIANS (8), CONC (32), MOHR_BIN (another build of mohr), BASE_BIN (a previous build, measured in every
 # round just before MOHR_BIN on the same data and reported as a ratio to it), PROFILE_OUT (a directory to keep
