@@ -11,7 +11,8 @@
 # SQLite in WAL with synchronous=FULL (durable). Knobs: DURATION (10s), ROUNDS (3; report medians),
 # PHYSICIANS (8), CONC (32), MOHR_BIN (another build of mohr), BASE_BIN (a previous build, measured in every
 # round just before MOHR_BIN on the same data and reported as a ratio to it), PROFILE_OUT (a directory to keep
-# the binary and the server's CPU profile in, for go tool pprof).
+# the binary and the server's CPU profile in, for go tool pprof), MOHR_ENV (environment settings for MOHR_BIN's
+# server only, e.g. MOHR_ENV=GOGC=400 with BASE_BIN the same build: a runtime setting against the default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -58,7 +59,9 @@ common=(-signers "$W/signers" -chain "$W/data/ca/intermediate.pem")
 start() {
 	local mem=
 	[ -z "${2:-}" ] || ! "$1" serve --help 2>/dev/null | grep -q -- --memprofile || mem="--memprofile=${2%.pprof}.alloc.pprof"
-	GOMAXPROCS=2 "$1" --data-dir "$W/data" serve ${2:+--cpuprofile "$2"} $mem >> "$W/serve.log" 2>&1 &
+	local envs=()
+	[ "$1" != "$W/mohr" ] || read -r -a envs <<< "${MOHR_ENV:-}"
+	env "${envs[@]}" GOMAXPROCS=2 "$1" --data-dir "$W/data" serve ${2:+--cpuprofile "$2"} $mem >> "$W/serve.log" 2>&1 &
 	SRV=$!
 	for _ in $(seq 1 200); do curl -sf "http://$PUB/healthz" >/dev/null && break; sleep 0.1; done
 	curl -sf "http://$PUB/healthz" >/dev/null || { cat "$W/serve.log" >&2; exit 1; }
