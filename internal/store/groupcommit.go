@@ -372,8 +372,8 @@ func (c *core) chainLoop(kick, stop, done chan struct{}) {
 // chainRetry is the chainer's pause after a failed chain, chainBusyRetry after finding the head locked.
 const (
 	chainRetry     = 250 * time.Millisecond
-	chainBusyRetry = 2 * time.Millisecond
-	chainEvery     = 10 * time.Millisecond
+	chainBusyRetry = 20 * time.Millisecond
+	chainEvery     = 20 * time.Millisecond
 )
 
 // errHeadBusy: another transaction holds the audit head's lock (chainAll without waiting).
