@@ -33,6 +33,10 @@ type RemoteSigning interface {
 	ActivateParked(ctx context.Context, c remote.Caller, credID, requestID string) (remote.Activation, error)
 	SignHash(ctx context.Context, c remote.Caller, credID, sad string, hashes [][]byte) ([][]byte, error)
 	MaxHashes() int
+	// ActivateWithCard is Activate with the national ID card factor (its INTERNAL AUTHENTICATE answer).
+	ActivateWithCard(ctx context.Context, c remote.Caller, credID, requestID string, ans remote.CardAnswer) (remote.Activation, error)
+	// Factors lists a credential's passkeys and registered cards.
+	Factors(ctx context.Context, c remote.Caller, credID string) ([][]byte, []remote.Card, error)
 }
 
 // OIDs of the CSC parameters Mohr accepts: SHA-256 (hashAlgorithmOID) and ECDSA with SHA-256 or the bare
@@ -117,7 +121,7 @@ func (s *Server) cscFail(w http.ResponseWriter, r *http.Request, op string, err 
 		bad("Credential locked")
 	case errors.Is(err, remote.ErrCredentialStatus):
 		bad("The credential identified by credentialID is disabled")
-	case errors.Is(err, remote.ErrAssertion):
+	case errors.Is(err, remote.ErrAssertion), errors.Is(err, remote.ErrCardRefused):
 		cscErr(w, http.StatusBadRequest, "invalid_authentication_data", "The authentication data is invalid")
 	case errors.Is(err, remote.ErrExpired) && op == "signHash":
 		bad("SAD expired")
@@ -270,12 +274,16 @@ func (s *Server) cscCredentialInfo(c remote.Credential, certs string, certInfo, 
 	}
 	auth := map[string]any{"mode": "explicit"}
 	if authInfo {
-		auth["expression"] = cscAuthHandle + " AND " + cscAuthAssertion
+		auth["expression"] = cscAuthActivationHandle + " AND (" + cscAuthAssertion + " OR (" + cscAuthCardCertificate + " AND " + cscAuthCardSignature + "))"
 		auth["objects"] = []map[string]any{
-			{"type": "ChallengeResponse", "id": cscAuthHandle, "format": "A", "label": "Activation request",
-				"description": "The handle of the 202 answer of credentials/authorize"},
+			{"type": "ChallengeResponse", "id": cscAuthActivationHandle, "format": "A", "label": "Activation request",
+				"description": "The handle of the 202 answer of credentials/authorize (" + cscAuthHandle + " is accepted as the same)"},
 			{"type": "WebAuthn", "id": cscAuthAssertion, "format": "A", "label": "Passkey",
 				"description": "The base64url JSON PublicKeyCredential answering the WebAuthn challenge over the hashes (user verification required)"},
+			{"type": "Certificate", "id": cscAuthCardCertificate, "format": "A", "label": "National ID card",
+				"description": "The registered national ID card's authentication certificate, base64 DER"},
+			{"type": "ChallengeResponse", "id": cscAuthCardSignature, "format": "A", "label": "National ID card answer",
+				"description": "The card's INTERNAL AUTHENTICATE answer (after its PIN) over the 202 answer's challenge: base64 plain ECDSA r||s, 64 bytes"},
 		}
 	}
 	info["auth"] = auth
@@ -310,7 +318,14 @@ func (s *Server) handleCSCInfoCredential(w http.ResponseWriter, r *http.Request)
 		s.cscFail(w, r, "info", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.cscCredentialInfo(c, req.Certificates, req.CertInfo, req.AuthInfo))
+	info := s.cscCredentialInfo(c, req.Certificates, req.CertInfo, req.AuthInfo)
+	pks, cards, err := s.svc.Remote.Factors(r.Context(), cscCaller(r), c.ID)
+	if err != nil {
+		s.cscFail(w, r, "info", err)
+		return
+	}
+	info["factors"] = factorsView(pks, cards) // Mohr's extension: the registered activation factors
+	writeJSON(w, http.StatusOK, info)
 }
 
 type cscAuthObject struct {
@@ -391,41 +406,36 @@ func (s *Server) handleCSCAuthorize(w http.ResponseWriter, r *http.Request) {
 			s.cscFail(w, r, "authorize", err)
 			return
 		}
-		writeJSON(w, http.StatusAccepted, map[string]any{
-			"handle": ar.ID, "expiresIn": int(ar.ExpiresAt.Sub(s.cfg.Now()).Seconds()),
-			"publicKey": ar.Options.Response,
-		})
+		out := map[string]any{"handle": ar.ID, "expiresIn": int(ar.ExpiresAt.Sub(s.cfg.Now()).Seconds()),
+			// The challenge over the hashes, for the national ID card factor (INTERNAL AUTHENTICATE signs it).
+			"challenge": base64.StdEncoding.EncodeToString(ar.Challenge)}
+		if ar.Options != nil {
+			out["publicKey"] = ar.Options.Response
+		}
+		writeJSON(w, http.StatusAccepted, out)
 		return
 	}
-	var handle, assertion string
-	for _, a := range req.AuthData {
-		switch a.ID {
-		case cscAuthHandle:
-			handle = a.Value
-		case cscAuthAssertion:
-			assertion = a.Value
-		default:
-			cscErr(w, http.StatusBadRequest, "invalid_authentication_data", "The authentication data is invalid")
-			return
-		}
+	ad, perr := parseAuthData(req.AuthData)
+	if perr != nil {
+		cscErr(w, http.StatusBadRequest, "invalid_authentication_data", "The authentication data is invalid")
+		return
 	}
 	var act remote.Activation
 	var err error
-	if handle != "" && assertion == "" {
+	switch {
+	case ad.card != nil:
+		// The national ID card factor: its answer (after its PIN, on the card) over the same challenge.
+		act, err = s.svc.Remote.ActivateWithCard(r.Context(), c, *req.CredentialID, ad.handle, *ad.card)
+	case ad.assertion != nil:
+		act, err = s.svc.Remote.Activate(r.Context(), c, *req.CredentialID, ad.handle, ad.assertion)
+	default:
 		// The physician approves on Mohr's activation page (/remote/activate?h=<handle>), which parks the
 		// assertion: 202 again while they have not, then the SAD.
-		act, err = s.svc.Remote.ActivateParked(r.Context(), c, *req.CredentialID, handle)
+		act, err = s.svc.Remote.ActivateParked(r.Context(), c, *req.CredentialID, ad.handle)
 		if errors.Is(err, remote.ErrPending) {
-			writeJSON(w, http.StatusAccepted, map[string]any{"handle": handle, "status": "pending"})
+			writeJSON(w, http.StatusAccepted, map[string]any{"handle": ad.handle, "status": "pending"})
 			return
 		}
-	} else {
-		asn, derr := base64.RawURLEncoding.DecodeString(strings.TrimRight(assertion, "="))
-		if handle == "" || assertion == "" || derr != nil {
-			cscErr(w, http.StatusBadRequest, "invalid_authentication_data", "The authentication data is invalid")
-			return
-		}
-		act, err = s.svc.Remote.Activate(r.Context(), c, *req.CredentialID, handle, asn)
 	}
 	if err != nil {
 		s.cscFail(w, r, "authorize", err)

@@ -76,3 +76,21 @@ func (f fakeRemote) Revoke(context.Context, remote.Caller, string, int) error {
 func (f fakeRemote) Rekey(_ context.Context, _ remote.Caller, id string) (remote.Credential, error) {
 	return remote.Credential{ID: id + "n", Status: remote.StatusActive}, f.r.rec("Remote.Rekey")
 }
+
+// The national ID card factor (csc_authdata.go, remote_card.go).
+
+func (f fakeRemote) ActivateWithCard(_ context.Context, _ remote.Caller, _, _ string, _ remote.CardAnswer) (remote.Activation, error) {
+	return remote.Activation{SAD: "sad", Hashes: [][]byte{make([]byte, 32)}, ExpiresAt: testNow.Add(time.Minute)}, f.r.rec("Remote.ActivateWithCard")
+}
+
+func (f fakeRemote) Factors(context.Context, remote.Caller, string) ([][]byte, []remote.Card, error) {
+	return nil, nil, nil
+}
+
+func (f fakeRemote) BeginCardChallenge(_ context.Context, _ remote.Caller, p remote.CardPurpose, _ string) (remote.CardChallenge, error) {
+	return remote.CardChallenge{ID: "cc1", Purpose: p, Challenge: make([]byte, 32), ExpiresAt: testNow.Add(time.Minute)}, f.r.rec("Remote.BeginCardChallenge")
+}
+
+func (f fakeRemote) RegisterCard(_ context.Context, _ remote.Caller, id, _ string, _ remote.CardAnswer) (remote.Card, error) {
+	return remote.Card{CredentialID: id, Fingerprint: "00"}, f.r.rec("Remote.RegisterCard")
+}

@@ -20,6 +20,7 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"github.com/mohr-hix/mohr/cardreader/virtualcard"
 	"github.com/mohr-hix/mohr/hsm"
 	"github.com/mohr-hix/mohr/internal/hixext"
 	"github.com/mohr-hix/mohr/internal/softauthn"
@@ -38,6 +39,8 @@ type cscEnv struct {
 	cred remote.Credential
 	auth *softauthn.Authenticator
 	op   *hsm.Opener
+	// cardIssuer is the national ID card issuer the service trusts (remote.Config.CardIssuers).
+	cardIssuer *virtualcard.Issuer
 }
 
 func newCSCEnv(t *testing.T) *cscEnv { return newCSCEnvTB(t) }
@@ -62,8 +65,12 @@ func newCSCEnvTB(t testing.TB) *cscEnv {
 	t.Cleanup(func() { op.Close() })
 	var issuer *testCA
 	clock := &fakeClock{t: testNow}
+	cardIssuer, err := virtualcard.NewIssuer(nil, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
 	svc, err := remote.New(remote.Config{Store: st, Keys: op, KeyToken: "pkcs11:token=" + cscToken + "?pin-source=file:" + pinFile,
-		RPID: "localhost", RPOrigins: []string{"https://localhost"}, MaxHashes: 10, Now: clock.Now,
+		RPID: "localhost", RPOrigins: []string{"https://localhost"}, MaxHashes: 10, Now: clock.Now, CardIssuers: []*x509.Certificate{cardIssuer.Cert},
 		Issue: func(_ context.Context, r remote.IssueRequest) ([]*x509.Certificate, error) {
 			return []*x509.Certificate{issueRemoteCert(t, issuer, r), issuer.cert}, nil
 		}})
@@ -88,7 +95,7 @@ func newCSCEnvTB(t testing.TB) *cscEnv {
 	if err := svc.FinishPasskeyRegistration(context.Background(), ra, cred.ID, reg.ID, resp); err != nil {
 		t.Fatal(err)
 	}
-	return &cscEnv{testEnv: e, svc: svc, st: st, cred: cred, auth: a, op: op}
+	return &cscEnv{testEnv: e, svc: svc, st: st, cred: cred, auth: a, op: op, cardIssuer: cardIssuer}
 }
 
 // issueRemoteCert issues a physician-signing certificate with the remote-signing policy from the test CA.

@@ -91,6 +91,9 @@ func validCalls(t testing.TB, e *testEnv) map[string]func() call {
 		"remoteBlock":           j("POST", "/v1/remote/credentials/c1/block", `{"reason":"lost"}`),
 		"remoteRevoke":          j("POST", "/v1/remote/credentials/c1/revoke", `{"reason":1}`),
 		"remoteRekey":           plain("POST", "/v1/remote/credentials/c1/rekey"),
+		"remoteCardChallenge":   j("POST", "/v1/remote/card-challenges", `{"purpose":"register","credentialId":"c1"}`),
+		"remoteAddCard": j("POST", "/v1/remote/credentials/c1/cards", `{"challengeId":"cc1","certificate":"AAAA",`+
+			`"signature":"`+strings.Repeat("A", 86)+`"}`),
 		"approve": func() call {
 			// A fresh approval requested by a third operator, so that both the operator and the admin may approve.
 			r := e.do(callerOp2, "POST", "/v1/ca/intermediate/rekey", "", nil)

@@ -58,6 +58,8 @@ type remoteCredentialJSON struct {
 	KeyURI        string    `json:"keyURI"`
 	CreatedAt     time.Time `json:"createdAt"`
 	UpdatedAt     time.Time `json:"updatedAt"`
+	// Factors are the registered activation factors (passkeys, national ID cards; remote_card.go).
+	Factors []factorView `json:"factors,omitempty"`
 }
 
 type remoteRegistrationJSON struct {
@@ -240,7 +242,16 @@ func (s *Server) remoteAfter(w http.ResponseWriter, r *http.Request, status int,
 		s.remoteFail(w, r, err)
 		return
 	}
-	writeJSON(w, status, remoteCredentialView(c))
+	v := remoteCredentialView(c)
+	if ra := s.remoteCardRA(); ra != nil {
+		pks, cards, err := ra.Factors(r.Context(), cscCaller(r), id)
+		if err != nil {
+			s.remoteFail(w, r, err)
+			return
+		}
+		v.Factors = factorsView(pks, cards)
+	}
+	writeJSON(w, status, v)
 }
 
 func (s *Server) handleRemoteGet(w http.ResponseWriter, r *http.Request) {

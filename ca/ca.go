@@ -3,7 +3,7 @@
 // knows whether that is a file key or an HSM key.
 //
 // Issuance follows Boulder's sequence (docs/ISSUANCE-CYCLE.md there): validate -> reserve serial -> build the
-// TBS -> lint it signed by a throwaway key -> persist the intent and its audit event -> sign with the CA key ->
+// TBS -> lint it (with a placeholder signature, sign.go) -> persist the intent and its audit event -> sign with the CA key ->
 // check that the signed TBS is the linted one -> persist the certificate and its audit event -> return. A crash
 // anywhere leaves no certificate the store and the audit log do not know about: the intent (with the TBS hash)
 // is recorded before the CA key is used, and a certificate is handed out only after it is recorded as issued.
@@ -66,11 +66,9 @@ type CA struct {
 	cfg    Config
 	opt    Options
 
-	// lintIssuer and lintSigner stand in for the real issuer when the TBS is linted (Boulder's "lint
-	// certificate"): same subject and key identifier, a throwaway key of the same type, so the TBS signed
-	// by the real key is byte-for-byte the one linted.
-	lintIssuer *x509.Certificate
-	lintSigner crypto.Signer
+	// lintSig is a signature made once by a throwaway key of the issuer's key type: the lint copy of a
+	// certificate (its TBS, which the CA key then signs byte for byte) carries it (sign.go).
+	lintSig []byte
 
 	regMu sync.Mutex
 	regs  map[string]lint.Registry
@@ -110,20 +108,12 @@ func New(is *Issuer, st Store, cfg Config, opt Options) (*CA, error) {
 		opt.Rand = rand.Reader
 	}
 	c := &CA{issuer: is, store: st, cfg: cfg, opt: opt, regs: map[string]lint.Registry{}}
-	var err error
-	if c.lintSigner, err = throwawayKey(is.Signer.Public()); err != nil {
+	throwaway, err := throwawayKey(is.Signer.Public())
+	if err != nil {
 		return nil, err
 	}
-	tmpl := *is.Cert
-	tmpl.PublicKey = nil
-	tmpl.SignatureAlgorithm = x509.UnknownSignatureAlgorithm // the throwaway key's own (the issuer's parent may differ)
-	tmpl.RawSubject = is.Cert.RawSubject
-	der, err := x509.CreateCertificate(opt.Rand, &tmpl, &tmpl, c.lintSigner.Public(), c.lintSigner)
-	if err != nil {
-		return nil, fmt.Errorf("ca: lint issuer: %w", err)
-	}
-	if c.lintIssuer, err = x509.ParseCertificate(der); err != nil {
-		return nil, fmt.Errorf("ca: lint issuer: %w", err)
+	if c.lintSig, err = lintSignature(throwaway); err != nil {
+		return nil, fmt.Errorf("ca: lint signature: %w", err)
 	}
 	return c, nil
 }
@@ -212,10 +202,14 @@ func (c *CA) IssueRecord(ctx context.Context, r Request) (*x509.Certificate, Cer
 		if err != nil {
 			return nil, CertRecord{}, err
 		}
-		// 4. Lint it, signed by the throwaway key.
-		lintDERBytes, err := x509.CreateCertificate(c.opt.Rand, tmpl, c.lintIssuer, r.CSR.PublicKey, c.lintSigner)
+		tbs, err := c.buildTBS(tmpl, r.CSR.PublicKey)
 		if err != nil {
-			return nil, CertRecord{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
+			return nil, CertRecord{}, err
+		}
+		// 4. Lint it (with a placeholder signature: sign.go).
+		lintDERBytes, err := c.lintCopy(tbs)
+		if err != nil {
+			return nil, CertRecord{}, err
 		}
 		lintCert, err := x509.ParseCertificate(lintDERBytes)
 		if err != nil {
@@ -248,7 +242,7 @@ func (c *CA) IssueRecord(ctx context.Context, r Request) (*x509.Certificate, Cer
 			return nil, CertRecord{}, err
 		}
 		// 7. Sign the linted TBS with the CA key, and check the signature.
-		cert, der, err := c.signTBS(tmpl, r, lintDERBytes, lintCert)
+		cert, der, err := c.signTBS(tbs)
 		// 8. The signed TBS must be the linted TBS.
 		if err == nil && !bytes.Equal(cert.RawTBSCertificate, lintCert.RawTBSCertificate) {
 			err = errors.New("ca: signed TBS differs from the linted TBS")

@@ -93,11 +93,19 @@ func (m *memStore) Certificates(_ context.Context, f CertFilter) ([]CertRecord, 
 	defer m.mu.Unlock()
 	var out []CertRecord
 	for _, r := range m.recs {
-		if (f.Profile == "" || f.Profile == r.Profile) && (f.Status == "" || f.Status == r.Status) {
+		if (f.Profile == "" || f.Profile == r.Profile) && (f.Status == "" || f.Status == r.Status) &&
+			(f.Subject2 == "" || f.Subject2 == r.Subject2) && r.Serial > f.After {
 			out = append(out, r)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Serial < out[j].Serial })
+	limit := f.Limit
+	if limit == 0 {
+		limit = 1000
+	}
+	if len(out) > limit {
+		out = out[:limit]
+	}
 	return out, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 
 	"github.com/mohr-hix/mohr/cardreader/internal/cardfmt"
+	"github.com/mohr-hix/mohr/keys"
 )
 
 // NationalIDProfile locates the national ID card application. Real card specifications are not public:
@@ -19,6 +20,7 @@ type NationalIDProfile struct {
 	HolderFile   uint16 // EF of the holder data (docs/cards.md)
 	AuthCertFile uint16 // EF of the card authentication certificate (DER)
 	AuthKeyRef   byte   // key reference for INTERNAL AUTHENTICATE
+	PINRef       byte   // PIN reference for VERIFY (the authentication key is "PIN always")
 }
 
 // DefaultNationalIDProfile returns the profile docs/cards.md documents.
@@ -28,6 +30,7 @@ func DefaultNationalIDProfile() NationalIDProfile {
 		HolderFile:   cardfmt.FIDHolder,
 		AuthCertFile: cardfmt.FIDAuthCert,
 		AuthKeyRef:   cardfmt.KeyAuth,
+		PINRef:       cardfmt.PINRef,
 	}
 }
 
@@ -92,12 +95,12 @@ func (n *NationalIDCard) Certificates(ctx context.Context) ([]*x509.Certificate,
 	return []*x509.Certificate{c}, nil
 }
 
-// Authenticate proves the card genuine: it verifies the card's authentication certificate against
-// issuers (any extended key usage), sends a fresh 32-byte challenge with INTERNAL AUTHENTICATE
-// (ISO/IEC 7816-4 §7.5.2, P2 = key reference) and checks the card's ECDSA signature over SHA-256 of the
-// challenge (plain r||s, BSI TR-03111 format) with the certificate's key. It returns the verified
-// certificate, or an error matching ErrNotGenuine.
-func (n *NationalIDCard) Authenticate(ctx context.Context, issuers *x509.CertPool) (*x509.Certificate, error) {
+// Authenticate proves the card genuine and its holder present: it verifies the card's authentication
+// certificate against issuers (any extended key usage), has the card sign a fresh 32-byte challenge
+// (SignChallenge: VERIFY with the PIN from pin, then INTERNAL AUTHENTICATE) and checks the signature with
+// the certificate's key. It returns the verified certificate, or an error matching ErrNotGenuine (a wrong PIN
+// is an *AuthError, as for every card).
+func (n *NationalIDCard) Authenticate(ctx context.Context, issuers *x509.CertPool, pin keys.PINFunc) (*x509.Certificate, error) {
 	cert, err := n.Certificate(ctx)
 	if err != nil {
 		return nil, err
@@ -117,18 +120,7 @@ func (n *NationalIDCard) Authenticate(ctx context.Context, issuers *x509.CertPoo
 	if _, err := io.ReadFull(r, challenge); err != nil {
 		return nil, fmt.Errorf("cardreader: challenge: %w", err)
 	}
-	var sig []byte
-	err = n.card.Transaction(ctx, func(ctx context.Context) error {
-		if _, err := n.card.selectAID(ctx, n.prof.AID); err != nil {
-			return err
-		}
-		resp, err := n.card.Transmit(ctx, Command{INS: 0x88, P1: 0x00, P2: n.prof.AuthKeyRef, Data: challenge, Ne: 256})
-		if err != nil {
-			return fmt.Errorf("cardreader: internal authenticate: %w", err)
-		}
-		sig = resp.Data
-		return nil
-	})
+	sig, err := n.SignChallenge(ctx, pin, challenge)
 	if err != nil {
 		return nil, err
 	}
@@ -141,4 +133,37 @@ func (n *NationalIDCard) Authenticate(ctx context.Context, issuers *x509.CertPoo
 		return nil, fmt.Errorf("%w: challenge signature does not verify", ErrNotGenuine)
 	}
 	return cert, nil
+}
+
+// SignChallenge has the card sign challenge with its authentication key, in one transaction: SELECT the
+// application, VERIFY (ISO/IEC 7816-4 §7.5.6) with the PIN pin returns, then INTERNAL AUTHENTICATE
+// (§7.5.2, P2 = key reference) with the challenge. The answer is the card's plain ECDSA signature r||s over
+// SHA-256(challenge) (BSI TR-03111 §5.2.1), returned as the card sent it: the caller (or the server it goes
+// to) verifies it. The PIN is asked once, zeroed after use and never retried; a wrong PIN is an *AuthError
+// and nothing is signed. The card's PIN status ends with the answer ("PIN always").
+func (n *NationalIDCard) SignChallenge(ctx context.Context, pin keys.PINFunc, challenge []byte) ([]byte, error) {
+	if len(challenge) < 8 || len(challenge) > 128 {
+		return nil, fmt.Errorf("cardreader: challenge of %d bytes", len(challenge))
+	}
+	var sig []byte
+	err := n.card.Transaction(ctx, func(ctx context.Context) error {
+		if _, err := n.card.selectAID(ctx, n.prof.AID); err != nil {
+			return err
+		}
+		return withPIN(ctx, pin, "PIN of the national ID card in "+n.card.Reader(), func(p []byte) error {
+			if err := n.card.verifyPIN(ctx, n.prof.PINRef, p); err != nil {
+				return err
+			}
+			resp, err := n.card.Transmit(ctx, Command{INS: 0x88, P1: 0x00, P2: n.prof.AuthKeyRef, Data: challenge, Ne: 256})
+			if err != nil {
+				return fmt.Errorf("cardreader: internal authenticate: %w", err)
+			}
+			sig = resp.Data
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sig, nil
 }

@@ -219,8 +219,17 @@ func TestNationalIDThroughPCSC(t *testing.T) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(iss.Cert)
-	cert, err := nid.Authenticate(ctx, pool)
-	if err != nil {
+	// The authentication key is "PIN always": without VERIFY the card refuses, a wrong PIN signs nothing.
+	if _, err := card.Transmit(ctx, cardreader.Command{INS: 0x88, P2: 0x81, Data: make([]byte, 32), Ne: 256}); !errors.Is(err, cardreader.ErrSecurityStatus) {
+		t.Fatalf("INTERNAL AUTHENTICATE without the PIN: %v, want ErrSecurityStatus", err)
+	}
+	var ae *cardreader.AuthError
+	if _, err := nid.Authenticate(ctx, pool, pinFunc("999999", nil)); !errors.As(err, &ae) || ae.Retries != 2 {
+		t.Fatalf("Authenticate with a wrong PIN: %v", err)
+	}
+	calls := 0
+	cert, err := nid.Authenticate(ctx, pool, pinFunc("123456", &calls))
+	if err != nil || calls != 1 {
 		t.Fatalf("Authenticate: %v", err)
 	}
 	if cert.Subject.SerialNumber != "IDCIR-0499370899" {
@@ -229,7 +238,10 @@ func TestNationalIDThroughPCSC(t *testing.T) {
 	other, _ := virtualcard.NewIssuer(nil, time.Now())
 	pool2 := x509.NewCertPool()
 	pool2.AddCert(other.Cert)
-	if _, err := nid.Authenticate(ctx, pool2); !errors.Is(err, cardreader.ErrNotGenuine) {
+	if _, err := card.Transmit(ctx, cardreader.Command{INS: 0x88, P2: 0x81, Data: make([]byte, 32), Ne: 256}); !errors.Is(err, cardreader.ErrSecurityStatus) {
+		t.Fatalf("INTERNAL AUTHENTICATE after an answered one: %v, want ErrSecurityStatus (PIN always)", err)
+	}
+	if _, err := nid.Authenticate(ctx, pool2, pinFunc("123456", nil)); !errors.Is(err, cardreader.ErrNotGenuine) {
 		t.Fatalf("Authenticate against another issuer: %v, want ErrNotGenuine", err)
 	}
 	if _, err := cardreader.Council(ctx, card, cardreader.DefaultCouncilProfile()); !errors.Is(err, cardreader.ErrNotFound) || !errors.Is(err, keys.ErrNotFound) {

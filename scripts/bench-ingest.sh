@@ -54,12 +54,14 @@ common=(-signers "$W/signers" -chain "$W/data/ca/intermediate.pem")
 # start BIN [PROFILE]: serve with that build (GOMAXPROCS=2), warmed up (and checked: any non-201 answer fails the
 # run); stop: SIGTERM and wait (the profile is written then).
 start() {
-	GOMAXPROCS=2 "$1" --data-dir "$W/data" serve ${2:+--cpuprofile "$2"} >> "$W/serve.log" 2>&1 &
+	local mem=
+	[ -z "${2:-}" ] || ! "$1" serve --help 2>/dev/null | grep -q -- --memprofile || mem="--memprofile=${2%.pprof}.alloc.pprof"
+	GOMAXPROCS=2 "$1" --data-dir "$W/data" serve ${2:+--cpuprofile "$2"} $mem >> "$W/serve.log" 2>&1 &
 	SRV=$!
 	for _ in $(seq 1 200); do curl -sf "http://$PUB/healthz" >/dev/null && break; sleep 0.1; done
 	curl -sf "http://$PUB/healthz" >/dev/null || { cat "$W/serve.log" >&2; exit 1; }
 	"$W/bench" -url "https://$API" -cacert "$W/data/ca/root.pem" -cert "$W/fac.pem" -key "$W/fac.key" \
-		-scenario ingest "${common[@]}" -pool 200 -c "$conc" -d 2s -warmup 0 -timeout 60s >/dev/null 2>"$W/warm.err" ||
+		-scenario ingest "${common[@]}" -pool 200 -c "$conc" -d 2s -warmup 0 -timeout 60s >"$W/warm.out" 2>"$W/warm.err" ||
 		grep -q 'pool of 200' "$W/warm.err" || { cat "$W/warm.err" "$W/serve.log" >&2; exit 1; }
 }
 stop() { kill -TERM "$SRV"; wait "$SRV" 2>/dev/null || true; SRV=; }
@@ -70,6 +72,7 @@ ingest() { # -> "rps p50 p99 cpu_us_per_rx errors"
 	out=$("$W/bench" -url "https://$API" -cacert "$W/data/ca/root.pem" -cert "$W/fac.pem" -key "$W/fac.key" \
 		-scenario ingest "${common[@]}" -pool 40000 -c "$conc" -d "$dur" -warmup 0 -timeout 60s)
 	c1=$(cpu)
+	printf "%s\n%s\n" "$out" "$(cat "$W/warm.out")" | sed -nE 's/^scenario=.* requests=([0-9]+).*/\1/p' | awk '{ n += $1 } END { print n }' > "$W/served"
 	echo "$out" | awk -v cpu=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" '/^scenario=/ {
 		for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
 		printf "%s %s %s %.0f %s\n", v["rps"], v["p50"], v["p99"], cpu / hz * 1e6 / v["requests"], v["errors"] }'
@@ -113,19 +116,36 @@ share() { # focus-regex [ignore-regex] -> fraction of all samples
 		sed -nE 's/^Showing nodes accounting for .*, ([0-9.]+)% of .* total$/\1/p' | head -1 | awk '{print ($1 == "" ? 0 : $1 / 100)}'
 }
 [ -s "$W/cpu.pprof" ] || { echo "bench-ingest: no CPU profile" >&2; exit 1; }
-[ -z "${PROFILE_OUT:-}" ] || cp "$W/mohr" "$W/cpu.pprof" "$PROFILE_OUT"/
+[ -z "${PROFILE_OUT:-}" ] || cp "$W/mohr" "$W/cpu.pprof" "$W"/cpu.*.alloc.pprof "$PROFILE_OUT"/ 2>/dev/null || true
 echo "# CPU by stage (share of the server's samples; us/rx from the last round's CPU per prescription, $cpurx us):"
 for st in "ingest (all of IngestAs)|signing\.\(\*Ingestor\)\.IngestAs$|" \
 	"verify (3 passes)|signing\.\(\*Verifier\)\.Verify$|" \
+	"  of it: registry lookup (SQL)|signing\.\(\*Verifier\)\.registration$|" \
 	"TSA (timestamp token)|signing\.[aA]ddSignatureTimestamp$|" \
 	"OCSP (fresh response, B-LT data)|signing\.\(\*Ingestor\)\.addRevocation$|signing\.\(\*Verifier\)\.Verify$" \
 	"store (SQLite, durable; group commit)|prescriptionStore\.SavePrescription$|" \
-	"seal (sealed report)|signing\.SealReport$|" \
+	"seal (sealed report)|signing\.sealReport$|" \
 	"TLS (handshakes, records)|crypto/tls\.|signing\." \
-	"GC (background)|runtime\.gcBgMarkWorker$|"; do
+	"GC (background)|runtime\.gcBgMarkWorker$|" \
+	"across stages: ECDSA verifications (all)|crypto/ecdsa\.VerifyASN1$|" \
+	"  of them: verify-after-sign|keys\.VerifyDigest$|" \
+	"across stages: ECDSA signatures (all)|crypto/ecdsa\.SignASN1$|"; do
 	IFS='|' read -r name focus ignore <<< "$st"
 	f=$(share "$focus" "$ignore")
 	case $name in ingest*|TLS*|GC*) rest=$(awk -v r="${rest:-1}" -v f="$f" 'BEGIN { print r - f }') ;; esac
 	awk -v n="$name" -v f="$f" -v c="$cpurx" 'BEGIN { printf "  %-34s %5.1f%%  %5.0f us/rx\n", n, f * 100, f * c }'
 done
 awk -v f="$rest" -v c="$cpurx" 'BEGIN { printf "  %-34s %5.1f%%  %5.0f us/rx\n", "rest (HTTP, router, JSON, runtime)", f * 100, f * c }'
+# What the server allocated (the last round's server, warm-up and round; bytes per prescription against the
+# prescriptions it served, warm-up included), and where.
+if [ -s "$W/cpu.$rounds.alloc.pprof" ]; then
+	served=$(cat "$W/served")
+	for idx in alloc_space alloc_objects; do
+		go tool pprof -sample_index=$idx -top -nodecount=0 "$W/mohr" "$W/cpu.$rounds.alloc.pprof" 2>/dev/null |
+			sed -nE 's/^Showing nodes accounting for ([0-9.]+)([kMG]?)B?, .*/\1 \2/p' | head -1 |
+			awk -v n="$served" -v i=$idx '{ m = ($2 == "k" ? 1e3 : $2 == "M" ? 1e6 : $2 == "G" ? 1e9 : 1)
+				printf "# allocations, last round'"'"'s server (%d prescriptions with its warm-up): %s %.0f per prescription\n", n, (i == "alloc_space" ? "bytes" : "objects"), $1 * m / n }'
+	done
+	go tool pprof -sample_index=alloc_space -top -nodecount=12 "$W/mohr" "$W/cpu.$rounds.alloc.pprof" 2>/dev/null |
+		sed -nE '/^ +[0-9.]+[kMG]?B /p' | sed 's/^/  /'
+fi

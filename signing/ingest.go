@@ -138,10 +138,13 @@ func (in *Ingestor) IngestAs(ctx context.Context, der []byte, submitter string) 
 		}
 		return res, fmt.Errorf("%w: %s/%s", ErrRejected, r.Indication, r.SubIndication)
 	}
-	bt, tok, err := addSignatureTimestamp(ctx, der, in.Timestamper)
+	bt, tok, signed, err := addSignatureTimestamp(ctx, der, in.Timestamper)
 	if err != nil {
 		return nil, err
 	}
+	// The in-process TSA verified the token's signature before releasing it: the validations below find that
+	// verification (same certificate, digest and signature value) instead of making it again.
+	in.Verifier.rememberSignedHere(signed)
 	if len(r.Timestamps) > 0 {
 		tok = nil // not the only signature timestamp
 	}

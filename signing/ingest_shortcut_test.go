@@ -7,10 +7,13 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mohr-hix/mohr/internal/testpki"
+	"github.com/mohr-hix/mohr/keys"
 )
 
 // tsFunc is a Timestamper from a function.
@@ -155,5 +158,93 @@ func TestTokenArchiveDue(t *testing.T) {
 	}
 	if store.recs[1].SignatureTimestamp != nil {
 		t.Fatal("a token recorded for a signature with two signature timestamps")
+	}
+}
+
+// faultySigner flips one bit of every signature its Signer makes while on is set (a misbehaving key).
+type faultySigner struct {
+	crypto.Signer
+	on *atomic.Bool
+}
+
+func (s faultySigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	sig, err := s.Signer.Sign(r, digest, opts)
+	if err == nil && s.on.Load() {
+		sig[len(sig)-1] ^= 1
+	}
+	return sig, err
+}
+
+// TestIngestTSAVerifiedOnce: with the in-process TSA, the timestamp token's signature is verified once, by the
+// TSA before it releases the token (keys.Verifying), and the ingestion's validations find that verification
+// in the verifier's signature cache under exactly the key they compute from the token. The shortcut covers
+// only the bytes the TSA made and verified: the same token with its signature changed is verified for real
+// and refused, and a TSA whose key signs wrongly releases no token, so the ingestion stores nothing.
+func TestIngestTSAVerifiedOnce(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	sealLeaf, err := f.pki.Issue(testpki.OrganisationSeal, testpki.LeafOptions{CommonName: "Mohr Health Information Exchange"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fault atomic.Bool
+	tsa, err := NewTSA(faultySigner{f.tsaLeaf.Key, &fault}, f.tsaLeaf.Chain, TSAConfig{Policy: tsaPolicy, Accuracy: time.Second, Now: f.pki.Clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &memStore{}
+	v := f.verifier(t, nil)
+	in := &Ingestor{Verifier: v, Timestamper: tsa, Store: store, Now: f.pki.Clock.Now,
+		Revocation: RevocationFunc(func(_ context.Context, c, _ *x509.Certificate) ([]byte, error) { return f.pki.OCSP(c) }),
+		Seal:       Seal{Signer: sealLeaf.Key, Chain: sealLeaf.Chain}}
+
+	// The TSA says what it verified, and that is the verification the validation of the token looks up.
+	bt, tok, signed, err := addSignatureTimestamp(ctx, f.signBB(t, f.doc, f.physician), tsa)
+	if err != nil || signed == nil {
+		t.Fatalf("in-process TSA: %v, verified signature %v", err, signed)
+	}
+	var tsd signedData
+	if err := parseSignedData(tok, &tsd); err != nil {
+		t.Fatal(err)
+	}
+	si := &tsd.signers[0]
+	sum, n := digestOf(crypto.SHA256, setTag, si.signedAttrsRaw[1:])
+	key := sigCacheKey(sha256.Sum256(f.tsaLeaf.Cert.Raw), "ecdsa", crypto.SHA256, sum[:n], si.signature)
+	if _, hit := v.sigs.get(key); hit {
+		t.Fatal("remembered before the ingestion handed it over")
+	}
+	v.rememberSignedHere(signed)
+	if _, hit := v.sigs.get(key); !hit {
+		t.Fatal("the TSA's verification is not found under the key the validation computes")
+	}
+	if r := v.Verify(ctx, bt); r.Indication == TotalFailed || len(r.Timestamps) != 1 || !r.Timestamps[0].Valid {
+		t.Fatalf("B-T with the remembered token: %s/%s %+v", r.Indication, r.SubIndication, r.Timestamps)
+	}
+	// The same B-T with the token's signature changed (its last octet): verified for real, refused.
+	broken := append([]byte(nil), bt...)
+	broken[len(broken)-1] ^= 1
+	if r := v.Verify(ctx, broken); len(r.Timestamps) == 1 && r.Timestamps[0].Valid {
+		t.Fatalf("a token whose signature was changed after the TSA verified it was accepted: %+v", r.Timestamps)
+	}
+
+	// A whole ingestion through the shortcut gives the report a verifier without caches gives.
+	res, err := in.Ingest(ctx, f.signBB(t, f.doc, f.physician))
+	if err != nil || len(store.recs) != 1 {
+		t.Fatalf("accepted: %v", err)
+	}
+	got, _ := json.Marshal(res.Report)
+	want, _ := json.Marshal(f.verifier(t, nil).Verify(ctx, store.recs[0].Signature))
+	if string(got) != string(want) {
+		t.Fatalf("the ingestion's report differs from a full verification of the stored signature:\n%s\n%s", got, want)
+	}
+
+	// A TSA key that signs wrongly: no token leaves the TSA, nothing is remembered or stored.
+	fault.Store(true)
+	f.pki.Clock.Advance(time.Second)
+	if _, err := in.Ingest(ctx, f.signBB(t, f.doc, f.physician)); !errors.Is(err, ErrTimestamp) || !errors.Is(err, keys.ErrBadSignature) {
+		t.Fatalf("faulty TSA key: %v", err)
+	}
+	if len(store.recs) != 1 {
+		t.Fatalf("%d prescriptions stored with a faulty TSA key", len(store.recs))
 	}
 }

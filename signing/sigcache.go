@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 )
 
 // sigCache remembers signature verifications that succeeded, keyed by the SHA-256 of everything the verification
@@ -23,15 +24,7 @@ const maxSigCache = 1 << 16
 func verifySignature(c *sigCache, signer *certEntry, family string, h crypto.Hash, digest, sig []byte) (valid, ok bool) {
 	var key [32]byte
 	if c != nil {
-		k := sha256.New()
-		k.Write(signer.fp[:])
-		k.Write([]byte{byte(h)})
-		k.Write([]byte(family))
-		k.Write([]byte{0})
-		k.Write(digest)
-		k.Write([]byte{0})
-		k.Write(sig)
-		k.Sum(key[:0])
+		key = sigCacheKey(signer.fp, family, h, digest, sig)
 		if _, hit := c.get(key); hit {
 			return true, true
 		}
@@ -48,4 +41,44 @@ func verifySignature(c *sigCache, signer *certEntry, family string, h crypto.Has
 		c.put(key, struct{}{})
 	}
 	return valid, true
+}
+
+// sigCacheKey is the key of one verification in a sigCache: the SHA-256 of everything it is a function of.
+func sigCacheKey(certFP [32]byte, family string, h crypto.Hash, digest, sig []byte) (key [32]byte) {
+	k := sha256.New()
+	k.Write(certFP[:])
+	k.Write([]byte{byte(h)})
+	k.Write([]byte(family))
+	k.Write([]byte{0})
+	k.Write(digest)
+	k.Write([]byte{0})
+	k.Write(sig)
+	k.Sum(key[:0])
+	return key
+}
+
+// signedHere is a signature this process made and verified before releasing it (keys.Verifying, or an
+// hsm.Key's own check): the SignerInfo's digest and signature value, under cert's key, with the signature
+// algorithm family the verifier names it by. Only a signer whose public key is cert's may produce one (NewTSA
+// checks it with keys.MatchesCertificate).
+type signedHere struct {
+	cert   *x509.Certificate
+	family string
+	h      crypto.Hash
+	digest []byte
+	sig    []byte
+}
+
+// rememberSignedHere records s in v's signature cache, so that validating what carries it (the signature
+// timestamp the ingestion has just added) finds the verification the signer made instead of making it again:
+// the same ECDSA or RSA PKCS#1 v1.5 check over the same inputs (sigCache), made once.
+func (v *Verifier) rememberSignedHere(s *signedHere) {
+	if s == nil || v.sigs == nil || (s.family != "ecdsa" && s.family != "rsa") {
+		return
+	}
+	e, err := v.cert(s.cert.Raw)
+	if err != nil {
+		return
+	}
+	v.sigs.put(sigCacheKey(e.fp, s.family, s.h, s.digest, s.sig), struct{}{})
 }

@@ -164,16 +164,22 @@ func Sign(ctx context.Context, content []byte, o SignOptions) ([]byte, error) {
 
 // signAttrs signs the DER SET OF signed attributes (RFC 5652 §5.4: the [0] IMPLICIT tag is replaced by SET).
 func signAttrs(s crypto.Signer, h crypto.Hash, opts crypto.SignerOpts, setContent []byte) ([]byte, error) {
+	sig, _, err := signAttrsDigest(s, h, opts, setContent)
+	return sig, err
+}
+
+// signAttrsDigest is signAttrs, also returning the digest signed (and verified before the signature was released).
+func signAttrsDigest(s crypto.Signer, h crypto.Hash, opts crypto.SignerOpts, setContent []byte) (sig, digest []byte, err error) {
 	var b cryptobyte.Builder
 	b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { b.AddBytes(setContent) })
-	der := b.BytesOrPanic()
 	d := h.New()
-	d.Write(der)
-	sig, err := keys.Verifying(s).Sign(rand.Reader, d.Sum(nil), opts)
+	d.Write(b.BytesOrPanic())
+	digest = d.Sum(nil)
+	sig, err = keys.Verifying(s).Sign(rand.Reader, digest, opts)
 	if err != nil {
-		return nil, fmt.Errorf("signing: sign: %w", err)
+		return nil, nil, fmt.Errorf("signing: sign: %w", err)
 	}
-	return sig, nil
+	return sig, digest, nil
 }
 
 // signingCertV2Attr encodes the signing-certificate-v2 attribute (RFC 5035 §3): one ESSCertIDv2 with the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/asn1"
@@ -242,7 +243,7 @@ func (t *TSA) Respond(ctx context.Context, reqDER []byte) ([]byte, error) {
 	if req.hasExt { // Mohr's TSA understands no request extensions (§2.4.1: reject what is not understood)
 		return rejection(FailUnacceptedExtension, "extensions not supported"), nil
 	}
-	token, err := t.token(ctx, req)
+	token, _, err := t.token(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -300,23 +301,36 @@ func (t *TSA) Timestamp(ctx context.Context, h crypto.Hash, digest []byte) ([]by
 	if _, ok := hashOID(h); !ok || len(digest) != h.Size() {
 		return nil, fmt.Errorf("%w: unsupported digest", ErrTimestamp)
 	}
+	tok, _, err := t.token(ctx, tsRequest{hash: h, imprint: digest, certReq: true})
+	return tok, err
+}
+
+// timestampSigned is Timestamp, also returning the token's signature as the TSA verified it before releasing it
+// (the Ingestor hands it to its Verifier, which then does not verify the same signature a second time).
+func (t *TSA) timestampSigned(ctx context.Context, h crypto.Hash, digest []byte) ([]byte, *signedHere, error) {
+	if _, ok := hashOID(h); !ok || len(digest) != h.Size() {
+		return nil, nil, fmt.Errorf("%w: unsupported digest", ErrTimestamp)
+	}
 	return t.token(ctx, tsRequest{hash: h, imprint: digest, certReq: true})
 }
 
 // token builds and signs a TimeStampToken: SignedData with eContentType id-ct-TSTInfo (RFC 3161 §2.4.2), the
 // signed attributes content-type, message-digest and signing-certificate-v2 (RFC 5816), and the TSA
 // certificate when asked for.
-func (t *TSA) token(ctx context.Context, req tsRequest) ([]byte, error) {
+//
+// It also returns the signature as verified before release (t.signer is keys.Verifying, whose key NewTSA
+// matched to the certificate).
+func (t *TSA) token(ctx context.Context, req tsRequest) ([]byte, *signedHere, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	serial, err := t.cfg.Serials.NextSerial(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("signing: TSA serial: %w", err)
+		return nil, nil, fmt.Errorf("signing: TSA serial: %w", err)
 	}
 	now := t.cfg.Now().UTC()
 	if now.Before(t.cert.NotBefore) || now.After(t.cert.NotAfter) {
-		return nil, fmt.Errorf("signing: TSA certificate is not valid at %v", now)
+		return nil, nil, fmt.Errorf("signing: TSA certificate is not valid at %v", now)
 	}
 	hOID, _ := hashOID(req.hash)
 	var b cryptobyte.Builder
@@ -352,7 +366,7 @@ func (t *TSA) token(ctx context.Context, req tsRequest) ([]byte, error) {
 	})
 	tst, err := b.Bytes()
 	if err != nil {
-		return nil, fmt.Errorf("signing: encode TSTInfo: %w", err)
+		return nil, nil, fmt.Errorf("signing: encode TSTInfo: %w", err)
 	}
 	md := t.cfg.Hash.New()
 	md.Write(tst)
@@ -361,9 +375,9 @@ func (t *TSA) token(ctx context.Context, req tsRequest) ([]byte, error) {
 		attribute(oidAttrMessageDigest, func(b *cryptobyte.Builder) { b.AddASN1OctetString(md.Sum(nil)) }),
 		t.scv2,
 	})
-	sig, err := signAttrs(t.signer, t.cfg.Hash, t.opts, attrs)
+	sig, digest, err := signAttrsDigest(t.signer, t.cfg.Hash, t.opts, attrs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tsHOID, _ := hashOID(t.cfg.Hash)
 	dAlg := algIDBytes(tsHOID, false)
@@ -372,7 +386,15 @@ func (t *TSA) token(ctx context.Context, req tsRequest) ([]byte, error) {
 	if req.certReq {
 		sd.certs = slices.Clone(t.chain)
 	}
-	return sd.marshal()
+	tok, err := sd.marshal()
+	if err != nil {
+		return nil, nil, err
+	}
+	family := "rsa"
+	if _, ok := t.cert.PublicKey.(*ecdsa.PublicKey); ok {
+		family = "ecdsa"
+	}
+	return tok, &signedHere{cert: t.cert, family: family, h: t.cfg.Hash, digest: digest, sig: sig}, nil
 }
 
 // addGeneralizedTime writes t as GeneralizedTime "YYYYMMDDhhmmss[.fff]Z" (RFC 3161 §2.4.2: no trailing zeros

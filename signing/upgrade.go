@@ -80,27 +80,34 @@ func parseOne(der []byte) (*signedData, error) {
 // SignerInfo's signature value (RFC 3161 Appendix A) with ts and adds the token as the unsigned attribute
 // id-aa-signatureTimeStampToken.
 func AddSignatureTimestamp(ctx context.Context, der []byte, ts Timestamper) ([]byte, error) {
-	out, _, err := addSignatureTimestamp(ctx, der, ts)
+	out, _, _, err := addSignatureTimestamp(ctx, der, ts)
 	return out, err
 }
 
-// addSignatureTimestamp is AddSignatureTimestamp, also returning the token it added.
-func addSignatureTimestamp(ctx context.Context, der []byte, ts Timestamper) ([]byte, []byte, error) {
+// addSignatureTimestamp is AddSignatureTimestamp, also returning the token it added and, when ts is the
+// in-process TSA, the token's signature as the TSA verified it before releasing it.
+func addSignatureTimestamp(ctx context.Context, der []byte, ts Timestamper) ([]byte, []byte, *signedHere, error) {
 	sd, err := parseOne(der)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := refuseArchived(sd); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	d := crypto.SHA256.New()
 	d.Write(sd.signers[0].signature)
-	tok, err := ts.Timestamp(ctx, crypto.SHA256, d.Sum(nil))
+	var tok []byte
+	var signed *signedHere
+	if t, ok := ts.(*TSA); ok {
+		tok, signed, err = t.timestampSigned(ctx, crypto.SHA256, d.Sum(nil))
+	} else {
+		tok, err = ts.Timestamp(ctx, crypto.SHA256, d.Sum(nil))
+	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrTimestamp, err)
+		return nil, nil, nil, fmt.Errorf("%w: %w", ErrTimestamp, err)
 	}
 	out, err := rebuild(sd, nil, [][]byte{attribute(oidAttrSigTimeStamp, func(b *cryptobyte.Builder) { b.AddBytes(tok) })})
-	return out, tok, err
+	return out, tok, signed, err
 }
 
 // ValidationData is validation material in DER (EN 319 102-1 §5.2.5, §5.2.6): certificates (X.509), OCSP

@@ -433,8 +433,10 @@ func (c *Card) doGetComfort(cmd command) ([]byte, uint16) {
 	return tlv.Encode(0xDF20, []byte{byte(c.comfort), byte(c.cfg.ComfortSignatures)}), swOK
 }
 
-// doInternalAuth signs SHA-256 of the challenge (ISO/IEC 7816-4 §7.5.2). The national ID card's key
-// needs no PIN; the council card's authentication key does.
+// doInternalAuth signs SHA-256 of the challenge (ISO/IEC 7816-4 §7.5.2) with the authentication key '81'.
+// Both profiles need the PIN first: the council card's authentication key keeps the PIN status, the national
+// ID card's is "PIN always" (each INTERNAL AUTHENTICATE spends the verification: possession and knowledge
+// for every answer, the property remote signing's card factor rests on; docs/cards.md).
 func (c *Card) doInternalAuth(cmd command) ([]byte, uint16) {
 	if cmd.p1 != 0x00 {
 		return nil, swP1P2
@@ -442,13 +444,14 @@ func (c *Card) doInternalAuth(cmd command) ([]byte, uint16) {
 	if len(cmd.data) < 8 || len(cmd.data) > 128 {
 		return nil, swIncorrectData
 	}
-	if c.st.Profile == ProfileCouncil {
-		if cmd.p2 != cardfmt.KeyAuth {
-			return nil, swRefNotFound
-		}
-		if !c.verified {
-			return nil, swSecurity
-		}
+	if cmd.p2 != cardfmt.KeyAuth {
+		return nil, swRefNotFound
+	}
+	if !c.verified {
+		return nil, swSecurity
+	}
+	if c.st.Profile == ProfileNationalID {
+		c.verified = false
 	}
 	h := sha256.Sum256(cmd.data)
 	sig, ok := c.signPlain(cmd.p2, h[:])

@@ -104,7 +104,7 @@ func cardPINError(err error, changed string) error {
 }
 
 func newCardEnrolCmd() *cobra.Command {
-	var server, caBundle, raCert, raKey, idReader, idIssuers, reader, pinFile, certOut string
+	var server, caBundle, raCert, raKey, idReader, idIssuers, idPINFile, reader, pinFile, certOut string
 	var slots []string
 	c := &cobra.Command{
 		Use:   "enrol --server URL --ca-bundle root.pem --ra-cert ra.pem --ra-key URI --id-issuers FILE",
@@ -158,7 +158,7 @@ card operation; a wrong PIN changes nothing on the card.`,
 			defer pc.Release()
 
 			// 1. The national ID card: genuine, and whose.
-			idCheck, err := checkNationalIDCard(ctx, pc, idReader, pool, errw)
+			idCheck, err := checkNationalIDCard(ctx, pc, idReader, pool, idCardPINSource(idPINFile), errw)
 			if err != nil {
 				return err
 			}
@@ -257,6 +257,7 @@ card operation; a wrong PIN changes nothing on the card.`,
 	c.Flags().StringVar(&raKey, "ra-key", "", "the RA officer's key URI (file:..., pkcs11:...)")
 	c.Flags().StringVar(&idIssuers, "id-issuers", "", "CA certificates (PEM) of the national ID card issuer")
 	c.Flags().StringVar(&idReader, "id-reader", "", "reader holding the national ID card (default: find it)")
+	c.Flags().StringVar(&idPINFile, "id-pin-file", "", "read the national ID card's PIN from this file (else env MOHR_ID_CARD_PIN, else a prompt without echo)")
 	c.Flags().StringVar(&reader, "reader", "", "reader holding the medical-council card (default: find it)")
 	c.Flags().StringVar(&pinFile, "pin-file", "", "read the council card's PIN from this file (else env MOHR_CARD_PIN, else a prompt without echo)")
 	c.Flags().StringSliceVar(&slots, "keys", []string{"sign"}, "keys to enrol: sign (physician-signing), auth (physician-auth), or sign,auth")

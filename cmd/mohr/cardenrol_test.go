@@ -114,6 +114,9 @@ func raDesk(t *testing.T) (dd, work string, flags []string) {
 // no national ID card, a national ID card of someone else, an untrusted national ID card, a wrong PIN (tries
 // left), a credential that is not the RA's.
 func TestCardEnrol(t *testing.T) {
+	// The national ID card's authentication key is "PIN always": the RA desk's check asks its PIN (the
+	// virtual card's default).
+	t.Setenv("MOHR_ID_CARD_PIN", "123456")
 	testenv.LockPCSCD(t)
 	dd, work, enrol := raDesk(t)
 	council := newVirtualCard(t, virtualcard.Config{Profile: virtualcard.ProfileCouncil, ComfortSignatures: 250})

@@ -93,6 +93,13 @@ type remoteCredential struct {
 	Serial        string    `json:"serial"`
 	NotAfter      time.Time `json:"notAfter"`
 	Policy        string    `json:"policy"`
+	Factors       []struct {
+		Type         string    `json:"type"`
+		ID           string    `json:"id"`
+		SerialNumber string    `json:"serialNumber"`
+		NationalCode string    `json:"nationalCode"`
+		ValidTo      time.Time `json:"validTo"`
+	} `json:"factors"`
 }
 
 type remoteRegistration struct {
@@ -124,6 +131,13 @@ func printCredential(w io.Writer, c remoteCredential) {
 	if c.Serial != "" {
 		fmt.Fprintf(w, "certificate:  serial %s, valid until %s, remote-signing policy %s\n", c.Serial, c.NotAfter.UTC().Format(time.DateOnly), c.Policy)
 	}
+	for _, x := range c.Factors {
+		if x.Type == "national-id-card" {
+			fmt.Fprintf(w, "factor:       national ID card, certificate serial %s, national code %s, valid until %s\n", x.SerialNumber, x.NationalCode, x.ValidTo.UTC().Format(time.DateOnly))
+		} else {
+			fmt.Fprintf(w, "factor:       %s %s\n", x.Type, x.ID)
+		}
+	}
 }
 
 // printCode tells the RA officer what to hand the physician.
@@ -144,6 +158,7 @@ func newRemoteCmd() *cobra.Command {
 	}
 	f.register(c)
 	c.AddCommand(newRemoteEnrolCmd(f))
+	c.AddCommand(newRemoteAddCardCmd(f))
 	c.AddCommand(&cobra.Command{
 		Use: "registration-code CREDENTIAL", Short: "RA desk: a new one-use passkey registration code for a pending or blocked credential (lost authenticator: in person)",
 		Args: cobra.ExactArgs(1),
@@ -234,7 +249,7 @@ func newRemoteCmd() *cobra.Command {
 }
 
 func newRemoteEnrolCmd(f *remoteFlags) *cobra.Command {
-	var idReader, idIssuers, council string
+	var idReader, idIssuers, idPINFile, council string
 	c := &cobra.Command{
 		Use:   "enrol --council-no N --id-issuers FILE",
 		Short: "RA desk: enrol a physician for remote signing, in person, after checking their national ID card",
@@ -270,7 +285,7 @@ func newRemoteEnrolCmd(f *remoteFlags) *cobra.Command {
 				return cardOpenError("card", "", err)
 			}
 			defer pc.Release()
-			check, err := checkNationalIDCard(ctx, pc, idReader, pool, cmd.ErrOrStderr())
+			check, err := checkNationalIDCard(ctx, pc, idReader, pool, idCardPINSource(idPINFile), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -295,6 +310,54 @@ func newRemoteEnrolCmd(f *remoteFlags) *cobra.Command {
 	}
 	c.Flags().StringVar(&idIssuers, "id-issuers", "", "CA certificates (PEM) of the national ID card issuer")
 	c.Flags().StringVar(&idReader, "id-reader", "", "reader holding the national ID card (default: find it)")
+	c.Flags().StringVar(&idPINFile, "id-pin-file", "", "read the national ID card's PIN from this file (else env MOHR_ID_CARD_PIN, else a prompt without echo)")
 	c.Flags().StringVar(&council, "council-no", "", "the physician's medical-council number")
+	return c
+}
+
+func newRemoteAddCardCmd(f *remoteFlags) *cobra.Command {
+	var idReader, idPINFile string
+	c := &cobra.Command{
+		Use:   "add-card CREDENTIAL",
+		Short: "RA desk: register the physician's national ID card as an activation factor of a remote credential, in person",
+		Long: `Register the physician's national ID card as an activation factor (the alternative to a passkey), with the
+physician present: the exchange issues a one-use challenge bound to this RA officer (POST
+/v1/remote/card-challenges), the card signs it after the physician types the card's PIN (the PIN goes only to
+the card), and the exchange checks the answer itself (the card certificate chains to its configured national
+ID card issuers and is valid, the signature is over its own challenge, the national code is the credential's)
+before it registers the card (POST /v1/remote/credentials/{id}/cards). A pending or blocked credential becomes
+active.`,
+		Example: `  mohr remote add-card 3f9c... --server https://hix.example:8443 --ca-bundle root.pem --ra-cert ra.pem --ra-key file:ra.key`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if _, err := serverURL(f.server, ""); err != nil {
+				return err
+			}
+			pc, err := cardreader.Establish(ctx)
+			if err != nil {
+				return cardOpenError("card", "", err)
+			}
+			defer pc.Release()
+			ans, _, holder, err := serverCardChallenge(ctx, f, pc, idReader, idCardPINSource(idPINFile), "register", args[0])
+			if err != nil {
+				return err
+			}
+			var r struct {
+				SerialNumber string    `json:"serialNumber"`
+				NationalCode string    `json:"nationalCode"`
+				ValidTo      time.Time `json:"validTo"`
+			}
+			if err := f.call(ctx, "POST", "/v1/remote/credentials/"+url.PathEscape(args[0])+"/cards", ans, "card registration", &r); err != nil {
+				return err
+			}
+			return f.print(cmd.OutOrStdout(), r, func() {
+				fmt.Fprintf(cmd.OutOrStdout(), "national ID card registered: %s %s, national code %s, certificate serial %s, valid until %s\n",
+					holder.GivenName, holder.FamilyName, r.NationalCode, r.SerialNumber, r.ValidTo.UTC().Format(time.DateOnly))
+			})
+		},
+	}
+	c.Flags().StringVar(&idReader, "id-reader", "", "reader holding the national ID card (default: find it)")
+	c.Flags().StringVar(&idPINFile, "id-pin-file", "", "read the national ID card's PIN from this file (else env MOHR_ID_CARD_PIN, else a prompt without echo)")
 	return c
 }

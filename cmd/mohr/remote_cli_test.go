@@ -25,6 +25,13 @@ import (
 // officer's and the operator's `mohr remote` calls.
 func remoteDesk(t *testing.T) (dd, base, origin string, ra, op []string) {
 	t.Helper()
+	return remoteDeskCards(t, "")
+}
+
+// remoteDeskCards is remoteDesk whose exchange checks national ID cards against the issuers in the PEM file
+// idIssuers (remote_signing.id_card_issuers), when given.
+func remoteDeskCards(t *testing.T, idIssuers string) (dd, base, origin string, ra, op []string) {
+	t.Helper()
 	_, pin := testenv.SoftHSM(t, "MohrCLI")
 	dd, work := t.TempDir(), t.TempDir()
 	pinFile := filepath.Join(work, "remote.pin")
@@ -33,6 +40,9 @@ func remoteDesk(t *testing.T) (dd, base, origin string, ra, op []string) {
 	origin = fmt.Sprintf("https://localhost:%d", apiPort)
 	cfg := fmt.Sprintf("listen: 127.0.0.1:%d\npublic_listen: 127.0.0.1:%d\nremote_signing:\n  key_token: \"pkcs11:token=MohrCLI?pin-source=file:%s\"\n"+
 		"  rp_id: localhost\n  rp_origins: [%q]\n", apiPort, pubPort, pinFile, origin)
+	if idIssuers != "" {
+		cfg += fmt.Sprintf("  id_card_issuers: %q\n", idIssuers)
+	}
 	os.WriteFile(filepath.Join(dd, "mohr.yaml"), []byte(cfg), 0o600)
 	mustMohr(t, dd, "ca", "init", "--dev")
 	phy := filepath.Join(work, "council.csv")
@@ -102,9 +112,16 @@ func registerWithCode(t *testing.T, c *http.Client, base, origin, code string) (
 // authenticity check, a genuine card whose national code the registry does not have for the council
 // number, an operator's credential for enrolment and for re-keying.
 func TestRemoteEnrol(t *testing.T) {
+	// The national ID card's authentication key is "PIN always": the RA desk's check asks its PIN (the
+	// virtual card's default).
+	t.Setenv("MOHR_ID_CARD_PIN", "123456")
 	testenv.LockPCSCD(t)
-	dd, base, origin, ra, op := remoteDesk(t)
 	work := t.TempDir()
+	id := newVirtualCard(t, virtualcard.Config{Profile: virtualcard.ProfileNationalID})
+	if _, err := id.Issuer().WriteDir(filepath.Join(work, "id-issuer")); err != nil {
+		t.Fatal(err)
+	}
+	dd, base, origin, ra, op := remoteDeskCards(t, filepath.Join(work, "id-issuer", virtualcard.IssuerCertFile))
 	enrol := func(creds []string, args ...string) (string, string, int) {
 		return mohr(t, dd, append(append([]string{"remote"}, creds...), append([]string{"enrol"}, args...)...)...)
 	}
@@ -130,10 +147,6 @@ func TestRemoteEnrol(t *testing.T) {
 	}
 
 	// The holder's own card, checked against another issuer: fails the authenticity check.
-	id := newVirtualCard(t, virtualcard.Config{Profile: virtualcard.ProfileNationalID})
-	if _, err := id.Issuer().WriteDir(filepath.Join(work, "id-issuer")); err != nil {
-		t.Fatal(err)
-	}
 	other := newVirtualCard(t, virtualcard.Config{Profile: virtualcard.ProfileNationalID})
 	other.Issuer().WriteDir(filepath.Join(work, "other-issuer"))
 	issuers, otherIssuers := filepath.Join(work, "id-issuer", "card-issuer-ca.pem"), filepath.Join(work, "other-issuer", "card-issuer-ca.pem")
@@ -195,6 +208,22 @@ func TestRemoteEnrol(t *testing.T) {
 	}
 	if s := show(op); !strings.Contains(s, "status:       active") {
 		t.Fatalf("after registration:\n%s", s)
+	}
+
+	// The RA registers the physician's national ID card (still in the reader) as the alternative factor: the
+	// exchange's challenge, signed by the card after its PIN, checked by the exchange. An operator may not.
+	out, se, code = remoteCmd(op, "add-card", credID)
+	refused("operator adds a card", "card challenge refused", out, se, code)
+	t.Setenv("MOHR_ID_CARD_PIN", "999999")
+	out, se, code = remoteCmd(ra, "add-card", credID)
+	refused("wrong card PIN", "wrong PIN: 2 tries left", out, se, code)
+	t.Setenv("MOHR_ID_CARD_PIN", "123456")
+	out = mustMohr(t, dd, append(append([]string{"remote"}, ra...), "add-card", credID)...)
+	if !strings.Contains(out, "national ID card registered") || !strings.Contains(out, "national code 0499370899") {
+		t.Fatalf("add-card:\n%s", out)
+	}
+	if s := show(ra); !strings.Contains(s, "factor:       national ID card") || !strings.Contains(s, "factor:       passkey") {
+		t.Fatalf("factors after add-card:\n%s", s)
 	}
 
 	// Lifecycle: the operator suspends and resumes; a lost authenticator is blocked; the RA hands out a new

@@ -24,6 +24,9 @@ type remoteSigningConfig struct {
 	RPOrigins []string `yaml:"rp_origins"`
 	// MaxHashes is the comfort limit: most documents one activation covers (default 100).
 	MaxHashes int `yaml:"max_hashes"`
+	// IDCardIssuers is a PEM file of the national ID card issuers' CA certificates: the exchange checks the
+	// card of an enrolment and of the card activation factor against them (empty: the card factor is refused).
+	IDCardIssuers string `yaml:"id_card_issuers"`
 }
 
 // wireRemote builds the remote signing service when it is configured: its own tables in the node's
@@ -52,10 +55,16 @@ func (n *node) wireRemote(ctx context.Context) (api.RemoteSigning, error) {
 	if err != nil {
 		return nil, fmt.Errorf("remote signing store: %w", err)
 	}
+	var cardIssuers []*x509.Certificate
+	if rc.IDCardIssuers != "" {
+		if cardIssuers, err = readCerts(rc.IDCardIssuers); err != nil || len(cardIssuers) == 0 {
+			return nil, fmt.Errorf("remote_signing.id_card_issuers %s holds no PEM certificate (%v)", rc.IDCardIssuers, pathErrOrNil(err))
+		}
+	}
 	op := hsm.NewOpener(n.cfg.HSM.Module)
 	n.closers = append(n.closers, op.Close)
 	svc, err := remote.New(remote.Config{
-		Store: st, Keys: op, KeyToken: rc.KeyToken, RPID: rc.RPID, RPOrigins: rc.RPOrigins, MaxHashes: rc.MaxHashes,
+		Store: st, Keys: op, KeyToken: rc.KeyToken, RPID: rc.RPID, RPOrigins: rc.RPOrigins, MaxHashes: rc.MaxHashes, CardIssuers: cardIssuers,
 		Now: n.cfg.clock(),
 		// Enrolment's registry check: the council number must be this national code's, in good standing now.
 		CheckRegistry: func(ctx context.Context, nationalCode, councilNumber string) error {

@@ -38,7 +38,7 @@ import (
 func init() { rootCmd.AddCommand(newServeCmd()) }
 
 func newServeCmd() *cobra.Command {
-	var listen, publicListen, cpuProfile, logLevel string
+	var listen, publicListen, cpuProfile, memProfile, logLevel string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the CA, revocation, TSA, signing and token services behind the HTTP API",
@@ -74,6 +74,14 @@ func newServeCmd() *cobra.Command {
 				}
 				defer pprof.StopCPUProfile()
 			}
+			if memProfile != "" { // scripts/bench-ingest.sh: what the server allocated under load
+				defer func() {
+					if f, err := os.Create(memProfile); err == nil {
+						_ = pprof.Lookup("allocs").WriteTo(f, 0)
+						f.Close()
+					}
+				}()
+			}
 			return serve(cmd.Context(), cfg, log)
 		},
 	}
@@ -81,6 +89,7 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&publicListen, "public-listen", "", "this node's public address (overrides public_listen)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (debug adds the change feed's OCSP pre-signing lag)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file (benchmarks)")
+	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write an allocation profile (pprof allocs) of the whole run to this file at exit (benchmarks)")
 	return cmd
 }
 

@@ -92,8 +92,12 @@ func (s *Service) usable(ctx context.Context, c Caller, credID string) (Credenti
 // for the hashes.
 type ActivationRequest struct {
 	// ID identifies the request (the nonce, hex); send it back with the assertion.
-	ID        string
-	Options   *protocol.CredentialAssertion
+	ID string
+	// Options are the WebAuthn request options (nil when the credential has no passkey, only a card).
+	Options *protocol.CredentialAssertion
+	// Challenge is Challenge(credID, nonce, hashes): what the passkey signs (as Options' challenge) or the
+	// national ID card signs (INTERNAL AUTHENTICATE, ActivateWithCard).
+	Challenge []byte
 	ExpiresAt time.Time
 }
 
@@ -112,22 +116,29 @@ func (s *Service) BeginActivation(ctx context.Context, c Caller, credID string, 
 	if err != nil {
 		return ActivationRequest{}, err
 	}
-	if len(u.creds) == 0 {
-		return ActivationRequest{}, s.refuse(ctx, "authorize", c, credID, hashes, fmt.Errorf("%w: no passkey", ErrCredentialStatus))
+	cards, err := s.cfg.Store.Cards(ctx, cred.ID)
+	if err != nil {
+		return ActivationRequest{}, err
+	}
+	if len(u.creds) == 0 && len(cards) == 0 {
+		return ActivationRequest{}, s.refuse(ctx, "authorize", c, credID, hashes, fmt.Errorf("%w: no activation factor", ErrCredentialStatus))
 	}
 	nonce, err := s.random(32)
 	if err != nil {
 		return ActivationRequest{}, err
 	}
 	chal := Challenge(cred.ID, nonce, hashes)
-	allowed := make([]protocol.CredentialDescriptor, len(u.creds))
-	for i, wc := range u.creds {
-		allowed[i] = wc.Descriptor()
-	}
-	opts, _, err := s.wa.BeginLogin(u, webauthn.WithChallenge(chal), webauthn.WithAllowedCredentials(allowed),
-		webauthn.WithUserVerification(protocol.VerificationRequired))
-	if err != nil {
-		return ActivationRequest{}, fmt.Errorf("remote: webauthn: %w", err)
+	var opts *protocol.CredentialAssertion
+	if len(u.creds) > 0 {
+		allowed := make([]protocol.CredentialDescriptor, len(u.creds))
+		for i, wc := range u.creds {
+			allowed[i] = wc.Descriptor()
+		}
+		opts, _, err = s.wa.BeginLogin(u, webauthn.WithChallenge(chal), webauthn.WithAllowedCredentials(allowed),
+			webauthn.WithUserVerification(protocol.VerificationRequired))
+		if err != nil {
+			return ActivationRequest{}, fmt.Errorf("remote: webauthn: %w", err)
+		}
 	}
 	ch := challengeRecord{ID: hex.EncodeToString(nonce), Kind: kindActivate, CredentialID: cred.ID, Hashes: hashes,
 		Challenge: chal, ExpiresAt: s.now().Add(s.cfg.ChallengeTTL)}
@@ -136,7 +147,7 @@ func (s *Service) BeginActivation(ctx context.Context, c Caller, credID string, 
 	})); err != nil {
 		return ActivationRequest{}, err
 	}
-	return ActivationRequest{ID: ch.ID, Options: opts, ExpiresAt: ch.ExpiresAt}, nil
+	return ActivationRequest{ID: ch.ID, Options: opts, Challenge: chal, ExpiresAt: ch.ExpiresAt}, nil
 }
 
 // Activation is signature activation data: the SAD to present with signHash, and what it covers.
@@ -190,16 +201,24 @@ func (s *Service) Activate(ctx context.Context, c Caller, credID, requestID stri
 			}
 		}
 	}
+	return s.grant(ctx, c, cred, ch, map[string]any{"factor": FactorPasskey, "passkey_id": hex.EncodeToString(wc.ID), "user_verified": true})
+}
+
+// grant issues the SAD for the used-up activation request ch once its factor (passkey or card) held: a
+// random 256-bit value bound to the credential and exactly ch's hashes, valid SADTTL; only its SHA-256 is
+// stored, with the audit event that names the factor (factor's fields are merged into it).
+func (s *Service) grant(ctx context.Context, c Caller, cred Credential, ch challengeRecord, factor map[string]any) (Activation, error) {
 	raw, err := s.random(32)
 	if err != nil {
 		return Activation{}, err
 	}
 	sad := base64.RawURLEncoding.EncodeToString(raw)
-	a := activationRecord{SADHash: sadHash(sad), CredentialID: cred.ID, Hashes: ch.Hashes, ExpiresAt: now.Add(s.cfg.SADTTL)}
-	if err := s.cfg.Store.putActivation(ctx, a, s.event("remote.activation.granted", c, cred.ID, map[string]any{
-		"request": ch.ID, "hashes": hexStrings(ch.Hashes), "passkey_id": hex.EncodeToString(wc.ID),
-		"sad_sha256": a.SADHash, "expires": a.ExpiresAt, "user_verified": true,
-	})); err != nil {
+	a := activationRecord{SADHash: sadHash(sad), CredentialID: cred.ID, Hashes: ch.Hashes, ExpiresAt: s.now().Add(s.cfg.SADTTL)}
+	data := map[string]any{"request": ch.ID, "hashes": hexStrings(ch.Hashes), "sad_sha256": a.SADHash, "expires": a.ExpiresAt}
+	for k, v := range factor {
+		data[k] = v
+	}
+	if err := s.cfg.Store.putActivation(ctx, a, s.event("remote.activation.granted", c, cred.ID, data)); err != nil {
 		return Activation{}, err
 	}
 	return Activation{SAD: sad, Hashes: ch.Hashes, ExpiresAt: a.ExpiresAt}, nil

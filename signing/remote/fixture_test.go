@@ -22,6 +22,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/mohr-hix/mohr/ca"
+	"github.com/mohr-hix/mohr/cardreader/virtualcard"
 	"github.com/mohr-hix/mohr/hsm"
 	"github.com/mohr-hix/mohr/internal/audit"
 	"github.com/mohr-hix/mohr/internal/softauthn"
@@ -91,6 +92,9 @@ type fixture struct {
 	revoke func(context.Context, *x509.Certificate, int, string) error
 	// registry, if set, is the enrolment's registry check.
 	registry func(ctx context.Context, nationalCode, council string) error
+	// cfg is the service's configuration; cardIssuer the national ID card issuer it trusts (CardIssuers).
+	cfg        remote.Config
+	cardIssuer *virtualcard.Issuer
 }
 
 // setRevoke makes fn the CA revocation the service calls.
@@ -195,8 +199,13 @@ func newFixture(t testing.TB, dialect string) *fixture {
 	t.Cleanup(func() { op.Close() })
 	keys := &countingKeys{Opener: op}
 	f := &fixture{}
-	svc, err := remote.New(remote.Config{
-		Store: st, Keys: keys, KeyToken: "pkcs11:token=" + tokenLabel + "?pin-source=file:" + pinFile,
+	cardIssuer, err := virtualcard.NewIssuer(nil, clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := remote.Config{
+		CardIssuers: []*x509.Certificate{cardIssuer.Cert},
+		Store:       st, Keys: keys, KeyToken: "pkcs11:token=" + tokenLabel + "?pin-source=file:" + pinFile,
 		Issue: func(ctx context.Context, r remote.IssueRequest) ([]*x509.Certificate, error) {
 			cert, err := c.Issue(ctx, ca.Request{Profile: ca.ProfilePhysicianSigning, RemoteSigning: true, CSR: r.CSR,
 				CommonName: r.Name, NationalCode: r.NationalCode, CouncilNumber: r.CouncilNumber, Actor: r.Actor})
@@ -218,12 +227,13 @@ func newFixture(t testing.TB, dialect string) *fixture {
 			}
 			return f.revoke(ctx, cert, reason, actor)
 		},
-	})
+	}
+	svc, err := remote.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	*f = fixture{t: t, svc: svc, st: st, keys: keys, clock: clock, pki: p, ca: c, module: module, pin: pin,
-		ra: remote.Caller{Role: remote.RoleRAOfficer, Actor: "api:ra-officer:ra1"}}
+		ra: remote.Caller{Role: remote.RoleRAOfficer, Actor: "api:ra-officer:ra1"}, cfg: cfg, cardIssuer: cardIssuer}
 	return f
 }
 

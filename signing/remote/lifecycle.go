@@ -45,9 +45,10 @@ func (s *Service) Resume(ctx context.Context, c Caller, credID string) error {
 	return s.cfg.Store.UpdateCredential(ctx, cred, []Status{StatusSuspended}, s.event("remote.credential.resumed", c, credID, nil))
 }
 
-// Block is the lost-authenticator procedure: the credential is blocked and every passkey removed, so
-// nothing can activate the key until an RA officer registers a new passkey in person
-// (BeginPasskeyRegistration, FinishPasskeyRegistration), which makes it active again. The physician may
+// Block is the lost-authenticator (or lost-card) procedure: the credential is blocked and every activation
+// factor removed (passkeys and national ID cards), so nothing can activate the key until an RA officer
+// registers a new factor in person (BeginPasskeyRegistration and FinishPasskeyRegistration, or
+// BeginCardChallenge and RegisterCard), which makes it active again. The physician may
 // block their own credential; staff may block any.
 func (s *Service) Block(ctx context.Context, c Caller, credID, reason string) error {
 	cred, err := s.cfg.Store.Credential(ctx, credID)
@@ -62,7 +63,7 @@ func (s *Service) Block(ctx context.Context, c Caller, credID, reason string) er
 		s.event("remote.credential.blocked", c, credID, map[string]any{"reason": reason})); err != nil {
 		return err
 	}
-	return s.cfg.Store.DeletePasskeys(ctx, credID, s.event("remote.passkey.removed", c, credID, map[string]any{"reason": "authenticator lost: " + reason}))
+	return s.cfg.Store.DeletePasskeys(ctx, credID, s.event("remote.passkey.removed", c, credID, map[string]any{"reason": "authenticator lost: " + reason, "factors": "passkeys and national ID cards"}))
 }
 
 // Revoke revokes the credential's certificate (Config.Revoke) and ends the credential. The key is destroyed,
@@ -140,7 +141,7 @@ func (s *Service) LeftRegistry(ctx context.Context, c Caller, councilNumber stri
 }
 
 // Rekey replaces a credential's key and certificate: a new key in the HSM and a new certificate under a new
-// credential ID, the passkeys carried over (the activation factor is the physician's, not the key's), then
+// credential ID, the passkeys and cards carried over (the activation factors are the physician's, not the key's), then
 // the old certificate revoked as superseded and the old key destroyed. Staff only.
 func (s *Service) Rekey(ctx context.Context, c Caller, credID string) (Credential, error) {
 	if !staff(c) {
@@ -154,6 +155,10 @@ func (s *Service) Rekey(ctx context.Context, c Caller, credID string) (Credentia
 		return Credential{}, s.refuse(ctx, "rekey", c, credID, nil, fmt.Errorf("%w: %s", ErrCredentialStatus, old.Status))
 	}
 	pks, err := s.cfg.Store.Passkeys(ctx, credID)
+	if err != nil {
+		return Credential{}, err
+	}
+	cards, err := s.cfg.Store.Cards(ctx, credID)
 	if err != nil {
 		return Credential{}, err
 	}
@@ -172,6 +177,14 @@ func (s *Service) Rekey(ctx context.Context, c Caller, credID string) (Credentia
 	for i, p := range pks {
 		p.CredentialID, p.CreatedAt = cred.ID, s.now()
 		if err := s.cfg.Store.AddPasskey(ctx, p, i == 0, s.event("remote.passkey.carried-over", c, cred.ID, map[string]any{"from": old.ID})); err != nil {
+			return Credential{}, err
+		}
+	}
+	for i, k := range cards {
+		k.CredentialID, k.CreatedAt = cred.ID, s.now()
+		if err := s.cfg.Store.AddCard(ctx, k, i == 0 && len(pks) == 0, s.event("remote.card.carried-over", c, cred.ID, map[string]any{
+			"from": old.ID, "card_cert_sha256": k.Fingerprint,
+		})); err != nil {
 			return Credential{}, err
 		}
 	}

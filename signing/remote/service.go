@@ -91,6 +91,9 @@ type Config struct {
 	// council's registry has councilNumber, in good standing, for the person with nationalCode. Enrol calls it
 	// before it generates a key; a refusal is wrapped in ErrRegistry.
 	CheckRegistry func(ctx context.Context, nationalCode, councilNumber string) error
+	// CardIssuers are the national ID card issuers' CA certificates: a card certificate must chain to one of
+	// them (at the service's clock) to be registered or to activate. Empty: the card factor is refused.
+	CardIssuers []*x509.Certificate
 	// Now and Rand default to time.Now and crypto/rand.
 	Now  func() time.Time
 	Rand io.Reader

@@ -87,6 +87,26 @@ var remoteSchema = []string{
 		assertion      TEXT NOT NULL,
 		parked_at      BIGINT NOT NULL
 	)`,
+	`CREATE TABLE IF NOT EXISTS remote_cards (
+		credential_id  VARCHAR(64) NOT NULL,
+		fingerprint    VARCHAR(64) NOT NULL,
+		certificate    TEXT NOT NULL,
+		serial         VARCHAR(128) NOT NULL,
+		issuer         TEXT NOT NULL,
+		national_code  VARCHAR(10) NOT NULL,
+		not_after      BIGINT NOT NULL,
+		created_at     BIGINT NOT NULL,
+		PRIMARY KEY (credential_id, fingerprint)
+	)`,
+	`CREATE TABLE IF NOT EXISTS remote_card_challenges (
+		id             VARCHAR(64) PRIMARY KEY,
+		purpose        VARCHAR(16) NOT NULL,
+		credential_id  VARCHAR(64) NOT NULL,
+		actor          TEXT NOT NULL,
+		challenge      VARCHAR(128) NOT NULL,
+		expires_at     BIGINT NOT NULL,
+		used_at        BIGINT
+	)`,
 	`CREATE TABLE IF NOT EXISTS remote_audit_outbox (
 		id      VARCHAR(32) PRIMARY KEY,
 		at      BIGINT NOT NULL,
@@ -351,8 +371,108 @@ func (s *SQLStore) DeletePasskeys(ctx context.Context, credID string, ev audit.E
 		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM remote_passkeys WHERE credential_id = ?`), credID); err != nil {
 			return fmt.Errorf("remote: delete passkeys: %w", err)
 		}
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM remote_cards WHERE credential_id = ?`), credID); err != nil {
+			return fmt.Errorf("remote: delete cards: %w", err)
+		}
 		return s.audit(ctx, tx, ev)
 	})
+}
+
+// AddCard implements Store.
+func (s *SQLStore) AddCard(ctx context.Context, k Card, activate bool, ev audit.Event) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM remote_cards WHERE credential_id = ? AND fingerprint = ?`),
+			k.CredentialID, k.Fingerprint).Scan(&n); err != nil {
+			return fmt.Errorf("remote: cards: %w", err)
+		}
+		if n != 0 {
+			return fmt.Errorf("%w: the card is registered already", ErrUsed)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO remote_cards (credential_id, fingerprint, certificate, serial, issuer, national_code,
+			not_after, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), k.CredentialID, k.Fingerprint, hex.EncodeToString(k.Certificate),
+			k.Serial, k.Issuer, k.NationalCode, us(k.NotAfter), us(k.CreatedAt)); err != nil {
+			return fmt.Errorf("remote: add card: %w", err)
+		}
+		if activate {
+			res, err := tx.ExecContext(ctx, s.q(`UPDATE remote_credentials SET status = ?, reason = '', updated_at = ?
+				WHERE id = ? AND status IN (?, ?)`), string(StatusActive), us(k.CreatedAt), k.CredentialID, string(StatusPending), string(StatusBlocked))
+			if err != nil {
+				return fmt.Errorf("remote: activate credential: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return fmt.Errorf("%w: only a pending or blocked credential is activated by a new factor", ErrCredentialStatus)
+			}
+		}
+		return s.audit(ctx, tx, ev)
+	})
+}
+
+// Cards implements Store.
+func (s *SQLStore) Cards(ctx context.Context, credID string) ([]Card, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT fingerprint, certificate, serial, issuer, national_code, not_after, created_at
+		FROM remote_cards WHERE credential_id = ? ORDER BY created_at, fingerprint`), credID)
+	if err != nil {
+		return nil, fmt.Errorf("remote: cards: %w", err)
+	}
+	defer rows.Close()
+	var out []Card
+	for rows.Next() {
+		k := Card{CredentialID: credID}
+		var cert string
+		var notAfter, created int64
+		if err := rows.Scan(&k.Fingerprint, &cert, &k.Serial, &k.Issuer, &k.NationalCode, &notAfter, &created); err != nil {
+			return nil, fmt.Errorf("remote: cards: %w", err)
+		}
+		if k.Certificate, err = hex.DecodeString(cert); err != nil {
+			return nil, fmt.Errorf("remote: stored card certificate: %w", err)
+		}
+		k.NotAfter, k.CreatedAt = fromMicros(notAfter), fromMicros(created)
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+func (s *SQLStore) putCardChallenge(ctx context.Context, ch cardChallengeRecord, ev audit.Event) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO remote_card_challenges (id, purpose, credential_id, actor, challenge, expires_at)
+			VALUES (?, ?, ?, ?, ?, ?)`), ch.ID, string(ch.Purpose), ch.CredentialID, ch.Actor, hex.EncodeToString(ch.Challenge),
+			us(ch.ExpiresAt)); err != nil {
+			return fmt.Errorf("remote: store card challenge: %w", err)
+		}
+		return s.audit(ctx, tx, ev)
+	})
+}
+
+func (s *SQLStore) takeCardChallenge(ctx context.Context, id string, now time.Time) (cardChallengeRecord, error) {
+	ch := cardChallengeRecord{ID: id}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var purpose, chal string
+		var exp int64
+		var used sql.NullInt64
+		err := tx.QueryRowContext(ctx, s.q(`SELECT purpose, credential_id, actor, challenge, expires_at, used_at FROM remote_card_challenges
+			WHERE id = ?`), id).Scan(&purpose, &ch.CredentialID, &ch.Actor, &chal, &exp, &used)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: card challenge", ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("remote: card challenge: %w", err)
+		}
+		ch.Purpose, ch.ExpiresAt = CardPurpose(purpose), fromMicros(exp)
+		if ch.Challenge, err = hex.DecodeString(chal); err != nil {
+			return fmt.Errorf("remote: stored card challenge: %w", err)
+		}
+		// One use, across nodes: only the UPDATE that finds used_at NULL wins.
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE remote_card_challenges SET used_at = ? WHERE id = ? AND used_at IS NULL`), us(now), id)
+		if err != nil {
+			return fmt.Errorf("remote: use card challenge: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("%w: card challenge", ErrUsed)
+		}
+		return nil
+	})
+	return ch, err
 }
 
 func (s *SQLStore) putChallenge(ctx context.Context, ch challengeRecord, ev audit.Event) error {

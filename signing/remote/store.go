@@ -19,8 +19,15 @@ type Store interface {
 	AddPasskey(ctx context.Context, p Passkey, activate bool, ev audit.Event) error
 	Passkeys(ctx context.Context, credentialID string) ([]Passkey, error)
 	UpdatePasskey(ctx context.Context, p Passkey) error
-	// DeletePasskeys removes every passkey of the credential (lost authenticator).
+	// DeletePasskeys removes every activation factor of the credential, passkeys and national ID cards (lost
+	// authenticator or card).
 	DeletePasskeys(ctx context.Context, credentialID string, ev audit.Event) error
+	// AddCard registers a national ID card as an activation factor (ErrUsed if that card is registered for
+	// the credential already); with activate, a pending or blocked credential becomes active in the same
+	// transaction.
+	AddCard(ctx context.Context, k Card, activate bool, ev audit.Event) error
+	// Cards returns the credential's registered cards.
+	Cards(ctx context.Context, credentialID string) ([]Card, error)
 
 	putChallenge(ctx context.Context, ch challengeRecord, ev audit.Event) error
 	// peekChallenge returns the ceremony without using it: ErrUsed if it was used, ErrNotFound if unknown.
@@ -33,6 +40,10 @@ type Store interface {
 	parkAssertion(ctx context.Context, requestID string, assertion []byte, now time.Time, ev audit.Event) error
 	// parkedAssertion returns it, or ErrPending.
 	parkedAssertion(ctx context.Context, requestID string) ([]byte, error)
+	putCardChallenge(ctx context.Context, ch cardChallengeRecord, ev audit.Event) error
+	// takeCardChallenge marks the card challenge used and returns it; ErrUsed if it was used, ErrNotFound if
+	// unknown. Expiry and binding are the caller's checks.
+	takeCardChallenge(ctx context.Context, id string, now time.Time) (cardChallengeRecord, error)
 	putActivation(ctx context.Context, a activationRecord, ev audit.Event) error
 	activation(ctx context.Context, sadHash string) (activationRecord, error)
 	// spendHashes marks each hash of the SAD used, all or none: ErrUsed if one was used, ErrNotAuthorized if

@@ -124,4 +124,19 @@ func testPhysicianHistory(t *testing.T, db *sql.DB, dialect string) {
 	if seeded != 1 {
 		t.Errorf("%d seeding events, want 1", seeded)
 	}
+
+	// The lookup's statement is prepared once and kept (issue 15): it still reads the registry as it is, so a
+	// suspension recorded after it was prepared is what the next lookup returns.
+	if _, _, err := s.PhysicianByCouncilWithHistory(ctx, "12345"); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Hour)
+	p.Status, p.StatusSince = tokens.StatusSuspended, time.Time{}
+	if err := svc.ImportPhysicians(ctx, []tokens.Physician{p}, "cli:ra"); err != nil {
+		t.Fatal(err)
+	}
+	if bp, bh, err := s.PhysicianByCouncilWithHistory(ctx, "12345"); err != nil || bp.Status != tokens.StatusSuspended ||
+		len(bh) != 2 || bh[1].Status != tokens.StatusSuspended {
+		t.Fatalf("lookup after a suspension, through the prepared statement: %+v %+v %v", bp, bh, err)
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/mohr-hix/mohr/internal/sqlq"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mohr-hix/mohr/internal/audit"
@@ -47,6 +48,31 @@ type Store struct {
 	audit    func(ctx context.Context, tx *sql.Tx, ev audit.Event) error
 	// unavailable is Options.Unavailable.
 	unavailable func(error) bool
+	// registration is PhysicianByCouncilWithHistory's query, prepared once: every validation asks it (each
+	// ingestion once), and on SQLite parsing and planning the join cost more than running it.
+	registration preparedQuery
+}
+
+// preparedQuery is one query prepared on first use and kept (database/sql prepares it again on each connection
+// that runs it). When preparing fails (the database is away), the query runs unprepared and the next call
+// tries again.
+type preparedQuery struct {
+	st atomic.Pointer[sql.Stmt]
+}
+
+func (p *preparedQuery) query(ctx context.Context, db *sql.DB, query string, args ...any) (*sql.Rows, error) {
+	st := p.st.Load()
+	if st == nil {
+		prepared, err := db.PrepareContext(ctx, query)
+		if err != nil {
+			return db.QueryContext(ctx, query, args...)
+		}
+		if !p.st.CompareAndSwap(nil, prepared) {
+			prepared.Close()
+		}
+		st = p.st.Load()
+	}
+	return st.QueryContext(ctx, args...)
 }
 
 var (
@@ -408,7 +434,7 @@ func (s *Store) PutPhysicians(ctx context.Context, ps []tokens.Physician, ev aud
 // that council number, ordered as PhysicianHistory orders them) in one query: the verifier asks for every
 // prescription it checks.
 func (s *Store) PhysicianByCouncilWithHistory(ctx context.Context, councilNo string) (tokens.Physician, []tokens.StandingChange, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT p.national_code, p.council_no, p.name, p.specialty, p.status, p.valid_from, p.valid_until,
+	rows, err := s.registration.query(ctx, s.db, s.q(`SELECT p.national_code, p.council_no, p.name, p.specialty, p.status, p.valid_from, p.valid_until,
 		h.seq, h.status, h.valid_from, h.valid_until, h.effective_at, h.recorded_at, h.actor
 		FROM tokens_physicians p JOIN tokens_physician_history h ON h.national_code = p.national_code AND h.council_no = p.council_no
 		WHERE p.council_no = ? ORDER BY h.effective_at, h.seq`), councilNo)
