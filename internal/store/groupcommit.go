@@ -239,7 +239,7 @@ func (c *core) enqueueAudits(ctx context.Context, q querier, evs []audit.Event) 
 	err := q.queryRow(ctx, `WITH ins AS (INSERT INTO audit_queue (event) VALUES `+
 		strings.TrimSuffix(strings.Repeat("(?), ", len(evs)), ", ")+` RETURNING id) SELECT MAX(id) FROM ins`, args...).Scan(&last)
 	if err != nil {
-		return 0, errors.New("audit queue: " + err.Error())
+		return 0, fmt.Errorf("audit queue: %w", err)
 	}
 	return last, nil
 }
@@ -506,7 +506,7 @@ func (c *core) appendAudits(ctx context.Context, q querier, evs []audit.Event) e
 	}
 	if c.auditQueue {
 		if _, err := q.exec(ctx, `SELECT 1 FROM audit_head WHERE id = 1`+c.b.forUpdate()); err != nil {
-			return errors.New("audit head: " + err.Error())
+			return fmt.Errorf("audit head: %w", err)
 		}
 		if err := c.drainQueued(ctx, q); err != nil {
 			return err
@@ -523,7 +523,7 @@ func (c *core) appendAuditsLocked(ctx context.Context, q querier, evs []audit.Ev
 	var size int64
 	var head []byte
 	if err := q.queryRow(ctx, `SELECT size, head FROM audit_head WHERE id = 1`+c.b.forUpdate()).Scan(&size, &head); err != nil {
-		return errors.New("audit head: " + err.Error())
+		return fmt.Errorf("audit head: %w", err)
 	}
 	var prev *audit.Entry
 	if size > 0 {
@@ -558,11 +558,11 @@ func (c *core) appendAuditsLocked(ctx context.Context, q querier, evs []audit.Ev
 	}
 	if _, err := q.exec(ctx, `INSERT INTO audit_log (seq, event, prev, hash) VALUES `+
 		strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?), ", len(evs)), ", "), logArgs...); err != nil {
-		return errors.New("audit entries: " + err.Error())
+		return fmt.Errorf("audit entries: %w", err)
 	}
 	if _, err := q.exec(ctx, `INSERT INTO audit_hashes (idx, hash) VALUES `+
 		strings.TrimSuffix(strings.Repeat("(?, ?), ", len(hashArgs)/2), ", "), hashArgs...); err != nil {
-		return errors.New("audit tree hashes: " + err.Error())
+		return fmt.Errorf("audit tree hashes: %w", err)
 	}
 	n, err := q.exec(ctx, `UPDATE audit_head SET size = ?, head = ? WHERE id = 1 AND size = ?`, prev.Seq+1, prev.Hash[:], size)
 	if err == nil && n != 1 {
