@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -44,7 +45,17 @@ func jsonError(err error) error {
 
 // readAll reads a limited body (binary protocols, CMS).
 func readAll(r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(r.Body)
+	var b []byte
+	var err error
+	if n := r.ContentLength; n > 0 && n <= 1<<20 {
+		// Sized from Content-Length (bounded: the header is the client's word; MaxBytesReader bounds what is
+		// read), so a prescription is read without regrowing the buffer.
+		buf := bytes.NewBuffer(make([]byte, 0, n+bytes.MinRead))
+		_, err = buf.ReadFrom(r.Body)
+		b = buf.Bytes()
+	} else {
+		b, err = io.ReadAll(r.Body)
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

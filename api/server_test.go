@@ -502,3 +502,30 @@ func TestOCSPGETHeadersFromResponder(t *testing.T) {
 		})
 	}
 }
+
+// acceptingIngest accepts with a report that has characters encoding/json escapes.
+type acceptingIngest struct{ sealed, report []byte }
+
+func (a acceptingIngest) Ingest(context.Context, []byte, Identity) ([]byte, []byte, error) {
+	return a.sealed, a.report, nil
+}
+
+// TestIngestAnswerBody: the 201 answer, written without encoding/json (issue 15), is byte for byte what
+// encoding/json writes for ingestResult when the report is json.Marshal's output (the ingestor's), and a
+// report that is not JSON is still a 500, never sent.
+func TestIngestAnswerBody(t *testing.T) {
+	rep, err := json.Marshal(map[string]any{"indication": "TOTAL_PASSED", "prescriber": map[string]string{"name": "Dr <A> & \"B\" مهر"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := []byte{0x30, 0x82, 0x01, 0xff, 0xfe, 0x00, 0x3e}
+	e := newEnv(t, func(_ *Config, s *Services) { s.Ingestor = acceptingIngest{sealed, rep} })
+	r := e.do(string(RolePhysician), "POST", "/v1/prescriptions", ctCMS, []byte{0x30, 0x00})
+	var want bytes.Buffer
+	_ = json.NewEncoder(&want).Encode(ingestResult{Report: rep, SealedReport: sealed})
+	if r.status != 201 || string(r.body) != want.String() {
+		t.Fatalf("answer %d\n%s\nwant\n%s", r.status, r.body, want.String())
+	}
+	e = newEnv(t, func(_ *Config, s *Services) { s.Ingestor = acceptingIngest{sealed, []byte(`{"indication":`)} })
+	checkProblem(t, e.do(string(RolePhysician), "POST", "/v1/prescriptions", ctCMS, []byte{0x30, 0x00}), 500)
+}

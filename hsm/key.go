@@ -14,6 +14,7 @@ import (
 
 	"github.com/miekg/pkcs11"
 
+	"github.com/mohr-hix/mohr/internal/p256"
 	"github.com/mohr-hix/mohr/keys"
 )
 
@@ -39,7 +40,7 @@ type Key struct {
 
 	signs    atomic.Int64 // ECDSA signatures verified, until the table is considered
 	p256once sync.Once
-	p256     atomic.Pointer[p256Verifier] // nil unless built (P-256, busy key, table passed its self-check)
+	p256     atomic.Pointer[p256.Verifier] // nil unless built (P-256, busy key, table passed its self-check)
 }
 
 // A key builds its P-256 table (a few ms and about 400 KB) only once it has signed p256TableAfter
@@ -110,7 +111,7 @@ func (k *Key) SignContext(ctx context.Context, digest []byte, opts crypto.Signer
 // verify checks sig against the key's public half before it may leave Mohr (docs/hsm.md, "What is
 // checked and why"). RSA signatures always go through crypto/rsa: one faulty RSA-CRT signature gives
 // the modulus's factors away. ECDSA P-256 signatures are checked in full too, on busy keys with the
-// key's precomputed table (p256Verifier), which costs about half of crypto/ecdsa; a signature the fast
+// key's precomputed table (internal/p256), which costs about half of crypto/ecdsa; a signature the fast
 // path does not accept is checked by crypto/ecdsa, whose answer is final.
 func (k *Key) verify(digest, sig []byte, opts crypto.SignerOpts) error {
 	if pub, ok := k.pub.(*ecdsa.PublicKey); ok {
@@ -121,7 +122,7 @@ func (k *Key) verify(digest, sig []byte, opts crypto.SignerOpts) error {
 					p256Tables.Add(-1)
 					return
 				}
-				if v := newP256Verifier(pub); v != nil {
+				if v := p256.NewVerifier(pub); v != nil {
 					k.p256.Store(v)
 					runtime.AddCleanup(k, func(struct{}) { p256Tables.Add(-1) }, struct{}{})
 					return
@@ -130,7 +131,7 @@ func (k *Key) verify(digest, sig []byte, opts crypto.SignerOpts) error {
 			})
 			v = k.p256.Load()
 		}
-		if v != nil && v.verify(digest, sig) {
+		if v != nil && v.Verify(digest, sig) {
 			return nil
 		}
 	}

@@ -4,10 +4,15 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
 	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/mohr-hix/mohr/internal/p256"
 )
 
 // verifyingSigner checks every signature its inner Signer returns before releasing it, as
@@ -45,10 +50,92 @@ func (v verifyingSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerO
 	if err != nil {
 		return nil, err
 	}
-	if err := VerifyDigest(v.Public(), digest, sig, opts); err != nil {
+	pub := v.Public()
+	// A busy P-256 key is checked with its table (internal/p256, about 0.4 of crypto/ecdsa's cost), which
+	// accepts exactly when the verification equation holds; anything it does not accept is checked by
+	// crypto/ecdsa below, whose answer is final.
+	if ec, ok := pub.(*ecdsa.PublicKey); ok {
+		if t := busyP256(ec); t != nil && t.Verify(digest, sig) {
+			return sig, nil
+		}
+	}
+	if err := VerifyDigest(pub, digest, sig, opts); err != nil {
 		return nil, err
 	}
 	return sig, nil
+}
+
+// A software P-256 key gets its verification table (a few ms and about 400 KB, built once and self-checked,
+// internal/p256) once it has signed p256TableAfter times through Verifying, as an hsm.Key does (docs/hsm.md):
+// the exchange's busy keys (TSA, organisation seal, OCSP responder, CA) then verify each signature at about
+// 0.4 of the cost. At most p256Tracked keys are counted and p256TablesMax tables kept (about 3.2 MB); other
+// keys verify with crypto/ecdsa alone.
+const (
+	p256TableAfter = 64
+	p256Tracked    = 64
+	p256TablesMax  = 8
+)
+
+// p256State is one counted key: its signatures so far and, once built, its table.
+type p256State struct {
+	signs atomic.Int64
+	once  sync.Once
+	v     atomic.Pointer[p256.Verifier]
+}
+
+var p256Keys struct {
+	mu     sync.Mutex
+	m      map[[64]byte]*p256State // by the key's X and Y (the table is bound to the key's value, not to a pointer)
+	tables int
+}
+
+// busyP256 returns pub's table when it has one, counting the signature otherwise; nil for other curves.
+func busyP256(pub *ecdsa.PublicKey) *p256.Verifier {
+	if pub.Curve != elliptic.P256() || pub.X == nil || pub.Y == nil {
+		return nil
+	}
+	var id [64]byte
+	pub.X.FillBytes(id[:32])
+	pub.Y.FillBytes(id[32:])
+	p256Keys.mu.Lock()
+	st := p256Keys.m[id]
+	if st == nil {
+		if len(p256Keys.m) >= p256Tracked {
+			p256Keys.mu.Unlock()
+			return nil
+		}
+		if p256Keys.m == nil {
+			p256Keys.m = map[[64]byte]*p256State{}
+		}
+		st = &p256State{}
+		p256Keys.m[id] = st
+	}
+	p256Keys.mu.Unlock()
+	if v := st.v.Load(); v != nil {
+		return v
+	}
+	if st.signs.Add(1) < p256TableAfter {
+		return nil
+	}
+	st.once.Do(func() {
+		p256Keys.mu.Lock()
+		room := p256Keys.tables < p256TablesMax
+		if room {
+			p256Keys.tables++
+		}
+		p256Keys.mu.Unlock()
+		if !room {
+			return
+		}
+		if v := p256.NewVerifier(pub); v != nil {
+			st.v.Store(v)
+			return
+		}
+		p256Keys.mu.Lock()
+		p256Keys.tables--
+		p256Keys.mu.Unlock()
+	})
+	return st.v.Load()
 }
 
 // VerifyDigest verifies sig over digest (or over the message, for Ed25519) with pub.

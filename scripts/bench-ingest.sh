@@ -118,19 +118,19 @@ share() { # focus-regex [ignore-regex] -> fraction of all samples
 [ -s "$W/cpu.pprof" ] || { echo "bench-ingest: no CPU profile" >&2; exit 1; }
 [ -z "${PROFILE_OUT:-}" ] || cp "$W/mohr" "$W/cpu.pprof" "$W"/cpu.*.alloc.pprof "$PROFILE_OUT"/ 2>/dev/null || true
 echo "# CPU by stage (share of the server's samples; us/rx from the last round's CPU per prescription, $cpurx us):"
-for st in "ingest (all of IngestAs)|signing\.\(\*Ingestor\)\.IngestAs$|" \
-	"verify (3 passes)|signing\.\(\*Verifier\)\.Verify$|" \
-	"  of it: registry lookup (SQL)|signing\.\(\*Verifier\)\.registration$|" \
-	"TSA (timestamp token)|signing\.[aA]ddSignatureTimestamp$|" \
-	"OCSP (fresh response, B-LT data)|signing\.\(\*Ingestor\)\.addRevocation$|signing\.\(\*Verifier\)\.Verify$" \
-	"store (SQLite, durable; group commit)|prescriptionStore\.SavePrescription$|" \
-	"seal (sealed report)|signing\.sealReport$|" \
-	"TLS (handshakes, records)|crypto/tls\.|signing\." \
-	"GC (background)|runtime\.gcBgMarkWorker$|" \
-	"across stages: ECDSA verifications (all)|crypto/ecdsa\.VerifyASN1$|" \
-	"  of them: verify-after-sign|keys\.VerifyDigest$|" \
-	"across stages: ECDSA signatures (all)|crypto/ecdsa\.SignASN1$|"; do
-	IFS='|' read -r name focus ignore <<< "$st"
+for st in "ingest (all of IngestAs);signing\.\(\*Ingestor\)\.IngestAs$;" \
+	"verify (3 passes);signing\.\(\*Verifier\)\.Verify$;" \
+	"  of it: registry lookup (SQL);signing\.\(\*Verifier\)\.registration$;" \
+	"TSA (timestamp token);signing\.[aA]ddSignatureTimestamp$;" \
+	"OCSP (fresh response, B-LT data);signing\.\(\*Ingestor\)\.addRevocation$;signing\.\(\*Verifier\)\.Verify$" \
+	"store (SQLite durable, group commit);prescriptionStore\.SavePrescription$;" \
+	"seal (sealed report);signing\.sealReport$;" \
+	"TLS (handshakes, records);crypto/tls\.;signing\." \
+	"GC (background);runtime\.gcBgMarkWorker$;" \
+	"across stages: ECDSA verifications (all);(crypto/ecdsa\.VerifyASN1|p256\.\(\*Verifier\)\.Verify)$;" \
+	"  of them: verify-after-sign;keys\.verifyingSigner\.Sign$;crypto/ecdsa\.\(\*PrivateKey\)\.Sign$" \
+	"across stages: ECDSA signatures (all);crypto/ecdsa\.SignASN1$;"; do
+	IFS=';' read -r name focus ignore <<< "$st"
 	f=$(share "$focus" "$ignore")
 	case $name in ingest*|TLS*|GC*) rest=$(awk -v r="${rest:-1}" -v f="$f" 'BEGIN { print r - f }') ;; esac
 	awk -v n="$name" -v f="$f" -v c="$cpurx" 'BEGIN { printf "  %-34s %5.1f%%  %5.0f us/rx\n", n, f * 100, f * c }'

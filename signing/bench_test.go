@@ -2,6 +2,7 @@ package signing
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"sync/atomic"
@@ -183,4 +184,34 @@ func BenchmarkBatch10k(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*len(c.docs))/time.Since(start).Seconds(), "docs/s")
 	b.ReportMetric(float64(b.N*len(c.docs))/(cpuTime()-cpu).Seconds(), "docs/cpu-s")
+}
+
+// BenchmarkArchiveRenewal is what one stored prescription's archive-timestamp renewal (B-LTA, EN 319 122-1
+// §5.5.2) costs with the in-process TSA, against the TSA token alone: the token is the only part one timestamp
+// over a batch (a Merkle root) could share between prescriptions (docs/signing.md, "Batched timestamps").
+func BenchmarkArchiveRenewal(b *testing.B) {
+	f := newFixture(b)
+	ctx := context.Background()
+	blt := f.toBLT(b, f.toBT(b, f.signBB(b, f.doc, f.physician)), f.doc)
+	b.Run("add-archive-timestamp", func(b *testing.B) {
+		b.ReportAllocs()
+		cpu := cpuTime()
+		for range b.N {
+			if _, err := AddArchiveTimestamp(ctx, blt, f.tsa); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+	})
+	b.Run("tsa-token", func(b *testing.B) {
+		d := sha256.Sum256(blt)
+		b.ReportAllocs()
+		cpu := cpuTime()
+		for range b.N {
+			if _, err := f.tsa.Timestamp(ctx, crypto.SHA256, d[:]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+	})
 }

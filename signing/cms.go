@@ -344,11 +344,31 @@ func attribute(oid asn1.ObjectIdentifier, value func(b *cryptobyte.Builder)) []b
 func setOf(elems [][]byte) []byte {
 	sorted := slices.Clone(elems)
 	slices.SortFunc(sorted, bytes.Compare)
-	var out []byte
+	out := make([]byte, 0, sumLen(elems))
 	for _, e := range sorted {
 		out = append(out, e...)
 	}
 	return out
+}
+
+// addSetOf adds the content of a DER SET OF (elems sorted, as setOf) to b without an intermediate copy.
+func addSetOf(b *cryptobyte.Builder, elems [][]byte) {
+	if len(elems) > 1 && !slices.IsSortedFunc(elems, bytes.Compare) {
+		elems = slices.Clone(elems)
+		slices.SortFunc(elems, bytes.Compare)
+	}
+	for _, e := range elems {
+		b.AddBytes(e)
+	}
+}
+
+// sumLen is the total length of elems.
+func sumLen(elems [][]byte) int {
+	n := 0
+	for _, e := range elems {
+		n += len(e)
+	}
+	return n
 }
 
 // signatureAlgorithm returns the SignerInfo signatureAlgorithm and signer options for pub and h.
@@ -377,7 +397,8 @@ type signerInfoParts struct {
 }
 
 func (p *signerInfoParts) marshal() []byte {
-	var b cryptobyte.Builder
+	// Sized up front (with room for the length octets of the nested TLVs), so the builder never grows.
+	b := cryptobyte.NewBuilder(make([]byte, 0, len(p.sid)+len(p.digestAlg)+len(p.signedAttrs)+len(p.sigAlg)+len(p.signature)+sumLen(p.unsignedAttr)+64))
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		version := int64(1)
 		if len(p.sid) > 0 && p.sid[0] == byte(tagSKI) {
@@ -390,7 +411,7 @@ func (p *signerInfoParts) marshal() []byte {
 		b.AddBytes(p.sigAlg)
 		b.AddASN1OctetString(p.signature)
 		if len(p.unsignedAttr) > 0 {
-			b.AddASN1(tagImplicit1, func(b *cryptobyte.Builder) { b.AddBytes(setOf(p.unsignedAttr)) })
+			b.AddASN1(tagImplicit1, func(b *cryptobyte.Builder) { addSetOf(b, p.unsignedAttr) })
 		}
 	})
 	return b.BytesOrPanic()
@@ -409,7 +430,10 @@ type signedDataParts struct {
 }
 
 func (p *signedDataParts) marshal() ([]byte, error) {
-	var b cryptobyte.Builder
+	// Sized up front (with room for the length octets of the nested TLVs), so the builder never grows: a B-LT
+	// prescription is about 10 KB, written three times per ingestion.
+	b := cryptobyte.NewBuilder(make([]byte, 0, sumLen(p.digestAlgs)+len(p.eContentRaw)+len(p.content)+sumLen(p.certs)+
+		sumLen(p.crls)+sumLen(p.signerInfos)+128))
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		b.AddASN1ObjectIdentifier(oidSignedData)
 		b.AddASN1(tagExplicit0, func(b *cryptobyte.Builder) {
@@ -421,7 +445,7 @@ func (p *signedDataParts) marshal() ([]byte, error) {
 					version = 1
 				}
 				b.AddASN1Int64(version)
-				b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { b.AddBytes(setOf(p.digestAlgs)) })
+				b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { addSetOf(b, p.digestAlgs) })
 				if p.eContentRaw != nil {
 					b.AddBytes(p.eContentRaw)
 				} else {
@@ -431,12 +455,12 @@ func (p *signedDataParts) marshal() ([]byte, error) {
 					})
 				}
 				if len(p.certs) > 0 {
-					b.AddASN1(tagImplicit0, func(b *cryptobyte.Builder) { b.AddBytes(setOf(p.certs)) })
+					b.AddASN1(tagImplicit0, func(b *cryptobyte.Builder) { addSetOf(b, p.certs) })
 				}
 				if len(p.crls) > 0 {
-					b.AddASN1(tagImplicit1, func(b *cryptobyte.Builder) { b.AddBytes(setOf(p.crls)) })
+					b.AddASN1(tagImplicit1, func(b *cryptobyte.Builder) { addSetOf(b, p.crls) })
 				}
-				b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { b.AddBytes(setOf(p.signerInfos)) })
+				b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { addSetOf(b, p.signerInfos) })
 			})
 		})
 	})

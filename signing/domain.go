@@ -102,7 +102,7 @@ type PhysicianRegistry interface {
 // prescriber's council registration was valid at the best signature time.
 func (v *Verifier) checkDomain(ctx context.Context, content []byte, signer *certEntry, best time.Time, r *Report) (SubIndication, string) {
 	p := r.Prescriber
-	b, err := rx.Parse(content) // a lean, strict reader: see rx.Parse
+	b, err := parseBundle(ctx, content) // rx.Parse, a lean, strict reader; once per ingestion
 	if err != nil || b.ResourceType != "Bundle" {
 		return SigConstraintsFailure, "content is not a FHIR Bundle"
 	}

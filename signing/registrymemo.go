@@ -1,9 +1,12 @@
 package signing
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync"
+
+	"github.com/mohr-hix/mohr/signing/internal/rx"
 )
 
 // maxRegistryMemo bounds the prescribers one batch remembers; past it the registry is asked every time.
@@ -19,6 +22,33 @@ type registryMemoKey struct{}
 type registryMemo struct {
 	mu sync.Mutex
 	m  map[string]registryAnswer
+	// content and bundle are the last prescription content parsed under this memo and its parse: the three
+	// validations of one ingestion read the same FHIR Bundle (rx.Parse is a function of the bytes alone, so
+	// the same bytes give the same Bundle).
+	content []byte
+	bundle  rx.Bundle
+}
+
+// parseBundle is rx.Parse(content), through ctx's memo when it carries one. The Bundle is shared: read only.
+func parseBundle(ctx context.Context, content []byte) (rx.Bundle, error) {
+	memo, _ := ctx.Value(registryMemoKey{}).(*registryMemo)
+	if memo == nil {
+		return rx.Parse(content)
+	}
+	memo.mu.Lock()
+	if memo.content != nil && bytes.Equal(memo.content, content) {
+		b := memo.bundle
+		memo.mu.Unlock()
+		return b, nil
+	}
+	memo.mu.Unlock()
+	b, err := rx.Parse(content)
+	if err == nil {
+		memo.mu.Lock()
+		memo.content, memo.bundle = bytes.Clone(content), b
+		memo.mu.Unlock()
+	}
+	return b, err
 }
 
 type registryAnswer struct {

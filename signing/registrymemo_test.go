@@ -70,3 +70,31 @@ func TestBatchAsksRegistryOncePerPrescriber(t *testing.T) {
 		t.Fatalf("failing registry: %+v", sum)
 	}
 }
+
+// TestParseBundleMemo: within one request the FHIR Bundle is parsed once per content, and only the same bytes
+// get the remembered parse: other content, or the caller's buffer changed in place after the parse, is parsed
+// again (the memo keeps its own copy of the bytes); content that does not parse is never remembered.
+func TestParseBundleMemo(t *testing.T) {
+	ctx := withRegistryMemo(context.Background())
+	a := []byte(`{"resourceType":"Bundle","id":"rx-aaaa","type":"document","entry":[]}`)
+	b := []byte(`{"resourceType":"Bundle","id":"rx-bbbb","type":"document","entry":[]}`)
+	for _, tc := range []struct {
+		in   []byte
+		want string
+	}{{a, "rx-aaaa"}, {a, "rx-aaaa"}, {b, "rx-bbbb"}, {a, "rx-aaaa"}} {
+		got, err := parseBundle(ctx, tc.in)
+		if err != nil || got.ID != tc.want {
+			t.Fatalf("parse: %q %v, want %q", got.ID, err, tc.want)
+		}
+	}
+	copy(a[bytes.Index(a, []byte("aaaa")):], "cccc") // the same buffer, changed after it was parsed
+	if got, err := parseBundle(ctx, a); err != nil || got.ID != "rx-cccc" {
+		t.Fatalf("buffer changed in place: %q %v", got.ID, err)
+	}
+	if _, err := parseBundle(ctx, []byte(`{"resourceType":`)); err == nil {
+		t.Fatal("broken content parsed")
+	}
+	if _, err := parseBundle(ctx, []byte(`{"resourceType":`)); err == nil {
+		t.Fatal("broken content parsed the second time")
+	}
+}

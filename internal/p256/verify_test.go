@@ -1,4 +1,4 @@
-package hsm
+package p256
 
 import (
 	"crypto/ecdsa"
@@ -17,7 +17,7 @@ import (
 func TestP256Verifier(t *testing.T) {
 	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	v := newP256Verifier(&priv.PublicKey)
+	v := NewVerifier(&priv.PublicKey)
 	if v == nil {
 		t.Fatal("no verifier for a P-256 key")
 	}
@@ -32,41 +32,41 @@ func TestP256Verifier(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !v.verify(digest, sig) {
+		if !v.Verify(digest, sig) {
 			t.Fatalf("%d: valid signature refused", i)
 		}
 		bad := append([]byte(nil), digest...)
 		bad[0] ^= 1
-		if v.verify(bad, sig) {
+		if v.Verify(bad, sig) {
 			t.Fatalf("%d: signature accepted for another digest", i)
 		}
 		for _, pos := range []int{len(sig) / 3, len(sig) - 1, 1} {
 			c := append([]byte(nil), sig...)
 			c[pos] ^= 0x04
-			if v.verify(digest, c) {
+			if v.Verify(digest, c) {
 				t.Fatalf("%d: corrupted signature (byte %d) accepted", i, pos)
 			}
 		}
 		os, _ := ecdsa.SignASN1(rand.Reader, other, digest)
-		if v.verify(digest, os) {
+		if v.Verify(digest, os) {
 			t.Fatalf("%d: another key's signature accepted", i)
 		}
-		if v.verify(digest, append(sig, 0)) || v.verify(digest, sig[:len(sig)-1]) || v.verify(digest, nil) {
+		if v.Verify(digest, append(sig, 0)) || v.Verify(digest, sig[:len(sig)-1]) || v.Verify(digest, nil) {
 			t.Fatalf("%d: malformed encoding accepted", i)
 		}
 	}
 	// r or s of 0 is refused; keys that are not P-256 get no fast path.
 	d := sha256.Sum256([]byte("zero"))
 	for _, z := range [][]byte{{0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x01}, {0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x00}} {
-		if v.verify(d[:], z) {
+		if v.Verify(d[:], z) {
 			t.Fatalf("signature %x accepted", z)
 		}
 	}
-	if newP256Verifier(nil) != nil {
+	if NewVerifier(nil) != nil {
 		t.Fatal("verifier for nil key")
 	}
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if newP256Verifier(&p384.PublicKey) != nil {
+	if NewVerifier(&p384.PublicKey) != nil {
 		t.Fatal("P-256 verifier for a P-384 key")
 	}
 }
@@ -74,13 +74,13 @@ func TestP256Verifier(t *testing.T) {
 // FuzzP256Verifier checks that the fast path never accepts what crypto/ecdsa refuses.
 func FuzzP256Verifier(f *testing.F) {
 	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	v := newP256Verifier(&priv.PublicKey)
+	v := NewVerifier(&priv.PublicKey)
 	d := sha256.Sum256([]byte("seed"))
 	sig, _ := ecdsa.SignASN1(rand.Reader, priv, d[:])
 	f.Add(d[:], sig)
 	f.Add(d[:], []byte{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01})
 	f.Fuzz(func(t *testing.T, digest, sig []byte) {
-		if v.verify(digest, sig) && !ecdsa.VerifyASN1(&priv.PublicKey, digest, sig) {
+		if v.Verify(digest, sig) && !ecdsa.VerifyASN1(&priv.PublicKey, digest, sig) {
 			t.Fatalf("fast path accepts a signature crypto/ecdsa refuses: %x / %x", digest, sig)
 		}
 	})
@@ -90,7 +90,7 @@ func FuzzP256Verifier(f *testing.F) {
 // scalars and for those whose signed digits borrow all the way up (0xff.., 0x80.., n-1, 2^256-1).
 func TestP256VerifierMulQ(t *testing.T) {
 	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	v := newP256Verifier(&priv.PublicKey)
+	v := NewVerifier(&priv.PublicKey)
 	if v == nil {
 		t.Fatal("no verifier")
 	}

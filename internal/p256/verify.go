@@ -1,4 +1,6 @@
-package hsm
+// Package p256 verifies ECDSA P-256 signatures of one fixed public key with a table of its multiples: the
+// verify-after-sign of busy keys (hsm.Key, keys.Verifying), at about 0.4 of crypto/ecdsa's cost (docs/hsm.md).
+package p256
 
 import (
 	"crypto/ecdsa"
@@ -11,19 +13,19 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
-// p256Verifier checks ECDSA P-256 signatures (FIPS 186-5 section 6.4.2) for one fixed public key Q
+// Verifier checks ECDSA P-256 signatures (FIPS 186-5 section 6.4.2) for one fixed public key Q
 // with a table of multiples of Q made once per key.
 //
 // Why by hand: verification is x(u1·G + u2·Q) mod n == r. crypto/ecdsa computes u2·Q with a
 // variable-base multiplication (256 doublings) on every call, which the profile shows is about 2/3
-// of the cost. Q never changes for a Key, so, as for G, its multiples can be precomputed and u2·Q
+// of the cost. Q never changes for a signing key, so, as for G, its multiples can be precomputed and u2·Q
 // becomes at most 33 additions (signed 8-bit windows). No library offers ECDSA verification with a
 // per-key table; the point arithmetic itself is nistec's (the same code as Go's
 // crypto/internal/fips140/nistec).
 //
 // It is only a fast path: it accepts a signature only when the equation holds; anything else goes
-// to crypto/ecdsa, whose answer is final (see Key.verify).
-type p256Verifier struct {
+// to crypto/ecdsa, whose answer is final (hsm.Key.verify, keys.Verifying).
+type Verifier struct {
 	// t[i][j-1] = j·256^i·Q for j = 1..128: u2 is written in 33 signed base-256 digits in
 	// [-128, 128] (a digit above 128 borrows from the next one), so each window needs the 128
 	// positive multiples only; negative ones are negated on the fly. 33·128 points of 96 bytes:
@@ -35,8 +37,8 @@ const p256Windows = 33
 
 var p256N = elliptic.P256().Params().N
 
-// newP256Verifier returns nil when pub is not a usable P-256 key or the table fails its self-check.
-func newP256Verifier(pub *ecdsa.PublicKey) *p256Verifier {
+// NewVerifier returns nil when pub is not a usable P-256 key or the table fails its self-check.
+func NewVerifier(pub *ecdsa.PublicKey) *Verifier {
 	if pub == nil || pub.Curve != elliptic.P256() {
 		return nil
 	}
@@ -48,7 +50,7 @@ func newP256Verifier(pub *ecdsa.PublicKey) *p256Verifier {
 	if err != nil {
 		return nil
 	}
-	v := &p256Verifier{}
+	v := &Verifier{}
 	base := nistec.NewP256Point().Set(q)
 	for i := range v.t {
 		for j := range v.t[i] {
@@ -89,7 +91,7 @@ func newP256Verifier(pub *ecdsa.PublicKey) *p256Verifier {
 }
 
 // mulQ returns u·Q for the 32-byte big-endian scalar u.
-func (v *p256Verifier) mulQ(u *[32]byte) *nistec.P256Point {
+func (v *Verifier) mulQ(u *[32]byte) *nistec.P256Point {
 	acc := nistec.NewP256Point() // the point at infinity
 	neg := nistec.NewP256Point()
 	carry := 0
@@ -113,7 +115,7 @@ func (v *p256Verifier) mulQ(u *[32]byte) *nistec.P256Point {
 }
 
 // verify reports whether the ASN.1 DER signature sig is valid for digest under Q.
-func (v *p256Verifier) verify(digest, sig []byte) bool {
+func (v *Verifier) Verify(digest, sig []byte) bool {
 	var r, s = new(big.Int), new(big.Int)
 	in, inner := cryptobyte.String(sig), cryptobyte.String(nil)
 	if !in.ReadASN1(&inner, cbasn1.SEQUENCE) || !in.Empty() ||
