@@ -81,8 +81,21 @@ func newCSCEnvTB(t testing.TB) *cscEnv {
 	e.now = clock
 	issuer = e.ca
 	ra := remote.Caller{Role: remote.RoleRAOfficer, Actor: "ra"}
+	// The enrolment's national ID card check: the exchange's challenge, answered by a virtual card (its card
+	// logic without pcscd here; TestCSCCardFactor goes through pcscd).
+	ch, err := svc.BeginCardChallenge(context.Background(), ra, remote.PurposeEnrol, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := virtualcard.DefaultHolder
+	h.NationalCode = testNatCode
+	idCard, err := virtualcard.New(virtualcard.Config{Profile: virtualcard.ProfileNationalID, Holder: h, Issuer: cardIssuer,
+		Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cred, reg, err := svc.Enrol(context.Background(), ra, remote.EnrolRequest{NationalCode: testNatCode, CouncilNumber: testCouncil,
-		Name: "Dr Test", IdentityCheck: "national ID card INTERNAL AUTHENTICATE"})
+		Name: "Dr Test", Card: &remote.EnrolCard{ChallengeID: ch.ID, Answer: processAnswer(t, idCard, "123456", ch.Challenge)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,3 +344,24 @@ func hexDecodeString(s string) ([]byte, error) {
 }
 
 func mustMarshal(v any) []byte { b, _ := json.Marshal(v); return b }
+
+// processAnswer has the virtual national ID card vc sign challenge with its own card logic (APDUs straight to
+// Process: SELECT, VERIFY, INTERNAL AUTHENTICATE, docs/cards.md) and returns the answer as a client sends it.
+func processAnswer(t testing.TB, vc *virtualcard.Card, pin string, challenge []byte) remote.CardAnswer {
+	t.Helper()
+	apdu := func(hdr []byte, data []byte) []byte {
+		r := vc.Process(append(append(append([]byte(nil), hdr...), byte(len(data))), append(data, 0)...))
+		if len(r) < 2 || r[len(r)-2] != 0x90 || r[len(r)-1] != 0 {
+			t.Fatalf("card answered %X to %X", r, hdr)
+		}
+		return r[:len(r)-2]
+	}
+	apdu([]byte{0x00, 0xA4, 0x04, 0x00}, []byte{0xF0, 0x4D, 0x4F, 0x48, 0x52, 0x01, 0x01})
+	p := []byte{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}
+	copy(p, pin)
+	if r := vc.Process(append([]byte{0x00, 0x20, 0x00, 0x81, 0x08}, p...)); len(r) != 2 || r[0] != 0x90 {
+		t.Fatalf("VERIFY: %X", r)
+	}
+	sig := apdu([]byte{0x00, 0x88, 0x00, 0x81}, challenge)
+	return remote.CardAnswer{Certificate: vc.Certificate(0x81).Raw, Signature: sig}
+}

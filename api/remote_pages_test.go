@@ -1,10 +1,14 @@
 package api
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mohr-hix/mohr/cardreader/virtualcard"
 )
 
 // TestCSCActivationPage: credentials/authorize with the activation page. Step 1 gives the handle; step 2
@@ -98,7 +102,27 @@ func TestRemoteRARefusedRoles(t *testing.T) {
 			t.Fatalf("audit after %s %s as %s: %+v", c.method, c.path, c.caller, evs)
 		}
 	}
-	r := e.doJSON(string(RoleRAOfficer), "POST", "/v1/remote/credentials", enrol)
+	// The exchange checks the national ID card itself: without the card's answer to its challenge, refused.
+	if r := e.doJSON(string(RoleRAOfficer), "POST", "/v1/remote/credentials", enrol); r.status != http.StatusForbidden {
+		t.Fatalf("enrol without the card's answer: %d %s", r.status, r.body)
+	}
+	r := e.doJSON(string(RoleRAOfficer), "POST", "/v1/remote/card-challenges", map[string]string{"purpose": "enrol"})
+	var ch remoteCardChallengeResponse
+	if r.status != http.StatusCreated || json.Unmarshal(r.body, &ch) != nil {
+		t.Fatalf("enrolment challenge: %d %s", r.status, r.body)
+	}
+	chal, _ := base64.StdEncoding.DecodeString(ch.Challenge)
+	h := virtualcard.DefaultHolder
+	h.NationalCode = testNatCode
+	vc, err := virtualcard.New(virtualcard.Config{Profile: virtualcard.ProfileNationalID, Holder: h, Issuer: e.cardIssuer,
+		Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans := processAnswer(t, vc, "123456", chal)
+	enrol["card"] = map[string]string{"challengeId": ch.ID, "certificate": base64.StdEncoding.EncodeToString(ans.Certificate),
+		"signature": base64.StdEncoding.EncodeToString(ans.Signature)}
+	r = e.doJSON(string(RoleRAOfficer), "POST", "/v1/remote/credentials", enrol)
 	var m struct {
 		Credential   struct{ ID, Status string }
 		Registration struct{ Code, Page string }
@@ -107,8 +131,13 @@ func TestRemoteRARefusedRoles(t *testing.T) {
 		m.Registration.Page != "/remote/register" {
 		t.Fatalf("enrol: %d %s", r.status, r.body)
 	}
-	// No identity check: refused.
+	// The same answer again: the challenge is used up.
+	if r := e.doJSON(string(RoleRAOfficer), "POST", "/v1/remote/credentials", enrol); r.status != http.StatusForbidden {
+		t.Fatalf("enrol with a replayed card answer: %d %s", r.status, r.body)
+	}
+	// No identity check and no card: refused.
 	delete(enrol, "identityCheck")
+	delete(enrol, "card")
 	if r := e.doJSON(string(RoleRAOfficer), "POST", "/v1/remote/credentials", enrol); r.status != http.StatusUnprocessableEntity {
 		t.Fatalf("enrol without the identity check: %d %s", r.status, r.body)
 	}

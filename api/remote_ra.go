@@ -75,7 +75,13 @@ type remoteEnrolRequest struct {
 	// IdentityCheck is how the physician's identity was established in person: for `mohr remote enrol`, the
 	// national ID card's INTERNAL AUTHENTICATE (card certificate, challenge, answer). Stored in the audit
 	// event as given.
-	IdentityCheck json.RawMessage `json:"identityCheck"`
+	IdentityCheck json.RawMessage `json:"identityCheck,omitempty"`
+	// Card is the physician's national ID card's answer to an enrolment challenge this RA officer got from
+	// POST /v1/remote/card-challenges ({"purpose":"enrol"}); the exchange verifies it itself (remote_card.go).
+	// Required when the exchange is configured with national ID card issuers.
+	Card *remoteCardAnswer `json:"card,omitempty"`
+	// RegisterCard also registers the card as the credential's activation factor.
+	RegisterCard bool `json:"registerCard,omitempty"`
 }
 
 type remoteEnrolResponse struct {
@@ -199,14 +205,25 @@ func (s *Server) handleRemoteEnrol(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	check := strings.TrimSpace(string(req.IdentityCheck))
-	if check == "" || check == "null" || check == `""` || check == "{}" {
-		s.problem(w, probInvalid, "identityCheck is required: how the physician's identity was checked in person")
+	if check == "null" || check == `""` || check == "{}" {
+		check = ""
+	}
+	var card *remote.EnrolCard
+	if req.Card != nil {
+		ans, ok := req.Card.answer()
+		if !ok {
+			s.problem(w, probInvalid, "card: challengeId, certificate (base64 DER) and signature (base64, 64 bytes r||s) are required")
+			return
+		}
+		card = &remote.EnrolCard{ChallengeID: req.Card.ChallengeID, Answer: ans, Register: req.RegisterCard}
+	} else if check == "" {
+		s.problem(w, probInvalid, "identityCheck or card is required: how the physician's identity was checked in person")
 		return
 	}
 	cred, reg, err := s.remoteRA().Enrol(r.Context(), cscCaller(r), remote.EnrolRequest{NationalCode: req.NationalCode,
-		CouncilNumber: req.CouncilNumber, Name: req.Name, IdentityCheck: check})
+		CouncilNumber: req.CouncilNumber, Name: req.Name, IdentityCheck: check, Card: card})
 	if err != nil {
-		s.remoteFail(w, r, err)
+		s.remoteCardFail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, remoteEnrolResponse{Credential: remoteCredentialView(cred),

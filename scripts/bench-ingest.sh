@@ -5,11 +5,14 @@
 # against the bare cryptographic operations one ingestion needs, measured in the same run at the same
 # concurrency (cmd/mohr-bench scenarios ingest and bare-ingest): ECDSA P-256 verification of the signature and
 # of the signing certificate by its CA, and three P-256 signatures (TSA token, fresh OCSP response, report seal).
-# Prints prescriptions/s, p50/p99, the server's CPU per prescription (from /proc) and the ratio to the bare sum.
+# Prints prescriptions/s, p50/p99, the server's CPU per prescription (from /proc) and the ratio to the bare sum;
+# then the split of the server's CPU by stage (its CPU profile) and what it allocated per prescription (its
+# allocation profile, mohr serve --memprofile, when the build has the flag).
 # SQLite in WAL with synchronous=FULL (durable). Knobs: DURATION (10s), ROUNDS (3; report medians),
 # PHYSICIANS (8), CONC (32), MOHR_BIN (another build of mohr), BASE_BIN (a previous build, measured in every
 # round just before MOHR_BIN on the same data and reported as a ratio to it), PROFILE_OUT (a directory to keep
-# the binary and the server's CPU profile in, for go tool pprof).
+# the binary and the server's CPU profile in, for go tool pprof), MOHR_ENV (environment settings for MOHR_BIN's
+# server only, e.g. MOHR_ENV=GOGC=400 with BASE_BIN the same build: a runtime setting against the default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -56,7 +59,9 @@ common=(-signers "$W/signers" -chain "$W/data/ca/intermediate.pem")
 start() {
 	local mem=
 	[ -z "${2:-}" ] || ! "$1" serve --help 2>/dev/null | grep -q -- --memprofile || mem="--memprofile=${2%.pprof}.alloc.pprof"
-	GOMAXPROCS=2 "$1" --data-dir "$W/data" serve ${2:+--cpuprofile "$2"} $mem >> "$W/serve.log" 2>&1 &
+	local envs=()
+	[ "$1" != "$W/mohr" ] || read -r -a envs <<< "${MOHR_ENV:-}"
+	env "${envs[@]}" GOMAXPROCS=2 "$1" --data-dir "$W/data" serve ${2:+--cpuprofile "$2"} $mem >> "$W/serve.log" 2>&1 &
 	SRV=$!
 	for _ in $(seq 1 200); do curl -sf "http://$PUB/healthz" >/dev/null && break; sleep 0.1; done
 	curl -sf "http://$PUB/healthz" >/dev/null || { cat "$W/serve.log" >&2; exit 1; }

@@ -300,8 +300,9 @@ func runAgent(ctx context.Context) error {
 		return err
 	}
 	var notify func(agent.SessionEvent)
-	if scheme, _ := keys.Scheme(c.Key); scheme == "csc" {
-		// A remote credential has no PIN: the physician's passkey on the activation page is the factor.
+	if scheme, _ := keys.Scheme(c.Key); scheme == "csc" && !cscCardFactor(c.Key) {
+		// A remote credential activated with a passkey has no PIN: the physician's passkey on the activation
+		// page is the factor. With factor=card the PIN is the national ID card's, asked as for a card key.
 		pinFn, pinPage = cscNoPIN, nil
 	} else if pinPage == nil {
 		tp := newTTYPrompter(c)

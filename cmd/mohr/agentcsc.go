@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/mohr-hix/mohr/ca"
+	"github.com/mohr-hix/mohr/cardreader"
+	"github.com/mohr-hix/mohr/keys"
 	"github.com/mohr-hix/mohr/signing/agent"
 	"github.com/mohr-hix/mohr/signing/remote/cscclient"
 )
@@ -40,18 +42,60 @@ type agentCSCConfig struct {
 	Poll ca.Duration `yaml:"poll"`
 	// Timeout bounds each call to the service (default 30s).
 	Timeout ca.Duration `yaml:"timeout"`
+	// CardReader is the reader holding the physician's national ID card for a key URI with factor=card
+	// (default: the first reader holding one).
+	CardReader string `yaml:"card_reader"`
 }
 
 // cscNoPIN is the agent's PIN source for a remote credential: there is no PIN; the activation factor is the
 // passkey, asked for on the activation page.
 func cscNoPIN(context.Context, string) ([]byte, error) { return []byte("passkey"), nil }
 
+// cscCardFactor reports whether the agent's csc: key activates with the national ID card (factor=card): its
+// PIN is then the card's, asked as for any card key.
+func cscCardFactor(key string) bool {
+	u, err := cscclient.ParseKeyURI(key)
+	return err == nil && u.Factor == "card"
+}
+
+// nationalIDCardActivator is the card factor of a csc: key: the national ID card in reader (or the first
+// reader holding one), through pcscd, signs the activation challenge after the PIN the agent's PIN source
+// gives (VERIFY on the card, then INTERNAL AUTHENTICATE). The PIN goes only to the card.
+func nationalIDCardActivator(reader string) cscclient.CardActivator {
+	return func(ctx context.Context, pin keys.PINFunc, challenge []byte) ([]byte, []byte, error) {
+		pc, err := cardreader.Establish(ctx)
+		if err != nil {
+			return nil, nil, cardOpenError("card", "", err)
+		}
+		defer pc.Release()
+		idCard, err := findCard(ctx, pc, reader, cardreader.ProfileNationalID, "national ID card")
+		if err != nil {
+			return nil, nil, err
+		}
+		defer idCard.Close()
+		nid, err := cardreader.NationalID(ctx, idCard, cardreader.DefaultNationalIDProfile())
+		if err != nil {
+			return nil, nil, err
+		}
+		cert, err := nid.Certificate(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		sig, err := nid.SignChallenge(ctx, pin, challenge)
+		if err != nil {
+			return nil, nil, err
+		}
+		return cert.Raw, sig, nil
+	}
+}
+
 // agentCSCKey builds the key source of a csc: key from the csc section.
 func agentCSCKey(c *agentConfig) (agent.KeyOpener, error) {
-	credID, err := cscclient.ParseURI(c.Key)
+	ku, err := cscclient.ParseKeyURI(c.Key)
 	if err != nil {
 		return nil, fmt.Errorf("agent config: key %q: %w", c.Key, err)
 	}
+	credID := ku.Credential
 	cc := c.CSC
 	u, err := url.Parse(cc.URL)
 	if cc.URL == "" || err != nil || u.Scheme != "https" || u.Host == "" {
@@ -110,7 +154,11 @@ func agentCSCKey(c *agentConfig) (agent.KeyOpener, error) {
 		}
 		return nil
 	}
-	return &cscclient.AgentKey{Client: client, CredentialID: credID, Page: page, Approve: approve, Poll: time.Duration(cc.Poll)}, nil
+	k := &cscclient.AgentKey{Client: client, CredentialID: credID, Page: page, Approve: approve, Poll: time.Duration(cc.Poll)}
+	if ku.Factor == "card" {
+		k.Card = nationalIDCardActivator(cc.CardReader)
+	}
+	return k, nil
 }
 
 func isLoopbackHost(h string) bool {

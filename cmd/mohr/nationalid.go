@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 
 	"golang.org/x/term"
@@ -130,42 +132,62 @@ type cardAnswer struct {
 // to this RA officer), has the national ID card (in reader, or in any reader) sign it after its PIN, and
 // returns the answer for the exchange, the card's certificate and its holder data. The exchange checks the
 // answer itself; nothing here is trusted by it.
-func serverCardChallenge(ctx context.Context, f *remoteFlags, pc *cardreader.Context, reader string, pin keys.PINFunc, purpose, credID string) (cardAnswer, *x509.Certificate, *cardreader.Holder, error) {
+func serverCardChallenge(ctx context.Context, f *remoteFlags, pc *cardreader.Context, reader string, pin keys.PINFunc, purpose, credID string) (cardAnswer, []byte, *x509.Certificate, *cardreader.Holder, error) {
 	var ch struct {
 		ID        string `json:"id"`
 		Challenge string `json:"challenge"`
 	}
 	if err := f.call(ctx, "POST", "/v1/remote/card-challenges", map[string]string{"purpose": purpose, "credentialId": credID}, "card challenge", &ch); err != nil {
-		return cardAnswer{}, nil, nil, err
+		return cardAnswer{}, nil, nil, nil, err
 	}
 	challenge, err := base64.StdEncoding.DecodeString(ch.Challenge)
 	if err != nil || len(challenge) == 0 {
-		return cardAnswer{}, nil, nil, errors.New("the exchange's card challenge cannot be read; is --server the exchange's API (port 8443)?")
+		return cardAnswer{}, nil, nil, nil, errors.New("the exchange's card challenge cannot be read; is --server the exchange's API (port 8443)?")
 	}
 	idCard, err := findCard(ctx, pc, reader, cardreader.ProfileNationalID, "national ID card")
 	if err != nil {
-		return cardAnswer{}, nil, nil, err
+		return cardAnswer{}, nil, nil, nil, err
 	}
 	defer idCard.Close()
 	nid, err := cardreader.NationalID(ctx, idCard, cardreader.DefaultNationalIDProfile())
 	if err != nil {
-		return cardAnswer{}, nil, nil, fmt.Errorf("the national ID card cannot be read: %v", err)
+		return cardAnswer{}, nil, nil, nil, fmt.Errorf("the national ID card cannot be read: %v", err)
 	}
 	cert, err := nid.Certificate(ctx)
 	if err != nil {
-		return cardAnswer{}, nil, nil, fmt.Errorf("the national ID card's certificate cannot be read: %v", err)
+		return cardAnswer{}, nil, nil, nil, fmt.Errorf("the national ID card's certificate cannot be read: %v", err)
 	}
 	holder, err := nid.ReadHolder(ctx)
 	if err != nil {
-		return cardAnswer{}, nil, nil, fmt.Errorf("the national ID card's holder data cannot be read: %v", err)
+		return cardAnswer{}, nil, nil, nil, fmt.Errorf("the national ID card's holder data cannot be read: %v", err)
 	}
 	sig, err := nid.SignChallenge(ctx, pin, challenge)
 	if err != nil {
 		if pe := cardPINError(err, "nothing was sent"); pe != nil {
-			return cardAnswer{}, nil, nil, fmt.Errorf("national ID card: %w", pe)
+			return cardAnswer{}, nil, nil, nil, fmt.Errorf("national ID card: %w", pe)
 		}
-		return cardAnswer{}, nil, nil, fmt.Errorf("the national ID card did not answer the challenge: %v", err)
+		return cardAnswer{}, nil, nil, nil, fmt.Errorf("the national ID card did not answer the challenge: %v", err)
 	}
 	return cardAnswer{ChallengeID: ch.ID, Certificate: base64.StdEncoding.EncodeToString(cert.Raw), Signature: base64.StdEncoding.EncodeToString(sig)},
-		cert, holder, nil
+		challenge, cert, holder, nil
+}
+
+// checkCardAnswerLocally is the RA desk's own check of a card's answer to the exchange's challenge: the
+// certificate chains to issuers (--id-issuers) and the plain r||s signature verifies over SHA-256 of the
+// challenge with its key. The exchange checks the same again against its own configured issuers.
+func checkCardAnswerLocally(cert *x509.Certificate, issuers *x509.CertPool, challenge []byte, ans cardAnswer) error {
+	refuse := errors.New("the national ID card failed its authenticity check (its certificate does not chain to --id-issuers, or it did not prove its key): do not enrol; check --id-issuers")
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: issuers, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return refuse
+	}
+	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	sig, err := base64.StdEncoding.DecodeString(ans.Signature)
+	if !ok || err != nil || len(sig) != 64 {
+		return refuse
+	}
+	h := sha256.Sum256(challenge)
+	if !ecdsa.Verify(pub, h[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
+		return refuse
+	}
+	return nil
 }

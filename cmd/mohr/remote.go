@@ -69,7 +69,7 @@ func (f *remoteFlags) call(ctx context.Context, method, path string, body any, w
 	rb, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode/100 != 2 {
 		err := exchangeError(what+" refused", resp, rb)
-		if resp.StatusCode == http.StatusForbidden && !strings.Contains(err.Error(), "registry") {
+		if resp.StatusCode == http.StatusForbidden && !strings.Contains(err.Error(), "registry") && !strings.Contains(err.Error(), "national ID card") {
 			return fmt.Errorf("%v (is --ra-cert a credential of a role that may do this? enrolment, registration codes and re-keying need an RA officer)", err)
 		}
 		return err
@@ -250,22 +250,26 @@ func newRemoteCmd() *cobra.Command {
 
 func newRemoteEnrolCmd(f *remoteFlags) *cobra.Command {
 	var idReader, idIssuers, idPINFile, council string
+	var cardFactor bool
 	c := &cobra.Command{
 		Use:   "enrol --council-no N --id-issuers FILE",
 		Short: "RA desk: enrol a physician for remote signing, in person, after checking their national ID card",
 		Long: `Enrol a physician for remote signing at the RA desk, with the physician present:
 
-  1. the physician's national ID card is checked exactly as mohr card enrol checks it: its certificate must
-     chain to --id-issuers and the card must answer a fresh challenge (INTERNAL AUTHENTICATE) with that
-     certificate's key;
-  2. the exchange (POST /v1/remote/credentials, RA officer's credential --ra-cert/--ra-key) checks that the
-     council registry lists --council-no for the card's national code in good standing, generates the
-     physician's signing key in its HSM, issues the certificate under the remote-signing policy, and
-     records the card check in the audit log;
+  1. the exchange issues a one-use enrolment challenge bound to this RA officer (POST
+     /v1/remote/card-challenges); the physician's national ID card signs it (VERIFY with the card's PIN,
+     then INTERNAL AUTHENTICATE); this desk checks the answer too (the card certificate must chain to
+     --id-issuers and the signature verify), so a card that fails is refused before anything is sent;
+  2. the exchange (POST /v1/remote/credentials, RA officer's credential --ra-cert/--ra-key) verifies the
+     card's answer itself (chain to its own configured national ID card issuers, validity, the signature over
+     its own challenge, the national code), checks that the council registry lists --council-no for that
+     national code in good standing, generates the physician's signing key in its HSM, issues the
+     certificate under the remote-signing policy, and records the card check in the audit log; with
+     --card-factor the card is also registered as the credential's activation factor;
   3. the answer is a one-use registration code: hand it to the physician, who registers their passkey on
      the exchange's registration page (/remote/register) with their own authenticator.`,
 		Example: `  mohr remote enrol --server https://hix.example:8443 --ca-bundle root.pem --ra-cert ra.pem --ra-key file:ra.key \
-      --id-issuers national-id-issuer.pem --council-no 123456`,
+      --id-issuers national-id-issuer.pem --council-no 123456 [--card-factor]`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -285,11 +289,15 @@ func newRemoteEnrolCmd(f *remoteFlags) *cobra.Command {
 				return cardOpenError("card", "", err)
 			}
 			defer pc.Release()
-			check, err := checkNationalIDCard(ctx, pc, idReader, pool, idCardPINSource(idPINFile), cmd.ErrOrStderr())
+			ans, challenge, cert, h, err := serverCardChallenge(ctx, f, pc, idReader, idCardPINSource(idPINFile), "enrol", "")
 			if err != nil {
 				return err
 			}
-			h := check.Holder
+			check := &nationalIDCheck{Holder: h, Reader: idReader, Cert: cert}
+			if err := checkCardAnswerLocally(cert, pool, challenge, ans); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "national ID card: genuine; holder %s %s, national code %s\n", h.GivenName, h.FamilyName, h.NationalCode)
 			name := strings.TrimSpace(h.GivenName + " " + h.FamilyName)
 			if h.NationalCode == "" || name == "" {
 				return errors.New("the national ID card holds no national code or name: it cannot be used for enrolment")
@@ -298,7 +306,8 @@ func newRemoteEnrolCmd(f *remoteFlags) *cobra.Command {
 				Credential   remoteCredential   `json:"credential"`
 				Registration remoteRegistration `json:"registration"`
 			}
-			body := map[string]any{"nationalCode": h.NationalCode, "councilNumber": cn, "name": name, "identityCheck": check.Evidence()}
+			body := map[string]any{"nationalCode": h.NationalCode, "councilNumber": cn, "name": name, "identityCheck": check.Evidence(),
+				"card": ans, "registerCard": cardFactor}
 			if err := f.call(ctx, "POST", "/v1/remote/credentials", body, "enrolment", &r); err != nil {
 				return err
 			}
@@ -312,6 +321,7 @@ func newRemoteEnrolCmd(f *remoteFlags) *cobra.Command {
 	c.Flags().StringVar(&idReader, "id-reader", "", "reader holding the national ID card (default: find it)")
 	c.Flags().StringVar(&idPINFile, "id-pin-file", "", "read the national ID card's PIN from this file (else env MOHR_ID_CARD_PIN, else a prompt without echo)")
 	c.Flags().StringVar(&council, "council-no", "", "the physician's medical-council number")
+	c.Flags().BoolVar(&cardFactor, "card-factor", false, "also register the national ID card as the credential's activation factor (the credential is then active)")
 	return c
 }
 
@@ -339,7 +349,7 @@ active.`,
 				return cardOpenError("card", "", err)
 			}
 			defer pc.Release()
-			ans, _, holder, err := serverCardChallenge(ctx, f, pc, idReader, idCardPINSource(idPINFile), "register", args[0])
+			ans, _, _, holder, err := serverCardChallenge(ctx, f, pc, idReader, idCardPINSource(idPINFile), "register", args[0])
 			if err != nil {
 				return err
 			}

@@ -159,10 +159,9 @@ func TestRemoteEnrol(t *testing.T) {
 	// A genuine card of someone else: the registry has 123456 for 0499370899, not for 0013542419.
 	someone := virtualcard.DefaultHolder
 	someone.NationalCode, someone.GivenName, someone.FamilyName = "0013542419", "رضا", "کریمی"
-	stranger := newVirtualCard(t, virtualcard.Config{Profile: virtualcard.ProfileNationalID, Holder: someone})
-	stranger.Issuer().WriteDir(filepath.Join(work, "stranger-issuer"))
+	stranger := newVirtualCard(t, virtualcard.Config{Profile: virtualcard.ProfileNationalID, Holder: someone, Issuer: id.Issuer()})
 	pull = insertVirtualCard(t, stranger, 1)
-	out, se, code = enrol(ra, "--id-issuers", filepath.Join(work, "stranger-issuer", "card-issuer-ca.pem"), "--council-no", "123456")
+	out, se, code = enrol(ra, "--id-issuers", issuers, "--council-no", "123456")
 	refused("registry mismatch", "registry does not list this council number for this national code", out, se, code)
 	if !strings.Contains(se, "national code 0013542419") {
 		t.Errorf("the card check did not run before the registry refusal:\n%s", se)
@@ -170,10 +169,18 @@ func TestRemoteEnrol(t *testing.T) {
 	noCredential("registry mismatch")
 	pull()
 
-	// The holder's card, but an operator's credential: the API refuses the role.
+	// A card this desk trusts (--id-issuers) but the exchange does not (remote_signing.id_card_issuers): the
+	// exchange checks the card itself and refuses.
+	pull = insertVirtualCard(t, other, 1)
+	out, se, code = enrol(ra, "--id-issuers", otherIssuers, "--council-no", "123456")
+	refused("card of an issuer the exchange does not trust", "national ID card's answer was refused", out, se, code)
+	noCredential("untrusted at the exchange")
+	pull()
+
+	// The holder's card, but an operator's credential: the API refuses the role (the enrolment challenge).
 	insertVirtualCard(t, id, 1)
 	out, se, code = enrol(op, "--id-issuers", issuers, "--council-no", "123456")
-	refused("operator enrols", "enrolment refused", out, se, code)
+	refused("operator enrols", "card challenge refused", out, se, code)
 	noCredential("operator")
 
 	// The RA officer enrols.

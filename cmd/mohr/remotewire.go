@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/x509"
 	"database/sql"
+	"encoding/pem"
 	"fmt"
+	"os"
+	"sync"
 
 	"github.com/mohr-hix/mohr/api"
 	"github.com/mohr-hix/mohr/ca"
@@ -27,6 +30,50 @@ type remoteSigningConfig struct {
 	// IDCardIssuers is a PEM file of the national ID card issuers' CA certificates: the exchange checks the
 	// card of an enrolment and of the card activation factor against them (empty: the card factor is refused).
 	IDCardIssuers string `yaml:"id_card_issuers"`
+	// IDCardCRLs are files (DER or PEM) of the national ID card issuers' CRLs, replaced in place as the issuers
+	// publish (re-read when a file changes). Set, a card certificate must be covered by a current CRL of its
+	// issuer that does not list it; empty, card revocation is not checked.
+	IDCardCRLs []string `yaml:"id_card_crls"`
+}
+
+// crlFiles serves the CRLs in files, parsed again only when a file's size or modification time changes.
+type crlFiles struct {
+	paths []string
+	mu    sync.Mutex
+	seen  map[string]string // path -> size/mtime key
+	crls  map[string]*x509.RevocationList
+}
+
+func (c *crlFiles) load(context.Context) ([]*x509.RevocationList, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen == nil {
+		c.seen, c.crls = map[string]string{}, map[string]*x509.RevocationList{}
+	}
+	out := make([]*x509.RevocationList, 0, len(c.paths))
+	for _, p := range c.paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("id_card_crls: %w", err)
+		}
+		key := fmt.Sprintf("%d/%d", fi.Size(), fi.ModTime().UnixNano())
+		if c.seen[p] != key {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return nil, fmt.Errorf("id_card_crls: %w", err)
+			}
+			if blk, _ := pem.Decode(b); blk != nil {
+				b = blk.Bytes
+			}
+			crl, err := x509.ParseRevocationList(b)
+			if err != nil {
+				return nil, fmt.Errorf("id_card_crls: %s: %w", p, err)
+			}
+			c.seen[p], c.crls[p] = key, crl
+		}
+		out = append(out, c.crls[p])
+	}
+	return out, nil
 }
 
 // wireRemote builds the remote signing service when it is configured: its own tables in the node's
@@ -61,11 +108,20 @@ func (n *node) wireRemote(ctx context.Context) (api.RemoteSigning, error) {
 			return nil, fmt.Errorf("remote_signing.id_card_issuers %s holds no PEM certificate (%v)", rc.IDCardIssuers, pathErrOrNil(err))
 		}
 	}
+	var cardCRLs func(context.Context) ([]*x509.RevocationList, error)
+	if len(rc.IDCardCRLs) > 0 {
+		files := &crlFiles{paths: rc.IDCardCRLs}
+		if _, err := files.load(ctx); err != nil {
+			return nil, fmt.Errorf("remote_signing: %w", err)
+		}
+		cardCRLs = files.load
+	}
 	op := hsm.NewOpener(n.cfg.HSM.Module)
 	n.closers = append(n.closers, op.Close)
 	svc, err := remote.New(remote.Config{
 		Store: st, Keys: op, KeyToken: rc.KeyToken, RPID: rc.RPID, RPOrigins: rc.RPOrigins, MaxHashes: rc.MaxHashes, CardIssuers: cardIssuers,
-		Now: n.cfg.clock(),
+		CardCRLs: cardCRLs,
+		Now:      n.cfg.clock(),
 		// Enrolment's registry check: the council number must be this national code's, in good standing now.
 		CheckRegistry: func(ctx context.Context, nationalCode, councilNumber string) error {
 			_, err := registryRA{n.ts}.PhysicianStanding(ctx, nationalCode, councilNumber, n.cfg.clock()())

@@ -192,12 +192,15 @@ func (k CheckedCard) Evidence() map[string]any {
 }
 
 // checkCardAnswer verifies a card's answer over challenge: the certificate parses, is within its validity
-// at the service's clock, chains to the configured issuers at that time, holds an ECDSA P-256 key and names
-// a well-formed national code (subject serialNumber "IDCIR-<code>", ETSI EN 319 412-1), and the signature
+// at the service's clock, chains to the configured issuers at that time, is not revoked (Config.CardCRLs),
+// holds an ECDSA P-256 key allowed to sign (key usage) and names a well-formed national code (subject serialNumber "IDCIR-<code>", ETSI EN 319 412-1), and the signature
 // verifies over SHA-256(challenge). Errors wrap ErrCardRefused (or ErrExpired for an expired certificate).
-func (s *Service) checkCardAnswer(ans CardAnswer, challenge []byte) (CheckedCard, error) {
+func (s *Service) checkCardAnswer(ctx context.Context, ans CardAnswer, challenge []byte) (CheckedCard, error) {
 	cert, err := s.checkCardCertificate(ans.Certificate)
 	if err != nil {
+		return CheckedCard{}, err
+	}
+	if err := s.checkCardRevocation(ctx, cert); err != nil {
 		return CheckedCard{}, err
 	}
 	nc, err := nationalCodeOf(cert)
@@ -238,6 +241,9 @@ func (s *Service) checkCardCertificate(der []byte) (*x509.Certificate, error) {
 	}
 	if pub, ok := cert.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() {
 		return nil, fmt.Errorf("%w: card key is not ECDSA P-256", ErrCardRefused)
+	}
+	if cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		return nil, fmt.Errorf("%w: the card certificate's key usage does not allow authentication (digitalSignature)", ErrCardRefused)
 	}
 	return cert, nil
 }
@@ -295,7 +301,7 @@ func (s *Service) RegisterCard(ctx context.Context, c Caller, credID, challengeI
 	if cred.Status == StatusRevoked {
 		return Card{}, s.refuse(ctx, op, c, credID, nil, fmt.Errorf("%w: %s", ErrCredentialStatus, cred.Status))
 	}
-	k, err := s.checkCardAnswer(ans, rec.Challenge)
+	k, err := s.checkCardAnswer(ctx, ans, rec.Challenge)
 	if err != nil {
 		return Card{}, s.refuse(ctx, op, c, credID, nil, err)
 	}
@@ -361,7 +367,7 @@ func (s *Service) ActivateWithCard(ctx context.Context, c Caller, credID, reques
 	if !registered {
 		return fail(fmt.Errorf("%w: the card is not registered for this credential", ErrCardRefused))
 	}
-	k, err := s.checkCardAnswer(ans, want)
+	k, err := s.checkCardAnswer(ctx, ans, want)
 	if err != nil {
 		return fail(err)
 	}
@@ -399,3 +405,55 @@ func (s *Service) Factors(ctx context.Context, c Caller, credID string) (passkey
 // ErrCardRefused: a national ID card answer does not hold (signature, certificate chain, validity, national
 // code, not registered, challenge of another purpose or officer).
 var ErrCardRefused = errors.New("remote: national ID card refused")
+
+// enrolmentCard checks the national ID card of an enrolment: the challenge is an unexpired, unused
+// enrolment challenge of this RA officer (used up now), the answer holds (chain, validity, signature over
+// that challenge), and the card's national code is the one enrolled.
+func (s *Service) enrolmentCard(ctx context.Context, c Caller, r EnrolRequest) (CheckedCard, error) {
+	rec, err := s.redeemCardChallenge(ctx, c, r.Card.ChallengeID, PurposeEnrol, "")
+	if err != nil {
+		return CheckedCard{}, err
+	}
+	k, err := s.checkCardAnswer(ctx, r.Card.Answer, rec.Challenge)
+	if err != nil {
+		return CheckedCard{}, err
+	}
+	if k.NationalCode != r.NationalCode {
+		return CheckedCard{}, fmt.Errorf("%w: the card's national code is not the one enrolled", ErrCardRefused)
+	}
+	return k, nil
+}
+
+// checkCardRevocation refuses a card certificate its issuer's CRL lists, and fails closed when CRLs are
+// configured (Config.CardCRLs) but none of the certificate's issuer is current: found, signed by that
+// issuer and not past its nextUpdate (RFC 5280 §6.3.3).
+func (s *Service) checkCardRevocation(ctx context.Context, cert *x509.Certificate) error {
+	if s.cfg.CardCRLs == nil {
+		return nil
+	}
+	crls, err := s.cfg.CardCRLs(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: card issuers' CRLs: %v", ErrCardRefused, err)
+	}
+	now := s.now()
+	for _, iss := range s.cfg.CardIssuers {
+		if !bytes.Equal(iss.RawSubject, cert.RawIssuer) {
+			continue
+		}
+		for _, crl := range crls {
+			if !bytes.Equal(crl.RawIssuer, iss.RawSubject) || crl.CheckSignatureFrom(iss) != nil {
+				continue
+			}
+			if crl.NextUpdate.IsZero() || now.After(crl.NextUpdate) || now.Before(crl.ThisUpdate) {
+				continue
+			}
+			for _, e := range crl.RevokedCertificateEntries {
+				if e.SerialNumber.Cmp(cert.SerialNumber) == 0 {
+					return fmt.Errorf("%w: the card certificate is revoked (%s)", ErrCardRefused, e.RevocationTime.UTC().Format(time.RFC3339))
+				}
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: no current CRL of the card certificate's issuer", ErrCardRefused)
+}

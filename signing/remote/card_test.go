@@ -3,16 +3,20 @@ package remote_test
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mohr-hix/mohr/cardreader"
 	"github.com/mohr-hix/mohr/cardreader/virtualcard"
+	"github.com/mohr-hix/mohr/internal/softauthn"
 	"github.com/mohr-hix/mohr/internal/testenv"
 	"github.com/mohr-hix/mohr/keys"
 	"github.com/mohr-hix/mohr/signing/remote"
@@ -111,6 +115,24 @@ func idCard(t *testing.T, p physician, iss *virtualcard.Issuer, now func() time.
 	return vc
 }
 
+// enrolWithCard enrols p over a fresh enrolment challenge that vc signs (and registers vc as a factor with
+// register).
+func (f *fixture) enrolWithCard(d *cardDesk, p physician, vc *virtualcard.Card, register bool) (remote.Credential, error) {
+	f.t.Helper()
+	ctx := context.Background()
+	ch, err := f.svc.BeginCardChallenge(ctx, f.ra, remote.PurposeEnrol, "")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ans, err := d.answer(vc, cardPIN, ch.Challenge)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	cred, _, err := f.svc.Enrol(ctx, f.ra, remote.EnrolRequest{NationalCode: p.national, CouncilNumber: p.council, Name: p.name,
+		Card: &remote.EnrolCard{ChallengeID: ch.ID, Answer: ans, Register: register}})
+	return cred, err
+}
+
 // registerCard registers vc for credID over a fresh registration challenge.
 func (f *fixture) registerCard(d *cardDesk, credID string, vc *virtualcard.Card) (remote.Card, error) {
 	f.t.Helper()
@@ -138,6 +160,7 @@ func TestCardFactor(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			d.t = t
 			f := newFixture(t, dialect)
+			f.withCards()
 			ctx := context.Background()
 			now := f.clock.Now
 			cardA := idCard(t, drA, f.cardIssuer, now)
@@ -148,8 +171,7 @@ func TestCardFactor(t *testing.T) {
 			// A card whose certificate ends two hours from the fixture's start (issued two years before).
 			old := idCard(t, drA, f.cardIssuer, func() time.Time { return now().AddDate(-2, 0, 0).Add(2 * time.Hour) })
 
-			cred, _, err := f.svc.Enrol(ctx, f.ra, remote.EnrolRequest{NationalCode: drA.national, CouncilNumber: drA.council,
-				Name: drA.name, IdentityCheck: "national ID card"})
+			cred, err := f.enrolWithCard(d, drA, cardA, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -313,6 +335,19 @@ func TestCardFactor(t *testing.T) {
 			if cardA.TriesLeft() != 2 {
 				t.Fatalf("tries left %d", cardA.TriesLeft())
 			}
+			// What the exchange saw of it: the activation request with its hashes, and nothing after.
+			seen := false
+			for _, e := range f.events("remote.activation.requested") {
+				var d struct {
+					Request string   `json:"request"`
+					Hashes  []string `json:"hashes"`
+				}
+				json.Unmarshal(e.Data, &d)
+				seen = seen || (d.Request == r.ID && len(d.Hashes) == 1 && d.Hashes[0] == hexs(hs[0]))
+			}
+			if !seen {
+				t.Fatal("wrong PIN: the activation request is not in the audit log")
+			}
 
 			// A suspended credential: the answer was made before the suspension.
 			hs = randomHashes(2)
@@ -404,4 +439,227 @@ func TestCardFactor(t *testing.T) {
 func fingerprint(vc *virtualcard.Card) string {
 	sum := sha256.Sum256(vc.Certificate(0x81).Raw)
 	return hexs(sum[:])
+}
+
+// TestEnrolCardChecked: the exchange re-verifies the national ID card at enrolment (item 2 of issue 18's
+// last round): its own one-use challenge, bound to the RA officer, signed by the card after its PIN, checked
+// against its configured issuers. The holder's card enrols and is registered as a factor; refused, each with
+// no credential, no key and the attempt audited: no card answer, a forged answer (another card's signature
+// under this card's certificate), the replayed answer, an expired challenge, another RA officer's challenge, a
+// card of an issuer not configured, a card of another national code.
+func TestEnrolCardChecked(t *testing.T) {
+	d := newCardDesk(t)
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			d.t = t
+			f := newFixture(t, dialect)
+			f.withCards()
+			ctx := context.Background()
+			now := f.clock.Now
+			cardA, cardB := idCard(t, drA, f.cardIssuer, now), idCard(t, drB, f.cardIssuer, now)
+			otherIssuer, _ := virtualcard.NewIssuer(nil, now())
+			untrusted := idCard(t, drA, otherIssuer, now)
+			req := func(ch remote.CardChallenge, ans remote.CardAnswer) remote.EnrolRequest {
+				return remote.EnrolRequest{NationalCode: drA.national, CouncilNumber: drA.council, Name: drA.name,
+					Card: &remote.EnrolCard{ChallengeID: ch.ID, Answer: ans, Register: true}}
+			}
+			challenge := func(c remote.Caller) remote.CardChallenge {
+				t.Helper()
+				ch, err := f.svc.BeginCardChallenge(ctx, c, remote.PurposeEnrol, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ch
+			}
+			sign := func(vc *virtualcard.Card, ch remote.CardChallenge) remote.CardAnswer {
+				t.Helper()
+				a, err := d.answer(vc, cardPIN, ch.Challenge)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return a
+			}
+			nothing := func(name string, err error, want error, text string) {
+				t.Helper()
+				if !errors.Is(err, want) {
+					t.Fatalf("%s: %v, want %v", name, err, want)
+				}
+				if creds, _ := f.st.CredentialsOf(ctx, drA.council); len(creds) != 0 {
+					t.Fatalf("%s: %d credentials exist", name, len(creds))
+				}
+				if f.keys.signs.Load() != 0 {
+					t.Fatalf("%s: a key was generated and used", name)
+				}
+				if !f.refusedWith("enrol", nil, text) {
+					t.Fatalf("%s: no remote.refused event with %q", name, text)
+				}
+			}
+
+			_, _, err := f.svc.Enrol(ctx, f.ra, remote.EnrolRequest{NationalCode: drA.national, CouncilNumber: drA.council, Name: drA.name,
+				IdentityCheck: "the RA client says the card was fine"})
+			nothing("no card answer", err, remote.ErrCardRefused, "enrolment challenge is required")
+
+			ch := challenge(f.ra)
+			forged := sign(cardA, ch)
+			forged.Signature = sign(cardB, ch).Signature // cardB's key under cardA's certificate
+			_, _, err = f.svc.Enrol(ctx, f.ra, req(ch, forged))
+			nothing("forged answer", err, remote.ErrCardRefused, "does not verify")
+
+			ch = challenge(f.ra)
+			good := sign(cardA, ch)
+			f.clock.Advance(remote.CardChallengeTTL + time.Second)
+			_, _, err = f.svc.Enrol(ctx, f.ra, req(ch, good))
+			nothing("expired challenge", err, remote.ErrExpired, "card challenge")
+			_, _, err = f.svc.Enrol(ctx, f.ra, req(ch, good))
+			nothing("expired challenge, again", err, remote.ErrUsed, "already used")
+
+			ch = challenge(f.ra)
+			ra2 := remote.Caller{Role: remote.RoleRAOfficer, Actor: "api:ra-officer:ra2"}
+			_, _, err = f.svc.Enrol(ctx, ra2, req(ch, sign(cardA, ch)))
+			nothing("another RA officer's challenge", err, remote.ErrCardRefused, "another purpose, credential or RA officer")
+
+			ch = challenge(f.ra)
+			_, _, err = f.svc.Enrol(ctx, f.ra, req(ch, sign(untrusted, ch)))
+			nothing("issuer not configured", err, remote.ErrCardRefused, "does not chain")
+
+			ch = challenge(f.ra)
+			_, _, err = f.svc.Enrol(ctx, f.ra, req(ch, sign(cardB, ch)))
+			nothing("another national code", err, remote.ErrCardRefused, "not the one enrolled")
+
+			ch = challenge(f.ra)
+			good = sign(cardA, ch)
+			cred, reg, err := f.svc.Enrol(ctx, f.ra, req(ch, good))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cred.Status != remote.StatusActive {
+				t.Fatalf("status %s after enrolment with the card registered", cred.Status)
+			}
+			// The enrolment's registration code still adds a passkey to the (active) credential.
+			f.register(cred.ID, reg, softauthn.New(origin))
+			if pks, cards, err := f.svc.Factors(ctx, f.ra, cred.ID); err != nil || len(pks) != 1 || len(cards) != 1 {
+				t.Fatalf("factors after the passkey: %v, %d passkeys, %d cards", err, len(pks), len(cards))
+			}
+			_, _, err = f.svc.Enrol(ctx, f.ra, req(ch, good))
+			if !errors.Is(err, remote.ErrUsed) || !f.refusedWith("enrol", nil, "already used") {
+				t.Fatalf("replayed enrolment answer: %v", err)
+			}
+			if creds, _ := f.st.CredentialsOf(ctx, drA.council); len(creds) != 1 {
+				t.Fatalf("%d credentials after the replay", len(creds))
+			}
+			evs := f.events("remote.credential.enrolled")
+			var ev struct {
+				Server struct {
+					Verified bool   `json:"card_verified_by_server"`
+					SHA      string `json:"card_cert_sha256"`
+				} `json:"identity_check_server"`
+			}
+			if len(evs) != 1 || json.Unmarshal(evs[0].Data, &ev) != nil || !ev.Server.Verified || ev.Server.SHA != fingerprint(cardA) {
+				t.Fatalf("enrolment audit: %d events %+v", len(evs), ev)
+			}
+			// The card registered at enrolment activates.
+			hs := randomHashes(3)
+			r, err := f.svc.BeginActivation(ctx, drA.caller(), cred.ID, hs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := d.answer(cardA, cardPIN, r.Challenge)
+			if err != nil {
+				t.Fatal(err)
+			}
+			act, err := f.svc.ActivateWithCard(ctx, drA.caller(), cred.ID, r.ID, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.svc.SignHash(ctx, drA.caller(), cred.ID, act.SAD, hs); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestCardRevocation: with the national ID card issuers' CRLs configured (Config.CardCRLs), a card
+// certificate its issuer's current CRL lists is refused at registration and at activation; a stale CRL (past
+// nextUpdate by the injected clock) or one signed by another issuer leaves the card unchecked, and the exchange
+// then refuses it (fail closed); an unlisted card works. Nothing is signed by a refused activation.
+func TestCardRevocation(t *testing.T) {
+	d := newCardDesk(t)
+	f := newFixture(t, "sqlite")
+	ctx := context.Background()
+	now := f.clock.Now
+	var crls atomic.Pointer[[]*x509.RevocationList]
+	crl := func(iss *virtualcard.Issuer, revoked ...*virtualcard.Card) {
+		t.Helper()
+		var entries []x509.RevocationListEntry
+		for _, vc := range revoked {
+			entries = append(entries, x509.RevocationListEntry{SerialNumber: vc.Certificate(0x81).SerialNumber, RevocationTime: now().Add(-time.Minute)})
+		}
+		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(now().Unix()), ThisUpdate: now().Add(-time.Hour),
+			NextUpdate: now().Add(24 * time.Hour), RevokedCertificateEntries: entries}, iss.Cert, iss.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := x509.ParseRevocationList(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crls.Store(&[]*x509.RevocationList{l})
+	}
+	f.cfg.CardCRLs = func(context.Context) ([]*x509.RevocationList, error) { return *crls.Load(), nil }
+	f.withCards()
+	cardA, lost := idCard(t, drA, f.cardIssuer, now), idCard(t, drA, f.cardIssuer, now)
+	crl(f.cardIssuer)
+	cred, err := f.enrolWithCard(d, drA, cardA, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.registerCard(d, cred.ID, lost); err != nil {
+		t.Fatal(err)
+	}
+	activate := func(vc *virtualcard.Card) error {
+		t.Helper()
+		hs := randomHashes(2)
+		r, err := f.svc.BeginActivation(ctx, drA.caller(), cred.ID, hs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := d.answer(vc, cardPIN, r.Challenge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.svc.ActivateWithCard(ctx, drA.caller(), cred.ID, r.ID, a)
+		return err
+	}
+	if err := activate(lost); err != nil {
+		t.Fatalf("the card before its revocation: %v", err)
+	}
+	// The card is reported lost: its issuer's CRL lists it.
+	crl(f.cardIssuer, lost)
+	before := f.keys.signs.Load()
+	if err := activate(lost); !errors.Is(err, remote.ErrCardRefused) || !f.refusedWith("activate-card", nil, "revoked") {
+		t.Fatalf("revoked card: %v", err)
+	}
+	if err := activate(cardA); err != nil {
+		t.Fatalf("the unrevoked card: %v", err)
+	}
+	replacement := idCard(t, drA, f.cardIssuer, now)
+	crl(f.cardIssuer, lost, replacement)
+	if _, err := f.registerCard(d, cred.ID, replacement); !errors.Is(err, remote.ErrCardRefused) || !f.refusedWith("card-register", nil, "revoked") {
+		t.Fatalf("registration of a revoked card: %v", err)
+	}
+	// A CRL of another issuer only: no current CRL for the card's issuer.
+	other, _ := virtualcard.NewIssuer(nil, now())
+	crl(other)
+	if err := activate(cardA); !errors.Is(err, remote.ErrCardRefused) || !f.refusedWith("activate-card", nil, "no current CRL") {
+		t.Fatalf("CRL of another issuer: %v", err)
+	}
+	// A stale CRL: the clock passes its nextUpdate.
+	crl(f.cardIssuer)
+	f.clock.Advance(25 * time.Hour)
+	if err := activate(cardA); !errors.Is(err, remote.ErrCardRefused) {
+		t.Fatalf("stale CRL: %v", err)
+	}
+	if n := f.keys.signs.Load() - before; n != 0 {
+		t.Fatalf("refused activations made %d HSM signatures", n)
+	}
 }

@@ -92,9 +92,21 @@ type fixture struct {
 	revoke func(context.Context, *x509.Certificate, int, string) error
 	// registry, if set, is the enrolment's registry check.
 	registry func(ctx context.Context, nationalCode, council string) error
-	// cfg is the service's configuration; cardIssuer the national ID card issuer it trusts (CardIssuers).
+	// cfg is the service's configuration; cardIssuer the national ID card issuer withCards makes it trust.
 	cfg        remote.Config
 	cardIssuer *virtualcard.Issuer
+}
+
+// withCards rebuilds the service trusting cardIssuer's national ID cards (Config.CardIssuers): the card
+// factor works and every enrolment needs the card's answer.
+func (f *fixture) withCards() {
+	f.t.Helper()
+	f.cfg.CardIssuers = []*x509.Certificate{f.cardIssuer.Cert}
+	svc, err := remote.New(f.cfg)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.svc = svc
 }
 
 // setRevoke makes fn the CA revocation the service calls.
@@ -204,8 +216,7 @@ func newFixture(t testing.TB, dialect string) *fixture {
 		t.Fatal(err)
 	}
 	cfg := remote.Config{
-		CardIssuers: []*x509.Certificate{cardIssuer.Cert},
-		Store:       st, Keys: keys, KeyToken: "pkcs11:token=" + tokenLabel + "?pin-source=file:" + pinFile,
+		Store: st, Keys: keys, KeyToken: "pkcs11:token=" + tokenLabel + "?pin-source=file:" + pinFile,
 		Issue: func(ctx context.Context, r remote.IssueRequest) ([]*x509.Certificate, error) {
 			cert, err := c.Issue(ctx, ca.Request{Profile: ca.ProfilePhysicianSigning, RemoteSigning: true, CSR: r.CSR,
 				CommonName: r.Name, NationalCode: r.NationalCode, CouncilNumber: r.CouncilNumber, Actor: r.Actor})

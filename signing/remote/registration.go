@@ -100,7 +100,8 @@ func (s *Service) RegistrationOptions(ctx context.Context, code string) (Pending
 	if err != nil {
 		return PendingRegistration{}, err
 	}
-	if cred.Status != StatusPending && cred.Status != StatusBlocked {
+	// Active: a credential whose national ID card was registered at enrolment, with the enrolment's code.
+	if cred.Status != StatusPending && cred.Status != StatusBlocked && cred.Status != StatusActive {
 		return PendingRegistration{}, s.refuse(ctx, "register-options", codeCaller(cred.ID), cred.ID, nil, fmt.Errorf("%w: %s", ErrCredentialStatus, cred.Status))
 	}
 	u, _, err := s.loadUser(ctx, cred)

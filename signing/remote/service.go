@@ -94,6 +94,10 @@ type Config struct {
 	// CardIssuers are the national ID card issuers' CA certificates: a card certificate must chain to one of
 	// them (at the service's clock) to be registered or to activate. Empty: the card factor is refused.
 	CardIssuers []*x509.Certificate
+	// CardCRLs, if set, returns the national ID card issuers' current CRLs (RFC 5280): a card certificate
+	// must then be covered by a CRL of its issuer (signed by it, not past its nextUpdate by the service's
+	// clock) that does not list it, at registration and at every activation. Unset: no revocation check.
+	CardCRLs func(ctx context.Context) ([]*x509.RevocationList, error)
 	// Now and Rand default to time.Now and crypto/rand.
 	Now  func() time.Time
 	Rand io.Reader
@@ -199,9 +203,23 @@ type EnrolRequest struct {
 	NationalCode  string
 	CouncilNumber string
 	Name          string
-	// IdentityCheck records how the physician's identity was established in person (for example the
-	// national ID card's INTERNAL AUTHENTICATE result and card serial). Required; audited.
+	// IdentityCheck records how the physician's identity was established in person, as the RA officer's
+	// client reports it (for example its own check of the national ID card). Audited as given. Required
+	// without Card.
 	IdentityCheck string
+	// Card is the physician's national ID card's answer to an enrolment challenge the exchange issued to this
+	// RA officer (BeginCardChallenge with PurposeEnrol). The exchange verifies it itself (chain to
+	// Config.CardIssuers, validity, the signature over its own challenge, NationalCode) before anything else;
+	// when Config.CardIssuers is set, an enrolment without it is refused.
+	Card *EnrolCard
+}
+
+// EnrolCard is the national ID card's part of an enrolment.
+type EnrolCard struct {
+	ChallengeID string
+	Answer      CardAnswer
+	// Register also registers the card as an activation factor of the new credential (which is then active).
+	Register bool
 }
 
 // Registration is a WebAuthn registration ceremony to run on the physician's authenticator.
@@ -229,8 +247,21 @@ func (s *Service) Enrol(ctx context.Context, c Caller, r EnrolRequest) (Credenti
 	if r.CouncilNumber, err = ids.CouncilNumber(r.CouncilNumber); err != nil {
 		return Credential{}, Registration{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	if strings.TrimSpace(r.Name) == "" || strings.TrimSpace(r.IdentityCheck) == "" {
+	if strings.TrimSpace(r.Name) == "" || (r.Card == nil && strings.TrimSpace(r.IdentityCheck) == "") {
 		return Credential{}, Registration{}, fmt.Errorf("%w: name and identity check are required", ErrBadRequest)
+	}
+	// The exchange's own check of the national ID card, before the registry and before any key exists.
+	var card *CheckedCard
+	switch {
+	case r.Card != nil:
+		k, err := s.enrolmentCard(ctx, c, r)
+		if err != nil {
+			return Credential{}, Registration{}, s.refuse(ctx, "enrol", c, r.CouncilNumber, nil, err)
+		}
+		card = &k
+	case len(s.cfg.CardIssuers) > 0:
+		return Credential{}, Registration{}, s.refuse(ctx, "enrol", c, r.CouncilNumber, nil,
+			fmt.Errorf("%w: the national ID card's answer to an enrolment challenge is required", ErrCardRefused))
 	}
 	if s.cfg.CheckRegistry != nil {
 		if err := s.cfg.CheckRegistry(ctx, r.NationalCode, r.CouncilNumber); err != nil {
@@ -242,13 +273,25 @@ func (s *Service) Enrol(ctx context.Context, c Caller, r EnrolRequest) (Credenti
 		return Credential{}, Registration{}, err
 	}
 	leaf, _ := x509.ParseCertificate(cred.Chain[0])
-	ev := s.event("remote.credential.enrolled", c, cred.ID, map[string]any{
+	data := map[string]any{
 		"council_number": cred.CouncilNumber, "key_label": cred.KeyLabel, "serial": leaf.SerialNumber.Text(16),
 		"policy": hixext.OIDPolicyRemoteSigning.String(), "identity_check": r.IdentityCheck,
-	})
-	if err := s.cfg.Store.CreateCredential(ctx, cred, ev); err != nil {
+	}
+	if card != nil {
+		data["identity_check_server"] = card.Evidence()
+		data["card_challenge_id"] = r.Card.ChallengeID
+	}
+	if err := s.cfg.Store.CreateCredential(ctx, cred, s.event("remote.credential.enrolled", c, cred.ID, data)); err != nil {
 		s.destroyKey(ctx, c, cred, "enrolment not recorded")
 		return Credential{}, Registration{}, err
+	}
+	if card != nil && r.Card.Register {
+		ev := card.Evidence()
+		ev["at_enrolment"] = true
+		if err := s.cfg.Store.AddCard(ctx, newCard(cred.ID, *card, s.now()), true, s.event("remote.card.registered", c, cred.ID, ev)); err != nil {
+			return cred, Registration{}, err
+		}
+		cred.Status = StatusActive
 	}
 	reg, err := s.beginRegistration(ctx, c, cred)
 	if err != nil {
@@ -460,7 +503,9 @@ func (s *Service) finishRegistration(ctx context.Context, c Caller, ch challenge
 	if err != nil {
 		return err
 	}
-	if cred.Status != StatusPending && cred.Status != StatusBlocked {
+	// A pending or blocked credential becomes active with its passkey; an active one (its national ID card
+	// registered at enrolment, the enrolment's one-use code) gains the passkey as a second factor.
+	if cred.Status != StatusPending && cred.Status != StatusBlocked && cred.Status != StatusActive {
 		return s.refuse(ctx, "register", c, credID, nil, fmt.Errorf("%w: %s", ErrCredentialStatus, cred.Status))
 	}
 	u, _, err := s.loadUser(ctx, cred)
@@ -485,7 +530,7 @@ func (s *Service) finishRegistration(ctx context.Context, c Caller, ch challenge
 		return err
 	}
 	pk := Passkey{CredentialID: credID, ID: wc.ID, Data: data, CreatedAt: s.now()}
-	return s.cfg.Store.AddPasskey(ctx, pk, true, s.event("remote.passkey.registered", c, credID, map[string]any{
+	return s.cfg.Store.AddPasskey(ctx, pk, cred.Status != StatusActive, s.event("remote.passkey.registered", c, credID, map[string]any{
 		"passkey_id": hex.EncodeToString(wc.ID), "attestation": wc.AttestationFormat, "aaguid": hex.EncodeToString(wc.Authenticator.AAGUID),
 	}))
 }

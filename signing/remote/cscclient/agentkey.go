@@ -18,21 +18,47 @@ import (
 
 // ParseURI reads a "csc:credential=<id>" key URI (the agent's `key` setting) and returns the credential ID.
 func ParseURI(uri string) (string, error) {
+	u, err := ParseKeyURI(uri)
+	return u.Credential, err
+}
+
+// KeyURI is a parsed csc: key URI.
+type KeyURI struct {
+	Credential string
+	// Factor is the activation factor the agent uses: "passkey" (the default: Mohr's activation page) or
+	// "card" (the physician's national ID card in a reader, through pcscd).
+	Factor string
+}
+
+// ParseKeyURI reads "csc:credential=<id>[;factor=passkey|card]". Unknown attributes are errors.
+func ParseKeyURI(uri string) (KeyURI, error) {
 	rest, ok := strings.CutPrefix(uri, "csc:")
 	if !ok {
-		return "", fmt.Errorf("%w: not a csc: URI", keys.ErrBadURI)
+		return KeyURI{}, fmt.Errorf("%w: not a csc: URI", keys.ErrBadURI)
 	}
+	out := KeyURI{Factor: "passkey"}
 	for _, attr := range strings.Split(rest, ";") {
 		k, v, _ := strings.Cut(attr, "=")
-		if k == "credential" {
+		switch k {
+		case "credential":
 			id, err := url.PathUnescape(v)
 			if err != nil || id == "" {
-				return "", fmt.Errorf("%w: bad credential", keys.ErrBadURI)
+				return KeyURI{}, fmt.Errorf("%w: bad credential", keys.ErrBadURI)
 			}
-			return id, nil
+			out.Credential = id
+		case "factor":
+			if v != "passkey" && v != "card" {
+				return KeyURI{}, fmt.Errorf("%w: factor must be passkey or card", keys.ErrBadURI)
+			}
+			out.Factor = v
+		default:
+			return KeyURI{}, fmt.Errorf("%w: unknown csc: attribute %q", keys.ErrBadURI, k)
 		}
 	}
-	return "", fmt.Errorf("%w: csc: URI without credential=", keys.ErrBadURI)
+	if out.Credential == "" {
+		return KeyURI{}, fmt.Errorf("%w: csc: URI without credential=", keys.ErrBadURI)
+	}
+	return out, nil
 }
 
 // AgentKey is a signing/agent KeyOpener for a remote credential. For a one-off call (a signature or a batch
@@ -51,6 +77,9 @@ type AgentKey struct {
 	Page    string
 	Approve Approver
 	Poll    time.Duration
+	// Card, if set, makes the national ID card the activation factor instead (factor=card): the card signs
+	// each activation's challenge after its PIN, asked through the agent's PIN callback.
+	Card CardActivator
 	// Now is the clock for the signing time (time.Now by default).
 	Now func() time.Time
 	// Timeout bounds each signHash call made from crypto.Signer.Sign, which has no context (default 30 s).
@@ -74,11 +103,11 @@ func (c *capture) Sign(_ io.Reader, d []byte, _ crypto.SignerOpts) ([]byte, erro
 	return nil, errCaptured
 }
 
-// OpenKey implements agent.KeyOpener. The agent's PIN callback is not used: the activation factor is the
-// physician's passkey, through Activate.
-func (k *AgentKey) OpenKey(ctx context.Context, _ keys.PINFunc) (*agent.Key, error) {
-	if k.Client == nil || (k.Activate == nil && (k.Approve == nil || k.Page == "")) || k.CredentialID == "" {
-		return nil, errors.New("cscclient: AgentKey needs a client, an activator (or an activation page and an approver) and a credential")
+// OpenKey implements agent.KeyOpener. The agent's PIN callback is used only with the card factor (Card):
+// it is the national ID card's PIN, which goes to the card; the passkey factor asks for no PIN here.
+func (k *AgentKey) OpenKey(ctx context.Context, pin keys.PINFunc) (*agent.Key, error) {
+	if k.Client == nil || (k.Activate == nil && k.Card == nil && (k.Approve == nil || k.Page == "")) || k.CredentialID == "" {
+		return nil, errors.New("cscclient: AgentKey needs a client, an activator (or an activation page and an approver, or a card) and a credential")
 	}
 	chain, enabled, err := k.Client.Chain(ctx, k.CredentialID)
 	if err != nil {
@@ -87,10 +116,15 @@ func (k *AgentKey) OpenKey(ctx context.Context, _ keys.PINFunc) (*agent.Key, err
 	if !enabled {
 		return nil, fmt.Errorf("cscclient: credential %s is disabled", k.CredentialID)
 	}
-	s := &remoteSigner{k: k, pub: chain[0].PublicKey}
+	s := &remoteSigner{k: k, pub: chain[0].PublicKey, pin: pin}
 	key := &agent.Key{Signer: s, Chain: chain}
 	docs := agent.DocumentsFrom(ctx)
 	if len(docs) == 0 {
+		if k.Card != nil {
+			// The card's key is PIN always and the agent keeps no PIN: each activation needs the documents
+			// known in advance and one PIN entry.
+			return nil, errors.New("cscclient: the national ID card factor activates one call's documents at a time: no comfort session")
+		}
 		return key, nil // comfort session: one activation per signature
 	}
 	now := time.Now
@@ -107,11 +141,27 @@ func (k *AgentKey) OpenKey(ctx context.Context, _ keys.PINFunc) (*agent.Key, err
 		}
 		digests[i] = c.digest
 	}
-	sad, err := k.authorize(ctx, digests)
-	if err != nil {
-		return nil, err
+	if k.Card != nil {
+		// The card factor: the agent asks the physician's PIN after OpenKey and hands it to CheckPIN once; the
+		// card verifies it and signs the challenge over exactly these digests.
+		key.CheckPIN = func(ctx context.Context, p []byte) error {
+			once := func(context.Context, string) ([]byte, error) { return append([]byte(nil), p...), nil }
+			sad, err := k.Client.AuthorizeWithCard(ctx, k.CredentialID, digests, k.Card, once)
+			if err != nil {
+				return err
+			}
+			s.mu.Lock()
+			s.sad = sad
+			s.mu.Unlock()
+			return nil
+		}
+	} else {
+		sad, err := k.authorize(ctx, digests, pin)
+		if err != nil {
+			return nil, err
+		}
+		s.sad = sad
 	}
-	s.sad = sad
 	s.allowed = make(map[string]bool, len(digests))
 	for _, d := range digests {
 		s.allowed[string(d)] = true
@@ -121,7 +171,10 @@ func (k *AgentKey) OpenKey(ctx context.Context, _ keys.PINFunc) (*agent.Key, err
 }
 
 // authorize activates the credential for digests with the configured activator.
-func (k *AgentKey) authorize(ctx context.Context, digests [][]byte) (string, error) {
+func (k *AgentKey) authorize(ctx context.Context, digests [][]byte, pin keys.PINFunc) (string, error) {
+	if k.Card != nil {
+		return k.Client.AuthorizeWithCard(ctx, k.CredentialID, digests, k.Card, pin)
+	}
 	if k.Activate != nil {
 		return k.Client.Authorize(ctx, k.CredentialID, digests, k.Activate)
 	}
@@ -132,6 +185,7 @@ func (k *AgentKey) authorize(ctx context.Context, digests [][]byte) (string, err
 type remoteSigner struct {
 	k   *AgentKey
 	pub crypto.PublicKey
+	pin keys.PINFunc // the agent's PIN callback (the card factor)
 
 	mu      sync.Mutex
 	sad     string
@@ -147,7 +201,7 @@ func (s *remoteSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) 
 	timeout := s.k.Timeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
-		if s.k.Activate == nil && s.allowed == nil {
+		if s.k.Activate == nil && s.k.Card == nil && s.allowed == nil {
 			timeout = 3 * time.Minute // a person approves this signature on the activation page
 		}
 	}
@@ -165,7 +219,7 @@ func (s *remoteSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) 
 	s.mu.Unlock()
 	if allowed == nil {
 		var err error
-		if sad, err = s.k.authorize(ctx, [][]byte{digest}); err != nil {
+		if sad, err = s.k.authorize(ctx, [][]byte{digest}, s.pin); err != nil {
 			return nil, err
 		}
 	}

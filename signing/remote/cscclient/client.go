@@ -17,6 +17,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/mohr-hix/mohr/keys"
 )
 
 // Error is a CSC error answer (CSC API v2 §10.2).
@@ -250,4 +252,47 @@ func (c *Client) SignHash(ctx context.Context, credID, sad string, hashes [][]by
 		}
 	}
 	return sigs, nil
+}
+
+// CardActivator is the national ID card factor: it has the physician's national ID card sign challenge with
+// its PIN-always authentication key (VERIFY with the PIN pin returns, then INTERNAL AUTHENTICATE; package
+// cardreader) and returns the card's authentication certificate (DER) and its answer (plain r||s). The PIN
+// goes only to the card.
+type CardActivator func(ctx context.Context, pin keys.PINFunc, challenge []byte) (cert, sig []byte, err error)
+
+// AuthorizeWithCard activates the credential for hashes with the national ID card (credentials/authorize:
+// step 1 answers the challenge over the hashes, the card signs it, step 2 sends activation_handle,
+// card_certificate and card_signature) and returns the SAD.
+func (c *Client) AuthorizeWithCard(ctx context.Context, credID string, hashes [][]byte, card CardActivator, pin keys.PINFunc) (string, error) {
+	req := map[string]any{"credentialID": credID, "numSignatures": len(hashes), "hashes": b64(hashes),
+		"hashAlgorithmOID": "2.16.840.1.101.3.4.2.1"}
+	var step1 struct {
+		Handle    string `json:"handle"`
+		Challenge string `json:"challenge"`
+	}
+	st, err := c.post(ctx, "credentials/authorize", req, &step1)
+	if err != nil {
+		return "", err
+	}
+	challenge, derr := base64.StdEncoding.DecodeString(step1.Challenge)
+	if st != http.StatusAccepted || step1.Handle == "" || derr != nil || len(challenge) == 0 {
+		return "", fmt.Errorf("cscclient: credentials/authorize answered %d without a challenge", st)
+	}
+	cert, sig, err := card(ctx, pin, challenge)
+	if err != nil {
+		return "", fmt.Errorf("%w: national ID card: %w", ErrActivation, err)
+	}
+	req["authData"] = []map[string]string{{"id": "activation_handle", "value": step1.Handle},
+		{"id": "card_certificate", "value": base64.StdEncoding.EncodeToString(cert)},
+		{"id": "card_signature", "value": base64.StdEncoding.EncodeToString(sig)}}
+	var step2 struct {
+		SAD string `json:"SAD"`
+	}
+	if _, err := c.post(ctx, "credentials/authorize", req, &step2); err != nil {
+		return "", err
+	}
+	if step2.SAD == "" {
+		return "", errors.New("cscclient: credentials/authorize returned no SAD")
+	}
+	return step2.SAD, nil
 }

@@ -61,9 +61,19 @@ type world struct {
 	exchange *httptest.Server
 	stored   atomic.Int64
 	assert   atomic.Int64 // assertions the browser made
+	agentPIN string       // the agent's PIN callback's answer (the card factor's PIN)
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldWith(t, worldOptions{browser: true}) }
+
+// worldOptions: browser starts Chromium with its virtual authenticator; cardIssuers are the national ID card
+// issuers the service trusts (remote.Config.CardIssuers).
+type worldOptions struct {
+	browser     bool
+	cardIssuers []*x509.Certificate
+}
+
+func newWorldWith(t *testing.T, o worldOptions) *world {
 	t.Helper()
 	module, pin := testenv.SoftHSM(t, e2eToken)
 	w := &world{}
@@ -103,7 +113,7 @@ func newWorld(t *testing.T) *world {
 	op := hsm.NewOpener(module)
 	t.Cleanup(func() { op.Close() })
 	w.svc, err = remote.New(remote.Config{Store: w.st, Keys: op, KeyToken: "pkcs11:token=" + e2eToken + "?pin-source=file:" + pinFile,
-		RPID: "localhost", RPOrigins: []string{w.page}, MaxHashes: 50, Now: p.Clock.Now,
+		RPID: "localhost", RPOrigins: []string{w.page}, MaxHashes: 50, Now: p.Clock.Now, CardIssuers: o.cardIssuers,
 		Issue: func(ctx context.Context, r remote.IssueRequest) ([]*x509.Certificate, error) {
 			c, err := w.ca.Issue(ctx, ca.Request{Profile: ca.ProfilePhysicianSigning, RemoteSigning: true, CSR: r.CSR, CommonName: r.Name,
 				NationalCode: r.NationalCode, CouncilNumber: r.CouncilNumber, Actor: r.Actor})
@@ -142,6 +152,10 @@ func newWorld(t *testing.T) *world {
 		TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{{Certificate: [][]byte{authCert.Raw, p.Intermediate.Raw}, PrivateKey: authKey}}},
 	}}}
 
+	if !o.browser {
+		w.newExchange(t)
+		return w
+	}
 	// Chromium with a virtual platform authenticator that verifies the user.
 	w.b = browser.Start(t)
 	bctx := w.b.Context()
@@ -288,8 +302,14 @@ func (w *world) agentWith(t *testing.T, key *cscclient.AgentKey) *agent.Agent {
 	}
 	a, err := agent.New(agent.Config{
 		Key: func() *cscclient.AgentKey { key.CredentialID = credFromURI; return key }(),
-		// The passkey is the activation factor; the agent's PIN prompt only confirms the call.
-		PIN:       func(context.Context, string) ([]byte, error) { return []byte("confirm"), nil },
+		// The passkey is the activation factor; the agent's PIN prompt only confirms the call. With the card
+		// factor it is the national ID card's PIN (w.agentPIN).
+		PIN: func(context.Context, string) ([]byte, error) {
+			if w.agentPIN != "" {
+				return []byte(w.agentPIN), nil
+			}
+			return []byte("confirm"), nil
+		},
 		Submitter: agent.NewHTTPSubmitter(w.exchange.URL+"/v1/prescriptions", nil, 30*time.Second),
 		Audit:     au, Now: w.pki.Clock.Now,
 	})
