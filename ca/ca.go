@@ -242,7 +242,7 @@ func (c *CA) IssueRecord(ctx context.Context, r Request) (*x509.Certificate, Cer
 			return nil, CertRecord{}, err
 		}
 		// 7. Sign the linted TBS with the CA key, and check the signature.
-		cert, der, err := c.signTBS(tbs)
+		cert, der, err := c.signTBS(tbs, lintCert)
 		// 8. The signed TBS must be the linted TBS.
 		if err == nil && !bytes.Equal(cert.RawTBSCertificate, lintCert.RawTBSCertificate) {
 			err = errors.New("ca: signed TBS differs from the linted TBS")

@@ -115,7 +115,11 @@ func lintSignature(throwaway crypto.Signer) ([]byte, error) {
 // signTBS signs the TBSCertificate that was linted, byte for byte, with the CA key and returns the certificate.
 // The signature is verified against the issuer certificate's key unless the signer verifies its own signatures
 // (keys.Verifying, hsm.Key): once, not twice.
-func (c *CA) signTBS(t tbsCert) (*x509.Certificate, []byte, error) {
+//
+// The certificate returned is lint, the parsed lint copy, with the real DER and signature: everything else
+// x509.ParseCertificate reads comes from the TBS and the algorithm identifier the two share
+// (TestSignTBSKeyTypes checks it against a parse of the DER).
+func (c *CA) signTBS(t tbsCert, lint *x509.Certificate) (*x509.Certificate, []byte, error) {
 	digest := t.tbs
 	if h := t.opts.HashFunc(); h != 0 {
 		hh := h.New()
@@ -135,9 +139,7 @@ func (c *CA) signTBS(t tbsCert) (*x509.Certificate, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, err
-	}
-	return cert, der, nil
+	cert := *lint
+	cert.Raw, cert.Signature = der, sig
+	return &cert, der, nil
 }

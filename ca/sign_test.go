@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,8 @@ import (
 )
 
 // TestSignTBSKeyTypes: the certificate signed from the linted TBS verifies under the issuer for every issuer key
-// type (and with OpenSSL as the outside check), and IssueRecord returns what the store holds.
+// type (and with OpenSSL as the outside check), is what parsing its DER gives, and IssueRecord returns what the
+// store holds.
 func TestSignTBSKeyTypes(t *testing.T) {
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -58,6 +60,15 @@ func TestSignTBSKeyTypes(t *testing.T) {
 			}
 			if err := cert.CheckSignatureFrom(inter); err != nil {
 				t.Fatalf("certificate does not verify under its issuer: %v", err)
+			}
+			// The certificate returned is the lint copy's parse with the real DER and signature
+			// (signTBS): it must be what parsing the DER gives.
+			parsed, err := x509.ParseCertificate(cert.Raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(cert, parsed) {
+				t.Fatalf("returned certificate differs from a parse of its DER:\n%+v\n%+v", cert, parsed)
 			}
 			stored, err := st.Certificate(context.Background(), rec.Serial)
 			if err != nil {

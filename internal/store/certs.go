@@ -40,18 +40,26 @@ func (c *core) AddPending(ctx context.Context, rec ca.CertRecord, ev audit.Event
 	if rec.Serial == "" || len(rec.TBSHash) == 0 {
 		return errors.New("store: add pending: record has no serial or no TBS hash")
 	}
+	return c.changeGroupedOp(ctx, "add pending", c.intentOp(ctx, rec, ev))
+}
+
+// intentOp is the group-commit change that inserts the intent rec: alone by its fn, or with the batch's other
+// intents in one statement (runGroup).
+func (c *core) intentOp(ctx context.Context, rec ca.CertRecord, ev audit.Event) *groupOp {
 	now := toUS(c.now())
-	return c.changeGrouped(ctx, "add pending", ev, func(q querier) (bool, error) {
-		_, err := q.exec(ctx, `INSERT INTO certificates (`+certColumns+`)
-	VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, 0, 0, ?, ?)`,
-			rec.Serial, rec.Profile, rec.Subject, rec.Subject2, toUS(rec.NotBefore), toUS(rec.NotAfter), rec.TBSHash,
-			string(ca.StatusPending), rec.Shard, now, now)
+	row := []any{rec.Serial, rec.Profile, rec.Subject, rec.Subject2, toUS(rec.NotBefore), toUS(rec.NotAfter), rec.TBSHash,
+		string(ca.StatusPending), rec.Shard, now, now}
+	return &groupOp{ev: ev, intent: row, fn: func(q querier) (bool, error) {
+		_, err := q.exec(ctx, `INSERT INTO certificates (`+certColumns+`) VALUES `+intentRow, row...)
 		if err != nil && c.b.isUniqueViolation(err) {
 			return false, fmt.Errorf("serial %s: %w", rec.Serial, ca.ErrDuplicateSerial)
 		}
 		return err == nil, err
-	})
+	}}
 }
+
+// intentRow is the VALUES row of a new intent: certColumns with no DER, no revocation.
+const intentRow = `(?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, 0, 0, ?, ?)`
 
 // lockCert reads and locks the status and revocation reason of serial for the rest of the transaction.
 func (c *core) lockCert(ctx context.Context, q querier, serial string) (ca.Status, int, error) {

@@ -29,11 +29,15 @@ const maxGroup = 128
 const chainPage = 512
 
 type groupOp struct {
-	ev   audit.Event
-	fn   func(q querier) (bool, error)
-	err  error
-	done chan struct{} // closed once err is final
-	lead chan struct{} // closed when this op's caller is to commit the next batch
+	ev audit.Event
+	fn func(q querier) (bool, error)
+	// intent, when set, holds the values of one new certificates row (an intent, AddPending): in a shared
+	// transaction the intents of the batch are inserted by one multi-row INSERT instead of fn each; fn alone
+	// inserts it when the change runs by itself.
+	intent []any
+	err    error
+	done   chan struct{} // closed once err is final
+	lead   chan struct{} // closed when this op's caller is to commit the next batch
 }
 
 // groupCommit is the queue of changes waiting for a shared transaction. At most one caller leads (runs a batch)
@@ -50,13 +54,18 @@ type groupCommit struct {
 // duplicate serial, a conflict) gets its own error and the others commit. A change that was queued is carried
 // out even if ctx ends meanwhile (as a single transaction would be once begun).
 func (c *core) changeGrouped(ctx context.Context, op string, ev audit.Event, fn func(q querier) (bool, error)) error {
+	return c.changeGroupedOp(ctx, op, &groupOp{ev: ev, fn: fn})
+}
+
+// changeGroupedOp is changeGrouped for a prepared op (fn, and intent when the change is an intent row).
+func (c *core) changeGroupedOp(ctx context.Context, op string, o *groupOp) error {
 	if err := ctx.Err(); err != nil {
 		return opError(op, err)
 	}
-	if ev.Time.IsZero() {
-		ev.Time = c.now().UTC()
+	if o.ev.Time.IsZero() {
+		o.ev.Time = c.now().UTC()
 	}
-	o := &groupOp{ev: ev, fn: fn, done: make(chan struct{}), lead: make(chan struct{})}
+	o.done, o.lead = make(chan struct{}), make(chan struct{})
 	g := &c.gc
 	g.mu.Lock()
 	g.queue = append(g.queue, o)
@@ -125,13 +134,29 @@ func (c *core) runGroup(ctx context.Context, batch []*groupOp) {
 	}
 	err := c.b.inTx(ctx, func(q querier) error {
 		evs := make([]audit.Event, 0, len(batch))
+		var intents []any
+		n := 0
 		for _, o := range batch {
+			if o.intent != nil {
+				intents = append(intents, o.intent...)
+				n++
+				evs = append(evs, o.ev)
+				continue
+			}
 			changed, err := o.fn(q)
 			if err != nil {
 				return err
 			}
 			if changed {
 				evs = append(evs, o.ev)
+			}
+		}
+		if n > 0 {
+			// One statement for the batch's intents; a duplicate serial fails it, and then each change is
+			// retried alone below and gets its own error.
+			if _, err := q.exec(ctx, `INSERT INTO certificates (`+certColumns+`) VALUES `+
+				strings.TrimSuffix(strings.Repeat(intentRow+", ", n), ", "), intents...); err != nil {
+				return err
 			}
 		}
 		return c.appendAudits(ctx, q, evs)
@@ -181,13 +206,27 @@ func (c *core) runQueued(ctx context.Context, batch []*groupOp) int64 {
 		var last int64
 		err := c.b.inTx(ctx, func(q querier) error {
 			var evs []audit.Event
+			var intents []any
+			n := 0
 			for _, o := range ops {
+				if o.intent != nil && len(ops) > 1 { // with the others in one INSERT, as runGroup does
+					intents = append(intents, o.intent...)
+					n++
+					evs = append(evs, o.ev)
+					continue
+				}
 				changed, err := o.fn(q)
 				if err != nil {
 					return err
 				}
 				if changed {
 					evs = append(evs, o.ev)
+				}
+			}
+			if n > 0 {
+				if _, err := q.exec(ctx, `INSERT INTO certificates (`+certColumns+`) VALUES `+
+					strings.TrimSuffix(strings.Repeat(intentRow+", ", n), ", "), intents...); err != nil {
+					return err
 				}
 			}
 			var stale bool
