@@ -139,7 +139,14 @@ func crossCheckCertificates(ctx context.Context, st appStore) (int, []string, er
 		return n, nil, nil
 	}
 	// A transaction may have committed between reading the log and reading the table: take the log's newer
-	// entries and re-read the suspect rows.
+	// entries and re-read the suspect rows. On PostgreSQL a change's event may still wait in the audit queue
+	// for its chain (milliseconds; internal/store/groupcommit.go): chain what is queued first, so every
+	// change committed before the table was read has its entry in the log.
+	if q, ok := st.(interface{ ChainAuditQueue(context.Context) error }); ok {
+		if err := q.ChainAuditQueue(ctx); err != nil {
+			return n, nil, err
+		}
+	}
 	if err := readLog(); err != nil {
 		return n, nil, err
 	}

@@ -16,6 +16,14 @@ import (
 // appendAudit appends ev to the audit log inside the caller's transaction: it locks the head, chains the entry,
 // stores its Merkle tree hashes and moves the head.
 func (c *core) appendAudit(ctx context.Context, q querier, ev audit.Event) error {
+	if c.auditQueue { // what the issuance path queued goes first (groupcommit.go)
+		if _, err := q.exec(ctx, `SELECT 1 FROM audit_head WHERE id = 1`+c.b.forUpdate()); err != nil {
+			return fmt.Errorf("audit head: %w", err)
+		}
+		if err := c.drainQueued(ctx, q); err != nil {
+			return err
+		}
+	}
 	var size int64
 	var head []byte
 	if err := q.queryRow(ctx, `SELECT size, head FROM audit_head WHERE id = 1`+c.b.forUpdate()).Scan(&size, &head); err != nil {
@@ -68,8 +76,12 @@ func (c *core) AppendAudit(ctx context.Context, ev audit.Event) error {
 	return c.change(ctx, "append audit", ev, func(querier) (bool, error) { return true, nil })
 }
 
-// AuditSize returns the number of entries in the audit log.
+// AuditSize returns the number of entries in the audit log, this store's queued events included
+// (readBarrier).
 func (c *core) AuditSize(ctx context.Context) (int64, error) {
+	if err := c.readBarrier(ctx); err != nil {
+		return 0, opError("audit size", err)
+	}
 	var size int64
 	err := c.b.reader().queryRow(ctx, `SELECT size FROM audit_head WHERE id = 1`).Scan(&size)
 	return size, opError("audit size", err)
@@ -81,6 +93,9 @@ func (c *core) AuditSize(ctx context.Context) (int64, error) {
 func (c *core) AuditEntries(ctx context.Context, start int64, limit int) ([]audit.Entry, error) {
 	if limit <= 0 {
 		limit = defaultLimit
+	}
+	if err := c.readBarrier(ctx); err != nil {
+		return nil, opError("audit entries", err)
 	}
 	rs, err := c.b.reader().query(ctx, `SELECT seq, event, prev, hash FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?`, start, limit)
 	if err != nil {

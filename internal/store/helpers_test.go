@@ -31,6 +31,18 @@ func OpenTestSQLite(tb testing.TB) *SQLite {
 // store on it, and closes the store and drops the database when tb ends.
 func OpenTestPostgres(tb testing.TB) *Postgres {
 	tb.Helper()
+	s, err := OpenPostgres(context.Background(), newTestPostgresDB(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+// newTestPostgresDB creates a fresh database mohr_test_<random> on the test cluster, dropped when tb ends, and
+// returns its DSN (several stores on it are several nodes).
+func newTestPostgresDB(tb testing.TB) string {
+	tb.Helper()
 	ctx := context.Background()
 	dsn := testenv.PostgresDSN(tb)
 	admin, err := pgx.Connect(ctx, dsn)
@@ -50,12 +62,7 @@ func OpenTestPostgres(tb testing.TB) *Postgres {
 		}
 		admin.Close(ctx)
 	})
-	s, err := OpenPostgres(ctx, withDatabase(tb, dsn, name))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { s.Close() })
-	return s
+	return withDatabase(tb, dsn, name)
 }
 
 // withDatabase returns dsn with its database replaced by name.

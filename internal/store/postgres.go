@@ -42,7 +42,12 @@ func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (*Postgres, e
 		pool.Close()
 		return nil, err
 	}
-	return &Postgres{core{b: b, now: o.now}}, nil
+	s := &Postgres{core{b: b, now: o.now, auditQueue: true}}
+	// Events a process left queued when it stopped between a commit and its chain go into the log now, so the
+	// log and the tables agree for whoever opens the store (a node starting, `mohr audit verify`). A failure
+	// leaves them for the next chain or append of any node.
+	_ = s.ChainAuditQueue(ctx)
+	return s, nil
 }
 
 type pgBackend struct {

@@ -6,11 +6,14 @@
 // log are serialised on a one-row head (audit_head), locked with SELECT ... FOR UPDATE on PostgreSQL and by
 // SQLite's single writer, so entry numbers have no gaps and the hash chain never forks. The issuance path's
 // intents and records of concurrent requests share one transaction with their audit events (group commit,
-// groupcommit.go); each caller still returns only once its own change is durable. SQLite statements are
-// prepared once per connection (stmtCache).
+// groupcommit.go); each caller still returns only once its own change is durable. On PostgreSQL those grouped
+// changes write their events into the audit queue instead, in the same transaction, and each node's chainer
+// moves every node's queued events into the log (so several nodes do not commit one after the other on the
+// head's lock; groupcommit.go). SQLite statements are prepared once per connection (stmtCache).
 //
-// The SQL is kept to what both dialects and PostgreSQL-compatible distributed engines accept: no sequences,
-// triggers or stored procedures; upserts with INSERT ... ON CONFLICT; times as integer microseconds.
+// The SQL is kept to what both dialects and PostgreSQL-compatible distributed engines accept: no triggers or
+// stored procedures, and one sequence (the audit queue's order, which must increase with commit order for one
+// session, as PostgreSQL's do); upserts with INSERT ... ON CONFLICT; times as integer microseconds.
 package store
 
 import (

@@ -142,8 +142,12 @@ func TestTamper(t *testing.T) {
 	}
 }
 
-// TestAuditWriteFailureRollsBack makes the audit INSERT itself fail in the database (its seq is taken) and
-// checks that the certificate row written before it in the same transaction is gone.
+// TestAuditWriteFailureRollsBack makes the audit INSERT itself fail in the database (its seq is taken). On
+// SQLite the change fails and the certificate row written before it in the same transaction is gone. On
+// PostgreSQL a grouped change commits with its event in the audit queue and a chain moves it into the log
+// (groupcommit.go), so the failure is the chain's: the change is stored with its event queued, the log does
+// not move, nothing appends past the queued event, grouped changes are refused (503) once it has waited
+// longer than the limit, and after the log is repaired the event is chained, in order, before the next append.
 func TestAuditWriteFailureRollsBack(t *testing.T) {
 	backends(t, func(t *testing.T, s testStore) {
 		ctx := context.Background()
@@ -151,24 +155,83 @@ func TestAuditWriteFailureRollsBack(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.execRaw(t, `INSERT INTO audit_log (seq, event, prev, hash) VALUES (1, '{}', ?, ?)`, make([]byte, 32), make([]byte, 32))
-		if err := s.AddPending(ctx, testRecord("77"), testEvent("cert.intent", "77")); err == nil {
-			t.Fatal("AddPending succeeded although its audit entry could not be written")
+		count := func(q string) int {
+			var n int
+			if err := s.(interface{ reader() querier }).reader().queryRow(ctx, q).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
 		}
-		if _, err := s.Certificate(ctx, "77"); !errors.Is(err, ca.ErrNotFound) {
-			t.Fatalf("Certificate after the failed write: %v", err)
+		queued := s.(interface{ queued() bool }).queued()
+		err := s.AddPending(ctx, testRecord("77"), testEvent("cert.intent", "77"))
+		if !queued {
+			if err == nil {
+				t.Fatal("AddPending succeeded although its audit entry could not be written")
+			}
+			if _, err := s.Certificate(ctx, "77"); !errors.Is(err, ca.ErrNotFound) {
+				t.Fatalf("Certificate after the failed write: %v", err)
+			}
+		} else {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := count(`SELECT COUNT(*) FROM audit_queue`); n != 1 {
+				t.Fatalf("%d queued events, want the intent's", n)
+			}
+			// Nothing appends past a queued event it cannot chain, and this store does not read the log as if
+			// its change were there...
+			if err := s.AppendAudit(ctx, testEvent("ca.other", "")); err == nil {
+				t.Fatal("an append succeeded while a queued event could not be chained")
+			}
+			if n, err := s.AuditSize(ctx); err == nil {
+				t.Fatalf("AuditSize %d while this store's own event could not be chained", n)
+			}
 		}
-		if n, _ := s.AuditSize(ctx); n != 1 {
+		if n := count(`SELECT size FROM audit_head`); n != 1 {
 			t.Fatalf("audit size %d, want 1", n)
 		}
-		var hashes int
-		if err := s.(interface{ reader() querier }).reader().queryRow(ctx, `SELECT COUNT(*) FROM audit_hashes`).Scan(&hashes); err != nil {
+		if n := count(`SELECT COUNT(*) FROM audit_hashes`); n != 1 {
+			t.Fatalf("%d stored tree hashes, want 1", n)
+		}
+		if !queued {
+			return
+		}
+		// ...grouped changes are refused once the oldest queued event has waited too long...
+		s.(interface{ setStale(time.Duration) }).setStale(500 * time.Millisecond)
+		refused := false
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			err := s.AddPending(ctx, testRecord("78"), testEvent("cert.intent", "78"))
+			if err != nil {
+				if !errors.Is(err, ErrUnavailable) {
+					t.Fatalf("AddPending with the chain stuck: %v, want ErrUnavailable", err)
+				}
+				refused = true
+				break
+			}
+			s.execRaw(t, `DELETE FROM certificates WHERE serial = '78'`) // accepted before the limit: try again
+			s.execRaw(t, `DELETE FROM audit_queue WHERE event LIKE '%"78"%'`)
+		}
+		if !refused {
+			t.Fatal("grouped changes still accepted while the queue was not chained")
+		}
+		// ...and once the bogus entry is gone, the intent is chained first.
+		s.execRaw(t, `DELETE FROM audit_log WHERE seq = 1`)
+		if err := s.AppendAudit(ctx, testEvent("ca.other", "")); err != nil {
 			t.Fatal(err)
 		}
-		if hashes != 1 {
-			t.Fatalf("%d stored tree hashes, want 1", hashes)
+		es, err := s.AuditEntries(ctx, 0, 10)
+		if err != nil || len(es) != 3 || es[1].Event.Kind != "cert.intent" || es[2].Event.Kind != "ca.other" {
+			t.Fatalf("log after the repair: %v %v", es, err)
+		}
+		if n := count(`SELECT COUNT(*) FROM audit_queue`); n != 0 {
+			t.Fatalf("%d events still queued", n)
 		}
 	})
 }
+
+func (c *core) setStale(d time.Duration) { c.staleAfter = d }
+
+func (c *core) queued() bool { return c.auditQueue }
 
 func (c *core) reader() querier { return c.b.reader() }
 
