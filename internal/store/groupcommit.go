@@ -133,31 +133,9 @@ func (c *core) runGroup(ctx context.Context, batch []*groupOp) {
 		return
 	}
 	err := c.b.inTx(ctx, func(q querier) error {
-		evs := make([]audit.Event, 0, len(batch))
-		var intents []any
-		n := 0
-		for _, o := range batch {
-			if o.intent != nil {
-				intents = append(intents, o.intent...)
-				n++
-				evs = append(evs, o.ev)
-				continue
-			}
-			changed, err := o.fn(q)
-			if err != nil {
-				return err
-			}
-			if changed {
-				evs = append(evs, o.ev)
-			}
-		}
-		if n > 0 {
-			// One statement for the batch's intents; a duplicate serial fails it, and then each change is
-			// retried alone below and gets its own error.
-			if _, err := q.exec(ctx, `INSERT INTO certificates (`+certColumns+`) VALUES `+
-				strings.TrimSuffix(strings.Repeat(intentRow+", ", n), ", "), intents...); err != nil {
-				return err
-			}
+		evs, err := applyOps(ctx, q, batch)
+		if err != nil {
+			return err
 		}
 		return c.appendAudits(ctx, q, evs)
 	})
@@ -168,6 +146,37 @@ func (c *core) runGroup(ctx context.Context, batch []*groupOp) {
 	for _, o := range batch {
 		o.err = single(o)
 	}
+}
+
+// applyOps applies a batch's changes in q and returns the audit events of those that changed something. With
+// more than one change, the intents go in one INSERT; a duplicate serial fails it, and the caller then retries
+// each change alone so each gets its own error.
+func applyOps(ctx context.Context, q querier, ops []*groupOp) ([]audit.Event, error) {
+	evs := make([]audit.Event, 0, len(ops))
+	var intents []any
+	n := 0
+	for _, o := range ops {
+		if o.intent != nil && len(ops) > 1 {
+			intents = append(intents, o.intent...)
+			n++
+			evs = append(evs, o.ev)
+			continue
+		}
+		changed, err := o.fn(q)
+		if err != nil {
+			return nil, err
+		}
+		if changed {
+			evs = append(evs, o.ev)
+		}
+	}
+	if n > 0 {
+		if _, err := q.exec(ctx, `INSERT INTO certificates (`+certColumns+`) VALUES `+
+			strings.TrimSuffix(strings.Repeat(intentRow+", ", n), ", "), intents...); err != nil {
+			return nil, err
+		}
+	}
+	return evs, nil
 }
 
 // The audit queue (PostgreSQL). Every audit append locks the one audit_head row, and holds it until its commit
@@ -205,29 +214,9 @@ func (c *core) runQueued(ctx context.Context, batch []*groupOp) int64 {
 	run := func(ops []*groupOp) (int64, error) {
 		var last int64
 		err := c.b.inTx(ctx, func(q querier) error {
-			var evs []audit.Event
-			var intents []any
-			n := 0
-			for _, o := range ops {
-				if o.intent != nil && len(ops) > 1 { // with the others in one INSERT, as runGroup does
-					intents = append(intents, o.intent...)
-					n++
-					evs = append(evs, o.ev)
-					continue
-				}
-				changed, err := o.fn(q)
-				if err != nil {
-					return err
-				}
-				if changed {
-					evs = append(evs, o.ev)
-				}
-			}
-			if n > 0 {
-				if _, err := q.exec(ctx, `INSERT INTO certificates (`+certColumns+`) VALUES `+
-					strings.TrimSuffix(strings.Repeat(intentRow+", ", n), ", "), intents...); err != nil {
-					return err
-				}
+			evs, err := applyOps(ctx, q, ops)
+			if err != nil {
+				return err
 			}
 			var stale bool
 			if err := q.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM (SELECT queued_at FROM audit_queue ORDER BY id LIMIT 1) o
@@ -237,7 +226,6 @@ func (c *core) runQueued(ctx context.Context, batch []*groupOp) int64 {
 			if stale {
 				return &unavailableError{errChainBehind}
 			}
-			var err error
 			last, err = c.enqueueAudits(ctx, q, evs)
 			return err
 		})
