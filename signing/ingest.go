@@ -131,14 +131,18 @@ func (in *Ingestor) IngestAs(ctx context.Context, der []byte, submitter string) 
 		res.SealedReport, res.ReportJSON, err = sealReport(ctx, r, in.Seal, now)
 		return err
 	}
-	r := in.Verifier.Verify(ctx, der)
+	// Each of the ingestion's three documents (the B-B input, the B-T and the B-LT it builds) is parsed once
+	// here, and its parsed form handed to every step that reads it (validation, timestamping, revocation,
+	// re-encoding, the stored content): the parser never sees the same bytes twice.
+	bb := new(signedData)
+	r := in.Verifier.verifyParsed(ctx, bb, parseSignedData(der, bb))
 	if !r.Passed() {
 		if err := seal(r); err != nil {
 			return nil, err
 		}
 		return res, fmt.Errorf("%w: %s/%s", ErrRejected, r.Indication, r.SubIndication)
 	}
-	bt, tok, signed, err := addSignatureTimestamp(ctx, der, in.Timestamper)
+	bt, tok, signed, err := addSignatureTimestampParsed(ctx, bb, in.Timestamper)
 	if err != nil {
 		return nil, err
 	}
@@ -148,11 +152,16 @@ func (in *Ingestor) IngestAs(ctx context.Context, der []byte, submitter string) 
 	if len(r.Timestamps) > 0 {
 		tok = nil // not the only signature timestamp
 	}
-	blt, err := in.addRevocation(ctx, bt)
+	btsd, err := parseOne(bt)
 	if err != nil {
 		return nil, err
 	}
-	r = in.Verifier.Verify(ctx, blt)
+	blt, err := in.addRevocation(ctx, btsd)
+	if err != nil {
+		return nil, err
+	}
+	bltsd := new(signedData)
+	r = in.Verifier.verifyParsed(ctx, bltsd, parseSignedData(blt, bltsd))
 	if !r.Passed() || r.Level != "B-LT" {
 		if err := seal(r); err != nil {
 			return nil, err
@@ -162,7 +171,8 @@ func (in *Ingestor) IngestAs(ctx context.Context, der []byte, submitter string) 
 	if err := seal(r); err != nil {
 		return nil, err
 	}
-	content, _ := Content(blt)
+	// The content the B-LT envelopes (it passed, so it has one), aliasing blt: both are stored, neither changes.
+	content := bltsd.content
 	rec := Prescription{ID: r.ContentSHA256, ReceivedAt: now().UTC(), Signature: blt, Content: content,
 		SigningTime: r.BestSignatureTime, Report: r, SealedReport: res.SealedReport, Submitter: submitter, SignatureTimestamp: tok}
 	if p := r.Prescriber; p != nil {
@@ -175,16 +185,12 @@ func (in *Ingestor) IngestAs(ctx context.Context, der []byte, submitter string) 
 	return res, nil
 }
 
-// addRevocation upgrades a B-T signature to B-LT: an OCSP response produced at or after its newest signature
+// addRevocation upgrades a B-T signature, parsed (parseOne), to B-LT: an OCSP response produced at or after its newest signature
 // timestamp, and the TSA and responder certificates. Certificates are parsed, chains checked and the fresh
 // response verified through the Verifier's caches (by fingerprint), so the validation of the result finds them
 // there instead of doing the work again.
-func (in *Ingestor) addRevocation(ctx context.Context, bt []byte) ([]byte, error) {
+func (in *Ingestor) addRevocation(ctx context.Context, sd *signedData) ([]byte, error) {
 	v := in.Verifier
-	sd, err := parseOne(bt)
-	if err != nil {
-		return nil, err
-	}
 	var all []*certEntry
 	for _, c := range sd.certs {
 		e, err := v.cert(c)
@@ -207,7 +213,7 @@ func (in *Ingestor) addRevocation(ctx context.Context, bt []byte) ([]byte, error
 	if issuer == nil {
 		return nil, errors.New("signing: issuer of the signing certificate not in the signature")
 	}
-	genTime, err := newestSignatureTimestamp(bt)
+	genTime, err := newestSignatureTimestamp(sd)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +224,7 @@ func (in *Ingestor) addRevocation(ctx context.Context, bt []byte) ([]byte, error
 	vd := ValidationData{OCSPs: [][]byte{resp}}
 	// The status of the rest of the chain and of the TSA, as the verifier established it for the B-T
 	// signature (Report.Used), goes in too, so the B-LT verifies later without asking anyone.
-	if rbt := v.Verify(ctx, bt); rbt.Used != nil {
+	if rbt := v.verifyParsed(ctx, sd, nil); rbt.Used != nil {
 		// The signer's own status is the fresh response above, never one produced before the timestamp: the
 		// responses the report used for the signing certificate stay out.
 		signers := map[string]bool{}
@@ -248,7 +254,7 @@ func (in *Ingestor) addRevocation(ctx context.Context, bt []byte) ([]byte, error
 	if res.responder != nil {
 		vd.Certs = append(vd.Certs, res.responder.Raw)
 	}
-	return addValidationData(bt, vd, v.parseCert)
+	return addValidationDataParsed(sd, vd, v.parseCert)
 }
 
 // parseCert parses a certificate through v's cache (by DER).
@@ -323,13 +329,9 @@ func (in *Ingestor) revocationAfter(ctx context.Context, signer, issuer *certEnt
 	return der, res, nil
 }
 
-// newestSignatureTimestamp returns the latest genTime among the signature timestamps of der (the one Ingest has
+// newestSignatureTimestamp returns the latest genTime among the signature timestamps of sd (the one Ingest has
 // just added is the newest).
-func newestSignatureTimestamp(der []byte) (time.Time, error) {
-	sd, err := parseOne(der)
-	if err != nil {
-		return time.Time{}, err
-	}
+func newestSignatureTimestamp(sd *signedData) (time.Time, error) {
 	var newest time.Time
 	for _, a := range sd.signers[0].unsignedAttrs {
 		if !bytes.Equal(a.oid, dSigTimeStamp) {
@@ -389,7 +391,10 @@ func (in *Ingestor) Upgrade(ctx context.Context, der []byte, level string) ([]by
 		case "B-T":
 			out, err = AddSignatureTimestamp(ctx, out, in.Timestamper)
 		case "B-LT":
-			out, err = in.addRevocation(ctx, out)
+			var sd *signedData
+			if sd, err = parseOne(out); err == nil {
+				out, err = in.addRevocation(ctx, sd)
+			}
 		case "B-LTA":
 			out, err = AddArchiveTimestamp(ctx, out, in.Timestamper)
 		}

@@ -91,6 +91,11 @@ func addSignatureTimestamp(ctx context.Context, der []byte, ts Timestamper) ([]b
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	return addSignatureTimestampParsed(ctx, sd, ts)
+}
+
+// addSignatureTimestampParsed is addSignatureTimestamp of a signature already parsed (parseOne).
+func addSignatureTimestampParsed(ctx context.Context, sd *signedData, ts Timestamper) ([]byte, []byte, *signedHere, error) {
 	if err := refuseArchived(sd); err != nil {
 		return nil, nil, nil, err
 	}
@@ -98,6 +103,7 @@ func addSignatureTimestamp(ctx context.Context, der []byte, ts Timestamper) ([]b
 	d.Write(sd.signers[0].signature)
 	var tok []byte
 	var signed *signedHere
+	var err error
 	if t, ok := ts.(*TSA); ok {
 		tok, signed, err = t.timestampSigned(ctx, crypto.SHA256, d.Sum(nil))
 	} else {
@@ -133,6 +139,11 @@ func addValidationData(der []byte, vd ValidationData, parse func([]byte) (*x509.
 	if err != nil {
 		return nil, err
 	}
+	return addValidationDataParsed(sd, vd, parse)
+}
+
+// addValidationDataParsed is addValidationData of a signature already parsed (parseOne).
+func addValidationDataParsed(sd *signedData, vd ValidationData, parse func([]byte) (*x509.Certificate, error)) ([]byte, error) {
 	if err := refuseArchived(sd); err != nil {
 		return nil, err
 	}

@@ -146,8 +146,22 @@ const (
 // errBudget: the document took longer than the policy's time budget.
 var errBudget = errors.New("signing: validation time budget exceeded")
 
-// run is the pipeline, in the order of docs/signature-policy.md §5.
+// run is the pipeline, in the order of docs/signature-policy.md §5, on der parsed into a pooled signedData.
 func (v *Verifier) run(ctx context.Context, der, detached []byte, vd *ValidationData, kind docKind) *Report {
+	sd := v.sds.Get().(*signedData)
+	defer v.sds.Put(sd)
+	return v.runParsed(ctx, sd, parseSignedData(der, sd), detached, vd, kind)
+}
+
+// verifyParsed is Verify of a prescription signature the caller has already parsed (parseSignedData, with
+// its error perr): the Ingestor parses each document of an ingestion once and hands the parsed form to every
+// step. sd is only read.
+func (v *Verifier) verifyParsed(ctx context.Context, sd *signedData, perr error) *Report {
+	return v.runParsed(ctx, sd, perr, nil, nil, docPrescription)
+}
+
+// runParsed is the pipeline on sd, the result of parseSignedData with its error perr.
+func (v *Verifier) runParsed(ctx context.Context, sd *signedData, perr error, detached []byte, vd *ValidationData, kind docKind) *Report {
 	now := v.cfg.Now().UTC()
 	r := &Report{ValidationTime: now, BestSignatureTime: now}
 	deadline := time.Now().Add(v.limits.Budget)
@@ -163,10 +177,8 @@ func (v *Verifier) run(ctx context.Context, der, detached []byte, vd *Validation
 	if f := stop(); f != nil {
 		return f
 	}
-	sd := v.sds.Get().(*signedData)
-	defer v.sds.Put(sd)
-	if err := parseSignedData(der, sd); err != nil {
-		return r.fail(FormatFailure, "%v", err)
+	if perr != nil {
+		return r.fail(FormatFailure, "%v", perr)
 	}
 	if len(sd.signers) != 1 {
 		return r.fail(FormatFailure, "exactly one SignerInfo is required, found %d", len(sd.signers))
