@@ -29,8 +29,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/zmap/zlint/v3/lint"
-
 	"github.com/mohr-hix/mohr/internal/audit"
 	"github.com/mohr-hix/mohr/keys"
 )
@@ -71,7 +69,7 @@ type CA struct {
 	lintSig []byte
 
 	regMu sync.Mutex
-	regs  map[string]lint.Registry
+	regs  map[string]*linter
 
 	// suspended, when set, holds why issuance stopped (the intermediate was revoked or is being replaced).
 	suspended atomic.Pointer[string]
@@ -107,7 +105,7 @@ func New(is *Issuer, st Store, cfg Config, opt Options) (*CA, error) {
 	if opt.Rand == nil {
 		opt.Rand = rand.Reader
 	}
-	c := &CA{issuer: is, store: st, cfg: cfg, opt: opt, regs: map[string]lint.Registry{}}
+	c := &CA{issuer: is, store: st, cfg: cfg, opt: opt, regs: map[string]*linter{}}
 	throwaway, err := throwawayKey(is.Signer.Public())
 	if err != nil {
 		return nil, err
@@ -137,7 +135,7 @@ func throwawayKey(pub crypto.PublicKey) (crypto.Signer, error) {
 	return nil, fmt.Errorf("ca: unsupported issuer key type %T", pub)
 }
 
-func (c *CA) registry(profile string) (lint.Registry, error) {
+func (c *CA) registry(profile string) (*linter, error) {
 	c.regMu.Lock()
 	defer c.regMu.Unlock()
 	if r, ok := c.regs[profile]; ok {
@@ -147,8 +145,9 @@ func (c *CA) registry(profile string) (lint.Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ca: lint registry: %w", err)
 	}
-	c.regs[profile] = r
-	return r, nil
+	l := newLinter(r)
+	c.regs[profile] = l
+	return l, nil
 }
 
 // maxSerialTries bounds retries when a random serial collides (which for 127-bit serials means a broken RNG).
@@ -215,7 +214,7 @@ func (c *CA) IssueRecord(ctx context.Context, r Request) (*x509.Certificate, Cer
 		if err != nil {
 			return nil, CertRecord{}, fmt.Errorf("ca: parse lint certificate: %w", err)
 		}
-		if err := lintDER(reg, lintDERBytes); err != nil {
+		if err := reg.lint(lintDERBytes); err != nil {
 			return nil, CertRecord{}, err
 		}
 		tbsHash := sha256.Sum256(lintCert.RawTBSCertificate)

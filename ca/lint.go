@@ -36,13 +36,18 @@ func lintRegistry(profile string) (lint.Registry, error) {
 	return lint.GlobalRegistry().Filter(lint.FilterOptions{IncludeSources: sources, ExcludeNames: excl})
 }
 
-// lintDER runs zlint on a certificate. It returns ErrLint naming every error- or fatal-level finding.
+// lintDER runs zlint on a certificate with the whole registry. It returns ErrLint naming every error- or
+// fatal-level finding. Issuance lints through a linter (lintshape.go), which runs the same lints that can apply.
 func lintDER(reg lint.Registry, der []byte) error {
 	zc, err := zx509.ParseCertificate(der)
 	if err != nil {
 		return fmt.Errorf("%w: zcrypto cannot parse the certificate: %v", ErrLint, err)
 	}
-	res := zlint.LintCertificateEx(zc, reg)
+	return lintResult(reg, zlint.LintCertificateEx(zc, reg))
+}
+
+// lintResult returns ErrLint naming every error- or fatal-level finding of res.
+func lintResult(reg lint.Registry, res *zlint.ResultSet) error {
 	if !res.ErrorsPresent && !res.FatalsPresent {
 		return nil
 	}

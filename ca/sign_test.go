@@ -178,7 +178,7 @@ func TestPipelineLintRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.regMu.Lock()
-	c.regs[ProfileTLSServer] = strict
+	c.regs[ProfileTLSServer] = newLinter(strict)
 	c.regMu.Unlock()
 	before, events := st.snapshot()
 	_, err = c.Issue(context.Background(), req)
