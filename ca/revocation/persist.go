@@ -59,6 +59,27 @@ func (r *Responder) publish(recs []ca.OCSPRecord) {
 	}
 }
 
+// reconciler is a sink that can check what it holds against the database's responses (DirSink.Reconcile).
+type reconciler interface {
+	Reconcile(recs []ca.OCSPRecord) error
+}
+
+// reconcile hands recs, responses read from the store at start, to the sink to check what it holds against
+// them (a sink that cannot check is given them as by publish).
+func (r *Responder) reconcile(recs []ca.OCSPRecord) {
+	rs, ok := r.cfg.Sink.(reconciler)
+	if !ok {
+		r.publish(recs)
+		return
+	}
+	if len(recs) == 0 {
+		return
+	}
+	if err := rs.Reconcile(recs); err != nil {
+		r.report(fmt.Errorf("revocation: OCSP sink: %w", err))
+	}
+}
+
 // withdraw tells the sink that serial's responses signed from a record version older than olderThan (any,
 // if zero) are no longer to be served.
 func (r *Responder) withdraw(serial string, olderThan time.Time) {
@@ -184,7 +205,7 @@ func (r *Responder) warm(ctx context.Context, d *delegate) (int, error) {
 				installed = append(installed, o)
 			}
 		}
-		r.publish(installed)
+		r.reconcile(installed) // the directory may have lost writes to a crash of the machine (DirSink)
 		if len(recs) < refreshPage {
 			return loaded, nil
 		}

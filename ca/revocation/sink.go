@@ -42,8 +42,14 @@ type Sink interface {
 // which static servers answer such a path with. A file's modification time is the response's thisUpdate
 // (the servers' Last-Modified).
 //
-// Writes are atomic (a temporary file in <dir>/.mohr/tmp, synced, then renamed over the old one), so a
-// server reads either the old or the new response, never a part. A node killed in the middle of a write leaves
+// Writes are atomic (a temporary file in <dir>/.mohr/tmp renamed over the old one), so a server reads either
+// the old or the new response, never a part. A write that would change nothing (the same bytes, or a response
+// as fresh from the same record version that another node wrote) is not made. Files are not fsynced: the
+// database holds every response (ca.OCSPStore) and the directory is a cache of it. A process killed mid-write
+// cannot leave a short file (the rename is atomic); only a crash of the machine can, losing data the kernel
+// had not written yet, and every node that starts reconciles the directory with the database
+// (Reconcile, which reads every file back), so such a file is repaired when the machine's nodes start again.
+// A node killed in the middle of a write leaves
 // its temporary file there; whoever takes the lock next removes it (nobody else writes while the lock is held,
 // so every file in .mohr/tmp then is an orphan). Several nodes may share the directory:
 // each write takes an exclusive lock (<dir>/.mohr/lock), and a response signed from an older version of
@@ -101,6 +107,22 @@ func (s *DirSink) Put(recs []ca.OCSPRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	return s.putAll(recs, false)
+}
+
+// Reconcile is Put for a node that starts: recs are the responses the database holds, and the directory may
+// have lost writes to a crash of the machine (files are not fsynced). Where Put trusts a response the
+// directory already has for the same record version, as fresh or fresher, Reconcile reads it back and
+// rewrites it unless it is the bytes of recs or a whole response for the serial with the recorded thisUpdate
+// (another node's signature of the same status).
+func (s *DirSink) Reconcile(recs []ca.OCSPRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	return s.putAll(recs, true)
+}
+
+func (s *DirSink) putAll(recs []ca.OCSPRecord, check bool) error {
 	unlock, err := s.locked()
 	if err != nil {
 		return err
@@ -108,14 +130,14 @@ func (s *DirSink) Put(recs []ca.OCSPRecord) error {
 	defer unlock()
 	var errs []error
 	for _, rec := range recs {
-		if err := s.put(rec); err != nil {
+		if err := s.put(rec, check); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (s *DirSink) put(rec ca.OCSPRecord) error {
+func (s *DirSink) put(rec ca.OCSPRecord, check bool) error {
 	serial, err := NormalizeSerial(rec.Serial)
 	if err != nil {
 		return err
@@ -124,9 +146,11 @@ func (s *DirSink) put(rec ca.OCSPRecord) error {
 	if v, t, ok := readVersion(vfile); ok && rec.CertVersion.Before(v) {
 		return nil // signed from an older version of the record than what is there
 	} else if ok && rec.CertVersion.Equal(v) && !rec.ThisUpdate.After(t) {
-		if p, err := s.Path(serial, crypto.SHA1); err == nil && exists(p) {
-			return nil // the same version, as fresh or fresher
+		// The same version, as fresh or fresher: kept, if it is there (and, when reconciling, whole).
+		if s.kept(serial, rec, t, check) {
+			return nil
 		}
+		// Not there or damaged: rec's responses go in, and the version file says what they are now.
 	}
 	for i, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
 		p, err := s.Path(serial, h)
@@ -182,6 +206,40 @@ func exists(path string) bool {
 	return err == nil
 }
 
+// kept reports whether the directory's responses for serial, recorded (in the version file) as signed from
+// rec's record version with thisUpdate t, are there: the SHA-1 one exists (Put), or, with check, every hash
+// rec has is whole (Reconcile). A whole file is rec's bytes, or a response for serial with thisUpdate t.
+func (s *DirSink) kept(serial string, rec ca.OCSPRecord, t time.Time, check bool) bool {
+	if !check {
+		p, err := s.Path(serial, crypto.SHA1)
+		return err == nil && exists(p)
+	}
+	n, _ := new(big.Int).SetString(serial, 16)
+	for i, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
+		if rec.DER[i] == nil {
+			continue
+		}
+		p, err := s.Path(serial, h)
+		if err != nil {
+			return false
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return false
+		}
+		if bytes.Equal(b, rec.DER[i]) {
+			continue
+		}
+		// Parsed without the issuer: no signature is checked, this only tells a whole response from a
+		// truncated or emptied file (the directory is written by the nodes alone).
+		resp, err := ocsp.ParseResponse(b, nil)
+		if err != nil || resp.SerialNumber == nil || resp.SerialNumber.Cmp(n) != 0 || !resp.ThisUpdate.Equal(t.Truncate(time.Second)) {
+			return false
+		}
+	}
+	return true
+}
+
 func readVersion(path string) (version, thisUpdate time.Time, ok bool) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -210,8 +268,8 @@ func (s *DirSink) locked() (func(), error) {
 	return unlock, nil
 }
 
-// writeAtomic replaces path with data: a synced temporary file in tmpDir (on the same file system) renamed
-// over it. A non-zero mtime becomes the file's modification time. An identical file is left alone.
+// writeAtomic replaces path with data: a temporary file in tmpDir (on the same file system) renamed over it,
+// not synced (DirSink says why). A non-zero mtime becomes the file's modification time. An identical file is left alone.
 func writeAtomic(tmpDir, path string, data []byte, mtime time.Time) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
 		return nil
@@ -228,9 +286,6 @@ func writeAtomic(tmpDir, path string, data []byte, mtime time.Time) error {
 	_, err = f.Write(data)
 	if err == nil {
 		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr

@@ -30,6 +30,7 @@ import (
 
 	"github.com/mohr-hix/mohr/ca"
 	"github.com/mohr-hix/mohr/internal/audit"
+	"github.com/mohr-hix/mohr/internal/store"
 	"github.com/mohr-hix/mohr/internal/testenv"
 )
 
@@ -492,4 +493,166 @@ func TestDirSinkKilledWriter(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestDirSinkRepairedAtStart leaves the directory as a crash of the machine can (files are not fsynced): an
+// emptied response, a truncated one, an emptied version file. A node that starts on the same database puts
+// back the database's bytes, and rewrites no file that is already right (same inode). A second node adopting
+// the responses the first stored writes nothing either, while a newer response still replaces the file.
+func TestDirSinkRepairedAtStart(t *testing.T) {
+	ctx := context.Background()
+	p := newTestPKI(t, testEpoch, 1)
+	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "mohr.db"), store.WithClock(p.clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var serials []string
+	for i := 0; i < 3; i++ {
+		c, s := p.leaf(t, false)
+		rec := ca.CertRecord{Serial: s, Profile: "physician-auth", Subject: c.Subject.String(), Subject2: "IDCIR-0499370899",
+			NotBefore: c.NotBefore, NotAfter: c.NotAfter, TBSHash: make([]byte, 32), Shard: 0}
+		if err := db.AddPending(ctx, rec, audit.Event{Time: p.clock.Now(), Kind: "cert.intent", Actor: "test", Subject: s}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.MarkIssued(ctx, s, c.Raw, audit.Event{Time: p.clock.Now(), Kind: "cert.issued", Actor: "test", Subject: s}); err != nil {
+			t.Fatal(err)
+		}
+		serials = append(serials, s)
+	}
+	dir := t.TempDir()
+	var sinkErrs atomic.Int64
+	node := func() (*Responder, *DirSink) {
+		t.Helper()
+		sink, err := NewDirSink(dir, p.inter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := newKey(t)
+		r, err := NewResponder(ResponderConfig{Issuer: p.issuer, Store: db, Key: k, Shards: 1, Now: p.clock.Now,
+			Issue: p.issueFunc(t, db, k), Sink: sink, OnError: func(err error) { t.Log(err); sinkErrs.Add(1) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return r, sink
+	}
+	_, sinkA := node()
+	path := func(s string, h crypto.Hash) string {
+		t.Helper()
+		p, err := sinkA.Path(s, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	stored := func(s string) ca.OCSPRecord {
+		t.Helper()
+		o, err := db.OCSPResponse(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	// whole checks that the directory holds the database's bytes for every serial.
+	whole := func(when string) {
+		t.Helper()
+		for _, s := range serials {
+			o := stored(s)
+			for i, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
+				if b, err := os.ReadFile(path(s, h)); err != nil || !bytes.Equal(b, o.DER[i]) {
+					t.Fatalf("%s: %s %v: %d bytes, not the database's %d (%v)", when, s, h, len(b), len(o.DER[i]), err)
+				}
+			}
+		}
+	}
+	whole("after the first node started")
+	stat := func(s string, h crypto.Hash) os.FileInfo {
+		t.Helper()
+		fi, err := os.Stat(path(s, h))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	before := map[string]os.FileInfo{}
+	for _, s := range serials {
+		for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
+			before[s+h.String()] = stat(s, h)
+		}
+	}
+
+	// The crash: what the kernel had not written is gone.
+	if err := os.Truncate(path(serials[0], crypto.SHA1), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path(serials[1], crypto.SHA256), int64(len(stored(serials[1]).DER[1])/2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filepath.Join(dir, ".mohr", "versions", serials[2]), 0); err != nil {
+		t.Fatal(err)
+	}
+	// Put trusts the version file (it does not read every file back on every write): the damage stays...
+	if err := sinkA.Put([]ca.OCSPRecord{stored(serials[0])}); err != nil {
+		t.Fatal(err)
+	}
+	if fi := stat(serials[0], crypto.SHA1); fi.Size() != 0 {
+		t.Fatalf("Put read the file back: %d bytes", fi.Size())
+	}
+	// ...until a node starts.
+	b, _ := node()
+	whole("after the second node started")
+	damaged := map[string]bool{serials[0] + crypto.SHA1.String(): true, serials[1] + crypto.SHA256.String(): true}
+	for _, s := range serials {
+		for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
+			if same := os.SameFile(before[s+h.String()], stat(s, h)); same == damaged[s+h.String()] {
+				t.Errorf("%s %v: damaged %v, rewritten %v", s, h, damaged[s+h.String()], !same)
+			}
+		}
+	}
+	if v, tu, ok := readVersion(filepath.Join(dir, ".mohr", "versions", serials[2])); !ok || !v.Equal(stored(serials[2]).CertVersion) || !tu.Equal(stored(serials[2]).ThisUpdate) {
+		t.Fatalf("version file not repaired: %v %v %v", v, tu, ok)
+	}
+
+	// The second node hears of the certificates through its change feed and adopts what the first stored:
+	// nothing is written.
+	for _, s := range serials {
+		for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
+			before[s+h.String()] = stat(s, h)
+		}
+	}
+	if _, err := b.UpdateIssued(ctx, serials); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range serials {
+		for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
+			if !os.SameFile(before[s+h.String()], stat(s, h)) {
+				t.Errorf("%s %v: rewritten with the same response", s, h)
+			}
+		}
+	}
+	whole("after the change feed")
+
+	// A response signed later (a refresh) still replaces the file; the older one does not come back.
+	old := stored(serials[0])
+	p.clock.Add(time.Hour)
+	if err := b.Refresh(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if newer := stored(serials[0]); !newer.ThisUpdate.After(old.ThisUpdate) {
+		t.Fatalf("refresh did not sign anew: %v, was %v", newer.ThisUpdate, old.ThisUpdate)
+	}
+	whole("after the refresh")
+	if err := sinkA.Put([]ca.OCSPRecord{old}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sinkA.Reconcile([]ca.OCSPRecord{old}); err != nil {
+		t.Fatal(err)
+	}
+	whole("after a late write of the older response")
+	if n := sinkErrs.Load(); n != 0 {
+		t.Fatalf("%d sink errors", n)
+	}
 }

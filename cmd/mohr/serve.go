@@ -121,6 +121,9 @@ type node struct {
 	bundle   *offline.Publisher
 	remote   *remote.Service // nil unless remote_signing is configured (remotewire.go)
 	closers  []func() error
+
+	// clientRev answers api's client-certificate revocation check from memory, kept current by changeFeed.
+	clientRev *api.ClientRevocationCache
 }
 
 func (n *node) close() {
@@ -161,6 +164,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*node, error) {
 	if n.feedFrom, err = n.st.AuditSize(ctx); err != nil {
 		return fail(err)
 	}
+	n.clientRev = api.NewClientRevocationCache(clientRevocation{n.st}, clientRevocationBound, cfg.clock())
 
 	is, err := loadIssuer(ctx, cfg)
 	if err != nil {
@@ -311,7 +315,7 @@ func (n *node) apiServer() (*api.Server, error) {
 		Registry:      ta,
 		Audit:         auditAPI{st: n.st, vkeys: n.vkeys},
 		Auditor:       n.st,
-		Revocation:    clientRevocation{n.st},
+		Revocation:    n.clientRev,
 		Ready:         &readiness{st: n.st, holder: n.id},
 		CAAdmin:       caAdmin{n},
 		Approvals:     approvalStore{n.st},
@@ -510,8 +514,13 @@ func (n *node) changeFeed(ctx context.Context) error {
 				reloadAnchors = false
 			}
 		}
+		polled := n.cfg.clock()() // before the log's size: every change committed before it is read by this poll
 		size, err := n.st.AuditSize(ctx)
-		if err != nil || size <= next {
+		if err != nil {
+			continue
+		}
+		if size <= next {
+			n.clientRev.Synced(polled)
 			continue
 		}
 		for next < size {
@@ -547,6 +556,7 @@ func (n *node) changeFeed(ctx context.Context) error {
 						changed = append(changed, e.Event.Subject)
 					}
 					if e.Event.Kind != "cert.issued" {
+						n.clientRev.Invalidate(e.Event.Subject)
 						if rec, err := n.st.Certificate(ctx, e.Event.Subject); err == nil {
 							n.crl.Trigger(rec.Shard)
 						}
@@ -570,6 +580,9 @@ func (n *node) changeFeed(ctx context.Context) error {
 				n.log.Debug("OCSP pre-signed", "changes", len(issued)+len(changed), "in_request", cached,
 					"lag", time.Since(oldest).Round(time.Millisecond))
 			}
+		}
+		if next >= size {
+			n.clientRev.Synced(polled)
 		}
 	}
 }

@@ -567,8 +567,14 @@ func hashesOut[T ~[]H, H ~[32]byte](p T) [][]byte {
 	return out
 }
 
+// clientRevocationBound is how far behind the change feed (a poll every 2 s) may be before the API stops
+// answering client-certificate revocation from memory (api.ClientRevocationCache) and reads the database on
+// every request: a client revoked on any node is refused at most this long after the revocation committed.
+const clientRevocationBound = 10 * time.Second
+
 // clientRevocation implements api.RevocationChecker from the store: a client certificate is admitted only
-// if the CA recorded it as issued. Unknown serials are refused (fail closed).
+// if the CA recorded it as issued. Unknown serials are refused (fail closed). The server reads it through
+// api.ClientRevocationCache.
 type clientRevocation struct{ st ca.Store }
 
 func (c clientRevocation) Revoked(ctx context.Context, cert *x509.Certificate) (bool, error) {
