@@ -63,7 +63,15 @@ start() { # GOMAXPROCS [build [serve flags]]
 	SRV=$!
 	# A start re-signs the OCSP responses an earlier build left unsigned and reads every stored one, which
 	# grows with the database (each round adds thousands of certificates): allow it two minutes.
-	for _ in $(seq 1 1200); do curl -sf "http://$PUB/healthz" >/dev/null && return; sleep 0.1; done
+	local t0
+	t0=$(date -u +%s.%N)
+	for _ in $(seq 1 1200); do
+		if curl -sf "http://$PUB/healthz" >/dev/null; then
+			UP=$(date -u +%H:%M:%S.%N) STARTUP=$(awk -v a="$t0" -v b="$(date -u +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+			return
+		fi
+		sleep 0.1
+	done
 	echo "bench-issue: ${2:-mohr} (GOMAXPROCS=$1) did not answer /healthz within 2 minutes; its log:" >&2
 	cat "$W/serve.log" >&2; exit 1
 }
@@ -90,11 +98,19 @@ issue() { # concurrency [drain seconds] -> "rps p50 cpu_us_per_cert certs"
 		END { if (!ok) print "0 0ms 0 0" }'
 }
 # presigned -> "changes max_lag_ms in_request": the OCSP pre-signing the server's change feed logged (--log-level debug;
-# builds without the flag log nothing).
-presigned() { awk '/OCSP pre-signed/ { for (i = 1; i <= NF; i++) { split($i, kv, "=")
+# builds without the flag log nothing). A page's lag runs from its oldest event; events from before the server
+# answered (the certificates it issues itself while starting: its responder's and TLS certificates) count from
+# the moment it answered (UP), since the change feed only starts then: otherwise the start-up time, which grows
+# with the responses stored (the responder reads and verifies each of them), would be reported as the feed's lag.
+presigned() { awk -v up="$UP" 'function sod(t, h) { split(t, h, ":"); return h[1] * 3600 + h[2] * 60 + h[3] }
+	BEGIN { u = sod(up) }
+	/OCSP pre-signed/ { for (i = 1; i <= NF; i++) { split($i, kv, "=")
+		if (kv[1] == "time") { split(kv[2], dt, "T"); at = sod(substr(dt[2], 1, length(dt[2]) - 1)); if (at < u - 43200) at += 86400 }
 		if (kv[1] == "changes") n += kv[2]
 		if (kv[1] == "in_request") q += kv[2]
-		if (kv[1] == "lag") { l = kv[2] + 0; if (kv[2] ~ /ms$/) l /= 1000; else if (kv[2] ~ /µs$/) l /= 1e6; else if (kv[2] ~ /m[0-9]/) l = 999; if (l > m) m = l } } }
+		if (kv[1] == "lag") { l = kv[2] + 0; if (kv[2] ~ /ms$/) l /= 1000; else if (kv[2] ~ /µs$/) l /= 1e6; else if (kv[2] ~ /m[0-9]/) l = 999 } }
+		if (at - l < u) l = at - u
+		if (l > m) m = l }
 	END { printf "%d %.0f %d\n", n, m * 1000, q }' "$W/serve.log"; }
 bare() { "$W/bench" -scenario bare-create -ca-cert "$W/data/ca/intermediate.pem" -ca-key "$W/data/ca/intermediate.key" -c "$1" -d "$dur" -warmup 0 |
 	sed -E 's/.* rps=([0-9]+) .*/\1/'; }
@@ -123,7 +139,7 @@ for r in $(seq 1 "$rounds"); do
 		awk -v r="$r" -v bd="$b" -v one="$one" -v p50="$p50" -v many="$many" -v p50m="$p50m" -v cpu="$cpum" -v b="$bn" 'BEGIN {
 			printf "round %d %s: 1 client %s certs/s p50 %s | 32 clients %s certs/s p50 %s, server CPU %s us/cert | bare 32 %s/s | ratio %.3f\n",
 				r, bd, one, p50, many, p50m, cpu, b, many / b }'
-		[ "$pre" -gt 0 ] && echo "  OCSP pre-signing: $pre of $((n1 + n32)) issued certificates (and the responder's own) pre-signed and stored, $inreq of them signed by the issuing request itself; the change feed stored the last $lag ms after issuance"
+		[ "$pre" -gt 0 ] && echo "  OCSP pre-signing: $pre of $((n1 + n32)) issued certificates (and the server's own) pre-signed and stored, $inreq of them signed by the issuing request itself; the change feed stored the last $lag ms after issuance (or after the server answered, for its own); start-up took $STARTUP s"
 	done
 done
 for p in 1 2; do

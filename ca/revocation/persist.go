@@ -1,8 +1,10 @@
 package revocation
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/big"
@@ -101,12 +103,18 @@ func (r *Responder) loadEntry(d *delegate, o ca.OCSPRecord, seq uint64) (*entry,
 		if der == nil {
 			continue
 		}
-		resp, err := ocsp.ParseResponse(der, r.cfg.Issuer.Cert)
+		// Without the issuer, ParseResponse checks the response's signature against the responder certificate
+		// it embeds; that certificate is then checked against the issuer here, once per responder certificate
+		// (responderIssued), instead of once per response: every stored response of a node's run shares it.
+		resp, err := ocsp.ParseResponse(der, nil)
 		if err != nil {
 			return nil, nil, err
 		}
 		if resp.SerialNumber.Cmp(n) != 0 || resp.Certificate == nil || resp.Certificate.NotAfter.Before(resp.NextUpdate) {
 			return nil, nil, errors.New("stored OCSP response does not match its record")
+		}
+		if err := r.responderIssued(d, resp.Certificate); err != nil {
+			return nil, nil, err
 		}
 		if first == nil {
 			first = resp
@@ -135,6 +143,36 @@ func (r *Responder) loadEntry(d *delegate, o ca.OCSPRecord, seq uint64) (*entry,
 		}
 	}
 	return e, intBytes(n), nil
+}
+
+// maxResponderCerts bounds the memory of responder certificates found issued by the CA (one per node and
+// renewal, every two days by default).
+const maxResponderCerts = 256
+
+// responderIssued checks that cert, the responder certificate a stored response embeds, carries the issuer's
+// signature, as ocsp.ParseResponse does when given the issuer. The current delegate's certificate was checked
+// by renew; others are checked once and remembered (only those that pass).
+func (r *Responder) responderIssued(d *delegate, cert *x509.Certificate) error {
+	if d != nil && bytes.Equal(cert.Raw, d.cert.Raw) {
+		return nil
+	}
+	key := sha256.Sum256(cert.Raw)
+	r.respMu.Lock()
+	ok := r.respOK[key]
+	r.respMu.Unlock()
+	if ok {
+		return nil
+	}
+	if err := r.cfg.Issuer.Cert.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err != nil {
+		return ocsp.ParseError("bad OCSP signature: " + err.Error())
+	}
+	r.respMu.Lock()
+	if r.respOK == nil || len(r.respOK) >= maxResponderCerts {
+		r.respOK = map[[32]byte]bool{}
+	}
+	r.respOK[key] = true
+	r.respMu.Unlock()
+	return nil
 }
 
 // warm fills the cache from the stored responses that verify and are not due for refresh; Refresh then

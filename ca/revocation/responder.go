@@ -145,6 +145,9 @@ type Responder struct {
 	cache map[string]*entry // key: content octets of the serialNumber INTEGER
 
 	signFresh freshState // SignFresh's memory (fresh.go)
+
+	respMu sync.Mutex
+	respOK map[[32]byte]bool // responder certificates of stored responses found issued by the CA (persist.go)
 }
 
 // NewResponder checks cfg and returns a Responder that answers tryLater until Start succeeds.
