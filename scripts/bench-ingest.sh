@@ -111,7 +111,9 @@ done
 grep '^bare-ingest' "$W/bare.out"
 
 # Where the server's CPU went (the profiles of MOHR_BIN's servers cover their warm-ups and rounds; they did
-# nothing else), by the ingestion's stage functions. Verification runs three times per prescription (the B-B
+# nothing else), by the ingestion's stage functions (a build from before the parse-once change named them
+# Verify and addSignatureTimestamp; since, verifyParsed and addSignatureTimestampParsed: both are matched).
+# Verification runs three times per prescription (the B-B
 # input, the B-T signature inside addRevocation for the chain's other statuses, the B-LT result), the later
 # passes finding the earlier passes' signature checks in the verifier's cache; OCSP is addRevocation without
 # that verification. Background work (GC, the runtime) is not attributed to a stage.
@@ -124,10 +126,10 @@ share() { # focus-regex [ignore-regex] -> fraction of all samples
 [ -z "${PROFILE_OUT:-}" ] || cp "$W/mohr" "$W/cpu.pprof" "$W"/cpu.*.alloc.pprof "$PROFILE_OUT"/ 2>/dev/null || true
 echo "# CPU by stage (share of the server's samples; us/rx from the last round's CPU per prescription, $cpurx us):"
 for st in "ingest (all of IngestAs);signing\.\(\*Ingestor\)\.IngestAs$;" \
-	"verify (3 passes);signing\.\(\*Verifier\)\.Verify$;" \
+	"verify (3 passes);signing\.\(\*Verifier\)\.(Verify|verifyParsed)$;" \
 	"  of it: registry lookup (SQL);signing\.\(\*Verifier\)\.registration$;" \
-	"TSA (timestamp token);signing\.[aA]ddSignatureTimestamp$;" \
-	"OCSP (fresh response, B-LT data);signing\.\(\*Ingestor\)\.addRevocation$;signing\.\(\*Verifier\)\.Verify$" \
+	"TSA (timestamp token);signing\.([aA]ddSignatureTimestamp|addSignatureTimestampParsed)$;" \
+	"OCSP (fresh response, B-LT data);signing\.\(\*Ingestor\)\.addRevocation$;signing\.\(\*Verifier\)\.(Verify|verifyParsed)$" \
 	"store (SQLite durable, group commit);prescriptionStore\.SavePrescription$;" \
 	"seal (sealed report);signing\.sealReport$;" \
 	"TLS (handshakes, records);crypto/tls\.;signing\." \

@@ -23,6 +23,19 @@ type SQLite struct {
 // busyTimeoutMS is how long a connection waits for another process's write lock.
 const busyTimeoutMS = 10000
 
+// walCheckpointPages is how many WAL pages a commit may leave before the committing connection checkpoints
+// them into the database file (SQLite's default is 1000 pages, 4 MB). Every commit is durable in the WAL
+// (synchronous=FULL) whatever this is: it only says how often the pages are copied into the database. A
+// page written by many commits between two checkpoints (B-tree interior pages, the tables' and the audit
+// log's last pages, hot index pages) is copied once, and the writer, which runs the checkpoint, stalls the
+// queued commits less often. Measured with BenchmarkSavePrescription (32 concurrent ingestions' rows,
+// 2026-12-03, docs/signing.md "Store"): 16000 pages gives 0.70 of the CPU per row of 1000 and 1.9x the
+// rows/s. The WAL file grows to about 64 MB (walSizeLimit truncates it back after a checkpoint).
+const walCheckpointPages = 16000
+
+// walSizeLimit is the size the WAL file is truncated to when a checkpoint has emptied it (journal_size_limit).
+const walSizeLimit = 64 << 20
+
 // OpenSQLite opens (creating if needed) the database file at path and migrates its schema.
 func OpenSQLite(ctx context.Context, path string, opts ...Option) (*SQLite, error) {
 	if path == "" || strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") || path == ":memory:" {
@@ -30,7 +43,8 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*SQLite, erro
 	}
 	o := buildOptions(opts)
 	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)", busyTimeoutMS)
-	w, err := sql.Open("sqlite", path+"?"+common+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	w, err := sql.Open("sqlite", path+"?"+common+"&_pragma=journal_mode(WAL)&_txlock=immediate"+
+		fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)&_pragma=journal_size_limit(%d)", walCheckpointPages, walSizeLimit))
 	if err != nil {
 		return nil, fmt.Errorf("store: open SQLite: %w", err)
 	}
