@@ -230,6 +230,7 @@ func lintShape(c *zx509.Certificate) string {
 	bit(arpa)
 	bit(onion)
 	bit(onionFold)
+	bit(util.IsOnionV2Cert(c)) // tor_service_descriptor_hash_invalid: a 16-character base32 label, suffix "onion"
 	sep()
 	// Dates: the ASN.1 time types (UTCTime or GeneralizedTime), the validity's UTC days, its length against 7,
 	// 10 and 30 days, and both ends against every fixed date a CheckApplies compares with.

@@ -143,7 +143,7 @@ func lintCopyFor(t testing.TB, c *CA, req Request, now time.Time) ([]byte, error
 func TestLintShapeEqualsFullRun(t *testing.T) {
 	keysBy := testSubjectKeys()
 	names := []string{"Salamat Insurance API", "Imam Hospital HIS", "Dr Sara Ahmadi", "x", "Ab 1.0.0.127.in-addr.arpa", "zz.onion", "Über Klinik", strings.Repeat("n", 64)}
-	dns := [][]string{{"hix.example.ir"}, {"a.example.ir", "b.example.ir"}, {"*.example.ir"}, {"hix.moh.internal"}, {"1.0.0.127.in-addr.arpa"}, {"HIX.EXAMPLE.IR"}, {"x.onion"}, {"under_score.example.ir"}, {"localhost"}}
+	dns := [][]string{{"hix.example.ir"}, {"a.example.ir", "b.example.ir"}, {"*.example.ir"}, {"hix.moh.internal"}, {"1.0.0.127.in-addr.arpa"}, {"HIX.EXAMPLE.IR"}, {"x.onion"}, {"facebookcorewwwi.onion"}, {"under_score.example.ir"}, {"localhost"}}
 	times := []time.Time{testNow, testNow.Add(3 * time.Hour), testNow.Add(23*time.Hour + 59*time.Minute), testNow.AddDate(0, 0, 1), testNow.AddDate(2, 0, 0), time.Date(2049, 6, 1, 0, 0, 0, 0, time.UTC), time.Date(2050, 1, 2, 0, 0, 0, 0, time.UTC)}
 	issuers := map[string]crypto.Signer{"p256": p256(t), "rsa2048": rsaKey(t, 2048)}
 	var hits, checked int
@@ -299,6 +299,8 @@ func FuzzLintShape(f *testing.F) {
 	f.Add(uint8(1), uint16(0xffff), "x.onion", "1.0.0.127.in-addr.arpa", "a@b.ir", int64(86400*365*30), uint16(5), uint8(2))
 	f.Add(uint8(2), uint16(0x0101), "", "*.example.ir", "PSD-IR-1", int64(-86400*365*12), uint16(30), uint8(3))
 	f.Add(uint8(3), uint16(0x8000), "CA", "localhost", "", int64(3600), uint16(9), uint8(0xff))
+	f.Add(uint8(0), uint16(0x0200), "facebookcorewwwi.onion", "facebookcorewwwi.onion", "", int64(0), uint16(90), uint8(0x09))
+	f.Add(uint8(0), uint16(0x0200), "x.onion", "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzab.onion", "", int64(0), uint16(90), uint8(0x09))
 	f.Fuzz(func(t *testing.T, keyKind uint8, bits uint16, cn, dns, extra string, shift int64, days uint16, kind uint8) {
 		k := fuzzKeys()[int(keyKind)%len(fuzzKeys())]
 		now := testNow.Add(time.Duration(shift%(86400*365*40)) * time.Second)
@@ -340,6 +342,9 @@ func FuzzLintShape(f *testing.F) {
 		}
 		if kind&0x08 != 0 {
 			tmpl.PolicyIdentifiers = []asn1.ObjectIdentifier{{2, 23, 140, 1, 2, 2}}
+		}
+		if kind&0x04 != 0 {
+			tmpl.PolicyIdentifiers = append(tmpl.PolicyIdentifiers, asn1.ObjectIdentifier{2, 23, 140, 1, 1}) // EV (onion lints)
 		}
 		if kind&0x10 != 0 {
 			tmpl.OCSPServer, tmpl.IssuingCertificateURL = []string{"http://ocsp.example.ir"}, []string{"http://ca.example.ir/ca.crt"}
